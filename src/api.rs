@@ -1,0 +1,103 @@
+//! The aggregator's HTTP surface (DESIGN.md, "HTTP surface of the aggregator"):
+//! the JSON API and `/health`. Handlers only translate between HTTP and the
+//! `Aggregator`; they hold no state of their own.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::aggregator::Aggregator;
+use crate::limits;
+
+pub fn router(aggregator: Arc<Aggregator>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/v1/checks", get(list_checks))
+        .route("/api/v1/checks/{name}/results", get(check_results))
+        .route("/api/v1/checks/{name}/events", get(check_events))
+        .layer(axum::extract::DefaultBodyLimit::max(limits::API_BODY_BYTES_MAX))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits::API_REQUEST_TIMEOUT,
+        ))
+        .with_state(aggregator)
+}
+
+async fn list_checks(State(aggregator): State<Arc<Aggregator>>) -> Json<serde_json::Value> {
+    Json(json!({ "checks": aggregator.views().await }))
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+impl LimitQuery {
+    fn get(&self) -> usize {
+        self.limit
+            .unwrap_or(limits::API_RESULTS_LIMIT_DEFAULT)
+            .clamp(1, limits::API_RESULTS_LIMIT_MAX)
+    }
+}
+
+async fn check_results(
+    State(aggregator): State<Arc<Aggregator>>,
+    Path(name): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Response {
+    if aggregator.config().check(&name).is_none() {
+        return not_found(&name);
+    }
+    match aggregator.storage().recent_results(name.clone(), query.get()).await {
+        Ok(results) => Json(json!({ "check": name, "results": results })).into_response(),
+        Err(error) => storage_failure(error),
+    }
+}
+
+async fn check_events(
+    State(aggregator): State<Arc<Aggregator>>,
+    Path(name): Path<String>,
+    Query(query): Query<LimitQuery>,
+) -> Response {
+    if aggregator.config().check(&name).is_none() {
+        return not_found(&name);
+    }
+    match aggregator.recent_events(&name, query.get()).await {
+        Ok(events) => Json(json!({ "check": name, "events": events })).into_response(),
+        Err(error) => storage_failure(error),
+    }
+}
+
+/// 200 when storage really takes a write and reads it back; 503 naming the
+/// failing part otherwise.
+async fn health(State(aggregator): State<Arc<Aggregator>>) -> Response {
+    let storage = match tokio::time::timeout(limits::HEALTH_STORAGE_TIMEOUT, aggregator.storage().health_probe()).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(error)) => format!("failing: {error}"),
+        Err(_) => format!("failing: no answer within {}ms", limits::HEALTH_STORAGE_TIMEOUT.as_millis()),
+    };
+    let healthy = storage == "ok";
+    let body = json!({
+        "status": if healthy { "healthy" } else { "degraded" },
+        "checks": { "storage": storage },
+    });
+    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+fn not_found(name: &str) -> Response {
+    let body = json!({ "error": format!("no check named {name:?}") });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+fn storage_failure(error: crate::storage::StorageError) -> Response {
+    tracing::error!(%error, "storage failed while answering the API");
+    let body = json!({ "error": "storage is failing; see the aggregator's logs" });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}

@@ -1,0 +1,86 @@
+//! `lookout check`: run checks once, here and now, and print what happened.
+//! The tool for writing a check and for asking "is it up right now?".
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+
+use crate::probe::{Outcome, ProbeIdentity, Runner};
+
+pub async fn run(checks_dir: &Path, alerts_dir: &Path, names: &[String], json: bool, region: &str) -> ExitCode {
+    let config = match super::load_or_report(checks_dir, alerts_dir) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let mut selected = Vec::new();
+    for name in names {
+        match config.check(name) {
+            Some(check) => selected.push(check.clone()),
+            None => {
+                let known: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
+                eprintln!("no check named `{name}`; known checks: {}", known.join(", "));
+                return ExitCode::from(super::EXIT_FAILURE);
+            }
+        }
+    }
+    if names.is_empty() {
+        selected = config.checks.clone();
+    }
+    let identity = ProbeIdentity {
+        region: region.to_string(),
+        probe: crate::hostname(),
+    };
+    let runner = Runner::new(identity, Arc::clone(&config.secrets));
+    // All at once: each is bounded by its own timeout.
+    let results = join_all(selected.iter().map(|check| runner.run(check))).await;
+    let mut failed = 0;
+    let width = selected.iter().map(|c| c.name.len()).max().unwrap_or(5).max(5);
+    if !json {
+        println!("{:<width$}  {:<8}  {:>9}  DETAIL", "CHECK", "OUTCOME", "MS");
+    }
+    for (check, result) in selected.iter().zip(&results) {
+        if result.outcome != Outcome::Ok {
+            failed += 1;
+        }
+        if json {
+            match serde_json::to_string(result) {
+                Ok(line) => println!("{line}"),
+                Err(error) => eprintln!("cannot encode result: {error}"),
+            }
+        } else {
+            let slow = check
+                .expect
+                .max_latency
+                .is_some_and(|max| result.outcome == Outcome::Ok && result.duration_ms > max.as_secs_f64() * 1000.0);
+            let mut detail = match (result.status, &result.error) {
+                (Some(status), Some(error)) => format!("HTTP {status}: {error}"),
+                (Some(status), None) => format!("HTTP {status}"),
+                (None, Some(error)) => error.clone(),
+                (None, None) => String::new(),
+            };
+            if slow {
+                detail.push_str(" (slower than max_latency: degraded)");
+            }
+            for note in &result.notes {
+                detail.push_str(&format!(" [{note}]"));
+            }
+            println!(
+                "{:<width$}  {:<8}  {:>9.1}  {}",
+                check.name,
+                result.outcome.as_str(),
+                result.duration_ms,
+                detail.trim()
+            );
+        }
+    }
+    if failed > 0 {
+        if !json {
+            eprintln!("{failed} of {} check(s) failed", results.len());
+        }
+        ExitCode::from(super::EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,35 @@
+//! The subcommands. Each takes its validated arguments and returns the
+//! process exit code; `main.rs` only parses the command line and prints
+//! errors.
+
+pub mod check;
+pub mod serve;
+pub mod validate;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{self, Config};
+
+/// Exit codes of DESIGN.md.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Loads the config, or prints every error as `path:line:col: message` on
+/// stderr and returns the exit code to stop with.
+pub fn load_or_report(checks: &Path, alerts: &Path) -> Result<Config, ExitCode> {
+    match config::load(checks, alerts) {
+        Ok(config) => Ok(config),
+        Err(errors) => {
+            let total = errors.0.len();
+            for error in errors.0.iter().take(crate::limits::CONFIG_ERRORS_MAX) {
+                eprintln!("{error}");
+            }
+            if total > crate::limits::CONFIG_ERRORS_MAX {
+                eprintln!("... and {} more errors", total - crate::limits::CONFIG_ERRORS_MAX);
+            }
+            eprintln!("{total} error(s); nothing was started");
+            Err(ExitCode::from(EXIT_FAILURE))
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `lookout serve`: the aggregator and a local probe in one process, the
+//! embedded default. The probe reaches the aggregator through the same
+//! `ResultSink` contract a remote probe uses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::aggregator::Aggregator;
+use crate::limits;
+use crate::probe::{ProbeIdentity, Runner};
+use crate::scheduler::Scheduler;
+use crate::storage::Storage;
+use crate::transport::{self, LocalSink};
+
+pub struct ServeArgs {
+    pub checks: PathBuf,
+    pub alerts: PathBuf,
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub region: String,
+    pub retention: Duration,
+    pub concurrency: usize,
+}
+
+/// How often the aggregator lets time pass for staleness.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = match super::load_or_report(&args.checks, &args.alerts) {
+        Ok(config) => Arc::new(config),
+        Err(code) => return Ok(code),
+    };
+    let storage = Storage::open(&args.data).with_context(|| format!("opening storage in {}", args.data.display()))?;
+    let aggregator = Arc::new(Aggregator::new(config.clone(), storage.clone()).await.context("restoring check state")?);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr().context("reading the listening address")?;
+    tracing::info!(
+        checks = config.checks.len(),
+        region = %args.region,
+        data = %args.data.display(),
+        "listening on http://{local}"
+    );
+
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let (results_tx, results_rx) = mpsc::channel(limits::RESULT_QUEUE_CAPACITY);
+    let checks: Vec<_> = config
+        .checks
+        .iter()
+        .filter(|c| c.regions.as_ref().is_none_or(|r| r.contains(&args.region)))
+        .cloned()
+        .collect();
+    let runner = Runner::new(
+        ProbeIdentity { region: args.region.clone(), probe: crate::hostname() },
+        config.secrets.clone(),
+    );
+    let scheduler = Scheduler { runner, results: results_tx, concurrency: args.concurrency, on_lateness: None };
+    // The scheduler stops first; the shipper then drains what it produced.
+    let scheduler_cancel = cancel.clone();
+    let shipper_cancel = CancellationToken::new();
+    {
+        let shipper_cancel = shipper_cancel.clone();
+        tasks.spawn(async move {
+            scheduler.run(checks, scheduler_cancel).await;
+            shipper_cancel.cancel();
+        });
+    }
+    let sink: Arc<dyn transport::ResultSink> = Arc::new(LocalSink { aggregator: aggregator.clone() });
+    tasks.spawn(transport::ship(results_rx, sink, shipper_cancel));
+    tasks.spawn(tick_loop(aggregator.clone(), cancel.clone()));
+    tasks.spawn(retention_loop(storage, args.retention, cancel.clone()));
+
+    let app = crate::api::router(aggregator);
+    let server_cancel = cancel.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move { server_cancel.cancelled().await });
+    let served = server.await;
+    cancel.cancel();
+    let drained = tokio::time::timeout(limits::SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some tasks did not stop within {:?}; exiting anyway", limits::SHUTDOWN_GRACE);
+    }
+    served.context("HTTP server failed")?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tick_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(TICK_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        if let Err(error) = aggregator.tick(Utc::now()).await {
+            tracing::error!(%error, "cannot record staleness");
+        }
+    }
+}
+
+async fn retention_loop(storage: Storage, retention: Duration, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(limits::RETENTION_PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        match storage.prune_results(cutoff, limits::RETENTION_PRUNE_BATCH).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned results older than the retention"),
+            Err(error) => tracing::error!(%error, "pruning old results failed"),
+        }
+    }
+}
+
+/// Cancels on SIGINT or SIGTERM.
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = cancel.cancelled() => {}
+    }
+    cancel.cancel();
+}

@@ -1,0 +1,964 @@
+//! The user's declarations: checks (`checks/*.yaml`) and alert channels
+//! (`alerts/*.yaml`), loaded, interpolated from the environment and validated.
+//!
+//! Loading never stops at the first mistake: it returns a `Config` only when
+//! every file is valid, and otherwise every error it found, each with its file,
+//! line and column. The daemon, `lookout validate` and `lookout check` all use
+//! this one loader, so what validates is exactly what runs.
+
+mod decode;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use regex::Regex;
+use reqwest::Method;
+use reqwest::header::{HeaderName, HeaderValue};
+use url::Url;
+
+use crate::limits;
+use crate::schedule::{CronSchedule, Schedule};
+use decode::{Ctx, EnvLookup};
+use yaml::{Node, Pos, Value};
+
+/// One problem in one file, printed as `path:line:col: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub pos: Pos,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.pos.line,
+            self.pos.col,
+            self.message
+        )
+    }
+}
+
+/// All the errors of a failed load, in file and line order.
+#[derive(Debug, thiserror::Error)]
+#[error("{} configuration error(s)", .0.len())]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// Values that came from the environment: they are masked in every output.
+#[derive(Clone, Debug, Default)]
+pub struct Secrets(BTreeSet<String>);
+
+impl Secrets {
+    /// Values shorter than this are not masked: masking `1` or `on` would
+    /// garble every message while protecting nothing.
+    const MASK_MIN_CHARS: usize = 4;
+
+    pub fn add(&mut self, value: &str) {
+        if value.chars().count() >= Self::MASK_MIN_CHARS {
+            self.0.insert(value.to_string());
+        }
+    }
+
+    /// `text` with every secret value replaced by `****`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        // Longest first, so a secret containing another is masked whole.
+        let mut secrets: Vec<&String> = self.0.iter().collect();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "****");
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub checks: Vec<Arc<Check>>,
+    pub channels: BTreeMap<String, Channel>,
+    pub default_channels: Vec<String>,
+    pub secrets: Arc<Secrets>,
+}
+
+impl Config {
+    pub fn check(&self, name: &str) -> Option<&Arc<Check>> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: String,
+    pub kind: CheckKind,
+    pub schedule: Schedule,
+    pub timeout: Duration,
+    /// `None`: every region known.
+    pub regions: Option<Vec<String>>,
+    pub expect: Expect,
+    pub alert: AlertRules,
+    pub labels: BTreeMap<String, String>,
+    pub description: Option<String>,
+}
+
+impl Check {
+    /// What the check looks at, for tables, logs and the `target` metric label.
+    pub fn target(&self) -> String {
+        match &self.kind {
+            CheckKind::Http(http) => http.url.to_string(),
+        }
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            CheckKind::Http(_) => "http",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum CheckKind {
+    Http(HttpSpec),
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpSpec {
+    pub url: Url,
+    pub method: Method,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Option<String>,
+    pub follow_redirects: bool,
+    pub tls_verify: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Expect {
+    /// Empty: any 2xx.
+    pub status: Vec<StatusRange>,
+    pub body_contains: Option<String>,
+    pub body_matches: Option<Regex>,
+    pub max_latency: Option<Duration>,
+}
+
+/// One accepted status: `200`, or a class such as `2xx`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl StatusRange {
+    pub fn contains(&self, status: u16) -> bool {
+        (self.low..=self.high).contains(&status)
+    }
+}
+
+impl fmt::Display for StatusRange {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.low == self.high {
+            write!(f, "{}", self.low)
+        } else {
+            write!(f, "{}xx", self.low / 100)
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AlertRules {
+    /// `None`: the alert files' `defaults.channels`.
+    pub channels: Option<Vec<String>>,
+    pub failures: u32,
+    pub successes: u32,
+    /// `None`: a majority of the live regions.
+    pub quorum: Option<u32>,
+    pub remind_every: Option<Duration>,
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        AlertRules {
+            channels: None,
+            failures: limits::ALERT_FAILURES_DEFAULT,
+            successes: limits::ALERT_SUCCESSES_DEFAULT,
+            quorum: None,
+            remind_every: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum ChannelKind {
+    Email(EmailChannel),
+    Webhook(WebhookChannel),
+}
+
+#[derive(Clone, Debug)]
+pub struct EmailChannel {
+    pub smtp: Url,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookChannel {
+    pub url: Url,
+    pub format: WebhookFormat,
+    pub secret: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookFormat {
+    Json,
+    Slack,
+    Discord,
+    Teams,
+    PagerDuty,
+    Alertmanager,
+}
+
+impl WebhookFormat {
+    const NAMES: [(&'static str, WebhookFormat); 6] = [
+        ("json", WebhookFormat::Json),
+        ("slack", WebhookFormat::Slack),
+        ("discord", WebhookFormat::Discord),
+        ("teams", WebhookFormat::Teams),
+        ("pagerduty", WebhookFormat::PagerDuty),
+        ("alertmanager", WebhookFormat::Alertmanager),
+    ];
+}
+
+/// Loads `checks_dir` and `alerts_dir` (every `*.yaml` / `*.yml`, in name
+/// order) with the process environment.
+pub fn load(checks_dir: &Path, alerts_dir: &Path) -> Result<Config, ConfigErrors> {
+    let env = |name: &str| std::env::var(name).ok();
+    load_with_env(checks_dir, alerts_dir, &env)
+}
+
+pub fn load_with_env(
+    checks_dir: &Path,
+    alerts_dir: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut secrets = Secrets::default();
+    let mut checks: Vec<(Check, PathBuf, Pos)> = Vec::new();
+    // Channel names each check refers to, with positions, for the cross-file pass.
+    let mut channel_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
+    // Every check name seen, even of checks with other errors, for duplicates.
+    let mut names: BTreeMap<String, (PathBuf, Pos)> = BTreeMap::new();
+    let mut channels: BTreeMap<String, (Channel, PathBuf, Pos)> = BTreeMap::new();
+    let mut defaults: Option<(Vec<(String, Pos)>, PathBuf)> = None;
+
+    for (file, text) in read_dir_yaml(checks_dir, true, &mut errors) {
+        let Some(root) = parse_file(&file, &text, &mut errors) else {
+            continue;
+        };
+        let mut ctx = Ctx {
+            file: &file,
+            errors: &mut errors,
+            secrets: &mut secrets,
+            env,
+        };
+        let mut refs = Refs::default();
+        for (check, pos) in decode_checks_file(&mut ctx, &root, &mut refs) {
+            checks.push((check, file.clone(), pos));
+        }
+        channel_refs.extend(refs.channels.into_iter().map(|(name, pos)| (name, pos, file.clone())));
+        for (name, pos) in refs.names {
+            if let Some((other_file, other_pos)) = names.get(&name) {
+                errors.push(ConfigError {
+                    file: file.clone(),
+                    pos,
+                    message: format!(
+                        "duplicate check name `{name}` (first defined at {}:{}:{})",
+                        other_file.display(),
+                        other_pos.line,
+                        other_pos.col
+                    ),
+                });
+            } else {
+                names.insert(name, (file.clone(), pos));
+            }
+        }
+    }
+    for (file, text) in read_dir_yaml(alerts_dir, false, &mut errors) {
+        let Some(root) = parse_file(&file, &text, &mut errors) else {
+            continue;
+        };
+        let mut ctx = Ctx {
+            file: &file,
+            errors: &mut errors,
+            secrets: &mut secrets,
+            env,
+        };
+        let decoded = decode_alerts_file(&mut ctx, &root);
+        for (channel, pos) in decoded.channels {
+            if let Some((_, other_file, other_pos)) = channels.get(&channel.name) {
+                let message = format!(
+                    "duplicate channel `{}` (first defined at {}:{}:{})",
+                    channel.name,
+                    other_file.display(),
+                    other_pos.line,
+                    other_pos.col
+                );
+                ctx.error(pos, message);
+            } else {
+                channels.insert(channel.name.clone(), (channel, file.clone(), pos));
+            }
+        }
+        if let Some((list, pos)) = decoded.defaults {
+            if let Some((_, other)) = &defaults {
+                let message = format!("`defaults` is already set in {}", other.display());
+                ctx.error(pos, message);
+            } else {
+                defaults = Some((list, file.clone()));
+            }
+        }
+    }
+
+    // Cross-file check: channels that exist.
+    let channel_names: Vec<&str> = channels.keys().map(String::as_str).collect();
+    let unknown_channel = |name: &str, file: &Path, pos: Pos, errors: &mut Vec<ConfigError>| {
+        if !channels.contains_key(name) {
+            let hint = decode::suggest(name, &channel_names)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_else(|| {
+                    if channel_names.is_empty() {
+                        format!("; no channels are defined in {}", alerts_dir.display())
+                    } else {
+                        format!("; defined channels: {}", channel_names.join(", "))
+                    }
+                });
+            errors.push(ConfigError {
+                file: file.to_path_buf(),
+                pos,
+                message: format!("unknown channel `{name}`{hint}"),
+            });
+        }
+    };
+    for (name, pos, file) in &channel_refs {
+        unknown_channel(name, file, *pos, &mut errors);
+    }
+    if let Some((list, file)) = &defaults {
+        for (name, pos) in list {
+            unknown_channel(name, file, *pos, &mut errors);
+        }
+    }
+
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
+        errors.dedup();
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        checks: checks.into_iter().map(|(c, _, _)| Arc::new(c)).collect(),
+        channels: channels.into_iter().map(|(k, (c, _, _))| (k, c)).collect(),
+        default_channels: defaults
+            .map(|(list, _)| list.into_iter().map(|(n, _)| n).collect())
+            .unwrap_or_default(),
+        secrets: Arc::new(secrets),
+    })
+}
+
+fn read_dir_yaml(dir: &Path, required: bool, errors: &mut Vec<ConfigError>) -> Vec<(PathBuf, String)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Vec::new(),
+        Err(e) => {
+            errors.push(ConfigError {
+                file: dir.to_path_buf(),
+                pos: Pos { line: 0, col: 0 },
+                message: format!("cannot read directory: {e}"),
+            });
+            return Vec::new();
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    paths.sort();
+    let mut out = Vec::with_capacity(paths.len());
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => out.push((path, text)),
+            Err(e) => errors.push(ConfigError {
+                file: path,
+                pos: Pos { line: 0, col: 0 },
+                message: format!("cannot read file: {e}"),
+            }),
+        }
+    }
+    out
+}
+
+fn parse_file(file: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<Node> {
+    match yaml::parse(text) {
+        Ok(node) => Some(node),
+        Err(e) => {
+            errors.push(ConfigError {
+                file: file.to_path_buf(),
+                pos: e.pos,
+                message: format!("invalid YAML: {}", e.message),
+            });
+            None
+        }
+    }
+}
+
+const CHECK_KINDS: [&str; 6] = ["http", "tcp", "tls", "dns", "browser", "heartbeat"];
+const CHECK_KEYS: [&str; 16] = [
+    "name", "description", "http", "tcp", "tls", "dns", "browser", "heartbeat", "every", "cron",
+    "tz", "timeout", "regions", "expect", "alert", "labels",
+];
+
+/// Names a checks file uses, with positions, for the cross-file pass.
+#[derive(Default)]
+struct Refs {
+    names: Vec<(String, Pos)>,
+    channels: Vec<(String, Pos)>,
+}
+
+fn decode_checks_file(ctx: &mut Ctx, root: &Node, refs: &mut Refs) -> Vec<(Check, Pos)> {
+    if matches!(root.value, Value::Null) {
+        return Vec::new();
+    }
+    let Some(top) = ctx.fields(root, "a checks file", &["checks"]) else {
+        return Vec::new();
+    };
+    let Some(list_node) = top.get("checks") else {
+        ctx.error(root.pos, "a checks file holds a list under `checks:`");
+        return Vec::new();
+    };
+    if matches!(list_node.value, Value::Null) {
+        return Vec::new();
+    }
+    let Some(items) = ctx.list(list_node, "`checks`") else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| decode_check(ctx, item, refs).map(|c| (c, item.pos)))
+        .collect()
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
+    let fields = ctx.fields(node, "a check", &CHECK_KEYS)?;
+    let name = match fields.get("name") {
+        Some(n) => {
+            let name = ctx.string(n, "`name`")?;
+            if !is_valid_name(&name) {
+                ctx.error(n.pos, format!("check name `{name}` must match [a-z0-9_-]+ (at most 64 characters)"));
+                return None;
+            }
+            refs.names.push((name.clone(), n.pos));
+            name
+        }
+        None => {
+            ctx.error(fields.pos, "a check needs a `name`");
+            return None;
+        }
+    };
+    let what = |s: &str| format!("`{s}` of check `{name}`");
+
+    // Exactly one kind.
+    let kinds: Vec<(&str, &Node)> = fields.keys().filter(|(k, _)| CHECK_KINDS.contains(k)).collect();
+    let kind = match kinds.as_slice() {
+        [] => {
+            ctx.error(
+                fields.pos,
+                format!("check `{name}` needs exactly one kind: {}", CHECK_KINDS.join(", ")),
+            );
+            None
+        }
+        [(kind, spec)] => decode_kind(ctx, &name, kind, spec),
+        [_, (second, spec), ..] => {
+            ctx.error(spec.pos, format!("check `{name}` has more than one kind (`{second}` is the second)"));
+            None
+        }
+    };
+
+    let tz = match fields.get("tz") {
+        Some(n) => {
+            let text = ctx.string(n, &what("tz"))?;
+            match text.parse::<Tz>() {
+                Ok(tz) => Some(tz),
+                Err(_) => {
+                    ctx.error(n.pos, format!("unknown time zone `{text}`; expected an IANA name such as Europe/Paris"));
+                    None
+                }
+            }
+        }
+        None => Some(Tz::UTC),
+    };
+    let schedule = match (fields.get("every"), fields.get("cron")) {
+        (Some(every), None) => ctx.duration(every, &what("every")).and_then(|d| {
+            if d < limits::CHECK_INTERVAL_MIN {
+                ctx.error(every.pos, format!("`every` must be at least {}ms", limits::CHECK_INTERVAL_MIN.as_millis()));
+                None
+            } else {
+                if fields.get("tz").is_some() {
+                    ctx.error(every.pos, "`tz` only applies to `cron` schedules");
+                }
+                Some(Schedule::Every(d))
+            }
+        }),
+        (None, Some(cron)) => {
+            let expression = ctx.string(cron, &what("cron"))?;
+            match CronSchedule::parse(&expression, tz.unwrap_or(Tz::UTC)) {
+                Ok(schedule) => Some(Schedule::Cron(schedule)),
+                Err(message) => {
+                    ctx.error(cron.pos, message);
+                    None
+                }
+            }
+        }
+        (Some(_), Some(cron)) => {
+            ctx.error(cron.pos, format!("check `{name}` has both `every` and `cron`; keep one"));
+            None
+        }
+        (None, None) => {
+            ctx.error(fields.pos, format!("check `{name}` needs a schedule: `every: 30s` or `cron: \"*/5 * * * *\"`"));
+            None
+        }
+    };
+    let timeout = match fields.get("timeout") {
+        Some(n) => ctx.duration(n, &what("timeout")).and_then(|d| {
+            if d.is_zero() {
+                ctx.error(n.pos, "`timeout` must be more than 0");
+                None
+            } else {
+                Some(d)
+            }
+        }),
+        None => Some(limits::CHECK_TIMEOUT_DEFAULT),
+    };
+    let regions = match fields.get("regions") {
+        Some(n) => ctx
+            .string_list(n, &what("regions"))
+            .map(|list| Some(list.into_iter().map(|(r, _)| r).collect())),
+        None => Some(None),
+    };
+    let expect = match fields.get("expect") {
+        Some(n) => decode_expect(ctx, &name, n),
+        None => Some(Expect::default()),
+    };
+    let alert = match fields.get("alert") {
+        Some(n) => decode_alert_rules(ctx, &name, n, &mut refs.channels),
+        None => Some(AlertRules::default()),
+    };
+    let labels = match fields.get("labels") {
+        Some(n) => ctx.string_map(n, &what("labels")).map(|l| l.into_iter().collect()),
+        None => Some(BTreeMap::new()),
+    };
+    let description = match fields.get("description") {
+        Some(n) => Some(ctx.string(n, &what("description"))?),
+        None => None,
+    };
+    Some(Check {
+        kind: kind?,
+        schedule: schedule?,
+        timeout: timeout?,
+        regions: regions?,
+        expect: expect?,
+        alert: alert?,
+        labels: labels?,
+        description,
+        name,
+    })
+}
+
+fn decode_kind(ctx: &mut Ctx, name: &str, kind: &str, spec: &Node) -> Option<CheckKind> {
+    match kind {
+        "http" => decode_http(ctx, name, spec).map(CheckKind::Http),
+        other => {
+            ctx.error(
+                spec.pos,
+                format!("check kind `{other}` is not available in this version of Lookout yet; only `http` runs"),
+            );
+            None
+        }
+    }
+}
+
+const HTTP_KEYS: [&str; 7] = ["url", "method", "headers", "body", "follow_redirects", "tls_verify", "ca_file"];
+
+fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
+    let fields = ctx.fields(node, &format!("`http` of check `{name}`"), &HTTP_KEYS)?;
+    let url = match fields.get("url") {
+        Some(n) => {
+            let text = ctx.string(n, "`url`")?;
+            match Url::parse(&text) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+                Ok(url) => {
+                    ctx.error(n.pos, format!("`url` must be http:// or https:// with a host, found scheme `{}`", url.scheme()));
+                    None
+                }
+                Err(e) => {
+                    let shown = ctx.secrets.redact(&text);
+                    ctx.error(n.pos, format!("invalid URL `{shown}`: {e}"));
+                    None
+                }
+            }
+        }
+        None => {
+            ctx.error(fields.pos, "`http` needs a `url`");
+            None
+        }
+    };
+    let method = match fields.get("method") {
+        Some(n) => {
+            let text = ctx.string(n, "`method`")?.to_ascii_uppercase();
+            match text.as_str() {
+                "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => Method::from_bytes(text.as_bytes()).ok(),
+                _ => {
+                    ctx.error(n.pos, format!("unsupported method `{text}`; expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS"));
+                    None
+                }
+            }
+        }
+        None => Some(Method::GET),
+    };
+    let headers = match fields.get("headers") {
+        Some(n) => {
+            let pairs = ctx.string_map(n, "`headers`")?;
+            let mut headers = Vec::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+                    (Ok(k), Ok(mut v)) => {
+                        v.set_sensitive(true);
+                        headers.push((k, v));
+                    }
+                    (Err(_), _) => ctx.error(n.pos, format!("invalid header name `{k}`")),
+                    (_, Err(_)) => ctx.error(n.pos, format!("invalid value for header `{k}`")),
+                }
+            }
+            Some(headers)
+        }
+        None => Some(Vec::new()),
+    };
+    let body = match fields.get("body") {
+        Some(n) => Some(ctx.string(n, "`body`")?),
+        None => None,
+    };
+    let follow_redirects = match fields.get("follow_redirects") {
+        Some(n) => ctx.bool(n, "`follow_redirects`"),
+        None => Some(true),
+    };
+    let tls_verify = match fields.get("tls_verify") {
+        Some(n) => ctx.bool(n, "`tls_verify`"),
+        None => Some(true),
+    };
+    let ca_file = match fields.get("ca_file") {
+        Some(n) => {
+            let path = PathBuf::from(ctx.string(n, "`ca_file`")?);
+            if path.is_file() {
+                Some(Some(path))
+            } else {
+                ctx.error(n.pos, format!("`ca_file` {} does not exist", path.display()));
+                None
+            }
+        }
+        None => Some(None),
+    };
+    Some(HttpSpec {
+        url: url?,
+        method: method?,
+        headers: headers?,
+        body,
+        follow_redirects: follow_redirects?,
+        tls_verify: tls_verify?,
+        ca_file: ca_file?,
+    })
+}
+
+fn decode_expect(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Expect> {
+    let fields = ctx.fields(
+        node,
+        &format!("`expect` of check `{name}`"),
+        &["status", "body_contains", "body_matches", "max_latency"],
+    )?;
+    let mut expect = Expect::default();
+    let mut ok = true;
+    if let Some(n) = fields.get("status") {
+        let items: Vec<&Node> = match &n.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![n],
+        };
+        for item in items {
+            match parse_status(&item.value) {
+                Some(range) => expect.status.push(range),
+                None => {
+                    ctx.error(item.pos, "`status` entries must be codes (100-599) or classes such as 2xx");
+                    ok = false;
+                }
+            }
+        }
+    }
+    if let Some(n) = fields.get("body_contains") {
+        expect.body_contains = ctx.string(n, "`body_contains`");
+        ok &= expect.body_contains.is_some();
+    }
+    if let Some(n) = fields.get("body_matches") {
+        let pattern = ctx.string(n, "`body_matches`")?;
+        match regex::RegexBuilder::new(&pattern).size_limit(1 << 20).build() {
+            Ok(re) => expect.body_matches = Some(re),
+            Err(e) => {
+                let first = e.to_string().lines().last().unwrap_or_default().to_string();
+                ctx.error(n.pos, format!("invalid regular expression in `body_matches`: {first}"));
+                ok = false;
+            }
+        }
+    }
+    if let Some(n) = fields.get("max_latency") {
+        expect.max_latency = ctx.duration(n, "`max_latency`");
+        ok &= expect.max_latency.is_some();
+    }
+    ok.then_some(expect)
+}
+
+fn parse_status(value: &Value) -> Option<StatusRange> {
+    let text = match value {
+        Value::Number(n) | Value::String(n) => n.trim().to_ascii_lowercase(),
+        _ => return None,
+    };
+    if let Some(class) = text.strip_suffix("xx") {
+        let class: u16 = class.parse().ok().filter(|c| (1..=5).contains(c))?;
+        return Some(StatusRange { low: class * 100, high: class * 100 + 99 });
+    }
+    let code: u16 = text.parse().ok().filter(|c| (100..=599).contains(c))?;
+    Some(StatusRange { low: code, high: code })
+}
+
+fn decode_alert_rules(ctx: &mut Ctx, name: &str, node: &Node, refs: &mut Vec<(String, Pos)>) -> Option<AlertRules> {
+    let fields = ctx.fields(
+        node,
+        &format!("`alert` of check `{name}`"),
+        &["channels", "failures", "successes", "quorum", "remind_every"],
+    )?;
+    let mut rules = AlertRules::default();
+    let mut ok = true;
+    if let Some(n) = fields.get("channels") {
+        match ctx.string_list(n, "`channels`") {
+            Some(list) => {
+                refs.extend(list.iter().cloned());
+                rules.channels = Some(list.into_iter().map(|(c, _)| c).collect());
+            }
+            None => ok = false,
+        }
+    }
+    for (key, slot) in [("failures", &mut rules.failures), ("successes", &mut rules.successes)] {
+        if let Some(n) = fields.get(key) {
+            match ctx.positive_u32(n, &format!("`{key}`")) {
+                Some(v) => *slot = v,
+                None => ok = false,
+            }
+        }
+    }
+    if let Some(n) = fields.get("quorum") {
+        rules.quorum = ctx.positive_u32(n, "`quorum`");
+        ok &= rules.quorum.is_some();
+    }
+    if let Some(n) = fields.get("remind_every") {
+        rules.remind_every = ctx.duration(n, "`remind_every`");
+        ok &= rules.remind_every.is_some();
+    }
+    ok.then_some(rules)
+}
+
+struct AlertsFile {
+    channels: Vec<(Channel, Pos)>,
+    defaults: Option<(Vec<(String, Pos)>, Pos)>,
+}
+
+fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
+    let mut out = AlertsFile { channels: Vec::new(), defaults: None };
+    if matches!(root.value, Value::Null) {
+        return out;
+    }
+    let Some(top) = ctx.fields(root, "an alerts file", &["channels", "defaults"]) else {
+        return out;
+    };
+    if let Some(channels) = top.get("channels") {
+        if let Value::Map(entries) = &channels.value {
+            for (key, spec) in entries {
+                let Some(name) = ctx.string(key, "a channel name") else {
+                    continue;
+                };
+                if !is_valid_name(&name) {
+                    ctx.error(key.pos, format!("channel name `{name}` must match [a-z0-9_-]+"));
+                    continue;
+                }
+                if let Some(kind) = decode_channel(ctx, &name, spec) {
+                    out.channels.push((Channel { name, kind }, key.pos));
+                }
+            }
+        } else if !matches!(channels.value, Value::Null) {
+            ctx.error(channels.pos, "`channels` must be a mapping of channel names to their settings");
+        }
+    }
+    if let Some(defaults) = top.get("defaults") {
+        if let Some(fields) = ctx.fields(defaults, "`defaults`", &["channels"]) {
+            if let Some(list) = fields.get("channels").and_then(|n| ctx.string_list(n, "`channels`")) {
+                out.defaults = Some((list, defaults.pos));
+            }
+        }
+    }
+    out
+}
+
+fn decode_channel(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ChannelKind> {
+    let fields = ctx.fields(node, &format!("channel `{name}`"), &["email", "webhook"])?;
+    match (fields.get("email"), fields.get("webhook")) {
+        (Some(email), None) => decode_email(ctx, name, email).map(ChannelKind::Email),
+        (None, Some(webhook)) => decode_webhook(ctx, name, webhook).map(ChannelKind::Webhook),
+        (Some(_), Some(webhook)) => {
+            ctx.error(webhook.pos, format!("channel `{name}` has both `email` and `webhook`; define two channels"));
+            None
+        }
+        (None, None) => {
+            ctx.error(fields.pos, format!("channel `{name}` needs `email:` or `webhook:`"));
+            None
+        }
+    }
+}
+
+fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> {
+    let fields = ctx.fields(
+        node,
+        &format!("`email` of channel `{name}`"),
+        &["smtp", "username", "password", "from", "to"],
+    )?;
+    let smtp = match fields.get("smtp") {
+        Some(n) => {
+            let text = ctx.string(n, "`smtp`")?;
+            match Url::parse(&text) {
+                Ok(url) if matches!(url.scheme(), "smtp" | "smtps" | "smtp+insecure") && url.host().is_some() => Some(url),
+                _ => {
+                    ctx.error(n.pos, format!(
+                        "invalid `smtp` URL `{}`; expected smtp://host:587 (STARTTLS), smtps://host:465 (TLS) or smtp+insecure://host:25 (plain, local relays only)",
+                        ctx.secrets.redact(&text)
+                    ));
+                    None
+                }
+            }
+        }
+        None => {
+            ctx.error(fields.pos, format!("channel `{name}` needs an `smtp` URL"));
+            None
+        }
+    };
+    let username = fields.get("username").and_then(|n| ctx.string(n, "`username`"));
+    let password = fields.get("password").and_then(|n| ctx.string(n, "`password`"));
+    let from = match fields.get("from") {
+        Some(n) => ctx.string(n, "`from`"),
+        None => {
+            ctx.error(fields.pos, format!("channel `{name}` needs a `from` address"));
+            None
+        }
+    };
+    let to = match fields.get("to") {
+        Some(n) => match &n.value {
+            Value::Seq(_) => ctx.string_list(n, "`to`").map(|l| l.into_iter().map(|(s, _)| s).collect::<Vec<_>>()),
+            _ => ctx.string(n, "`to`").map(|s| vec![s]),
+        }
+        .and_then(|list| {
+            if list.is_empty() {
+                ctx.error(n.pos, "`to` needs at least one address");
+                None
+            } else if let Some(bad) = list.iter().find(|a| !a.contains('@')) {
+                ctx.error(n.pos, format!("`{bad}` is not an email address"));
+                None
+            } else {
+                Some(list)
+            }
+        }),
+        None => {
+            ctx.error(fields.pos, format!("channel `{name}` needs `to` (a list of addresses)"));
+            None
+        }
+    };
+    Some(EmailChannel { smtp: smtp?, username, password, from: from?, to: to? })
+}
+
+fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChannel> {
+    let fields = ctx.fields(
+        node,
+        &format!("`webhook` of channel `{name}`"),
+        &["url", "format", "secret", "headers"],
+    )?;
+    let url = match fields.get("url") {
+        Some(n) => {
+            let text = ctx.string(n, "`url`")?;
+            match Url::parse(&text) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+                _ => {
+                    ctx.error(n.pos, format!("invalid webhook `url` `{}`; expected http:// or https://", ctx.secrets.redact(&text)));
+                    None
+                }
+            }
+        }
+        None => {
+            ctx.error(fields.pos, format!("channel `{name}` needs a webhook `url`"));
+            None
+        }
+    };
+    let format = match fields.get("format") {
+        Some(n) => {
+            let text = ctx.string(n, "`format`")?;
+            match WebhookFormat::NAMES.iter().find(|(k, _)| *k == text) {
+                Some((_, f)) => Some(*f),
+                None => {
+                    let names: Vec<&str> = WebhookFormat::NAMES.iter().map(|(k, _)| *k).collect();
+                    ctx.error(n.pos, format!("unknown webhook format `{text}`; expected one of: {}", names.join(", ")));
+                    None
+                }
+            }
+        }
+        None => Some(WebhookFormat::Json),
+    };
+    // An empty secret (say `${WEBHOOK_SECRET:-}` left unset) means unsigned.
+    let secret = fields.get("secret").and_then(|n| ctx.string(n, "`secret`")).filter(|s| !s.is_empty());
+    if let Some(secret) = &secret {
+        ctx.secrets.add(secret);
+    }
+    let headers = match fields.get("headers") {
+        Some(n) => ctx.string_map(n, "`headers`"),
+        None => Some(Vec::new()),
+    };
+    Some(WebhookChannel { url: url?, format: format?, secret, headers: headers? })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,42 @@
+//! Lookout: external uptime and synthetic monitoring.
+//!
+//! Layout, in the order data flows (ARCHITECTURE.md has the whole map):
+//! - `config`: checks and alert channels from YAML, validated with positions.
+//! - `schedule`: durations, intervals and cron; pure.
+//! - `scheduler`: runs every check on its cadence, one task per check.
+//! - `probe`: runs one check and describes the outcome as a `ProbeResult`.
+//! - `transport`: carries results from a probe to the aggregator.
+//! - `aggregator`: stores results, applies `rules`, records incident events.
+//! - `rules`: the pure rule engine (results and time in, state changes out).
+//! - `storage`: SQLite.
+//! - `api`: the aggregator's HTTP surface.
+//! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
+
+pub mod aggregator;
+pub mod api;
+pub mod cmd;
+pub mod config;
+pub mod limits;
+pub mod probe;
+pub mod rules;
+pub mod schedule;
+pub mod scheduler;
+pub mod storage;
+pub mod transport;
+
+/// rustls needs one process-wide crypto provider; we use ring (lighter to
+/// build than aws-lc). Idempotent.
+pub fn install_crypto_provider() {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// This machine's name, for the `probe` field of results.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}

@@ -1,0 +1,63 @@
+//! Every explicit limit of Lookout in one place, each with the reason for its value.
+//!
+//! A monitor faces untrusted input on every side (target bodies, API requests,
+//! config written by hand), so nothing is unbounded. Where a limit is a user's
+//! setting, the constant here is its default.
+
+use std::time::Duration;
+
+/// A config file larger than this is refused before parsing: real files are a few KiB.
+pub const CONFIG_FILE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Parser events per config file; bounds work on hostile or generated YAML.
+pub const CONFIG_YAML_EVENTS_MAX: usize = 200_000;
+/// Aliases per config file: an anchor reused a few times is normal, thousands is a bomb.
+pub const CONFIG_YAML_ALIASES_MAX: usize = 1_000;
+/// Nesting depth per config file.
+pub const CONFIG_YAML_DEPTH_MAX: usize = 64;
+/// How many config errors are reported before the rest are summarised.
+pub const CONFIG_ERRORS_MAX: usize = 200;
+
+/// Default check timeout (DESIGN.md).
+pub const CHECK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// Shortest schedule interval accepted: faster is a load test, not monitoring.
+pub const CHECK_INTERVAL_MIN: Duration = Duration::from_millis(100);
+/// Default consecutive failures before a region counts as failing (DESIGN.md).
+pub const ALERT_FAILURES_DEFAULT: u32 = 2;
+/// Default consecutive successes before a region recovers (DESIGN.md).
+pub const ALERT_SUCCESSES_DEFAULT: u32 = 1;
+
+/// Bytes of a target's response body that a probe reads; the rest is not fetched,
+/// so a huge or endless body cannot exhaust memory or time.
+pub const HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
+/// Redirects followed before the probe reports a loop (DESIGN.md).
+pub const HTTP_REDIRECTS_MAX: usize = 10;
+/// Characters of an error message kept in a result: one line, human readable.
+pub const RESULT_ERROR_CHARS_MAX: usize = 300;
+
+/// Checks running at once in one probe. Each holds a socket and little memory;
+/// the limit protects the probe's own file descriptors and CPU.
+pub const PROBE_CONCURRENCY_DEFAULT: usize = 256;
+/// Results buffered between the scheduler and the transport. When full, the
+/// scheduler waits (back-pressure) rather than dropping results.
+pub const RESULT_QUEUE_CAPACITY: usize = 4_096;
+/// Results sent to the aggregator in one batch.
+pub const RESULT_BATCH_MAX: usize = 500;
+
+/// Results kept in storage (days); older ones are pruned in the background.
+pub const RETENTION_DEFAULT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often the retention pruner runs.
+pub const RETENTION_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Rows deleted per prune statement, so pruning never holds the write lock long.
+pub const RETENTION_PRUNE_BATCH: usize = 10_000;
+
+/// `?limit=` default and maximum for `GET /api/v1/checks/{name}/results`.
+pub const API_RESULTS_LIMIT_DEFAULT: usize = 100;
+pub const API_RESULTS_LIMIT_MAX: usize = 1_000;
+/// Request bodies the aggregator accepts.
+pub const API_BODY_BYTES_MAX: usize = 1024 * 1024;
+/// A request to the aggregator's API that takes longer than this is cut off.
+pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `/health` gives storage this long to answer before it calls it failing.
+pub const HEALTH_STORAGE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long shutdown waits for running checks and in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

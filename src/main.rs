@@ -1,0 +1,150 @@
+//! The `lookout` binary: parses the command line, sets up logging, and hands
+//! over to `lookout::cmd`. Exit codes: 0 ok, 1 check failure or invalid
+//! config (or a runtime error), 2 usage error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use lookout::cmd;
+
+/// External uptime and synthetic monitoring.
+///
+/// Declare checks in checks/*.yaml and alert channels in alerts/*.yaml, then
+/// run `lookout serve`. Start with `lookout validate`, and try a check once
+/// with `lookout check NAME` before you deploy it.
+#[derive(Parser)]
+#[command(name = "lookout", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log format on stderr (level with RUST_LOG, e.g. RUST_LOG=lookout=debug).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the aggregator and a local probe in one process (the default deployment).
+    ///
+    /// Checks run on their schedules from this machine (region `local` unless
+    /// --region says otherwise); results, check state and incident events are
+    /// kept in SQLite under --data. The API and /health answer on --listen.
+    /// SIGINT or SIGTERM stops it gracefully.
+    Serve {
+        #[command(flatten)]
+        dirs: ConfigDirs,
+        /// Address for the HTTP API, /health and the status page.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Directory for the SQLite database (created if missing).
+        #[arg(long, default_value = "./data")]
+        data: PathBuf,
+        /// Region name this process probes from.
+        #[arg(long, default_value = "local")]
+        region: String,
+        /// How long results are kept (e.g. 30d, 12h).
+        #[arg(long, default_value = "30d", value_parser = parse_duration)]
+        retention: Duration,
+        /// Checks running at once.
+        #[arg(long, default_value_t = lookout::limits::PROBE_CONCURRENCY_DEFAULT)]
+        concurrency: usize,
+    },
+    /// Check the configuration; print every error as path:line:col: message.
+    ///
+    /// Exits 0 when valid, 1 otherwise. It uses the daemon's own loader, so
+    /// what validates is what runs.
+    Validate {
+        #[command(flatten)]
+        dirs: ConfigDirs,
+    },
+    /// Run checks once, here and now, and print the results.
+    ///
+    /// With no NAME, runs every check. Exits 1 if any check did not pass.
+    /// Example: lookout check api-health --json
+    Check {
+        /// Checks to run (default: all).
+        names: Vec<String>,
+        #[command(flatten)]
+        dirs: ConfigDirs,
+        /// Print one JSON result per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Region name stamped on the results and the User-Agent.
+        #[arg(long, default_value = "local")]
+        region: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ConfigDirs {
+    /// Directory of check files (*.yaml).
+    #[arg(long, default_value = "checks")]
+    checks: PathBuf,
+    /// Directory of alert channel files (*.yaml).
+    #[arg(long, default_value = "alerts")]
+    alerts: PathBuf,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    lookout::schedule::parse_duration(text)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    lookout::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(cmd::EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve { dirs, listen, data, region, retention, concurrency } => {
+                let args = cmd::serve::ServeArgs {
+                    checks: dirs.checks,
+                    alerts: dirs.alerts,
+                    listen,
+                    data,
+                    region,
+                    retention,
+                    concurrency,
+                };
+                match cmd::serve::run(args).await {
+                    Ok(code) => code,
+                    Err(error) => {
+                        eprintln!("error: {error:#}");
+                        ExitCode::from(cmd::EXIT_FAILURE)
+                    }
+                }
+            }
+            Command::Validate { dirs } => cmd::validate::run(&dirs.checks, &dirs.alerts),
+            Command::Check { names, dirs, json, region } => {
+                cmd::check::run(&dirs.checks, &dirs.alerts, &names, json, &region).await
+            }
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

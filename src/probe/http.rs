@@ -1,0 +1,413 @@
+//! The `http` check kind: one request through reqwest, timed by phase, the
+//! body read up to a cap, the outcome judged against `expect`.
+//!
+//! Phase timings (what is measured, and how):
+//! - `dns`: the name lookup, timed inside our own reqwest resolver (absent for
+//!   IP-literal URLs, which need none).
+//! - `connect`: TCP connect *and*, for https, the TLS handshake, timed by a
+//!   layer around reqwest's connector, minus the DNS time. reqwest does not
+//!   expose the handshake on its own, so `tls` is not reported separately.
+//! - `ttfb`: from the connection being ready (or the request being sent, when
+//!   no new connection was needed) to the response headers.
+//! - `transfer`: reading the body, up to the cap.
+//!
+//! Each run gets a fresh connection (the pool keeps no idle connections), as a
+//! user arriving would, so connect and TLS trouble is seen every time. The
+//! timings reach the resolver and connector through a task-local recorder:
+//! clients are shared between checks, runs are not.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use reqwest::header::USER_AGENT;
+use tokio::time::Instant;
+
+use super::{Outcome, Phases, Report, round_ms};
+use crate::config::{Expect, HttpSpec, StatusRange};
+use crate::limits;
+use crate::schedule::format_duration;
+
+tokio::task_local! {
+    static RECORDER: Arc<Recorder>;
+}
+
+/// What the run is doing, for the timeout message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Stage {
+    #[default]
+    Connecting,
+    WaitingForResponse,
+    ReadingBody,
+}
+
+#[derive(Debug, Default)]
+struct Recorder {
+    inner: Mutex<RecorderInner>,
+}
+
+#[derive(Debug, Default)]
+struct RecorderInner {
+    stage: Stage,
+    dns: Option<Duration>,
+    /// Sum over every connection made (redirects may make several).
+    connect_total: Option<Duration>,
+    last_connection_ready: Option<Instant>,
+}
+
+impl Recorder {
+    fn with<T>(&self, f: impl FnOnce(&mut RecorderInner) -> T) -> T {
+        // A poisoned lock only means another thread panicked mid-update of
+        // plain numbers; the numbers are still usable.
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    fn current() -> Option<Arc<Recorder>> {
+        RECORDER.try_with(Arc::clone).ok()
+    }
+}
+
+/// reqwest clients shared by every check with the same TLS and redirect
+/// settings: building one loads the trust store, which is too costly per run.
+#[derive(Clone, Default)]
+pub struct Clients {
+    cache: Arc<Mutex<HashMap<ClientKey, reqwest::Client>>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ClientKey {
+    follow_redirects: bool,
+    tls_verify: bool,
+    ca_file: Option<PathBuf>,
+}
+
+impl Clients {
+    fn get(&self, spec: &HttpSpec) -> Result<reqwest::Client, String> {
+        let key = ClientKey {
+            follow_redirects: spec.follow_redirects,
+            tls_verify: spec.tls_verify,
+            ca_file: spec.ca_file.clone(),
+        };
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = cache.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = build_client(&key)?;
+        cache.insert(key, client.clone());
+        Ok(client)
+    }
+}
+
+fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
+    crate::install_crypto_provider();
+    let redirect = if key.follow_redirects {
+        reqwest::redirect::Policy::limited(limits::HTTP_REDIRECTS_MAX)
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    let mut builder = reqwest::Client::builder()
+        .redirect(redirect)
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .dns_resolver(Arc::new(TimedResolver))
+        .connector_layer(TimingLayer)
+        .tls_danger_accept_invalid_certs(!key.tls_verify);
+    if let Some(path) = &key.ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("ca_file {} holds no usable certificate: {e}", path.display()))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
+/// Runs one HTTP check within `timeout`.
+pub async fn run(clients: &Clients, spec: &HttpSpec, expect: &Expect, timeout: Duration, user_agent: &str) -> Report {
+    let recorder = Arc::new(Recorder::default());
+    let attempt = RECORDER.scope(recorder.clone(), attempt(clients, spec, expect, user_agent, recorder.clone()));
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(report) => report,
+        Err(_) => {
+            let stage = match recorder.with(|r| r.stage) {
+                Stage::Connecting => "while connecting",
+                Stage::WaitingForResponse => "waiting for the response headers",
+                Stage::ReadingBody => "while reading the body",
+            };
+            Report {
+                outcome: Outcome::Timeout,
+                phases: recorder_phases(&recorder, None, None),
+                error: Some(format!("timed out after {} {stage}", format_duration(timeout))),
+                ..Report::default()
+            }
+        }
+    }
+}
+
+async fn attempt(clients: &Clients, spec: &HttpSpec, expect: &Expect, user_agent: &str, recorder: Arc<Recorder>) -> Report {
+    let client = match clients.get(spec) {
+        Ok(client) => client,
+        Err(error) => return Report { outcome: Outcome::Error, error: Some(error), ..Report::default() },
+    };
+    let mut request = client.request(spec.method.clone(), spec.url.clone()).header(USER_AGENT, user_agent);
+    for (name, value) in &spec.headers {
+        request = request.header(name, value);
+    }
+    if let Some(body) = &spec.body {
+        request = request.body(body.clone());
+    }
+    let sent_at = Instant::now();
+    let mut response = match request.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            return Report {
+                outcome: Outcome::Error,
+                phases: recorder_phases(&recorder, None, None),
+                error: Some(classify(&error, spec)),
+                ..Report::default()
+            };
+        }
+    };
+    let headers_at = Instant::now();
+    recorder.with(|r| r.stage = Stage::ReadingBody);
+    let status = response.status().as_u16();
+
+    let mut body = Vec::new();
+    let mut notes = Vec::new();
+    let mut read_error = None;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limits::HTTP_BODY_BYTES_MAX - body.len();
+                if chunk.len() >= room {
+                    body.extend_from_slice(&chunk[..room]);
+                    // Stop here: the rest is not fetched, the connection is dropped.
+                    notes.push(format!("body read stopped at {} bytes", limits::HTTP_BODY_BYTES_MAX));
+                    break;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(error) => {
+                read_error = Some(format!("reading the body failed: {}", innermost(&error)));
+                break;
+            }
+        }
+    }
+    let done_at = Instant::now();
+    let phases = recorder_phases(&recorder, Some((sent_at, headers_at)), Some(done_at));
+    let report = |outcome, error: Option<String>| Report {
+        outcome,
+        status: Some(status),
+        phases: phases.clone(),
+        error,
+        notes: notes.clone(),
+    };
+    if let Some(error) = read_error {
+        return report(Outcome::Error, Some(error));
+    }
+    if let Some(reason) = judge(status, &body, expect) {
+        return report(Outcome::Fail, Some(reason));
+    }
+    report(Outcome::Ok, None)
+}
+
+/// Why the response fails `expect`, or `None` when it passes.
+fn judge(status: u16, body: &[u8], expect: &Expect) -> Option<String> {
+    let accepted: &[StatusRange] = if expect.status.is_empty() {
+        &[StatusRange { low: 200, high: 299 }]
+    } else {
+        &expect.status
+    };
+    if !accepted.iter().any(|r| r.contains(status)) {
+        let list: Vec<String> = accepted.iter().map(ToString::to_string).collect();
+        return Some(format!("status {status} not in [{}]", list.join(", ")));
+    }
+    if expect.body_contains.is_none() && expect.body_matches.is_none() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(body);
+    if let Some(needle) = &expect.body_contains {
+        if !text.contains(needle.as_str()) {
+            return Some(format!("body does not contain {needle:?}"));
+        }
+    }
+    if let Some(re) = &expect.body_matches {
+        if !re.is_match(&text) {
+            return Some(format!("body does not match /{}/", re.as_str()));
+        }
+    }
+    None
+}
+
+fn recorder_phases(recorder: &Recorder, exchange: Option<(Instant, Instant)>, done_at: Option<Instant>) -> Phases {
+    recorder.with(|r| {
+        let mut phases = Phases {
+            dns: r.dns.map(round_ms),
+            connect: r.connect_total.map(|c| round_ms(c.saturating_sub(r.dns.unwrap_or_default()))),
+            ..Phases::default()
+        };
+        if let Some((sent_at, headers_at)) = exchange {
+            let from = r.last_connection_ready.unwrap_or(sent_at).max(sent_at);
+            phases.ttfb = Some(round_ms(headers_at.saturating_duration_since(from)));
+            if let Some(done_at) = done_at {
+                phases.transfer = Some(round_ms(done_at.saturating_duration_since(headers_at)));
+            }
+        }
+        phases
+    })
+}
+
+/// A one-line reason for a failed request: DNS, refused, TLS, redirects...
+fn classify(error: &reqwest::Error, spec: &HttpSpec) -> String {
+    let host = spec.url.host_str().unwrap_or("?");
+    let port = spec.url.port_or_known_default().unwrap_or(0);
+    if error.is_redirect() {
+        return format!("too many redirects (more than {})", limits::HTTP_REDIRECTS_MAX);
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(dns) = e.downcast_ref::<DnsError>() {
+            return format!("DNS lookup of {host} failed: {}", dns.0);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            let what = match io.kind() {
+                ConnectionRefused => Some("connection refused"),
+                ConnectionReset => Some("connection reset by peer"),
+                ConnectionAborted => Some("connection aborted"),
+                HostUnreachable => Some("host unreachable"),
+                NetworkUnreachable => Some("network unreachable"),
+                _ => None,
+            };
+            if let Some(what) = what {
+                return format!("{what} ({host}:{port})");
+            }
+            if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+                return format!("TLS error: {tls}");
+            }
+        }
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return format!("TLS error: {tls}");
+        }
+        source = e.source();
+    }
+    innermost(error)
+}
+
+/// The deepest cause's text: reqwest's own top-level text names the URL,
+/// which may carry a secret, and says less than the cause.
+fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest: &(dyn std::error::Error + 'static) = error;
+    while let Some(next) = deepest.source() {
+        deepest = next;
+    }
+    deepest.to_string()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct DnsError(String);
+
+/// reqwest's resolver, timed: tokio's `lookup_host` (the system resolver, as
+/// a user's browser would use) with the duration written to the recorder.
+struct TimedResolver;
+
+impl reqwest::dns::Resolve for TimedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let recorder = Recorder::current();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let started = Instant::now();
+            let lookup = tokio::net::lookup_host((host.as_str(), 0)).await;
+            if let Some(r) = &recorder {
+                r.with(|r| r.dns = Some(r.dns.unwrap_or_default() + started.elapsed()));
+            }
+            match lookup {
+                Ok(addrs) => {
+                    let addrs: Vec<SocketAddr> = addrs.collect();
+                    if addrs.is_empty() {
+                        return Err(Box::new(DnsError("no addresses".into())) as _);
+                    }
+                    Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+                }
+                Err(e) => Err(Box::new(DnsError(e.to_string())) as _),
+            }
+        })
+    }
+}
+
+/// Wraps reqwest's connector to time each connection (TCP, and TLS for https).
+#[derive(Clone, Copy)]
+struct TimingLayer;
+
+impl<S> tower_layer::Layer<S> for TimingLayer {
+    type Service = TimingService<S>;
+    fn layer(&self, inner: S) -> TimingService<S> {
+        TimingService { inner }
+    }
+}
+
+#[derive(Clone)]
+struct TimingService<S> {
+    inner: S,
+}
+
+impl<S, Req> tower_service::Service<Req> for TimingService<S>
+where
+    S: tower_service::Service<Req>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let recorder = Recorder::current();
+        let started = Instant::now();
+        let connecting = self.inner.call(request);
+        Box::pin(async move {
+            let result = connecting.await;
+            if let (Some(r), Ok(_)) = (&recorder, &result) {
+                let now = Instant::now();
+                r.with(|r| {
+                    r.connect_total = Some(r.connect_total.unwrap_or_default() + (now - started));
+                    r.last_connection_ready = Some(now);
+                    r.stage = Stage::WaitingForResponse;
+                });
+            }
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judging_status_and_body() {
+        let expect = Expect::default();
+        assert_eq!(judge(204, b"", &expect), None);
+        assert_eq!(judge(500, b"", &expect).as_deref(), Some("status 500 not in [2xx]"));
+        let expect = Expect {
+            status: vec![StatusRange { low: 200, high: 200 }, StatusRange { low: 300, high: 399 }],
+            body_contains: Some("healthy".into()),
+            body_matches: Some(regex::Regex::new(r#""db":\s*"ok""#).unwrap()),
+            max_latency: None,
+        };
+        assert_eq!(judge(503, b"", &expect).as_deref(), Some("status 503 not in [200, 3xx]"));
+        assert_eq!(judge(200, b"sick", &expect).as_deref(), Some("body does not contain \"healthy\""));
+        assert!(judge(200, b"healthy", &expect).unwrap().starts_with("body does not match"));
+        assert_eq!(judge(301, br#"healthy "db": "ok""#, &expect), None);
+    }
+}

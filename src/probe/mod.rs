@@ -1,0 +1,202 @@
+//! Running a check once and describing what happened: the `ProbeResult` that
+//! travels from a probe to the aggregator (DESIGN.md, "Result").
+//!
+//! A failing target is data, never an `Err`: every run ends in a result whose
+//! `outcome` says `ok`, `fail`, `timeout` or `error`, with a one-line reason.
+
+pub mod http;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::{Check, CheckKind, Secrets};
+use crate::limits;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Ran, and every expectation held.
+    Ok,
+    /// Ran, and an expectation failed (status, body, ...).
+    Fail,
+    /// Did not finish within the check's timeout.
+    Timeout,
+    /// Could not run: DNS, refused connection, TLS, ...
+    #[default]
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Fail => "fail",
+            Outcome::Timeout => "timeout",
+            Outcome::Error => "error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        match text {
+            "ok" => Some(Outcome::Ok),
+            "fail" => Some(Outcome::Fail),
+            "timeout" => Some(Outcome::Timeout),
+            "error" => Some(Outcome::Error),
+            _ => None,
+        }
+    }
+}
+
+/// Phase timings in milliseconds, where the stack could measure them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub id: Uuid,
+    pub check: String,
+    pub region: String,
+    pub probe: String,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: f64,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "is_default_phases")]
+    pub phases_ms: Phases,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Extra facts about the run that are not an error ("body truncated at 1 MiB").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+fn is_default_phases(p: &Phases) -> bool {
+    *p == Phases::default()
+}
+
+/// Who runs the checks: the region and probe names stamped on every result
+/// and sent in the User-Agent.
+#[derive(Clone, Debug)]
+pub struct ProbeIdentity {
+    pub region: String,
+    pub probe: String,
+}
+
+impl ProbeIdentity {
+    pub fn user_agent(&self, check: &str) -> String {
+        format!(
+            "Lookout/{} (region={}; check={})",
+            env!("CARGO_PKG_VERSION"),
+            self.region,
+            check
+        )
+    }
+}
+
+/// Runs checks. Cheap to clone; shares the HTTP clients between runs.
+#[derive(Clone)]
+pub struct Runner {
+    identity: Arc<ProbeIdentity>,
+    secrets: Arc<Secrets>,
+    http: http::Clients,
+}
+
+impl Runner {
+    pub fn new(identity: ProbeIdentity, secrets: Arc<Secrets>) -> Runner {
+        Runner {
+            identity: Arc::new(identity),
+            secrets,
+            http: http::Clients::default(),
+        }
+    }
+
+    pub fn identity(&self) -> &ProbeIdentity {
+        &self.identity
+    }
+
+    /// Runs `check` once. The check's timeout bounds the whole run; this
+    /// never returns an error, only a result saying what happened.
+    pub async fn run(&self, check: &Check) -> ProbeResult {
+        let started_at = Utc::now();
+        let clock = tokio::time::Instant::now();
+        let report = match &check.kind {
+            CheckKind::Http(spec) => {
+                http::run(&self.http, spec, &check.expect, check.timeout, &self.identity.user_agent(&check.name)).await
+            }
+        };
+        let elapsed = clock.elapsed();
+        self.finish(check, started_at, elapsed, report)
+    }
+
+    fn finish(&self, check: &Check, started_at: DateTime<Utc>, elapsed: Duration, report: Report) -> ProbeResult {
+        let error = report.error.map(|e| one_line(&self.secrets.redact(&e)));
+        ProbeResult {
+            id: Uuid::now_v7(),
+            check: check.name.clone(),
+            region: self.identity.region.clone(),
+            probe: self.identity.probe.clone(),
+            started_at,
+            duration_ms: round_ms(elapsed),
+            outcome: report.outcome,
+            status: report.status,
+            phases_ms: report.phases,
+            error,
+            notes: report.notes,
+        }
+    }
+}
+
+/// What a kind-specific runner found; `Runner` stamps the identity and time.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub phases: Phases,
+    pub error: Option<String>,
+    pub notes: Vec<String>,
+}
+
+/// Milliseconds with microsecond precision.
+pub fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1_000.0
+}
+
+/// Errors are shown in tables, alerts and logs: one line, bounded length.
+pub fn one_line(text: &str) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= limits::RESULT_ERROR_CHARS_MAX {
+        flat
+    } else {
+        let cut: String = flat.chars().take(limits::RESULT_ERROR_CHARS_MAX - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+/// A result summarised for people: `ok 200 in 12ms`, `fail: status 500 not in [200]`.
+pub fn describe(result: &ProbeResult) -> String {
+    let mut text = result.outcome.as_str().to_string();
+    if let Some(status) = result.status {
+        text.push_str(&format!(" {status}"));
+    }
+    text.push_str(&format!(" in {:.0}ms", result.duration_ms));
+    if let Some(error) = &result.error {
+        text.push_str(&format!(": {error}"));
+    }
+    text
+}

@@ -1,0 +1,374 @@
+//! The rule engine: results and time in, state changes out. Pure: no I/O, no
+//! clock, no randomness (ids come from the caller), so every rule is tested
+//! with tables of inputs.
+//!
+//! DESIGN.md's rules:
+//! - a region is *failing* after `failures` consecutive non-ok results and
+//!   *passing* after `successes` consecutive ok results;
+//! - a region with no result for `3 x interval + timeout` is *stale*: it
+//!   counts for neither side (the probe, not the target, is then in doubt);
+//! - a check is **down** when failing regions >= quorum (default: a majority
+//!   of the live regions), **degraded** when ok but slower than `max_latency`
+//!   in a quorum of regions, **up** otherwise, **unknown** before any verdict.
+//!
+//! Staleness is judged on the aggregator's own receive time, never on the
+//! probe's `started_at`, so a probe whose clock is off cannot make itself
+//! look fresh or stale. Per region, results are ordered by the probe's own
+//! `started_at` (one clock, so skew cancels out): a result older than the
+//! last one seen (a late resend from a spool) is stored but does not move
+//! the counters.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::Check;
+use crate::probe::{Outcome, ProbeResult};
+use crate::schedule::format_duration;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Unknown,
+    Up,
+    Degraded,
+    Down,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Unknown => "unknown",
+            Status::Up => "up",
+            Status::Degraded => "degraded",
+            Status::Down => "down",
+        }
+    }
+
+    /// Down and degraded are incidents; up and unknown are not.
+    pub fn is_incident(self) -> bool {
+        matches!(self, Status::Down | Status::Degraded)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    #[default]
+    Unknown,
+    Passing,
+    Failing,
+}
+
+/// The thresholds that apply to one check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rules {
+    pub failures: u32,
+    pub successes: u32,
+    pub quorum: Option<u32>,
+    pub max_latency: Option<Duration>,
+    pub stale_after: Duration,
+}
+
+impl Rules {
+    pub fn for_check(check: &Check, now: DateTime<Utc>) -> Rules {
+        let interval = check.schedule.nominal_interval(now);
+        Rules {
+            failures: check.alert.failures,
+            successes: check.alert.successes,
+            quorum: check.alert.quorum,
+            max_latency: check.expect.max_latency,
+            stale_after: interval * 3 + check.timeout,
+        }
+    }
+}
+
+/// The latest result of a region, as shown in the API and in alerts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LastResult {
+    pub id: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&ProbeResult> for LastResult {
+    fn from(r: &ProbeResult) -> Self {
+        LastResult {
+            id: r.id,
+            started_at: r.started_at,
+            outcome: r.outcome,
+            status: r.status,
+            duration_ms: r.duration_ms,
+            error: r.error.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionState {
+    pub verdict: Verdict,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    /// The latest ok result was slower than `max_latency`.
+    pub slow: bool,
+    pub stale: bool,
+    /// The aggregator's clock when the latest result arrived.
+    pub last_seen: DateTime<Utc>,
+    pub last: LastResult,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckState {
+    pub status: Status,
+    pub since: Option<DateTime<Utc>>,
+    /// The open incident, while down or degraded.
+    pub incident: Option<Uuid>,
+    pub regions: BTreeMap<String, RegionState>,
+}
+
+pub enum Input<'a> {
+    /// A result, with the aggregator's clock when it arrived.
+    Result {
+        result: &'a ProbeResult,
+        received_at: DateTime<Utc>,
+    },
+    /// Time passes: regions may go stale.
+    Tick { now: DateTime<Utc> },
+}
+
+/// A state change of a check: an incident event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub id: Uuid,
+    pub check: String,
+    pub from: Status,
+    pub to: Status,
+    pub at: DateTime<Utc>,
+    /// When the previous state began, to say how long it lasted.
+    pub previous_since: Option<DateTime<Utc>>,
+    pub incident: Option<Uuid>,
+    pub summary: String,
+    pub regions: BTreeMap<String, RegionSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionSummary {
+    pub verdict: Verdict,
+    pub stale: bool,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    StateChanged(Transition),
+    RegionStale { region: String, last_seen: DateTime<Utc> },
+    RegionBack { region: String },
+}
+
+/// Feeds one input to a check's state; returns what changed.
+pub fn step(
+    check: &str,
+    state: &mut CheckState,
+    rules: &Rules,
+    input: Input<'_>,
+    new_id: &mut dyn FnMut() -> Uuid,
+) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    let now = match input {
+        Input::Result { result, received_at } => {
+            apply_result(state, rules, result, received_at, &mut effects);
+            received_at
+        }
+        Input::Tick { now } => {
+            for (name, region) in &mut state.regions {
+                let silent = now.signed_duration_since(region.last_seen).to_std().unwrap_or_default();
+                if !region.stale && silent > rules.stale_after {
+                    region.stale = true;
+                    effects.push(Effect::RegionStale { region: name.clone(), last_seen: region.last_seen });
+                }
+            }
+            now
+        }
+    };
+    let next = evaluate(state, rules);
+    if next != state.status {
+        let from = state.status;
+        let incident = match (from.is_incident(), next.is_incident()) {
+            (false, true) => Some(new_id()),
+            _ => state.incident,
+        };
+        let transition = Transition {
+            id: new_id(),
+            check: check.to_string(),
+            from,
+            to: next,
+            at: now,
+            previous_since: state.since,
+            incident,
+            summary: summarize(check, state, rules, next, now),
+            regions: region_summaries(state),
+        };
+        state.status = next;
+        state.since = Some(now);
+        state.incident = if next.is_incident() { incident } else { None };
+        effects.push(Effect::StateChanged(transition));
+    }
+    effects
+}
+
+fn apply_result(
+    state: &mut CheckState,
+    rules: &Rules,
+    result: &ProbeResult,
+    received_at: DateTime<Utc>,
+    effects: &mut Vec<Effect>,
+) {
+    let ok = result.outcome == Outcome::Ok;
+    let slow = ok && rules.max_latency.is_some_and(|max| result.duration_ms > max.as_secs_f64() * 1000.0);
+    let region = state.regions.entry(result.region.clone()).or_insert_with(|| RegionState {
+        verdict: Verdict::Unknown,
+        consecutive_failures: 0,
+        consecutive_successes: 0,
+        slow: false,
+        stale: false,
+        last_seen: received_at,
+        last: LastResult::from(result),
+    });
+    if region.stale {
+        region.stale = false;
+        effects.push(Effect::RegionBack { region: result.region.clone() });
+    }
+    region.last_seen = region.last_seen.max(received_at);
+    if result.started_at < region.last.started_at {
+        return; // a late resend: already overtaken by a newer result
+    }
+    region.last = LastResult::from(result);
+    if ok {
+        region.consecutive_successes = region.consecutive_successes.saturating_add(1);
+        region.consecutive_failures = 0;
+        region.slow = slow;
+        if region.consecutive_successes >= rules.successes {
+            region.verdict = Verdict::Passing;
+        }
+    } else {
+        region.consecutive_failures = region.consecutive_failures.saturating_add(1);
+        region.consecutive_successes = 0;
+        if region.consecutive_failures >= rules.failures {
+            region.verdict = Verdict::Failing;
+            region.slow = false;
+        }
+    }
+}
+
+/// The live regions' verdicts folded into the check's status.
+fn evaluate(state: &CheckState, rules: &Rules) -> Status {
+    let live: Vec<&RegionState> = state
+        .regions
+        .values()
+        .filter(|r| !r.stale && r.verdict != Verdict::Unknown)
+        .collect();
+    if live.is_empty() {
+        // Nobody can see the target: keep what we knew rather than guess.
+        return state.status;
+    }
+    let quorum = quorum(rules, live.len());
+    let failing = live.iter().filter(|r| r.verdict == Verdict::Failing).count();
+    let slow = live.iter().filter(|r| r.verdict == Verdict::Passing && r.slow).count();
+    if failing >= quorum {
+        Status::Down
+    } else if slow >= quorum {
+        Status::Degraded
+    } else {
+        Status::Up
+    }
+}
+
+fn quorum(rules: &Rules, live: usize) -> usize {
+    match rules.quorum {
+        Some(q) => q as usize,
+        None => live / 2 + 1,
+    }
+}
+
+fn region_summaries(state: &CheckState) -> BTreeMap<String, RegionSummary> {
+    state
+        .regions
+        .iter()
+        .map(|(name, r)| {
+            (
+                name.clone(),
+                RegionSummary {
+                    verdict: r.verdict,
+                    stale: r.stale,
+                    outcome: r.last.outcome,
+                    status: r.last.status,
+                    duration_ms: r.last.duration_ms,
+                    error: r.last.error.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn summarize(check: &str, state: &CheckState, rules: &Rules, next: Status, now: DateTime<Utc>) -> String {
+    let live: Vec<(&String, &RegionState)> = state
+        .regions
+        .iter()
+        .filter(|(_, r)| !r.stale && r.verdict != Verdict::Unknown)
+        .collect();
+    match next {
+        Status::Down => {
+            let failing: Vec<&(&String, &RegionState)> =
+                live.iter().filter(|(_, r)| r.verdict == Verdict::Failing).collect();
+            let reason = failing
+                .iter()
+                .find_map(|(_, r)| r.last.error.clone())
+                .unwrap_or_else(|| "failing".to_string());
+            let names: Vec<&str> = failing.iter().map(|(n, _)| n.as_str()).collect();
+            format!(
+                "{check} is DOWN in {} of {} regions ({}): {reason}",
+                failing.len(),
+                live.len(),
+                names.join(", ")
+            )
+        }
+        Status::Degraded => {
+            let slow = live.iter().filter(|(_, r)| r.slow).count();
+            let limit = rules.max_latency.map(format_duration).unwrap_or_default();
+            format!("{check} is DEGRADED: slower than {limit} in {slow} of {} regions", live.len())
+        }
+        Status::Up => match (state.status, state.since) {
+            (from, Some(since)) if from.is_incident() => {
+                let lasted = now.signed_duration_since(since).to_std().unwrap_or_default();
+                let lasted = Duration::from_secs(lasted.as_secs());
+                format!("{check} is UP again after {} {}", format_duration(lasted), from)
+            }
+            _ => format!("{check} is UP"),
+        },
+        Status::Unknown => format!("{check} is UNKNOWN"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+//! Durable state in SQLite: results, each check's rule state, incident events.
+//!
+//! One file, `lookout.db`, in the `--data` directory, in WAL mode. The schema
+//! is versioned with `rusqlite_migration` (SQLite's `user_version`), so an
+//! older database is upgraded in place at start. All calls go through
+//! `spawn_blocking` on one connection: SQLite serialises writers anyway, and
+//! one connection keeps every transaction simple to reason about.
+//!
+//! Invariant: a batch of results, the check states they changed and the
+//! events they raised are written in one transaction: after a crash either
+//! all of it is there or none is, and the probe resends (ids make that safe).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+use crate::probe::ProbeResult;
+use crate::rules::{CheckState, Transition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("migrating the database: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("stored JSON is invalid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("storage task failed: {0}")]
+    Task(String),
+}
+
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    "CREATE TABLE results (
+        id TEXT PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        region TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX results_by_check ON results (check_name, started_at_ms DESC);
+    CREATE INDEX results_by_age ON results (started_at_ms);
+    CREATE TABLE check_state (
+        check_name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        incident TEXT,
+        from_status TEXT NOT NULL,
+        to_status TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_by_check ON events (check_name, at_ms DESC);
+    CREATE TABLE health_probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        touched_at_ms INTEGER NOT NULL
+    );",
+)];
+
+/// What one ingested batch writes.
+#[derive(Default)]
+pub struct Batch {
+    pub results: Vec<(ProbeResult, DateTime<Utc>)>,
+    pub states: Vec<(String, CheckState)>,
+    pub events: Vec<Transition>,
+}
+
+#[derive(Clone)]
+pub struct Storage {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Storage {
+    /// Opens (creating and migrating) `dir/lookout.db`.
+    pub fn open(dir: &Path) -> Result<Storage, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut conn = Connection::open(dir.join("lookout.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        Ok(Storage { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
+    }
+
+    /// Ids among `ids` that are already stored: the aggregator skips them.
+    pub async fn known_result_ids(&self, ids: Vec<String>) -> Result<Vec<String>, StorageError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT 1 FROM results WHERE id = ?1")?;
+            let mut known = Vec::new();
+            for id in ids {
+                if stmt.exists(params![id])? {
+                    known.push(id);
+                }
+            }
+            Ok(known)
+        })
+        .await
+    }
+
+    /// Writes a batch in one transaction. Results already stored are ignored.
+    pub async fn write_batch(&self, batch: Batch) -> Result<(), StorageError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut insert_result = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO results
+                     (id, check_name, region, started_at_ms, received_at_ms, outcome, duration_ms, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for (result, received_at) in &batch.results {
+                    insert_result.execute(params![
+                        result.id.to_string(),
+                        result.check,
+                        result.region,
+                        result.started_at.timestamp_millis(),
+                        received_at.timestamp_millis(),
+                        result.outcome.as_str(),
+                        result.duration_ms,
+                        serde_json::to_string(result)?,
+                    ])?;
+                }
+                let mut upsert_state = tx.prepare_cached(
+                    "INSERT INTO check_state (check_name, state, updated_at_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (check_name) DO UPDATE SET state = excluded.state, updated_at_ms = excluded.updated_at_ms",
+                )?;
+                let now = Utc::now().timestamp_millis();
+                for (check, state) in &batch.states {
+                    upsert_state.execute(params![check, serde_json::to_string(state)?, now])?;
+                }
+                let mut insert_event = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO events (id, check_name, incident, from_status, to_status, at_ms, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for event in &batch.events {
+                    insert_event.execute(params![
+                        event.id.to_string(),
+                        event.check,
+                        event.incident.map(|i| i.to_string()),
+                        event.from.as_str(),
+                        event.to.as_str(),
+                        event.at.timestamp_millis(),
+                        serde_json::to_string(event)?,
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn load_states(&self) -> Result<Vec<(String, CheckState)>, StorageError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare("SELECT check_name, state FROM check_state")?;
+            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, json) = row?;
+                out.push((name, serde_json::from_str(&json)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The newest `limit` results of a check, newest first.
+    pub async fn recent_results(&self, check: String, limit: usize) -> Result<Vec<ProbeResult>, StorageError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT body FROM results WHERE check_name = ?1 ORDER BY started_at_ms DESC, id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![check, limit as i64], |row| row.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The newest `limit` incident events of a check, newest first.
+    pub async fn recent_events(&self, check: String, limit: usize) -> Result<Vec<Transition>, StorageError> {
+        self.with(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT body FROM events WHERE check_name = ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2")?;
+            let rows = stmt.query_map(params![check, limit as i64], |row| row.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Deletes results that started before `cutoff`, `batch` rows per
+    /// statement so the write lock is never held long. Returns rows deleted.
+    pub async fn prune_results(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<usize, StorageError> {
+        self.with(move |conn| {
+            let mut total = 0;
+            loop {
+                let deleted = conn.execute(
+                    "DELETE FROM results WHERE id IN
+                     (SELECT id FROM results WHERE started_at_ms < ?1 LIMIT ?2)",
+                    params![cutoff.timestamp_millis(), batch as i64],
+                )?;
+                total += deleted;
+                if deleted < batch {
+                    return Ok(total);
+                }
+            }
+        })
+        .await
+    }
+
+    /// A real write and read, for `/health`.
+    pub async fn health_probe(&self) -> Result<(), StorageError> {
+        self.with(|conn| {
+            let now = Utc::now().timestamp_millis();
+            conn.execute(
+                "INSERT INTO health_probe (id, touched_at_ms) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET touched_at_ms = excluded.touched_at_ms",
+                params![now],
+            )?;
+            let read: Option<i64> = conn
+                .query_row("SELECT touched_at_ms FROM health_probe WHERE id = 1", [], |row| row.get(0))
+                .optional()?;
+            if read == Some(now) {
+                Ok(())
+            } else {
+                Err(StorageError::Task("health row did not read back".into()))
+            }
+        })
+        .await
+    }
+}
+
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
