@@ -50,7 +50,8 @@ pub struct CheckView {
 impl Aggregator {
     /// Restores every check's state from storage.
     pub async fn new(config: Arc<Config>, storage: Storage) -> Result<Aggregator, StorageError> {
-        let states: HashMap<String, CheckState> = storage.load_states().await?.into_iter().collect();
+        let states: HashMap<String, CheckState> =
+            storage.load_states().await?.into_iter().collect();
         Ok(Aggregator {
             config: std::sync::RwLock::new(config),
             storage,
@@ -59,7 +60,10 @@ impl Aggregator {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn storage(&self) -> &Storage {
@@ -92,14 +96,24 @@ impl Aggregator {
                         .entry(check.name.clone())
                         .or_insert_with(|| states.get(&check.name).cloned().unwrap_or_default());
                     let rules = Rules::for_check(check, received_at);
-                    let input = Input::Result { result: &result, received_at };
-                    effects.extend(rules::step(&check.name, state, &rules, input, &mut Uuid::now_v7));
+                    let input = Input::Result {
+                        result: &result,
+                        received_at,
+                    };
+                    effects.extend(rules::step(
+                        &check.name,
+                        state,
+                        &rules,
+                        input,
+                        &mut Uuid::now_v7,
+                    ));
                 }
                 None => report.unknown_checks += 1,
             }
             batch.results.push((result, received_at));
         }
-        self.commit(&mut states, working, batch, effects, &mut report).await?;
+        self.commit(&mut states, working, batch, effects, &mut report)
+            .await?;
         Ok(report)
     }
 
@@ -115,7 +129,13 @@ impl Aggregator {
             };
             let mut state = current.clone();
             let rules = Rules::for_check(check, now);
-            let produced = rules::step(&check.name, &mut state, &rules, Input::Tick { now }, &mut Uuid::now_v7);
+            let produced = rules::step(
+                &check.name,
+                &mut state,
+                &rules,
+                Input::Tick { now },
+                &mut Uuid::now_v7,
+            );
             if !produced.is_empty() {
                 working.insert(check.name.clone(), state);
                 effects.extend(produced);
@@ -123,7 +143,8 @@ impl Aggregator {
         }
         let mut report = IngestReport::default();
         if !working.is_empty() {
-            self.commit(&mut states, working, Batch::default(), effects, &mut report).await?;
+            self.commit(&mut states, working, Batch::default(), effects, &mut report)
+                .await?;
         }
         Ok(report)
     }
@@ -136,7 +157,10 @@ impl Aggregator {
         effects: Vec<Effect>,
         report: &mut IngestReport,
     ) -> Result<(), StorageError> {
-        batch.states = working.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        batch.states = working
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for effect in &effects {
             if let Effect::StateChanged(transition) = effect {
                 batch.events.push(transition.clone());
@@ -169,7 +193,11 @@ impl Aggregator {
             .collect()
     }
 
-    pub async fn recent_events(&self, check: &str, limit: usize) -> Result<Vec<Transition>, StorageError> {
+    pub async fn recent_events(
+        &self,
+        check: &str,
+        limit: usize,
+    ) -> Result<Vec<Transition>, StorageError> {
         self.storage.recent_events(check.to_string(), limit).await
     }
 }
@@ -201,6 +229,8 @@ fn log_effect(effect: &Effect) {
         Effect::RegionStale { region, last_seen } => {
             tracing::warn!(%region, %last_seen, "region {region} stopped reporting: its probe, not the target, is in doubt");
         }
-        Effect::RegionBack { region } => tracing::info!(%region, "region {region} is reporting again"),
+        Effect::RegionBack { region } => {
+            tracing::info!(%region, "region {region} is reporting again")
+        }
     }
 }

@@ -21,7 +21,9 @@ pub fn router(aggregator: Arc<Aggregator>) -> Router {
         .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/checks/{name}/results", get(check_results))
         .route("/api/v1/checks/{name}/events", get(check_events))
-        .layer(axum::extract::DefaultBodyLimit::max(limits::API_BODY_BYTES_MAX))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            limits::API_BODY_BYTES_MAX,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits::API_REQUEST_TIMEOUT,
@@ -54,7 +56,11 @@ async fn check_results(
     if aggregator.config().check(&name).is_none() {
         return not_found(&name);
     }
-    match aggregator.storage().recent_results(name.clone(), query.get()).await {
+    match aggregator
+        .storage()
+        .recent_results(name.clone(), query.get())
+        .await
+    {
         Ok(results) => Json(json!({ "check": name, "results": results })).into_response(),
         Err(error) => storage_failure(error),
     }
@@ -77,17 +83,29 @@ async fn check_events(
 /// 200 when storage really takes a write and reads it back; 503 naming the
 /// failing part otherwise.
 async fn health(State(aggregator): State<Arc<Aggregator>>) -> Response {
-    let storage = match tokio::time::timeout(limits::HEALTH_STORAGE_TIMEOUT, aggregator.storage().health_probe()).await {
+    let storage = match tokio::time::timeout(
+        limits::HEALTH_STORAGE_TIMEOUT,
+        aggregator.storage().health_probe(),
+    )
+    .await
+    {
         Ok(Ok(())) => "ok".to_string(),
         Ok(Err(error)) => format!("failing: {error}"),
-        Err(_) => format!("failing: no answer within {}ms", limits::HEALTH_STORAGE_TIMEOUT.as_millis()),
+        Err(_) => format!(
+            "failing: no answer within {}ms",
+            limits::HEALTH_STORAGE_TIMEOUT.as_millis()
+        ),
     };
     let healthy = storage == "ok";
     let body = json!({
         "status": if healthy { "healthy" } else { "degraded" },
         "checks": { "storage": storage },
     });
-    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body)).into_response()
 }
 

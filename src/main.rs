@@ -104,7 +104,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     lookout::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -113,7 +116,14 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { dirs, listen, data, region, retention, concurrency } => {
+            Command::Serve {
+                dirs,
+                listen,
+                data,
+                region,
+                retention,
+                concurrency,
+            } => {
                 let args = cmd::serve::ServeArgs {
                     checks: dirs.checks,
                     alerts: dirs.alerts,
@@ -132,9 +142,12 @@ fn main() -> ExitCode {
                 }
             }
             Command::Validate { dirs } => cmd::validate::run(&dirs.checks, &dirs.alerts),
-            Command::Check { names, dirs, json, region } => {
-                cmd::check::run(&dirs.checks, &dirs.alerts, &names, json, &region).await
-            }
+            Command::Check {
+                names,
+                dirs,
+                json,
+                region,
+            } => cmd::check::run(&dirs.checks, &dirs.alerts, &names, json, &region).await,
         }
     })
 }
@@ -142,7 +155,9 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

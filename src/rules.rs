@@ -182,8 +182,13 @@ pub struct RegionSummary {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     StateChanged(Transition),
-    RegionStale { region: String, last_seen: DateTime<Utc> },
-    RegionBack { region: String },
+    RegionStale {
+        region: String,
+        last_seen: DateTime<Utc>,
+    },
+    RegionBack {
+        region: String,
+    },
 }
 
 /// Feeds one input to a check's state; returns what changed.
@@ -196,16 +201,25 @@ pub fn step(
 ) -> Vec<Effect> {
     let mut effects = Vec::new();
     let now = match input {
-        Input::Result { result, received_at } => {
+        Input::Result {
+            result,
+            received_at,
+        } => {
             apply_result(state, rules, result, received_at, &mut effects);
             received_at
         }
         Input::Tick { now } => {
             for (name, region) in &mut state.regions {
-                let silent = now.signed_duration_since(region.last_seen).to_std().unwrap_or_default();
+                let silent = now
+                    .signed_duration_since(region.last_seen)
+                    .to_std()
+                    .unwrap_or_default();
                 if !region.stale && silent > rules.stale_after {
                     region.stale = true;
-                    effects.push(Effect::RegionStale { region: name.clone(), last_seen: region.last_seen });
+                    effects.push(Effect::RegionStale {
+                        region: name.clone(),
+                        last_seen: region.last_seen,
+                    });
                 }
             }
             now
@@ -245,19 +259,27 @@ fn apply_result(
     effects: &mut Vec<Effect>,
 ) {
     let ok = result.outcome == Outcome::Ok;
-    let slow = ok && rules.max_latency.is_some_and(|max| result.duration_ms > max.as_secs_f64() * 1000.0);
-    let region = state.regions.entry(result.region.clone()).or_insert_with(|| RegionState {
-        verdict: Verdict::Unknown,
-        consecutive_failures: 0,
-        consecutive_successes: 0,
-        slow: false,
-        stale: false,
-        last_seen: received_at,
-        last: LastResult::from(result),
-    });
+    let slow = ok
+        && rules
+            .max_latency
+            .is_some_and(|max| result.duration_ms > max.as_secs_f64() * 1000.0);
+    let region = state
+        .regions
+        .entry(result.region.clone())
+        .or_insert_with(|| RegionState {
+            verdict: Verdict::Unknown,
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            slow: false,
+            stale: false,
+            last_seen: received_at,
+            last: LastResult::from(result),
+        });
     if region.stale {
         region.stale = false;
-        effects.push(Effect::RegionBack { region: result.region.clone() });
+        effects.push(Effect::RegionBack {
+            region: result.region.clone(),
+        });
     }
     region.last_seen = region.last_seen.max(received_at);
     if result.started_at < region.last.started_at {
@@ -281,26 +303,36 @@ fn apply_result(
     }
 }
 
-/// The live regions' verdicts folded into the check's status.
+/// The live regions' verdicts folded into the check's status. A region is
+/// live when it reports (is not stale), even before its first verdict: a
+/// region still counting its first failures is part of the majority.
 fn evaluate(state: &CheckState, rules: &Rules) -> Status {
-    let live: Vec<&RegionState> = state
-        .regions
-        .values()
-        .filter(|r| !r.stale && r.verdict != Verdict::Unknown)
-        .collect();
-    if live.is_empty() {
-        // Nobody can see the target: keep what we knew rather than guess.
-        return state.status;
-    }
+    let live: Vec<&RegionState> = state.regions.values().filter(|r| !r.stale).collect();
     let quorum = quorum(rules, live.len());
-    let failing = live.iter().filter(|r| r.verdict == Verdict::Failing).count();
-    let slow = live.iter().filter(|r| r.verdict == Verdict::Passing && r.slow).count();
-    if failing >= quorum {
+    let failing = live
+        .iter()
+        .filter(|r| r.verdict == Verdict::Failing)
+        .count();
+    let passing = live
+        .iter()
+        .filter(|r| r.verdict == Verdict::Passing)
+        .count();
+    let slow = live
+        .iter()
+        .filter(|r| r.verdict == Verdict::Passing && r.slow)
+        .count();
+    if failing + passing == 0 {
+        // Nobody can say (all stale, or no verdict yet): keep what we knew.
+        state.status
+    } else if failing >= quorum {
         Status::Down
     } else if slow >= quorum {
         Status::Degraded
-    } else {
+    } else if passing > 0 {
         Status::Up
+    } else {
+        // Some regions failing, too few for a quorum, none passing yet.
+        state.status
     }
 }
 
@@ -331,16 +363,21 @@ fn region_summaries(state: &CheckState) -> BTreeMap<String, RegionSummary> {
         .collect()
 }
 
-fn summarize(check: &str, state: &CheckState, rules: &Rules, next: Status, now: DateTime<Utc>) -> String {
-    let live: Vec<(&String, &RegionState)> = state
-        .regions
-        .iter()
-        .filter(|(_, r)| !r.stale && r.verdict != Verdict::Unknown)
-        .collect();
+fn summarize(
+    check: &str,
+    state: &CheckState,
+    rules: &Rules,
+    next: Status,
+    now: DateTime<Utc>,
+) -> String {
+    let live: Vec<(&String, &RegionState)> =
+        state.regions.iter().filter(|(_, r)| !r.stale).collect();
     match next {
         Status::Down => {
-            let failing: Vec<&(&String, &RegionState)> =
-                live.iter().filter(|(_, r)| r.verdict == Verdict::Failing).collect();
+            let failing: Vec<&(&String, &RegionState)> = live
+                .iter()
+                .filter(|(_, r)| r.verdict == Verdict::Failing)
+                .collect();
             let reason = failing
                 .iter()
                 .find_map(|(_, r)| r.last.error.clone())
@@ -356,13 +393,23 @@ fn summarize(check: &str, state: &CheckState, rules: &Rules, next: Status, now: 
         Status::Degraded => {
             let slow = live.iter().filter(|(_, r)| r.slow).count();
             let limit = rules.max_latency.map(format_duration).unwrap_or_default();
-            format!("{check} is DEGRADED: slower than {limit} in {slow} of {} regions", live.len())
+            format!(
+                "{check} is DEGRADED: slower than {limit} in {slow} of {} regions",
+                live.len()
+            )
         }
         Status::Up => match (state.status, state.since) {
             (from, Some(since)) if from.is_incident() => {
-                let lasted = now.signed_duration_since(since).to_std().unwrap_or_default();
+                let lasted = now
+                    .signed_duration_since(since)
+                    .to_std()
+                    .unwrap_or_default();
                 let lasted = Duration::from_secs(lasted.as_secs());
-                format!("{check} is UP again after {} {}", format_duration(lasted), from)
+                format!(
+                    "{check} is UP again after {} {}",
+                    format_duration(lasted),
+                    from
+                )
             }
             _ => format!("{check} is UP"),
         },

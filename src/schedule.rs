@@ -33,14 +33,23 @@ impl CronSchedule {
     /// `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
     pub fn parse(expression: &str, tz: Tz) -> Result<CronSchedule, String> {
         let translated = translate_five_field(expression)?;
-        let parsed = cron::Schedule::from_str(&translated)
-            .map_err(|e| {
-                // The crate's message repeats our translated expression; its last line says why.
-                let text = e.to_string();
-                let why = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-                format!("invalid cron expression {expression:?}: {why}")
-            })?;
-        if parsed.after(&Utc::now().with_timezone(&tz)).next().is_none() {
+        let parsed = cron::Schedule::from_str(&translated).map_err(|e| {
+            // The crate's message repeats our translated expression; its last line says why.
+            let text = e.to_string();
+            let why = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            format!("invalid cron expression {expression:?}: {why}")
+        })?;
+        if parsed
+            .after(&Utc::now().with_timezone(&tz))
+            .next()
+            .is_none()
+        {
             return Err(format!("cron expression {expression:?} never fires"));
         }
         Ok(CronSchedule {
@@ -169,8 +178,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "{trimmed:?} has no unit; write it as {trimmed}s, {trimmed}ms, {trimmed}m, ..."
         ));
     }
-    humantime::parse_duration(trimmed)
-        .map_err(|_| format!("invalid duration {trimmed:?}; expected a duration such as 500ms, 30s, 5m, 1h or 14d"))
+    humantime::parse_duration(trimmed).map_err(|_| {
+        format!(
+            "invalid duration {trimmed:?}; expected a duration such as 500ms, 30s, 5m, 1h or 14d"
+        )
+    })
 }
 
 /// The shortest exact spelling of a duration in the config syntax.
@@ -222,7 +234,11 @@ mod tests {
             ("14d", 14 * 86_400_000),
             ("1h 30m", 5_400_000),
         ] {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
         }
         for bad in ["", "30", "5 parsecs", "-1s", "s", "1.5.2s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should fail");
@@ -268,9 +284,17 @@ mod tests {
 
     #[test]
     fn bad_cron_says_why() {
-        assert!(CronSchedule::parse("* * * *", Tz::UTC).unwrap_err().contains("expected 5"));
+        assert!(
+            CronSchedule::parse("* * * *", Tz::UTC)
+                .unwrap_err()
+                .contains("expected 5")
+        );
         assert!(CronSchedule::parse("61 * * * *", Tz::UTC).is_err());
-        assert!(CronSchedule::parse("* * * * 8", Tz::UTC).unwrap_err().contains("0-7"));
+        assert!(
+            CronSchedule::parse("* * * * 8", Tz::UTC)
+                .unwrap_err()
+                .contains("0-7")
+        );
         assert!(CronSchedule::parse("@often", Tz::UTC).is_err());
     }
 

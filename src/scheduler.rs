@@ -145,7 +145,10 @@ fn cron_deadline(schedule: &Schedule) -> Option<Instant> {
     let now_wall = Utc::now();
     let now = Instant::now();
     let next = cron.next_after(now_wall)?;
-    let wait = next.signed_duration_since(now_wall).to_std().unwrap_or_default();
+    let wait = next
+        .signed_duration_since(now_wall)
+        .to_std()
+        .unwrap_or_default();
     Some(now + wait)
 }
 
@@ -159,10 +162,12 @@ mod tests {
         let schedule = Schedule::Every(every);
         let start = Instant::now();
         // On time: the next tick.
-        let (next, skipped) = next_deadline(&schedule, start, start + Duration::from_millis(10)).unwrap();
+        let (next, skipped) =
+            next_deadline(&schedule, start, start + Duration::from_millis(10)).unwrap();
         assert_eq!((next, skipped), (start + every, 0));
         // A run that took 3.5 intervals: the ticks it overlapped are skipped.
-        let (next, skipped) = next_deadline(&schedule, start, start + Duration::from_millis(3500)).unwrap();
+        let (next, skipped) =
+            next_deadline(&schedule, start, start + Duration::from_millis(3500)).unwrap();
         assert_eq!((next, skipped), (start + Duration::from_secs(4), 3));
         assert!(next > start + Duration::from_millis(3500));
     }

@@ -23,7 +23,10 @@ use crate::rules::{CheckState, Transition};
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("migrating the database: {0}")]
@@ -93,7 +96,9 @@ impl Storage {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
-        Ok(Storage { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Storage {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     async fn with<T, F>(&self, f: F) -> Result<T, StorageError>
@@ -180,7 +185,9 @@ impl Storage {
     pub async fn load_states(&self) -> Result<Vec<(String, CheckState)>, StorageError> {
         self.with(|conn| {
             let mut stmt = conn.prepare("SELECT check_name, state FROM check_state")?;
-            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
             let mut out = Vec::new();
             for row in rows {
                 let (name, json) = row?;
@@ -192,7 +199,11 @@ impl Storage {
     }
 
     /// The newest `limit` results of a check, newest first.
-    pub async fn recent_results(&self, check: String, limit: usize) -> Result<Vec<ProbeResult>, StorageError> {
+    pub async fn recent_results(
+        &self,
+        check: String,
+        limit: usize,
+    ) -> Result<Vec<ProbeResult>, StorageError> {
         self.with(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT body FROM results WHERE check_name = ?1 ORDER BY started_at_ms DESC, id DESC LIMIT ?2",
@@ -208,7 +219,11 @@ impl Storage {
     }
 
     /// The newest `limit` incident events of a check, newest first.
-    pub async fn recent_events(&self, check: String, limit: usize) -> Result<Vec<Transition>, StorageError> {
+    pub async fn recent_events(
+        &self,
+        check: String,
+        limit: usize,
+    ) -> Result<Vec<Transition>, StorageError> {
         self.with(move |conn| {
             let mut stmt =
                 conn.prepare_cached("SELECT body FROM events WHERE check_name = ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2")?;
@@ -224,7 +239,11 @@ impl Storage {
 
     /// Deletes results that started before `cutoff`, `batch` rows per
     /// statement so the write lock is never held long. Returns rows deleted.
-    pub async fn prune_results(&self, cutoff: DateTime<Utc>, batch: usize) -> Result<usize, StorageError> {
+    pub async fn prune_results(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StorageError> {
         self.with(move |conn| {
             let mut total = 0;
             loop {
@@ -252,7 +271,11 @@ impl Storage {
                 params![now],
             )?;
             let read: Option<i64> = conn
-                .query_row("SELECT touched_at_ms FROM health_probe WHERE id = 1", [], |row| row.get(0))
+                .query_row(
+                    "SELECT touched_at_ms FROM health_probe WHERE id = 1",
+                    [],
+                    |row| row.get(0),
+                )
                 .optional()?;
             if read == Some(now) {
                 Ok(())

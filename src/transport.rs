@@ -53,7 +53,11 @@ const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
 /// the channel is empty. A failed batch is retried with backoff; results
 /// wait in the bounded channel meanwhile, which slows the scheduler rather
 /// than dropping anything.
-pub async fn ship(mut results: mpsc::Receiver<ProbeResult>, sink: Arc<dyn ResultSink>, cancel: CancellationToken) {
+pub async fn ship(
+    mut results: mpsc::Receiver<ProbeResult>,
+    sink: Arc<dyn ResultSink>,
+    cancel: CancellationToken,
+) {
     let mut buffer = Vec::with_capacity(limits::RESULT_BATCH_MAX);
     loop {
         let received = tokio::select! {
@@ -83,7 +87,10 @@ async fn deliver(sink: &dyn ResultSink, batch: Vec<ProbeResult>, cancel: &Cancel
             Err(error) => {
                 tracing::warn!(%error, results = batch.len(), "delivering results failed; retrying in {delay:?}");
                 if cancel.is_cancelled() {
-                    tracing::error!(results = batch.len(), "shutting down with undelivered results");
+                    tracing::error!(
+                        results = batch.len(),
+                        "shutting down with undelivered results"
+                    );
                     return;
                 }
                 tokio::select! {

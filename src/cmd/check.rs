@@ -9,7 +9,13 @@ use futures_util::future::join_all;
 
 use crate::probe::{Outcome, ProbeIdentity, Runner};
 
-pub async fn run(checks_dir: &Path, alerts_dir: &Path, names: &[String], json: bool, region: &str) -> ExitCode {
+pub async fn run(
+    checks_dir: &Path,
+    alerts_dir: &Path,
+    names: &[String],
+    json: bool,
+    region: &str,
+) -> ExitCode {
     let config = match super::load_or_report(checks_dir, alerts_dir) {
         Ok(config) => config,
         Err(code) => return code,
@@ -20,7 +26,10 @@ pub async fn run(checks_dir: &Path, alerts_dir: &Path, names: &[String], json: b
             Some(check) => selected.push(check.clone()),
             None => {
                 let known: Vec<&str> = config.checks.iter().map(|c| c.name.as_str()).collect();
-                eprintln!("no check named `{name}`; known checks: {}", known.join(", "));
+                eprintln!(
+                    "no check named `{name}`; known checks: {}",
+                    known.join(", ")
+                );
                 return ExitCode::from(super::EXIT_FAILURE);
             }
         }
@@ -36,7 +45,12 @@ pub async fn run(checks_dir: &Path, alerts_dir: &Path, names: &[String], json: b
     // All at once: each is bounded by its own timeout.
     let results = join_all(selected.iter().map(|check| runner.run(check))).await;
     let mut failed = 0;
-    let width = selected.iter().map(|c| c.name.len()).max().unwrap_or(5).max(5);
+    let width = selected
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     if !json {
         println!("{:<width$}  {:<8}  {:>9}  DETAIL", "CHECK", "OUTCOME", "MS");
     }
@@ -50,10 +64,9 @@ pub async fn run(checks_dir: &Path, alerts_dir: &Path, names: &[String], json: b
                 Err(error) => eprintln!("cannot encode result: {error}"),
             }
         } else {
-            let slow = check
-                .expect
-                .max_latency
-                .is_some_and(|max| result.outcome == Outcome::Ok && result.duration_ms > max.as_secs_f64() * 1000.0);
+            let slow = check.expect.max_latency.is_some_and(|max| {
+                result.outcome == Outcome::Ok && result.duration_ms > max.as_secs_f64() * 1000.0
+            });
             let mut detail = match (result.status, &result.error) {
                 (Some(status), Some(error)) => format!("HTTP {status}: {error}"),
                 (Some(status), None) => format!("HTTP {status}"),

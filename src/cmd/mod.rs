@@ -26,7 +26,10 @@ pub fn load_or_report(checks: &Path, alerts: &Path) -> Result<Config, ExitCode> 
                 eprintln!("{error}");
             }
             if total > crate::limits::CONFIG_ERRORS_MAX {
-                eprintln!("... and {} more errors", total - crate::limits::CONFIG_ERRORS_MAX);
+                eprintln!(
+                    "... and {} more errors",
+                    total - crate::limits::CONFIG_ERRORS_MAX
+                );
             }
             eprintln!("{total} error(s); nothing was started");
             Err(ExitCode::from(EXIT_FAILURE))

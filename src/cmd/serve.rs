@@ -38,12 +38,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(config) => Arc::new(config),
         Err(code) => return Ok(code),
     };
-    let storage = Storage::open(&args.data).with_context(|| format!("opening storage in {}", args.data.display()))?;
-    let aggregator = Arc::new(Aggregator::new(config.clone(), storage.clone()).await.context("restoring check state")?);
+    let storage = Storage::open(&args.data)
+        .with_context(|| format!("opening storage in {}", args.data.display()))?;
+    let aggregator = Arc::new(
+        Aggregator::new(config.clone(), storage.clone())
+            .await
+            .context("restoring check state")?,
+    );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener.local_addr().context("reading the listening address")?;
+    let local = listener
+        .local_addr()
+        .context("reading the listening address")?;
     tracing::info!(
         checks = config.checks.len(),
         region = %args.region,
@@ -63,10 +70,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .cloned()
         .collect();
     let runner = Runner::new(
-        ProbeIdentity { region: args.region.clone(), probe: crate::hostname() },
+        ProbeIdentity {
+            region: args.region.clone(),
+            probe: crate::hostname(),
+        },
         config.secrets.clone(),
     );
-    let scheduler = Scheduler { runner, results: results_tx, concurrency: args.concurrency, on_lateness: None };
+    let scheduler = Scheduler {
+        runner,
+        results: results_tx,
+        concurrency: args.concurrency,
+        on_lateness: None,
+    };
     // The scheduler stops first; the shipper then drains what it produced.
     let scheduler_cancel = cancel.clone();
     let shipper_cancel = CancellationToken::new();
@@ -77,14 +92,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             shipper_cancel.cancel();
         });
     }
-    let sink: Arc<dyn transport::ResultSink> = Arc::new(LocalSink { aggregator: aggregator.clone() });
+    let sink: Arc<dyn transport::ResultSink> = Arc::new(LocalSink {
+        aggregator: aggregator.clone(),
+    });
     tasks.spawn(transport::ship(results_rx, sink, shipper_cancel));
     tasks.spawn(tick_loop(aggregator.clone(), cancel.clone()));
     tasks.spawn(retention_loop(storage, args.retention, cancel.clone()));
 
     let app = crate::api::router(aggregator);
     let server_cancel = cancel.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { server_cancel.cancelled().await });
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { server_cancel.cancelled().await });
     let served = server.await;
     cancel.cancel();
     let drained = tokio::time::timeout(limits::SHUTDOWN_GRACE, async {
@@ -92,7 +110,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("some tasks did not stop within {:?}; exiting anyway", limits::SHUTDOWN_GRACE);
+        tracing::warn!(
+            "some tasks did not stop within {:?}; exiting anyway",
+            limits::SHUTDOWN_GRACE
+        );
     }
     served.context("HTTP server failed")?;
     tracing::info!("stopped");
@@ -120,8 +141,12 @@ async fn retention_loop(storage: Storage, retention: Duration, cancel: Cancellat
             _ = interval.tick() => {}
             _ = cancel.cancelled() => return,
         }
-        let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-        match storage.prune_results(cutoff, limits::RETENTION_PRUNE_BATCH).await {
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        match storage
+            .prune_results(cutoff, limits::RETENTION_PRUNE_BATCH)
+            .await
+        {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned results older than the retention"),
             Err(error) => tracing::error!(%error, "pruning old results failed"),

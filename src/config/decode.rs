@@ -27,7 +27,10 @@ pub struct Fields<'n> {
 
 impl<'n> Fields<'n> {
     pub fn get(&self, key: &str) -> Option<&'n Node> {
-        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 
     pub fn keys(&self) -> impl Iterator<Item = (&'n str, &'n Node)> + '_ {
@@ -48,7 +51,10 @@ impl Ctx<'_> {
     /// suggestion, duplicates and non-string keys too.
     pub fn fields<'n>(&mut self, node: &'n Node, what: &str, known: &[&str]) -> Option<Fields<'n>> {
         let Value::Map(entries) = &node.value else {
-            self.error(node.pos, format!("{what} must be a mapping, found {}", node.value.kind()));
+            self.error(
+                node.pos,
+                format!("{what} must be a mapping, found {}", node.value.kind()),
+            );
             return None;
         };
         let mut fields = Fields {
@@ -79,7 +85,10 @@ impl Ctx<'_> {
     /// A mapping of free-form string keys (headers, labels).
     pub fn string_map(&mut self, node: &Node, what: &str) -> Option<Vec<(String, String)>> {
         let Value::Map(entries) = &node.value else {
-            self.error(node.pos, format!("{what} must be a mapping, found {}", node.value.kind()));
+            self.error(
+                node.pos,
+                format!("{what} must be a mapping, found {}", node.value.kind()),
+            );
             return None;
         };
         let mut out = Vec::with_capacity(entries.len());
@@ -105,7 +114,10 @@ impl Ctx<'_> {
             Value::String(s) | Value::Number(s) => Some(s.clone()),
             Value::Bool(b) => Some(b.to_string()),
             other => {
-                self.error(node.pos, format!("{what} must be a string, found {}", other.kind()));
+                self.error(
+                    node.pos,
+                    format!("{what} must be a string, found {}", other.kind()),
+                );
                 None
             }
         }
@@ -115,7 +127,10 @@ impl Ctx<'_> {
         match &node.value {
             Value::Bool(b) => Some(*b),
             other => {
-                self.error(node.pos, format!("{what} must be true or false, found {}", other.kind()));
+                self.error(
+                    node.pos,
+                    format!("{what} must be true or false, found {}", other.kind()),
+                );
                 None
             }
         }
@@ -127,7 +142,10 @@ impl Ctx<'_> {
             _ => None,
         };
         if parsed.is_none() {
-            self.error(node.pos, format!("{what} must be a whole number of at least 1"));
+            self.error(
+                node.pos,
+                format!("{what} must be a whole number of at least 1"),
+            );
         }
         parsed
     }
@@ -147,7 +165,10 @@ impl Ctx<'_> {
         match &node.value {
             Value::Seq(items) => Some(items),
             other => {
-                self.error(node.pos, format!("{what} must be a list, found {}", other.kind()));
+                self.error(
+                    node.pos,
+                    format!("{what} must be a list, found {}", other.kind()),
+                );
                 None
             }
         }
@@ -200,7 +221,10 @@ impl Ctx<'_> {
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 && !name.as_bytes()[0].is_ascii_digit();
             if !valid {
-                self.error(pos, format!("invalid variable name `{name}` in `${{{inner}}}`"));
+                self.error(
+                    pos,
+                    format!("invalid variable name `{name}` in `${{{inner}}}`"),
+                );
                 ok = false;
             } else {
                 match (self.env)(name) {
@@ -255,7 +279,11 @@ mod tests {
             env: &env,
         };
         let out = ctx.interpolate(text, Pos { line: 1, col: 1 });
-        (out, errors.into_iter().map(|e| e.message).collect(), secrets)
+        (
+            out,
+            errors.into_iter().map(|e| e.message).collect(),
+            secrets,
+        )
     }
 
     #[test]
@@ -263,7 +291,10 @@ mod tests {
         for (input, expected) in [
             ("plain", Some("plain")),
             ("Bearer ${TOKEN}", Some("Bearer s3cret")),
-            ("https://${HOST}/x?a=${TOKEN}", Some("https://example.test/x?a=s3cret")),
+            (
+                "https://${HOST}/x?a=${TOKEN}",
+                Some("https://example.test/x?a=s3cret"),
+            ),
             ("${UNSET:-fallback}", Some("fallback")),
             ("price $5 and ^ok$", Some("price $5 and ^ok$")),
             ("literal $${TOKEN}", Some("literal ${TOKEN}")),
@@ -273,8 +304,14 @@ mod tests {
         ] {
             assert_eq!(interpolate(input).0.as_deref(), expected, "{input}");
         }
-        assert_eq!(interpolate("${UNSET}").1, vec!["environment variable `UNSET` is not set"]);
-        assert_eq!(interpolate("${TOKEN}").2.redact("token=s3cret"), "token=****");
+        assert_eq!(
+            interpolate("${UNSET}").1,
+            vec!["environment variable `UNSET` is not set"]
+        );
+        assert_eq!(
+            interpolate("${TOKEN}").2.redact("token=s3cret"),
+            "token=****"
+        );
     }
 
     #[test]

@@ -282,7 +282,11 @@ pub fn load_with_env(
         for (check, pos) in decode_checks_file(&mut ctx, &root, &mut refs) {
             checks.push((check, file.clone(), pos));
         }
-        channel_refs.extend(refs.channels.into_iter().map(|(name, pos)| (name, pos, file.clone())));
+        channel_refs.extend(
+            refs.channels
+                .into_iter()
+                .map(|(name, pos)| (name, pos, file.clone())),
+        );
         for (name, pos) in refs.names {
             if let Some((other_file, other_pos)) = names.get(&name) {
                 errors.push(ConfigError {
@@ -379,7 +383,11 @@ pub fn load_with_env(
     })
 }
 
-fn read_dir_yaml(dir: &Path, required: bool, errors: &mut Vec<ConfigError>) -> Vec<(PathBuf, String)> {
+fn read_dir_yaml(
+    dir: &Path,
+    required: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(PathBuf, String)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Vec::new(),
@@ -396,8 +404,7 @@ fn read_dir_yaml(dir: &Path, required: bool, errors: &mut Vec<ConfigError>) -> V
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            p.is_file()
-                && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
         })
         .collect();
     paths.sort();
@@ -431,8 +438,22 @@ fn parse_file(file: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<
 
 const CHECK_KINDS: [&str; 6] = ["http", "tcp", "tls", "dns", "browser", "heartbeat"];
 const CHECK_KEYS: [&str; 16] = [
-    "name", "description", "http", "tcp", "tls", "dns", "browser", "heartbeat", "every", "cron",
-    "tz", "timeout", "regions", "expect", "alert", "labels",
+    "name",
+    "description",
+    "http",
+    "tcp",
+    "tls",
+    "dns",
+    "browser",
+    "heartbeat",
+    "every",
+    "cron",
+    "tz",
+    "timeout",
+    "regions",
+    "expect",
+    "alert",
+    "labels",
 ];
 
 /// Names a checks file uses, with positions, for the cross-file pass.
@@ -479,7 +500,10 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
         Some(n) => {
             let name = ctx.string(n, "`name`")?;
             if !is_valid_name(&name) {
-                ctx.error(n.pos, format!("check name `{name}` must match [a-z0-9_-]+ (at most 64 characters)"));
+                ctx.error(
+                    n.pos,
+                    format!("check name `{name}` must match [a-z0-9_-]+ (at most 64 characters)"),
+                );
                 return None;
             }
             refs.names.push((name.clone(), n.pos));
@@ -493,18 +517,27 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
     let what = |s: &str| format!("`{s}` of check `{name}`");
 
     // Exactly one kind.
-    let kinds: Vec<(&str, &Node)> = fields.keys().filter(|(k, _)| CHECK_KINDS.contains(k)).collect();
+    let kinds: Vec<(&str, &Node)> = fields
+        .keys()
+        .filter(|(k, _)| CHECK_KINDS.contains(k))
+        .collect();
     let kind = match kinds.as_slice() {
         [] => {
             ctx.error(
                 fields.pos,
-                format!("check `{name}` needs exactly one kind: {}", CHECK_KINDS.join(", ")),
+                format!(
+                    "check `{name}` needs exactly one kind: {}",
+                    CHECK_KINDS.join(", ")
+                ),
             );
             None
         }
         [(kind, spec)] => decode_kind(ctx, &name, kind, spec),
         [_, (second, spec), ..] => {
-            ctx.error(spec.pos, format!("check `{name}` has more than one kind (`{second}` is the second)"));
+            ctx.error(
+                spec.pos,
+                format!("check `{name}` has more than one kind (`{second}` is the second)"),
+            );
             None
         }
     };
@@ -515,7 +548,12 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
             match text.parse::<Tz>() {
                 Ok(tz) => Some(tz),
                 Err(_) => {
-                    ctx.error(n.pos, format!("unknown time zone `{text}`; expected an IANA name such as Europe/Paris"));
+                    ctx.error(
+                        n.pos,
+                        format!(
+                            "unknown time zone `{text}`; expected an IANA name such as Europe/Paris"
+                        ),
+                    );
                     None
                 }
             }
@@ -525,7 +563,13 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
     let schedule = match (fields.get("every"), fields.get("cron")) {
         (Some(every), None) => ctx.duration(every, &what("every")).and_then(|d| {
             if d < limits::CHECK_INTERVAL_MIN {
-                ctx.error(every.pos, format!("`every` must be at least {}ms", limits::CHECK_INTERVAL_MIN.as_millis()));
+                ctx.error(
+                    every.pos,
+                    format!(
+                        "`every` must be at least {}ms",
+                        limits::CHECK_INTERVAL_MIN.as_millis()
+                    ),
+                );
                 None
             } else {
                 if fields.get("tz").is_some() {
@@ -545,11 +589,17 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
             }
         }
         (Some(_), Some(cron)) => {
-            ctx.error(cron.pos, format!("check `{name}` has both `every` and `cron`; keep one"));
+            ctx.error(
+                cron.pos,
+                format!("check `{name}` has both `every` and `cron`; keep one"),
+            );
             None
         }
         (None, None) => {
-            ctx.error(fields.pos, format!("check `{name}` needs a schedule: `every: 30s` or `cron: \"*/5 * * * *\"`"));
+            ctx.error(
+                fields.pos,
+                format!("check `{name}` needs a schedule: `every: 30s` or `cron: \"*/5 * * * *\"`"),
+            );
             None
         }
     };
@@ -579,7 +629,9 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
         None => Some(AlertRules::default()),
     };
     let labels = match fields.get("labels") {
-        Some(n) => ctx.string_map(n, &what("labels")).map(|l| l.into_iter().collect()),
+        Some(n) => ctx
+            .string_map(n, &what("labels"))
+            .map(|l| l.into_iter().collect()),
         None => Some(BTreeMap::new()),
     };
     let description = match fields.get("description") {
@@ -612,7 +664,15 @@ fn decode_kind(ctx: &mut Ctx, name: &str, kind: &str, spec: &Node) -> Option<Che
     }
 }
 
-const HTTP_KEYS: [&str; 7] = ["url", "method", "headers", "body", "follow_redirects", "tls_verify", "ca_file"];
+const HTTP_KEYS: [&str; 7] = [
+    "url",
+    "method",
+    "headers",
+    "body",
+    "follow_redirects",
+    "tls_verify",
+    "ca_file",
+];
 
 fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
     let fields = ctx.fields(node, &format!("`http` of check `{name}`"), &HTTP_KEYS)?;
@@ -620,9 +680,17 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
         Some(n) => {
             let text = ctx.string(n, "`url`")?;
             match Url::parse(&text) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    Some(url)
+                }
                 Ok(url) => {
-                    ctx.error(n.pos, format!("`url` must be http:// or https:// with a host, found scheme `{}`", url.scheme()));
+                    ctx.error(
+                        n.pos,
+                        format!(
+                            "`url` must be http:// or https:// with a host, found scheme `{}`",
+                            url.scheme()
+                        ),
+                    );
                     None
                 }
                 Err(e) => {
@@ -641,7 +709,9 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
         Some(n) => {
             let text = ctx.string(n, "`method`")?.to_ascii_uppercase();
             match text.as_str() {
-                "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => Method::from_bytes(text.as_bytes()).ok(),
+                "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
+                    Method::from_bytes(text.as_bytes()).ok()
+                }
                 _ => {
                     ctx.error(n.pos, format!("unsupported method `{text}`; expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS"));
                     None
@@ -655,7 +725,10 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
             let pairs = ctx.string_map(n, "`headers`")?;
             let mut headers = Vec::with_capacity(pairs.len());
             for (k, v) in pairs {
-                match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&v)) {
+                match (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(&v),
+                ) {
                     (Ok(k), Ok(mut v)) => {
                         v.set_sensitive(true);
                         headers.push((k, v));
@@ -686,7 +759,10 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
             if path.is_file() {
                 Some(Some(path))
             } else {
-                ctx.error(n.pos, format!("`ca_file` {} does not exist", path.display()));
+                ctx.error(
+                    n.pos,
+                    format!("`ca_file` {} does not exist", path.display()),
+                );
                 None
             }
         }
@@ -720,7 +796,10 @@ fn decode_expect(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Expect> {
             match parse_status(&item.value) {
                 Some(range) => expect.status.push(range),
                 None => {
-                    ctx.error(item.pos, "`status` entries must be codes (100-599) or classes such as 2xx");
+                    ctx.error(
+                        item.pos,
+                        "`status` entries must be codes (100-599) or classes such as 2xx",
+                    );
                     ok = false;
                 }
             }
@@ -732,11 +811,17 @@ fn decode_expect(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Expect> {
     }
     if let Some(n) = fields.get("body_matches") {
         let pattern = ctx.string(n, "`body_matches`")?;
-        match regex::RegexBuilder::new(&pattern).size_limit(1 << 20).build() {
+        match regex::RegexBuilder::new(&pattern)
+            .size_limit(1 << 20)
+            .build()
+        {
             Ok(re) => expect.body_matches = Some(re),
             Err(e) => {
                 let first = e.to_string().lines().last().unwrap_or_default().to_string();
-                ctx.error(n.pos, format!("invalid regular expression in `body_matches`: {first}"));
+                ctx.error(
+                    n.pos,
+                    format!("invalid regular expression in `body_matches`: {first}"),
+                );
                 ok = false;
             }
         }
@@ -755,17 +840,34 @@ fn parse_status(value: &Value) -> Option<StatusRange> {
     };
     if let Some(class) = text.strip_suffix("xx") {
         let class: u16 = class.parse().ok().filter(|c| (1..=5).contains(c))?;
-        return Some(StatusRange { low: class * 100, high: class * 100 + 99 });
+        return Some(StatusRange {
+            low: class * 100,
+            high: class * 100 + 99,
+        });
     }
     let code: u16 = text.parse().ok().filter(|c| (100..=599).contains(c))?;
-    Some(StatusRange { low: code, high: code })
+    Some(StatusRange {
+        low: code,
+        high: code,
+    })
 }
 
-fn decode_alert_rules(ctx: &mut Ctx, name: &str, node: &Node, refs: &mut Vec<(String, Pos)>) -> Option<AlertRules> {
+fn decode_alert_rules(
+    ctx: &mut Ctx,
+    name: &str,
+    node: &Node,
+    refs: &mut Vec<(String, Pos)>,
+) -> Option<AlertRules> {
     let fields = ctx.fields(
         node,
         &format!("`alert` of check `{name}`"),
-        &["channels", "failures", "successes", "quorum", "remind_every"],
+        &[
+            "channels",
+            "failures",
+            "successes",
+            "quorum",
+            "remind_every",
+        ],
     )?;
     let mut rules = AlertRules::default();
     let mut ok = true;
@@ -778,7 +880,10 @@ fn decode_alert_rules(ctx: &mut Ctx, name: &str, node: &Node, refs: &mut Vec<(St
             None => ok = false,
         }
     }
-    for (key, slot) in [("failures", &mut rules.failures), ("successes", &mut rules.successes)] {
+    for (key, slot) in [
+        ("failures", &mut rules.failures),
+        ("successes", &mut rules.successes),
+    ] {
         if let Some(n) = fields.get(key) {
             match ctx.positive_u32(n, &format!("`{key}`")) {
                 Some(v) => *slot = v,
@@ -803,7 +908,10 @@ struct AlertsFile {
 }
 
 fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
-    let mut out = AlertsFile { channels: Vec::new(), defaults: None };
+    let mut out = AlertsFile {
+        channels: Vec::new(),
+        defaults: None,
+    };
     if matches!(root.value, Value::Null) {
         return out;
     }
@@ -817,7 +925,10 @@ fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
                     continue;
                 };
                 if !is_valid_name(&name) {
-                    ctx.error(key.pos, format!("channel name `{name}` must match [a-z0-9_-]+"));
+                    ctx.error(
+                        key.pos,
+                        format!("channel name `{name}` must match [a-z0-9_-]+"),
+                    );
                     continue;
                 }
                 if let Some(kind) = decode_channel(ctx, &name, spec) {
@@ -825,12 +936,18 @@ fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
                 }
             }
         } else if !matches!(channels.value, Value::Null) {
-            ctx.error(channels.pos, "`channels` must be a mapping of channel names to their settings");
+            ctx.error(
+                channels.pos,
+                "`channels` must be a mapping of channel names to their settings",
+            );
         }
     }
     if let Some(defaults) = top.get("defaults") {
         if let Some(fields) = ctx.fields(defaults, "`defaults`", &["channels"]) {
-            if let Some(list) = fields.get("channels").and_then(|n| ctx.string_list(n, "`channels`")) {
+            if let Some(list) = fields
+                .get("channels")
+                .and_then(|n| ctx.string_list(n, "`channels`"))
+            {
                 out.defaults = Some((list, defaults.pos));
             }
         }
@@ -844,11 +961,17 @@ fn decode_channel(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ChannelKind>
         (Some(email), None) => decode_email(ctx, name, email).map(ChannelKind::Email),
         (None, Some(webhook)) => decode_webhook(ctx, name, webhook).map(ChannelKind::Webhook),
         (Some(_), Some(webhook)) => {
-            ctx.error(webhook.pos, format!("channel `{name}` has both `email` and `webhook`; define two channels"));
+            ctx.error(
+                webhook.pos,
+                format!("channel `{name}` has both `email` and `webhook`; define two channels"),
+            );
             None
         }
         (None, None) => {
-            ctx.error(fields.pos, format!("channel `{name}` needs `email:` or `webhook:`"));
+            ctx.error(
+                fields.pos,
+                format!("channel `{name}` needs `email:` or `webhook:`"),
+            );
             None
         }
     }
@@ -864,7 +987,12 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
         Some(n) => {
             let text = ctx.string(n, "`smtp`")?;
             match Url::parse(&text) {
-                Ok(url) if matches!(url.scheme(), "smtp" | "smtps" | "smtp+insecure") && url.host().is_some() => Some(url),
+                Ok(url)
+                    if matches!(url.scheme(), "smtp" | "smtps" | "smtp+insecure")
+                        && url.host().is_some() =>
+                {
+                    Some(url)
+                }
                 _ => {
                     ctx.error(n.pos, format!(
                         "invalid `smtp` URL `{}`; expected smtp://host:587 (STARTTLS), smtps://host:465 (TLS) or smtp+insecure://host:25 (plain, local relays only)",
@@ -879,18 +1007,27 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
             None
         }
     };
-    let username = fields.get("username").and_then(|n| ctx.string(n, "`username`"));
-    let password = fields.get("password").and_then(|n| ctx.string(n, "`password`"));
+    let username = fields
+        .get("username")
+        .and_then(|n| ctx.string(n, "`username`"));
+    let password = fields
+        .get("password")
+        .and_then(|n| ctx.string(n, "`password`"));
     let from = match fields.get("from") {
         Some(n) => ctx.string(n, "`from`"),
         None => {
-            ctx.error(fields.pos, format!("channel `{name}` needs a `from` address"));
+            ctx.error(
+                fields.pos,
+                format!("channel `{name}` needs a `from` address"),
+            );
             None
         }
     };
     let to = match fields.get("to") {
         Some(n) => match &n.value {
-            Value::Seq(_) => ctx.string_list(n, "`to`").map(|l| l.into_iter().map(|(s, _)| s).collect::<Vec<_>>()),
+            Value::Seq(_) => ctx
+                .string_list(n, "`to`")
+                .map(|l| l.into_iter().map(|(s, _)| s).collect::<Vec<_>>()),
             _ => ctx.string(n, "`to`").map(|s| vec![s]),
         }
         .and_then(|list| {
@@ -905,11 +1042,20 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
             }
         }),
         None => {
-            ctx.error(fields.pos, format!("channel `{name}` needs `to` (a list of addresses)"));
+            ctx.error(
+                fields.pos,
+                format!("channel `{name}` needs `to` (a list of addresses)"),
+            );
             None
         }
     };
-    Some(EmailChannel { smtp: smtp?, username, password, from: from?, to: to? })
+    Some(EmailChannel {
+        smtp: smtp?,
+        username,
+        password,
+        from: from?,
+        to: to?,
+    })
 }
 
 fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChannel> {
@@ -922,15 +1068,26 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
         Some(n) => {
             let text = ctx.string(n, "`url`")?;
             match Url::parse(&text) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    Some(url)
+                }
                 _ => {
-                    ctx.error(n.pos, format!("invalid webhook `url` `{}`; expected http:// or https://", ctx.secrets.redact(&text)));
+                    ctx.error(
+                        n.pos,
+                        format!(
+                            "invalid webhook `url` `{}`; expected http:// or https://",
+                            ctx.secrets.redact(&text)
+                        ),
+                    );
                     None
                 }
             }
         }
         None => {
-            ctx.error(fields.pos, format!("channel `{name}` needs a webhook `url`"));
+            ctx.error(
+                fields.pos,
+                format!("channel `{name}` needs a webhook `url`"),
+            );
             None
         }
     };
@@ -941,7 +1098,13 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
                 Some((_, f)) => Some(*f),
                 None => {
                     let names: Vec<&str> = WebhookFormat::NAMES.iter().map(|(k, _)| *k).collect();
-                    ctx.error(n.pos, format!("unknown webhook format `{text}`; expected one of: {}", names.join(", ")));
+                    ctx.error(
+                        n.pos,
+                        format!(
+                            "unknown webhook format `{text}`; expected one of: {}",
+                            names.join(", ")
+                        ),
+                    );
                     None
                 }
             }
@@ -949,7 +1112,10 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
         None => Some(WebhookFormat::Json),
     };
     // An empty secret (say `${WEBHOOK_SECRET:-}` left unset) means unsigned.
-    let secret = fields.get("secret").and_then(|n| ctx.string(n, "`secret`")).filter(|s| !s.is_empty());
+    let secret = fields
+        .get("secret")
+        .and_then(|n| ctx.string(n, "`secret`"))
+        .filter(|s| !s.is_empty());
     if let Some(secret) = &secret {
         ctx.secrets.add(secret);
     }
@@ -957,7 +1123,12 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
         Some(n) => ctx.string_map(n, "`headers`"),
         None => Some(Vec::new()),
     };
-    Some(WebhookChannel { url: url?, format: format?, secret, headers: headers? })
+    Some(WebhookChannel {
+        url: url?,
+        format: format?,
+        secret,
+        headers: headers?,
+    })
 }
 
 #[cfg(test)]

@@ -1,1 +1,243 @@
+//! Loader tests: defaults, every error with its position, cross-file rules.
 
+use super::*;
+
+struct Dirs {
+    _root: tempfile::TempDir,
+    checks: PathBuf,
+    alerts: PathBuf,
+}
+
+fn dirs(checks: &[(&str, &str)], alerts: &[(&str, &str)]) -> Dirs {
+    let root = tempfile::tempdir().unwrap();
+    let (c, a) = (root.path().join("checks"), root.path().join("alerts"));
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::create_dir_all(&a).unwrap();
+    for (name, text) in checks {
+        std::fs::write(c.join(name), text).unwrap();
+    }
+    for (name, text) in alerts {
+        std::fs::write(a.join(name), text).unwrap();
+    }
+    Dirs {
+        _root: root,
+        checks: c,
+        alerts: a,
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "API_TOKEN" => Some("tok-123456".into()),
+        _ => None,
+    }
+}
+
+fn load(d: &Dirs) -> Result<Config, Vec<String>> {
+    load_with_env(&d.checks, &d.alerts, &env).map_err(|e| {
+        e.0.iter()
+            .map(|e| {
+                format!(
+                    "{}:{}:{}: {}",
+                    e.file.file_name().unwrap().to_string_lossy(),
+                    e.pos.line,
+                    e.pos.col,
+                    e.message
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn design_example_loads_with_defaults() {
+    let d = dirs(
+        &[(
+            "api.yaml",
+            r#"
+checks:
+  - name: api-health
+    http:
+      url: https://api.example.com/health
+      headers: { Authorization: "Bearer ${API_TOKEN}" }
+    every: 30s
+    expect:
+      status: [200, 3xx]
+      body_contains: '"status":"healthy"'
+      max_latency: 800ms
+    alert:
+      channels: [ops-webhook]
+      quorum: 2
+      remind_every: 1h
+  - name: minimal
+    http: { url: "http://127.0.0.1:8080/" }
+    cron: "*/5 * * * *"
+"#,
+        )],
+        &[(
+            "channels.yaml",
+            r#"
+channels:
+  ops-webhook:
+    webhook: { url: "https://hooks.example.com/lookout", secret: "${API_TOKEN}" }
+defaults:
+  channels: [ops-webhook]
+"#,
+        )],
+    );
+    let config = load(&d).unwrap();
+    let api = config.check("api-health").unwrap();
+    let CheckKind::Http(http) = &api.kind;
+    assert_eq!(http.method, Method::GET);
+    assert!(http.follow_redirects && http.tls_verify);
+    assert_eq!(http.headers[0].1.to_str().unwrap(), "Bearer tok-123456");
+    assert_eq!(api.timeout, Duration::from_secs(10));
+    assert_eq!(
+        api.expect.status,
+        vec![
+            StatusRange {
+                low: 200,
+                high: 200
+            },
+            StatusRange {
+                low: 300,
+                high: 399
+            }
+        ]
+    );
+    assert_eq!(api.expect.max_latency, Some(Duration::from_millis(800)));
+    assert_eq!(
+        (api.alert.failures, api.alert.successes, api.alert.quorum),
+        (2, 1, Some(2))
+    );
+    assert_eq!(api.alert.remind_every, Some(Duration::from_secs(3600)));
+    let minimal = config.check("minimal").unwrap();
+    assert!(matches!(minimal.schedule, Schedule::Cron(_)));
+    assert!(minimal.expect.status.is_empty() && minimal.alert.channels.is_none());
+    assert_eq!(config.default_channels, vec!["ops-webhook"]);
+    assert_eq!(config.secrets.redact("Bearer tok-123456"), "Bearer ****");
+}
+
+#[test]
+fn every_mistake_is_reported_with_its_position() {
+    let d = dirs(
+        &[
+            (
+                "a.yaml",
+                "checks:
+  - name: api
+    http:
+      url: http://127.0.0.1:9/health
+      methd: GET
+    every: 30
+    timeout: 5 parsecs
+  - name: api
+    http: { url: \"not a url\" }
+    cron: \"61 * * * *\"
+    alert:
+      channels: [pager]
+      failures: 0
+  - name: web
+    http: { url: \"https://x.test/?t=${UNSET_TOKEN}\" }
+    evry: 10s
+",
+            ),
+            (
+                "b.yaml",
+                "checks:\n  - name: web\n    http: { url: \"http://[::1]:80/\" }\n    every: 1s\n    expect: { status: [7xx] }\n",
+            ),
+            ("c.yaml", "checks:\n  - name: [x\n"),
+        ],
+        &[(
+            "x.yaml",
+            "channels:\n  mail:\n    email: { smtp: \"http://x\", from: a@b.c, to: [] }\n",
+        )],
+    );
+    let errors = load(&d).unwrap_err();
+    let expected = [
+        "x.yaml:3:20: invalid `smtp` URL `http://x`",
+        "x.yaml:3:49: `to` needs at least one address",
+        "a.yaml:5:7: unknown key `methd` in `http` of check `api`; did you mean `method`?",
+        "a.yaml:6:12: `every` of check `api`: \"30\" has no unit; write it as 30s, 30ms, 30m, ...",
+        "a.yaml:7:14: `timeout` of check `api`: invalid duration \"5 parsecs\"; expected a duration such as 500ms, 30s, 5m, 1h or 14d",
+        "a.yaml:8:11: duplicate check name `api` (first defined at",
+        "a.yaml:9:18: invalid URL `not a url`: relative URL without a base",
+        "a.yaml:10:11: invalid cron expression \"61 * * * *\"",
+        "a.yaml:12:18: unknown channel `pager`",
+        "a.yaml:13:17: `failures` must be a whole number of at least 1",
+        "a.yaml:14:5: check `web` needs a schedule",
+        "a.yaml:15:18: environment variable `UNSET_TOKEN` is not set",
+        "a.yaml:16:5: unknown key `evry` in a check; did you mean `every`?",
+        "b.yaml:2:11: duplicate check name `web` (first defined at",
+        "b.yaml:5:24: `status` entries must be codes (100-599) or classes such as 2xx",
+        "c.yaml:2:11: invalid YAML: unclosed bracket '['",
+    ];
+    for (want, got) in expected.iter().zip(&errors) {
+        assert!(
+            got.starts_with(want),
+            "\nwant: {want}\n got: {got}\nall: {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+#[test]
+fn kinds_and_schedules_are_checked() {
+    let d = dirs(
+        &[(
+            "k.yaml",
+            "checks:
+  - name: none
+    every: 1s
+  - name: two
+    http: { url: \"http://a.test/\" }
+    tcp: { address: \"a:1\" }
+    every: 1s
+  - name: both
+    http: { url: \"http://a.test/\" }
+    every: 1s
+    cron: \"* * * * *\"
+  - name: never
+    http: { url: \"http://a.test/\" }
+  - name: ftp
+    http: { url: \"ftp://a.test/\" }
+    every: 10ms
+  - name: zone
+    http: { url: \"http://a.test/\" }
+    cron: \"0 9 * * *\"
+    tz: Mars/Olympus
+",
+        )],
+        &[],
+    );
+    let errors = load(&d).unwrap_err();
+    let expected = [
+        "k.yaml:2:5: check `none` needs exactly one kind",
+        "k.yaml:6:10: check `two` has more than one kind",
+        "k.yaml:11:11: check `both` has both `every` and `cron`",
+        "k.yaml:12:5: check `never` needs a schedule",
+        "k.yaml:15:18: `url` must be http:// or https://",
+        "k.yaml:16:12: `every` must be at least 100ms",
+        "k.yaml:20:9: unknown time zone `Mars/Olympus`",
+    ];
+    for (want, got) in expected.iter().zip(&errors) {
+        assert!(
+            got.starts_with(want),
+            "\nwant: {want}\n got: {got}\nall: {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+#[test]
+fn missing_checks_directory_is_an_error_but_alerts_is_optional() {
+    let root = tempfile::tempdir().unwrap();
+    let errors =
+        load_with_env(&root.path().join("nope"), &root.path().join("none"), &env).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    assert!(errors.0[0].message.starts_with("cannot read directory"));
+    std::fs::create_dir(root.path().join("checks")).unwrap();
+    let config =
+        load_with_env(&root.path().join("checks"), &root.path().join("none"), &env).unwrap();
+    assert!(config.checks.is_empty());
+}

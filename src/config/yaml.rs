@@ -102,7 +102,11 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
 /// serde-saphyr renders a multi-line snippet; a `path:line:col: message`
 /// report wants the one line that says what went wrong.
 fn first_line(text: &str) -> String {
-    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or(text).trim();
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim();
     let line = line.strip_prefix("error:").unwrap_or(line).trim();
     // Drop serde-saphyr's own "line X column Y:" prefix or " at line X column Y"
     // suffix: we print the position in the `path:line:col:` form ourselves.

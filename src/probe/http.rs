@@ -119,18 +119,34 @@ fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
         .connector_layer(TimingLayer)
         .tls_danger_accept_invalid_certs(!key.tls_verify);
     if let Some(path) = &key.ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("ca_file {} holds no usable certificate: {e}", path.display()))?;
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            format!(
+                "ca_file {} holds no usable certificate: {e}",
+                path.display()
+            )
+        })?;
         builder = builder.tls_certs_merge(certs);
     }
-    builder.build().map_err(|e| format!("cannot build HTTP client: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
 /// Runs one HTTP check within `timeout`.
-pub async fn run(clients: &Clients, spec: &HttpSpec, expect: &Expect, timeout: Duration, user_agent: &str) -> Report {
+pub async fn run(
+    clients: &Clients,
+    spec: &HttpSpec,
+    expect: &Expect,
+    timeout: Duration,
+    user_agent: &str,
+) -> Report {
     let recorder = Arc::new(Recorder::default());
-    let attempt = RECORDER.scope(recorder.clone(), attempt(clients, spec, expect, user_agent, recorder.clone()));
+    let attempt = RECORDER.scope(
+        recorder.clone(),
+        attempt(clients, spec, expect, user_agent, recorder.clone()),
+    );
     match tokio::time::timeout(timeout, attempt).await {
         Ok(report) => report,
         Err(_) => {
@@ -142,19 +158,36 @@ pub async fn run(clients: &Clients, spec: &HttpSpec, expect: &Expect, timeout: D
             Report {
                 outcome: Outcome::Timeout,
                 phases: recorder_phases(&recorder, None, None),
-                error: Some(format!("timed out after {} {stage}", format_duration(timeout))),
+                error: Some(format!(
+                    "timed out after {} {stage}",
+                    format_duration(timeout)
+                )),
                 ..Report::default()
             }
         }
     }
 }
 
-async fn attempt(clients: &Clients, spec: &HttpSpec, expect: &Expect, user_agent: &str, recorder: Arc<Recorder>) -> Report {
+async fn attempt(
+    clients: &Clients,
+    spec: &HttpSpec,
+    expect: &Expect,
+    user_agent: &str,
+    recorder: Arc<Recorder>,
+) -> Report {
     let client = match clients.get(spec) {
         Ok(client) => client,
-        Err(error) => return Report { outcome: Outcome::Error, error: Some(error), ..Report::default() },
+        Err(error) => {
+            return Report {
+                outcome: Outcome::Error,
+                error: Some(error),
+                ..Report::default()
+            };
+        }
     };
-    let mut request = client.request(spec.method.clone(), spec.url.clone()).header(USER_AGENT, user_agent);
+    let mut request = client
+        .request(spec.method.clone(), spec.url.clone())
+        .header(USER_AGENT, user_agent);
     for (name, value) in &spec.headers {
         request = request.header(name, value);
     }
@@ -187,7 +220,10 @@ async fn attempt(clients: &Clients, spec: &HttpSpec, expect: &Expect, user_agent
                 if chunk.len() >= room {
                     body.extend_from_slice(&chunk[..room]);
                     // Stop here: the rest is not fetched, the connection is dropped.
-                    notes.push(format!("body read stopped at {} bytes", limits::HTTP_BODY_BYTES_MAX));
+                    notes.push(format!(
+                        "body read stopped at {} bytes",
+                        limits::HTTP_BODY_BYTES_MAX
+                    ));
                     break;
                 }
                 body.extend_from_slice(&chunk);
@@ -220,7 +256,10 @@ async fn attempt(clients: &Clients, spec: &HttpSpec, expect: &Expect, user_agent
 /// Why the response fails `expect`, or `None` when it passes.
 fn judge(status: u16, body: &[u8], expect: &Expect) -> Option<String> {
     let accepted: &[StatusRange] = if expect.status.is_empty() {
-        &[StatusRange { low: 200, high: 299 }]
+        &[StatusRange {
+            low: 200,
+            high: 299,
+        }]
     } else {
         &expect.status
     };
@@ -245,11 +284,17 @@ fn judge(status: u16, body: &[u8], expect: &Expect) -> Option<String> {
     None
 }
 
-fn recorder_phases(recorder: &Recorder, exchange: Option<(Instant, Instant)>, done_at: Option<Instant>) -> Phases {
+fn recorder_phases(
+    recorder: &Recorder,
+    exchange: Option<(Instant, Instant)>,
+    done_at: Option<Instant>,
+) -> Phases {
     recorder.with(|r| {
         let mut phases = Phases {
             dns: r.dns.map(round_ms),
-            connect: r.connect_total.map(|c| round_ms(c.saturating_sub(r.dns.unwrap_or_default()))),
+            connect: r
+                .connect_total
+                .map(|c| round_ms(c.saturating_sub(r.dns.unwrap_or_default()))),
             ..Phases::default()
         };
         if let Some((sent_at, headers_at)) = exchange {
@@ -268,7 +313,10 @@ fn classify(error: &reqwest::Error, spec: &HttpSpec) -> String {
     let host = spec.url.host_str().unwrap_or("?");
     let port = spec.url.port_or_known_default().unwrap_or(0);
     if error.is_redirect() {
-        return format!("too many redirects (more than {})", limits::HTTP_REDIRECTS_MAX);
+        return format!(
+            "too many redirects (more than {})",
+            limits::HTTP_REDIRECTS_MAX
+        );
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
@@ -288,23 +336,35 @@ fn classify(error: &reqwest::Error, spec: &HttpSpec) -> String {
             if let Some(what) = what {
                 return format!("{what} ({host}:{port})");
             }
-            if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                return format!("TLS error: {tls}");
-            }
         }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return format!("TLS error: {tls}");
         }
-        source = e.source();
+        source = next_cause(e);
     }
     innermost(error)
+}
+
+/// The next error in a chain. `io::Error::source` skips the error it wraps
+/// (it returns the wrapped error's own source), so step into it by hand:
+/// that is where rustls puts its handshake errors.
+fn next_cause<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e (dyn std::error::Error + 'static)> {
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+        None => e.source(),
+    }
 }
 
 /// The deepest cause's text: reqwest's own top-level text names the URL,
 /// which may carry a secret, and says less than the cause.
 fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
     let mut deepest: &(dyn std::error::Error + 'static) = error;
-    while let Some(next) = deepest.source() {
+    while let Some(next) = next_cause(deepest) {
         deepest = next;
     }
     deepest.to_string()
@@ -398,16 +458,38 @@ mod tests {
     fn judging_status_and_body() {
         let expect = Expect::default();
         assert_eq!(judge(204, b"", &expect), None);
-        assert_eq!(judge(500, b"", &expect).as_deref(), Some("status 500 not in [2xx]"));
+        assert_eq!(
+            judge(500, b"", &expect).as_deref(),
+            Some("status 500 not in [2xx]")
+        );
         let expect = Expect {
-            status: vec![StatusRange { low: 200, high: 200 }, StatusRange { low: 300, high: 399 }],
+            status: vec![
+                StatusRange {
+                    low: 200,
+                    high: 200,
+                },
+                StatusRange {
+                    low: 300,
+                    high: 399,
+                },
+            ],
             body_contains: Some("healthy".into()),
             body_matches: Some(regex::Regex::new(r#""db":\s*"ok""#).unwrap()),
             max_latency: None,
         };
-        assert_eq!(judge(503, b"", &expect).as_deref(), Some("status 503 not in [200, 3xx]"));
-        assert_eq!(judge(200, b"sick", &expect).as_deref(), Some("body does not contain \"healthy\""));
-        assert!(judge(200, b"healthy", &expect).unwrap().starts_with("body does not match"));
+        assert_eq!(
+            judge(503, b"", &expect).as_deref(),
+            Some("status 503 not in [200, 3xx]")
+        );
+        assert_eq!(
+            judge(200, b"sick", &expect).as_deref(),
+            Some("body does not contain \"healthy\"")
+        );
+        assert!(
+            judge(200, b"healthy", &expect)
+                .unwrap()
+                .starts_with("body does not match")
+        );
         assert_eq!(judge(301, br#"healthy "db": "ok""#, &expect), None);
     }
 }

@@ -137,14 +137,27 @@ impl Runner {
         let clock = tokio::time::Instant::now();
         let report = match &check.kind {
             CheckKind::Http(spec) => {
-                http::run(&self.http, spec, &check.expect, check.timeout, &self.identity.user_agent(&check.name)).await
+                http::run(
+                    &self.http,
+                    spec,
+                    &check.expect,
+                    check.timeout,
+                    &self.identity.user_agent(&check.name),
+                )
+                .await
             }
         };
         let elapsed = clock.elapsed();
         self.finish(check, started_at, elapsed, report)
     }
 
-    fn finish(&self, check: &Check, started_at: DateTime<Utc>, elapsed: Duration, report: Report) -> ProbeResult {
+    fn finish(
+        &self,
+        check: &Check,
+        started_at: DateTime<Utc>,
+        elapsed: Duration,
+        report: Report,
+    ) -> ProbeResult {
         let error = report.error.map(|e| one_line(&self.secrets.redact(&e)));
         ProbeResult {
             id: Uuid::now_v7(),
@@ -183,7 +196,10 @@ pub fn one_line(text: &str) -> String {
     if flat.chars().count() <= limits::RESULT_ERROR_CHARS_MAX {
         flat
     } else {
-        let cut: String = flat.chars().take(limits::RESULT_ERROR_CHARS_MAX - 1).collect();
+        let cut: String = flat
+            .chars()
+            .take(limits::RESULT_ERROR_CHARS_MAX - 1)
+            .collect();
         format!("{cut}…")
     }
 }

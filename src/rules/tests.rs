@@ -1,1 +1,301 @@
+//! Table tests for the rule engine: each case is a sequence of inputs and the
+//! status expected after each one.
 
+use super::*;
+use chrono::TimeZone;
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
+}
+
+fn rules(failures: u32, successes: u32, quorum: Option<u32>) -> Rules {
+    Rules {
+        failures,
+        successes,
+        quorum,
+        max_latency: Some(Duration::from_millis(800)),
+        stale_after: Duration::from_secs(35),
+    }
+}
+
+/// One input: `region:outcome@second`, e.g. `eu:fail@10`, `us:slow@3`,
+/// or `tick@100`.
+fn input(spec: &str) -> (Option<ProbeResult>, DateTime<Utc>) {
+    let (what, at) = spec.split_once('@').unwrap();
+    let at = t(at.parse().unwrap());
+    if what == "tick" {
+        return (None, at);
+    }
+    let (region, outcome) = what.split_once(':').unwrap();
+    let (outcome, duration_ms, status) = match outcome {
+        "ok" => (Outcome::Ok, 50.0, Some(200)),
+        "slow" => (Outcome::Ok, 1500.0, Some(200)),
+        "fail" => (Outcome::Fail, 30.0, Some(500)),
+        "timeout" => (Outcome::Timeout, 5000.0, None),
+        "error" => (Outcome::Error, 1.0, None),
+        other => panic!("bad outcome {other}"),
+    };
+    let result = ProbeResult {
+        id: Uuid::now_v7(),
+        check: "api".into(),
+        region: region.into(),
+        probe: format!("probe-{region}"),
+        started_at: at,
+        duration_ms,
+        outcome,
+        status,
+        phases_ms: Default::default(),
+        error: (outcome != Outcome::Ok).then(|| format!("{} in {region}", outcome.as_str())),
+        notes: vec![],
+    };
+    (Some(result), at)
+}
+
+/// Runs `inputs` and returns the status after each, plus every effect.
+fn run(rules: &Rules, inputs: &[&str]) -> (Vec<Status>, Vec<Effect>) {
+    let mut state = CheckState::default();
+    let mut statuses = Vec::new();
+    let mut effects = Vec::new();
+    for spec in inputs {
+        let (result, at) = input(spec);
+        let input = match &result {
+            Some(result) => Input::Result {
+                result,
+                received_at: at,
+            },
+            None => Input::Tick { now: at },
+        };
+        effects.extend(step("api", &mut state, rules, input, &mut Uuid::now_v7));
+        statuses.push(state.status);
+    }
+    (statuses, effects)
+}
+
+use Status::{Degraded as G, Down as D, Unknown as U, Up as P};
+
+#[test]
+fn single_region_table() {
+    let cases: &[(&str, Rules, &[&str], &[Status])] = &[
+        ("first ok makes it up", rules(2, 1, None), &["l:ok@0"], &[P]),
+        (
+            "one failure is not enough",
+            rules(2, 1, None),
+            &["l:ok@0", "l:fail@1"],
+            &[P, P],
+        ),
+        (
+            "two failures take it down",
+            rules(2, 1, None),
+            &["l:ok@0", "l:fail@1", "l:timeout@2"],
+            &[P, P, D],
+        ),
+        (
+            "an ok in between resets the count",
+            rules(2, 1, None),
+            &["l:ok@0", "l:fail@1", "l:ok@2", "l:fail@3", "l:ok@4"],
+            &[P, P, P, P, P],
+        ),
+        (
+            "down, then one ok brings it up",
+            rules(2, 1, None),
+            &["l:fail@0", "l:error@1", "l:ok@2"],
+            &[U, D, P],
+        ),
+        (
+            "successes: 3 needs three oks to recover",
+            rules(1, 3, None),
+            &["l:fail@0", "l:ok@1", "l:ok@2", "l:ok@3"],
+            &[D, D, D, P],
+        ),
+        (
+            "failures: 1 goes down at once",
+            rules(1, 1, None),
+            &["l:ok@0", "l:fail@1"],
+            &[P, D],
+        ),
+        (
+            "slow but ok is degraded",
+            rules(2, 1, None),
+            &["l:ok@0", "l:slow@1", "l:ok@2"],
+            &[P, G, P],
+        ),
+        (
+            "slow then failing is down",
+            rules(2, 1, None),
+            &["l:slow@0", "l:fail@1", "l:fail@2"],
+            &[G, G, D],
+        ),
+        (
+            "unknown until a verdict",
+            rules(3, 1, None),
+            &["l:fail@0", "l:fail@1"],
+            &[U, U],
+        ),
+    ];
+    for (name, rules, inputs, expected) in cases {
+        let (statuses, _) = run(rules, inputs);
+        assert_eq!(&statuses, expected, "case: {name}");
+    }
+}
+
+#[test]
+fn quorum_across_regions_table() {
+    let cases: &[(&str, Option<u32>, &[&str], &[Status])] = &[
+        (
+            "one region of three failing pages nobody",
+            None,
+            &["eu:ok@0", "us:ok@0", "ap:ok@0", "ap:fail@5", "ap:fail@10"],
+            &[P, P, P, P, P],
+        ),
+        (
+            "two of three failing is down",
+            None,
+            &[
+                "eu:ok@0",
+                "us:ok@0",
+                "ap:ok@0",
+                "ap:fail@5",
+                "us:fail@5",
+                "ap:fail@10",
+                "us:fail@10",
+            ],
+            &[P, P, P, P, P, P, D],
+        ),
+        (
+            "explicit quorum 1 goes down on any region",
+            Some(1),
+            &["eu:ok@0", "us:ok@0", "us:fail@5", "us:fail@10"],
+            &[P, P, P, D],
+        ),
+        (
+            "recovery of one region below quorum brings it up",
+            None,
+            &[
+                "eu:fail@0",
+                "us:fail@0",
+                "eu:fail@5",
+                "us:fail@5",
+                "eu:ok@10",
+            ],
+            &[U, U, U, D, P],
+        ),
+        (
+            "degraded needs a quorum of slow regions",
+            None,
+            &["eu:ok@0", "us:ok@0", "ap:ok@0", "eu:slow@5", "us:slow@5"],
+            &[P, P, P, P, G],
+        ),
+    ];
+    for (name, quorum, inputs, expected) in cases {
+        let (statuses, _) = run(&rules(2, 1, *quorum), inputs);
+        assert_eq!(&statuses, expected, "case: {name}");
+    }
+}
+
+#[test]
+fn stale_regions_count_for_neither_side() {
+    // Three regions up; ap's probe dies (no results after t=0). Stale after 35s.
+    let inputs = [
+        "eu:ok@0",
+        "us:ok@0",
+        "ap:ok@0",
+        "eu:ok@30",
+        "us:ok@30",
+        "tick@40", // ap stale now
+        "eu:fail@45",
+        "eu:fail@50", // eu failing: 1 of 2 live regions, quorum 2: not down
+    ];
+    let (statuses, effects) = run(&rules(2, 1, None), &inputs);
+    assert_eq!(statuses.last(), Some(&P));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::RegionStale { region, .. } if region == "ap"))
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::StateChanged(t) if t.to == Status::Down))
+    );
+
+    // The stale region comes back failing too: now 2 of 3 -> down.
+    let mut more = inputs.to_vec();
+    more.extend(["ap:fail@55", "ap:fail@56"]);
+    let (statuses, effects) = run(&rules(2, 1, None), &more);
+    assert_eq!(statuses.last(), Some(&D));
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::RegionBack { region } if region == "ap"))
+    );
+}
+
+#[test]
+fn every_region_stale_keeps_the_last_known_state() {
+    let (statuses, effects) = run(&rules(2, 1, None), &["l:ok@0", "tick@100"]);
+    assert_eq!(statuses, vec![P, P]);
+    assert_eq!(
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::RegionStale { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn transitions_carry_incident_and_summary() {
+    let (_, effects) = run(
+        &rules(2, 1, None),
+        &["l:ok@0", "l:fail@10", "l:fail@20", "l:slow@30", "l:ok@90"],
+    );
+    let transitions: Vec<&Transition> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StateChanged(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let pairs: Vec<(Status, Status)> = transitions.iter().map(|t| (t.from, t.to)).collect();
+    assert_eq!(pairs, vec![(U, P), (P, D), (D, G), (G, P)]);
+    // unknown -> up opens no incident; down and degraded share one; up closes it.
+    assert_eq!(transitions[0].incident, None);
+    let incident = transitions[1].incident.expect("down opens an incident");
+    assert_eq!(transitions[2].incident, Some(incident));
+    assert_eq!(transitions[3].incident, Some(incident));
+    assert_eq!(
+        transitions[1].summary,
+        "api is DOWN in 1 of 1 regions (l): fail in l"
+    );
+    assert_eq!(
+        transitions[2].summary,
+        "api is DEGRADED: slower than 800ms in 1 of 1 regions"
+    );
+    assert_eq!(transitions[3].summary, "api is UP again after 1m degraded");
+    assert_eq!(transitions[1].at, t(20));
+    assert_eq!(transitions[1].previous_since, Some(t(0)));
+    assert_eq!(transitions[1].regions["l"].status, Some(500));
+}
+
+#[test]
+fn a_late_resend_does_not_move_the_counters() {
+    let mut state = CheckState::default();
+    let r = rules(2, 1, None);
+    let (ok_new, _) = input("l:ok@10");
+    let (fail_old_1, _) = input("l:fail@5");
+    let (fail_old_2, _) = input("l:fail@6");
+    for result in [ok_new, fail_old_1, fail_old_2].iter().flatten() {
+        step(
+            "api",
+            &mut state,
+            &r,
+            Input::Result {
+                result,
+                received_at: t(20),
+            },
+            &mut Uuid::now_v7,
+        );
+    }
+    assert_eq!(state.status, Status::Up);
+    assert_eq!(state.regions["l"].consecutive_failures, 0);
+}

@@ -1,0 +1,264 @@
+//! Shared test fixtures: real HTTP targets on 127.0.0.1, config directories
+//! written from YAML, and the `lookout` binary as a child process.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+/// Bytes the `/big` route sends: far more than the probe's 1 MiB cap.
+pub const BIG_BODY_BYTES: usize = 50 * 1024 * 1024;
+
+#[derive(Clone, Default)]
+pub struct TargetState {
+    /// Status `/flip` answers with; tests change it to make a target fail.
+    pub flip_status: Arc<AtomicU16>,
+    /// Every User-Agent seen, in order.
+    pub user_agents: Arc<Mutex<Vec<String>>>,
+}
+
+pub struct Target {
+    pub addr: SocketAddr,
+    pub state: TargetState,
+}
+
+impl Target {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn set_flip(&self, status: u16) {
+        self.state.flip_status.store(status, Ordering::SeqCst);
+    }
+}
+
+/// Starts the test target on 127.0.0.1 in the current tokio runtime.
+pub async fn start_target() -> Target {
+    let state = TargetState::default();
+    state.flip_status.store(200, Ordering::SeqCst);
+    let app = Router::new()
+        .route("/ok", get(|| async { "ok: healthy" }))
+        .route(
+            "/500",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                "slow but fine"
+            }),
+        )
+        .route("/hang", get(|| std::future::pending::<&'static str>()))
+        .route(
+            "/loop",
+            get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/loop")]) }),
+        )
+        .route("/big", get(big_body))
+        .route("/flip", get(flip))
+        .route("/ua", get(record_user_agent))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Target { addr, state }
+}
+
+async fn big_body() -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let stream = futures_util::stream::iter(
+        (0..BIG_BODY_BYTES / CHUNK).map(move |_| Ok::<_, std::convert::Infallible>(chunk.clone())),
+    );
+    Body::from_stream(stream).into_response()
+}
+
+async fn flip(State(state): State<TargetState>) -> Response {
+    let code = StatusCode::from_u16(state.flip_status.load(Ordering::SeqCst)).unwrap();
+    (code, format!("flip {}", code.as_u16())).into_response()
+}
+
+async fn record_user_agent(State(state): State<TargetState>, headers: HeaderMap) -> &'static str {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    state.user_agents.lock().unwrap().push(ua);
+    "seen"
+}
+
+/// A temporary `checks/` + `alerts/` pair.
+pub struct ConfigDirs {
+    pub root: tempfile::TempDir,
+}
+
+impl ConfigDirs {
+    pub fn new(checks_yaml: &str) -> ConfigDirs {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("checks")).unwrap();
+        std::fs::create_dir_all(root.path().join("alerts")).unwrap();
+        std::fs::write(root.path().join("checks/checks.yaml"), checks_yaml).unwrap();
+        ConfigDirs { root }
+    }
+
+    pub fn checks(&self) -> PathBuf {
+        self.root.path().join("checks")
+    }
+
+    pub fn alerts(&self) -> PathBuf {
+        self.root.path().join("alerts")
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn load(&self) -> lookout::config::Config {
+        lookout::config::load(&self.checks(), &self.alerts()).unwrap_or_else(|e| {
+            let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+            panic!("test config is invalid:\n{}", lines.join("\n"))
+        })
+    }
+}
+
+pub fn lookout_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lookout")
+}
+
+/// `lookout serve` as a child process; stops it (SIGKILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    pub fn start(dirs: &ConfigDirs) -> Server {
+        let mut child = Command::new(lookout_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--checks"])
+            .arg(dirs.checks())
+            .arg("--alerts")
+            .arg(dirs.alerts())
+            .arg("--data")
+            .arg(dirs.data())
+            .env("RUST_LOG", "lookout=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lookout serve");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = addr_tx.send(addr);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "lookout serve did not start:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not stop on SIGTERM:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP client for the tests' own requests to the aggregator.
+pub fn client() -> reqwest::Client {
+    lookout::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// Polls `probe` every 100ms until it returns `Some`, or panics after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}
