@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 #[derive(Clone, Debug)]
 pub enum Schedule {
     Every(Duration),
-    Cron(CronSchedule),
+    Cron(Box<CronSchedule>),
 }
 
 #[derive(Clone, Debug)]
@@ -199,7 +199,7 @@ pub fn format_duration(duration: Duration) -> String {
         return "0s".to_string();
     }
     for (size, unit) in UNITS {
-        if ms % size == 0 {
+        if ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }

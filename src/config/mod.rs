@@ -581,7 +581,7 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
         (None, Some(cron)) => {
             let expression = ctx.string(cron, &what("cron"))?;
             match CronSchedule::parse(&expression, tz.unwrap_or(Tz::UTC)) {
-                Ok(schedule) => Some(Schedule::Cron(schedule)),
+                Ok(schedule) => Some(Schedule::Cron(Box::new(schedule))),
                 Err(message) => {
                     ctx.error(cron.pos, message);
                     None
@@ -942,15 +942,11 @@ fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
             );
         }
     }
-    if let Some(defaults) = top.get("defaults") {
-        if let Some(fields) = ctx.fields(defaults, "`defaults`", &["channels"]) {
-            if let Some(list) = fields
-                .get("channels")
-                .and_then(|n| ctx.string_list(n, "`channels`"))
-            {
-                out.defaults = Some((list, defaults.pos));
-            }
-        }
+    if let Some(defaults) = top.get("defaults")
+        && let Some(fields) = ctx.fields(defaults, "`defaults`", &["channels"])
+        && let Some(list) = fields.get("channels").and_then(|n| ctx.string_list(n, "`channels`"))
+    {
+        out.defaults = Some((list, defaults.pos));
     }
     out
 }

@@ -271,15 +271,15 @@ fn judge(status: u16, body: &[u8], expect: &Expect) -> Option<String> {
         return None;
     }
     let text = String::from_utf8_lossy(body);
-    if let Some(needle) = &expect.body_contains {
-        if !text.contains(needle.as_str()) {
-            return Some(format!("body does not contain {needle:?}"));
-        }
+    if let Some(needle) = &expect.body_contains
+        && !text.contains(needle.as_str())
+    {
+        return Some(format!("body does not contain {needle:?}"));
     }
-    if let Some(re) = &expect.body_matches {
-        if !re.is_match(&text) {
-            return Some(format!("body does not match /{}/", re.as_str()));
-        }
+    if let Some(re) = &expect.body_matches
+        && !re.is_match(&text)
+    {
+        return Some(format!("body does not match /{}/", re.as_str()));
     }
     None
 }

@@ -73,9 +73,12 @@ fn run(rules: &Rules, inputs: &[&str]) -> (Vec<Status>, Vec<Effect>) {
 
 use Status::{Degraded as G, Down as D, Unknown as U, Up as P};
 
+/// A case: its name, the rules, the inputs, the status after each input.
+type Case<'a, R> = (&'a str, R, &'a [&'a str], &'a [Status]);
+
 #[test]
 fn single_region_table() {
-    let cases: &[(&str, Rules, &[&str], &[Status])] = &[
+    let cases: &[Case<Rules>] = &[
         ("first ok makes it up", rules(2, 1, None), &["l:ok@0"], &[P]),
         (
             "one failure is not enough",
@@ -140,7 +143,7 @@ fn single_region_table() {
 
 #[test]
 fn quorum_across_regions_table() {
-    let cases: &[(&str, Option<u32>, &[&str], &[Status])] = &[
+    let cases: &[Case<Option<u32>>] = &[
         (
             "one region of three failing pages nobody",
             None,

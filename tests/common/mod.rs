@@ -60,7 +60,7 @@ pub async fn start_target() -> Target {
                 "slow but fine"
             }),
         )
-        .route("/hang", get(|| std::future::pending::<&'static str>()))
+        .route("/hang", get(std::future::pending::<&'static str>))
         .route(
             "/loop",
             get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/loop")]) }),
