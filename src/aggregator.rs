@@ -234,3 +234,107 @@ fn log_effect(effect: &Effect) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Outcome, Phases};
+
+    fn config() -> Arc<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checks")).unwrap();
+        std::fs::write(
+            dir.path().join("checks/c.yaml"),
+            "checks:\n  - name: api\n    http: { url: \"http://127.0.0.1:9/\" }\n    every: 1s\n",
+        )
+        .unwrap();
+        let env = |_: &str| None;
+        Arc::new(
+            crate::config::load_with_env(
+                &dir.path().join("checks"),
+                &dir.path().join("alerts"),
+                &env,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn result(outcome: Outcome) -> ProbeResult {
+        ProbeResult {
+            id: Uuid::now_v7(),
+            check: "api".into(),
+            region: "local".into(),
+            probe: "p".into(),
+            started_at: Utc::now(),
+            duration_ms: 3.0,
+            outcome,
+            status: None,
+            phases_ms: Phases::default(),
+            error: None,
+            notes: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resent_batch_is_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let aggregator = Aggregator::new(config(), Storage::open(dir.path()).unwrap())
+            .await
+            .unwrap();
+        let batch = vec![
+            result(Outcome::Ok),
+            result(Outcome::Fail),
+            result(Outcome::Fail),
+        ];
+        let first = aggregator.ingest(batch.clone()).await.unwrap();
+        assert_eq!(
+            first,
+            IngestReport {
+                accepted: 3,
+                duplicates: 0,
+                unknown_checks: 0,
+                transitions: 2
+            }
+        );
+        let again = aggregator.ingest(batch).await.unwrap();
+        assert_eq!(
+            again,
+            IngestReport {
+                accepted: 0,
+                duplicates: 3,
+                unknown_checks: 0,
+                transitions: 0
+            }
+        );
+        assert_eq!(aggregator.state("api").await.unwrap().status, Status::Down);
+        assert_eq!(aggregator.recent_events("api", 10).await.unwrap().len(), 2);
+
+        let mut stranger = result(Outcome::Ok);
+        stranger.check = "gone".into();
+        let report = aggregator.ingest(vec![stranger]).await.unwrap();
+        assert_eq!(
+            (report.accepted, report.unknown_checks),
+            (1, 1),
+            "stored, but judged by no rule"
+        );
+    }
+
+    #[tokio::test]
+    async fn state_is_restored_from_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let aggregator = Aggregator::new(config(), Storage::open(dir.path()).unwrap())
+                .await
+                .unwrap();
+            aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap();
+        }
+        let aggregator = Aggregator::new(config(), Storage::open(dir.path()).unwrap())
+            .await
+            .unwrap();
+        let views = aggregator.views().await;
+        assert_eq!(
+            (views[0].name.as_str(), views[0].status),
+            ("api", Status::Up)
+        );
+    }
+}

@@ -290,3 +290,81 @@ impl Storage {
 pub fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Outcome, Phases};
+    use uuid::Uuid;
+
+    fn result(check: &str, started_at: DateTime<Utc>) -> ProbeResult {
+        ProbeResult {
+            id: Uuid::now_v7(),
+            check: check.into(),
+            region: "local".into(),
+            probe: "p".into(),
+            started_at,
+            duration_ms: 1.5,
+            outcome: Outcome::Ok,
+            status: Some(200),
+            phases_ms: Phases::default(),
+            error: None,
+            notes: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn results_are_idempotent_ordered_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let old = result("api", now - chrono::Duration::days(40));
+        let recent: Vec<ProbeResult> = (0..5)
+            .map(|i| result("api", now - chrono::Duration::seconds(i)))
+            .collect();
+        let mut batch = Batch::default();
+        batch.results.push((old.clone(), now));
+        batch
+            .results
+            .extend(recent.iter().map(|r| (r.clone(), now)));
+        storage.write_batch(batch).await.unwrap();
+        // The same results again: ignored, not duplicated.
+        let mut again = Batch::default();
+        again.results.push((recent[0].clone(), now));
+        storage.write_batch(again).await.unwrap();
+        assert_eq!(
+            storage
+                .known_result_ids(vec![recent[0].id.to_string(), "x".into()])
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        let listed = storage.recent_results("api".into(), 100).await.unwrap();
+        assert_eq!(listed.len(), 6);
+        assert_eq!(listed[0], recent[0], "newest first");
+        assert_eq!(listed[5], old);
+
+        let deleted = storage
+            .prune_results(now - chrono::Duration::days(30), 2)
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1);
+        let listed = storage.recent_results("api".into(), 100).await.unwrap();
+        assert_eq!(listed, recent);
+        storage.health_probe().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reopening_runs_migrations_once_and_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let mut batch = Batch::default();
+        batch.states.push(("api".into(), CheckState::default()));
+        storage.write_batch(batch).await.unwrap();
+        drop(storage);
+        let storage = Storage::open(dir.path()).unwrap();
+        assert_eq!(storage.load_states().await.unwrap().len(), 1);
+    }
+}

@@ -944,7 +944,9 @@ fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
     }
     if let Some(defaults) = top.get("defaults")
         && let Some(fields) = ctx.fields(defaults, "`defaults`", &["channels"])
-        && let Some(list) = fields.get("channels").and_then(|n| ctx.string_list(n, "`channels`"))
+        && let Some(list) = fields
+            .get("channels")
+            .and_then(|n| ctx.string_list(n, "`channels`"))
     {
         out.defaults = Some((list, defaults.pos));
     }
