@@ -116,7 +116,7 @@ async fn probe_cost(port: u16) -> usize {
     println!();
     println!("== HTTP probe cost: fresh connection per probe, loopback target in a child process");
     println!(
-        "{:<16}{} probes, {} not ok (not timed)",
+        "{:<16}{} probes, {} not ok (excluded from the figures)",
         "warm-up:", warmup.tally.total, warmup.tally.failed
     );
     println!("{:<16}{}", "sequential:", serial.summary());

@@ -127,8 +127,11 @@ impl Aggregator {
             let Some(current) = states.get(&check.name) else {
                 continue;
             };
-            let mut state = current.clone();
             let rules = Rules::for_check(check, now);
+            if !rules::tick_due(current, &rules, now) {
+                continue;
+            }
+            let mut state = current.clone();
             let produced = rules::step(
                 &check.name,
                 &mut state,

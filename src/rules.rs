@@ -251,6 +251,23 @@ pub fn step(
     effects
 }
 
+/// Whether a tick at `now` would change anything: lets the caller skip
+/// checks with nothing to do without cloning their state.
+pub fn tick_due(state: &CheckState, rules: &Rules, now: DateTime<Utc>) -> bool {
+    state
+        .regions
+        .values()
+        .any(|region| goes_stale(region, rules, now))
+}
+
+fn goes_stale(region: &RegionState, rules: &Rules, now: DateTime<Utc>) -> bool {
+    let silent = now
+        .signed_duration_since(region.last_seen)
+        .to_std()
+        .unwrap_or_default();
+    !region.stale && silent > rules.stale_after
+}
+
 fn apply_result(
     state: &mut CheckState,
     rules: &Rules,

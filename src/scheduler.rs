@@ -22,7 +22,9 @@ use crate::config::Check;
 use crate::probe::{ProbeResult, Runner};
 use crate::schedule::{Schedule, stable_offset};
 
-/// Called with how late each run started against its deadline.
+/// Called with how late each run started against its deadline: timer
+/// resolution (tokio rounds deadlines up to the next millisecond), runtime
+/// load, and any wait for a concurrency permit.
 pub type LatenessObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 pub struct Scheduler {
@@ -95,8 +97,13 @@ impl CheckTask {
             };
             drop(permit);
             tracing::debug!(check = %self.check.name, outcome = result.outcome.as_str(), ms = result.duration_ms, "ran");
-            if self.results.send(result).await.is_err() {
-                return; // the shipper is gone: shutting down
+            // Back-pressure: a full queue makes this check wait, but never
+            // past a shutdown.
+            tokio::select! {
+                sent = self.results.send(result) => if sent.is_err() {
+                    return; // the shipper is gone: shutting down
+                },
+                _ = self.cancel.cancelled() => return,
             }
             match next_deadline(&self.check.schedule, deadline, Instant::now()) {
                 Some((next, skipped)) => {

@@ -217,7 +217,7 @@ async fn attempt(
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 let room = limits::HTTP_BODY_BYTES_MAX - body.len();
-                if chunk.len() >= room {
+                if chunk.len() > room {
                     body.extend_from_slice(&chunk[..room]);
                     // Stop here: the rest is not fetched, the connection is dropped.
                     notes.push(format!(
