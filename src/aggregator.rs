@@ -8,14 +8,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::config::{Check, Config};
+use crate::config::{Check, CheckKind, Config, Secrets};
+use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
 use crate::probe::ProbeResult;
+use crate::probe::{Outcome, Phases, round_ms};
 use crate::rules::{self, CheckState, Effect, Input, Rules, Status, Transition};
 use crate::storage::{Batch, Storage, StorageError};
 
@@ -23,6 +26,12 @@ pub struct Aggregator {
     config: std::sync::RwLock<Arc<Config>>,
     storage: Storage,
     states: Mutex<HashMap<String, CheckState>>,
+    /// When this aggregator started: a heartbeat never pinged counts from here.
+    started_at: DateTime<Utc>,
+    /// Heartbeat checks whose job said `/start`, with when (monotonic).
+    heartbeat_starts: std::sync::Mutex<HashMap<String, (tokio::time::Instant, DateTime<Utc>)>>,
+    /// Pings with a token no check has; counted, never logged with the token.
+    unknown_pings: AtomicU64,
 }
 
 /// What one ingest did, for the caller's logs and tests.
@@ -50,12 +59,23 @@ pub struct CheckView {
 impl Aggregator {
     /// Restores every check's state from storage.
     pub async fn new(config: Arc<Config>, storage: Storage) -> Result<Aggregator, StorageError> {
-        let states: HashMap<String, CheckState> =
+        let mut states: HashMap<String, CheckState> =
             storage.load_states().await?.into_iter().collect();
+        // Time stood still while we were down: give every region a fresh
+        // staleness window from now, or a restart would report them all stale.
+        let now = Utc::now();
+        for state in states.values_mut() {
+            for region in state.regions.values_mut() {
+                region.last_seen = region.last_seen.max(now);
+            }
+        }
         Ok(Aggregator {
             config: std::sync::RwLock::new(config),
             storage,
             states: Mutex::new(states),
+            started_at: now,
+            heartbeat_starts: std::sync::Mutex::new(HashMap::new()),
+            unknown_pings: AtomicU64::new(0),
         })
     }
 
@@ -119,6 +139,10 @@ impl Aggregator {
 
     /// Lets time pass for every check: regions that went silent become stale.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<IngestReport, StorageError> {
+        let missed = self.missed_heartbeats(now).await;
+        if !missed.is_empty() {
+            self.ingest(missed).await?;
+        }
         let config = self.config();
         let mut states = self.states.lock().await;
         let mut working = HashMap::new();
@@ -182,6 +206,78 @@ impl Aggregator {
         Ok(())
     }
 
+    /// Records a heartbeat ping. Returns the check's name, or `None` for a
+    /// token no check has (counted in `unknown_pings`).
+    pub async fn ping(&self, token: &str, ping: Ping) -> Result<Option<String>, StorageError> {
+        let config = self.config();
+        let Some(check) = heartbeat::find_by_token(&config, token) else {
+            self.unknown_pings.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("ping with an unknown token");
+            return Ok(None);
+        };
+        let now = Utc::now();
+        // The guard must not live across an await: scope it.
+        let started = {
+            let mut starts = self
+                .heartbeat_starts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if ping == Ping::Start {
+                starts.insert(check.name.clone(), (tokio::time::Instant::now(), now));
+                return Ok(Some(check.name.clone()));
+            }
+            starts.remove(&check.name)
+        };
+        let (started_at, duration_ms) = match started {
+            Some((clock, wall)) => (wall, round_ms(clock.elapsed())),
+            None => (now, 0.0),
+        };
+        let (outcome, error) = match ping {
+            Ping::Fail => (
+                Outcome::Fail,
+                Some("the job reported a failure (/fail)".to_string()),
+            ),
+            _ => (Outcome::Ok, None),
+        };
+        let result = heartbeat_result(&check.name, started_at, duration_ms, outcome, error);
+        self.ingest(vec![result]).await?;
+        Ok(Some(check.name.clone()))
+    }
+
+    /// Pings with unknown tokens since start.
+    pub fn unknown_pings(&self) -> u64 {
+        self.unknown_pings.load(Ordering::Relaxed)
+    }
+
+    /// A synthetic `timeout` result for every heartbeat overdue at `now`.
+    /// The anchor is the last result of its `push` region (a ping, or the
+    /// previous missed-ping report), so silence is reported once per period.
+    async fn missed_heartbeats(&self, now: DateTime<Utc>) -> Vec<ProbeResult> {
+        let config = self.config();
+        let states = self.states.lock().await;
+        let mut missed = Vec::new();
+        for check in &config.checks {
+            let CheckKind::Heartbeat(spec) = &check.kind else {
+                continue;
+            };
+            let region = states
+                .get(&check.name)
+                .and_then(|s| s.regions.get(HEARTBEAT_REGION));
+            let anchor = region.map(|r| r.last_seen).unwrap_or(self.started_at);
+            let pinged_before = region.is_some_and(|r| r.last.outcome != Outcome::Timeout);
+            if let Some(reason) = heartbeat::overdue(spec, anchor, pinged_before, now) {
+                missed.push(heartbeat_result(
+                    &check.name,
+                    now,
+                    0.0,
+                    Outcome::Timeout,
+                    Some(reason),
+                ));
+            }
+        }
+        missed
+    }
+
     pub async fn state(&self, check: &str) -> Option<CheckState> {
         self.states.lock().await.get(check).cloned()
     }
@@ -192,7 +288,7 @@ impl Aggregator {
         config
             .checks
             .iter()
-            .map(|check| view(check, states.get(&check.name)))
+            .map(|check| view(check, states.get(&check.name), &config.secrets))
             .collect()
     }
 
@@ -205,13 +301,13 @@ impl Aggregator {
     }
 }
 
-fn view(check: &Check, state: Option<&CheckState>) -> CheckView {
+fn view(check: &Check, state: Option<&CheckState>, secrets: &Secrets) -> CheckView {
     let default = CheckState::default();
     let state = state.unwrap_or(&default);
     CheckView {
         name: check.name.clone(),
         kind: check.kind_name(),
-        target: check.target(),
+        target: secrets.redact(&check.target()),
         schedule: check.schedule.describe(),
         status: state.status,
         since: state.since,
@@ -235,6 +331,30 @@ fn log_effect(effect: &Effect) {
         Effect::RegionBack { region } => {
             tracing::info!(%region, "region {region} is reporting again")
         }
+    }
+}
+
+fn heartbeat_result(
+    check: &str,
+    started_at: DateTime<Utc>,
+    duration_ms: f64,
+    outcome: Outcome,
+    error: Option<String>,
+) -> ProbeResult {
+    ProbeResult {
+        id: Uuid::now_v7(),
+        check: check.to_string(),
+        region: HEARTBEAT_REGION.to_string(),
+        probe: "aggregator".to_string(),
+        started_at,
+        duration_ms,
+        outcome,
+        status: None,
+        phases_ms: Phases::default(),
+        error,
+        cert_expiry: None,
+        degraded: None,
+        notes: Vec::new(),
     }
 }
 
@@ -274,6 +394,8 @@ mod tests {
             status: None,
             phases_ms: Phases::default(),
             error: None,
+            cert_expiry: None,
+            degraded: None,
             notes: vec![],
         }
     }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::aggregator::Aggregator;
+use crate::heartbeat::Ping;
 use crate::limits;
 
 pub fn router(aggregator: Arc<Aggregator>) -> Router {
@@ -21,6 +22,8 @@ pub fn router(aggregator: Arc<Aggregator>) -> Router {
         .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/checks/{name}/results", get(check_results))
         .route("/api/v1/checks/{name}/events", get(check_events))
+        .route("/ping/{token}", get(ping).post(ping))
+        .route("/ping/{token}/{action}", get(ping_action).post(ping_action))
         .layer(axum::extract::DefaultBodyLimit::max(
             limits::API_BODY_BYTES_MAX,
         ))
@@ -76,6 +79,37 @@ async fn check_events(
     }
     match aggregator.recent_events(&name, query.get()).await {
         Ok(events) => Json(json!({ "check": name, "events": events })).into_response(),
+        Err(error) => storage_failure(error),
+    }
+}
+
+async fn ping(State(aggregator): State<Arc<Aggregator>>, Path(token): Path<String>) -> Response {
+    record_ping(&aggregator, &token, Ping::Success).await
+}
+
+async fn ping_action(
+    State(aggregator): State<Arc<Aggregator>>,
+    Path((token, action)): Path<(String, String)>,
+) -> Response {
+    match Ping::from_action(&action) {
+        Some(ping) => record_ping(&aggregator, &token, ping).await,
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "expected /ping/TOKEN, /ping/TOKEN/start or /ping/TOKEN/fail" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn record_ping(aggregator: &Aggregator, token: &str, ping: Ping) -> Response {
+    match aggregator.ping(token, ping).await {
+        Ok(Some(_)) => (StatusCode::OK, "OK\n").into_response(),
+        // Same answer whatever the token looked like: nothing to learn from it.
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "unknown token" })),
+        )
+            .into_response(),
         Err(error) => storage_failure(error),
     }
 }

@@ -8,6 +8,7 @@
 //! - `transport`: carries results from a probe to the aggregator.
 //! - `aggregator`: stores results, applies `rules`, records incident events.
 //! - `rules`: the pure rule engine (results and time in, state changes out).
+//! - `heartbeat`: push checks (`/ping/{token}`), turned into results.
 //! - `storage`: SQLite.
 //! - `api`: the aggregator's HTTP surface.
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
@@ -16,6 +17,7 @@ pub mod aggregator;
 pub mod api;
 pub mod cmd;
 pub mod config;
+pub mod heartbeat;
 pub mod limits;
 pub mod probe;
 pub mod rules;

@@ -14,6 +14,12 @@ pub const CONFIG_YAML_EVENTS_MAX: usize = 200_000;
 pub const CONFIG_YAML_ALIASES_MAX: usize = 1_000;
 /// Nesting depth per config file.
 pub const CONFIG_YAML_DEPTH_MAX: usize = 64;
+/// Compiled size of a `body_matches` regular expression: bounds memory and
+/// matching time on hostile patterns.
+pub const REGEX_BYTES_MAX: usize = 1024 * 1024;
+/// Longest duration accepted anywhere in the config (about 400 days): larger
+/// values are typos, and would overflow time arithmetic.
+pub const DURATION_MAX: Duration = Duration::from_secs(400 * 86_400);
 /// How many config errors are reported before the rest are summarised.
 pub const CONFIG_ERRORS_MAX: usize = 200;
 
@@ -29,6 +35,8 @@ pub const ALERT_SUCCESSES_DEFAULT: u32 = 1;
 /// Bytes of a target's response body that a probe reads; the rest is not fetched,
 /// so a huge or endless body cannot exhaust memory or time.
 pub const HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
+/// Bytes of a TCP banner read while looking for `expect`.
+pub const TCP_BANNER_BYTES_MAX: usize = 64 * 1024;
 /// Redirects followed before the probe reports a loop (DESIGN.md).
 pub const HTTP_REDIRECTS_MAX: usize = 10;
 /// Characters of an error message kept in a result: one line, human readable.
@@ -49,6 +57,10 @@ pub const RETENTION_DEFAULT: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const RETENTION_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Rows deleted per prune statement, so pruning never holds the write lock long.
 pub const RETENTION_PRUNE_BATCH: usize = 10_000;
+
+/// How long a SQLite statement waits for a lock held by another connection
+/// (a second process on the same file) before failing.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `?limit=` default and maximum for `GET /api/v1/checks/{name}/results`.
 pub const API_RESULTS_LIMIT_DEFAULT: usize = 100;

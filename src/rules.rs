@@ -89,7 +89,12 @@ impl Rules {
             successes: check.alert.successes,
             quorum: check.alert.quorum,
             max_latency: check.expect.max_latency,
-            stale_after: interval * 3 + check.timeout,
+            // A heartbeat's silence is judged by its own deadline, not staleness.
+            stale_after: if check.is_probed() {
+                interval.saturating_mul(3).saturating_add(check.timeout)
+            } else {
+                Duration::MAX
+            },
         }
     }
 }
@@ -125,8 +130,10 @@ pub struct RegionState {
     pub verdict: Verdict,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
-    /// The latest ok result was slower than `max_latency`.
-    pub slow: bool,
+    /// Why the latest ok result was degraded (slower than `max_latency`, a
+    /// certificate expiring soon); `None` when it was not.
+    #[serde(default)]
+    pub degraded: Option<String>,
     pub stale: bool,
     /// The aggregator's clock when the latest result arrived.
     pub last_seen: DateTime<Utc>,
@@ -210,11 +217,7 @@ pub fn step(
         }
         Input::Tick { now } => {
             for (name, region) in &mut state.regions {
-                let silent = now
-                    .signed_duration_since(region.last_seen)
-                    .to_std()
-                    .unwrap_or_default();
-                if !region.stale && silent > rules.stale_after {
+                if goes_stale(region, rules, now) {
                     region.stale = true;
                     effects.push(Effect::RegionStale {
                         region: name.clone(),
@@ -240,7 +243,7 @@ pub fn step(
             at: now,
             previous_since: state.since,
             incident,
-            summary: summarize(check, state, rules, next, now),
+            summary: summarize(check, state, next, now),
             regions: region_summaries(state),
         };
         state.status = next;
@@ -249,6 +252,26 @@ pub fn step(
         effects.push(Effect::StateChanged(transition));
     }
     effects
+}
+
+/// Why an ok result counts as degraded (the probe said so, or it was slower
+/// than `max_latency`), or `None`.
+pub fn degraded_reason(result: &ProbeResult, max_latency: Option<Duration>) -> Option<String> {
+    if result.outcome != Outcome::Ok {
+        return None;
+    }
+    if let Some(reason) = &result.degraded {
+        return Some(reason.clone());
+    }
+    max_latency
+        .filter(|max| result.duration_ms > max.as_secs_f64() * 1000.0)
+        .map(|max| {
+            format!(
+                "slower than {} ({:.0}ms)",
+                format_duration(max),
+                result.duration_ms
+            )
+        })
 }
 
 /// Whether a tick at `now` would change anything: lets the caller skip
@@ -276,10 +299,7 @@ fn apply_result(
     effects: &mut Vec<Effect>,
 ) {
     let ok = result.outcome == Outcome::Ok;
-    let slow = ok
-        && rules
-            .max_latency
-            .is_some_and(|max| result.duration_ms > max.as_secs_f64() * 1000.0);
+    let degraded = degraded_reason(result, rules.max_latency);
     let region = state
         .regions
         .entry(result.region.clone())
@@ -287,7 +307,7 @@ fn apply_result(
             verdict: Verdict::Unknown,
             consecutive_failures: 0,
             consecutive_successes: 0,
-            slow: false,
+            degraded: None,
             stale: false,
             last_seen: received_at,
             last: LastResult::from(result),
@@ -306,7 +326,7 @@ fn apply_result(
     if ok {
         region.consecutive_successes = region.consecutive_successes.saturating_add(1);
         region.consecutive_failures = 0;
-        region.slow = slow;
+        region.degraded = degraded;
         if region.consecutive_successes >= rules.successes {
             region.verdict = Verdict::Passing;
         }
@@ -315,7 +335,7 @@ fn apply_result(
         region.consecutive_successes = 0;
         if region.consecutive_failures >= rules.failures {
             region.verdict = Verdict::Failing;
-            region.slow = false;
+            region.degraded = None;
         }
     }
 }
@@ -336,7 +356,7 @@ fn evaluate(state: &CheckState, rules: &Rules) -> Status {
         .count();
     let slow = live
         .iter()
-        .filter(|r| r.verdict == Verdict::Passing && r.slow)
+        .filter(|r| r.verdict == Verdict::Passing && r.degraded.is_some())
         .count();
     if failing + passing == 0 {
         // Nobody can say (all stale, or no verdict yet): keep what we knew.
@@ -353,9 +373,12 @@ fn evaluate(state: &CheckState, rules: &Rules) -> Status {
     }
 }
 
+/// The configured quorum, but never more than the live regions: with fewer
+/// regions reporting than `quorum`, all of them failing is still an outage
+/// (a check run by one local probe with `quorum: 2` must still go down).
 fn quorum(rules: &Rules, live: usize) -> usize {
     match rules.quorum {
-        Some(q) => q as usize,
+        Some(q) => (q as usize).min(live).max(1),
         None => live / 2 + 1,
     }
 }
@@ -380,13 +403,7 @@ fn region_summaries(state: &CheckState) -> BTreeMap<String, RegionSummary> {
         .collect()
 }
 
-fn summarize(
-    check: &str,
-    state: &CheckState,
-    rules: &Rules,
-    next: Status,
-    now: DateTime<Utc>,
-) -> String {
+fn summarize(check: &str, state: &CheckState, next: Status, now: DateTime<Utc>) -> String {
     let live: Vec<(&String, &RegionState)> =
         state.regions.iter().filter(|(_, r)| !r.stale).collect();
     match next {
@@ -408,10 +425,14 @@ fn summarize(
             )
         }
         Status::Degraded => {
-            let slow = live.iter().filter(|(_, r)| r.slow).count();
-            let limit = rules.max_latency.map(format_duration).unwrap_or_default();
+            let degraded: Vec<&String> = live
+                .iter()
+                .filter_map(|(_, r)| r.degraded.as_ref())
+                .collect();
+            let reason = degraded.first().map(|r| r.as_str()).unwrap_or("degraded");
             format!(
-                "{check} is DEGRADED: slower than {limit} in {slow} of {} regions",
+                "{check} is DEGRADED in {} of {} regions: {reason}",
+                degraded.len(),
                 live.len()
             )
         }

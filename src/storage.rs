@@ -13,10 +13,11 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
+use crate::limits;
 use crate::probe::ProbeResult;
 use crate::rules::{CheckState, Transition};
 
@@ -94,7 +95,7 @@ impl Storage {
         let mut conn = Connection::open(dir.join("lookout.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(limits::SQLITE_BUSY_TIMEOUT)?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
         Ok(Storage {
             conn: Arc::new(Mutex::new(conn)),
@@ -204,18 +205,8 @@ impl Storage {
         check: String,
         limit: usize,
     ) -> Result<Vec<ProbeResult>, StorageError> {
-        self.with(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT body FROM results WHERE check_name = ?1 ORDER BY started_at_ms DESC, id DESC LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![check, limit as i64], |row| row.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row?)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.newest_bodies("SELECT body FROM results WHERE check_name = ?1 ORDER BY started_at_ms DESC, id DESC LIMIT ?2", check, limit)
+            .await
     }
 
     /// The newest `limit` incident events of a check, newest first.
@@ -224,10 +215,28 @@ impl Storage {
         check: String,
         limit: usize,
     ) -> Result<Vec<Transition>, StorageError> {
+        self.newest_bodies(
+            "SELECT body FROM events WHERE check_name = ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
+            check,
+            limit,
+        )
+        .await
+    }
+
+    /// Rows of JSON `body` selected by `sql` (params: check, limit), decoded.
+    async fn newest_bodies<T>(
+        &self,
+        sql: &'static str,
+        check: String,
+        limit: usize,
+    ) -> Result<Vec<T>, StorageError>
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
         self.with(move |conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT body FROM events WHERE check_name = ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2")?;
-            let rows = stmt.query_map(params![check, limit as i64], |row| row.get::<_, String>(0))?;
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows =
+                stmt.query_map(params![check, limit as i64], |row| row.get::<_, String>(0))?;
             let mut out = Vec::new();
             for row in rows {
                 out.push(serde_json::from_str(&row?)?);
@@ -237,28 +246,33 @@ impl Storage {
         .await
     }
 
-    /// Deletes results that started before `cutoff`, `batch` rows per
-    /// statement so the write lock is never held long. Returns rows deleted.
-    pub async fn prune_results(
+    /// Deletes results and events older than `cutoff`, `batch` rows per
+    /// transaction, letting other work take the connection between batches
+    /// so pruning never stalls ingestion. Returns the rows deleted.
+    pub async fn prune_older_than(
         &self,
         cutoff: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StorageError> {
-        self.with(move |conn| {
-            let mut total = 0;
+        const TABLES: [(&str, &str); 2] = [("results", "started_at_ms"), ("events", "at_ms")];
+        let mut total = 0;
+        for (table, column) in TABLES {
             loop {
-                let deleted = conn.execute(
-                    "DELETE FROM results WHERE id IN
-                     (SELECT id FROM results WHERE started_at_ms < ?1 LIMIT ?2)",
-                    params![cutoff.timestamp_millis(), batch as i64],
-                )?;
+                let sql = format!(
+                    "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ?1 LIMIT ?2)"
+                );
+                let cutoff_ms = cutoff.timestamp_millis();
+                let deleted = self
+                    .with(move |conn| Ok(conn.execute(&sql, params![cutoff_ms, batch as i64])?))
+                    .await?;
                 total += deleted;
                 if deleted < batch {
-                    return Ok(total);
+                    break;
                 }
+                tokio::task::yield_now().await;
             }
-        })
-        .await
+        }
+        Ok(total)
     }
 
     /// A real write and read, for `/health`.
@@ -287,10 +301,6 @@ impl Storage {
     }
 }
 
-pub fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +319,8 @@ mod tests {
             status: Some(200),
             phases_ms: Phases::default(),
             error: None,
+            cert_expiry: None,
+            degraded: None,
             notes: vec![],
         }
     }
@@ -347,7 +359,7 @@ mod tests {
         assert_eq!(listed[5], old);
 
         let deleted = storage
-            .prune_results(now - chrono::Duration::days(30), 2)
+            .prune_older_than(now - chrono::Duration::days(30), 2)
             .await
             .unwrap();
         assert_eq!(deleted, 1);

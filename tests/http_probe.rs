@@ -23,6 +23,10 @@ async fn probe(target: &Target, check_yaml: &str) -> ProbeResult {
     runner.run(&config.checks[0]).await
 }
 
+/// How far past its timeout a run may end. The timer itself is exact to the
+/// millisecond; the slack absorbs a busy 2-core machine's scheduling.
+const SLACK_MS: f64 = 400.0;
+
 fn reason(result: &ProbeResult) -> &str {
     result.error.as_deref().unwrap_or("")
 }
@@ -98,10 +102,7 @@ async fn body_expectations() {
     .await;
     assert_eq!(
         (missing.outcome, reason(&missing)),
-        (
-            Outcome::Fail,
-            r#"body does not contain "\"status\":\"up\"""#
-        )
+        (Outcome::Fail, r#"body does not contain ""status":"up"""#)
     );
     let nomatch = probe(
         &target,
@@ -167,6 +168,25 @@ async fn hanging_target_times_out() {
 }
 
 #[tokio::test]
+async fn a_body_that_stalls_times_out_while_reading_it() {
+    let target = start_target().await;
+    let result = probe(
+        &target,
+        "    http: { url: \"TARGET/stall\" }\n    timeout: 500ms\n",
+    )
+    .await;
+    assert_eq!(result.outcome, Outcome::Timeout);
+    assert_eq!(
+        reason(&result),
+        "timed out after 500ms while reading the body"
+    );
+    assert!(
+        result.duration_ms >= 500.0 && result.duration_ms < 500.0 + SLACK_MS,
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
 async fn redirect_loop_is_an_error() {
     let target = start_target().await;
     let result = probe(&target, "    http: { url: \"TARGET/loop\" }\n").await;
@@ -198,7 +218,17 @@ async fn huge_body_is_read_only_up_to_the_cap() {
             lookout::limits::HTTP_BODY_BYTES_MAX
         )]
     );
-    const { assert!(lookout::limits::HTTP_BODY_BYTES_MAX < common::BIG_BODY_BYTES) };
+    // The probe stopped pulling: far less than the 50 MiB was ever produced
+    // (what was, sat in socket buffers when the probe hung up).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let produced = target
+        .state
+        .big_bytes_sent
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        produced < common::BIG_BODY_BYTES / 2,
+        "{produced} bytes produced"
+    );
 }
 
 #[tokio::test]
@@ -237,12 +267,22 @@ async fn tls_to_a_plain_http_port_is_a_tls_error() {
 #[tokio::test]
 async fn secrets_are_masked_in_results() {
     let target = start_target().await;
-    // SAFETY: no other thread of this test binary reads this variable.
-    unsafe { std::env::set_var("LOOKOUT_TEST_NEEDLE", "never-in-the-body") };
-    let result = probe(&target, "    http: { url: \"TARGET/ok\" }\n    expect: { body_contains: \"${LOOKOUT_TEST_NEEDLE}\" }\n").await;
+    let dirs = ConfigDirs::new(&format!(
+        "checks:\n  - name: t\n    every: 1s\n    http: {{ url: \"{}\" }}\n    expect: {{ body_contains: \"${{NEEDLE}}\" }}\n",
+        target.url("/ok")
+    ));
+    let env = |name: &str| (name == "NEEDLE").then(|| "never-in-the-body".to_string());
+    let config = lookout::config::load_with_env(&dirs.checks(), &dirs.alerts(), &env).unwrap();
+    let runner = Runner::new(
+        ProbeIdentity {
+            region: "t".into(),
+            probe: "t".into(),
+        },
+        config.secrets.clone(),
+    );
+    let result = runner.run(&config.checks[0]).await;
     assert_eq!(
         (result.outcome, reason(&result)),
         (Outcome::Fail, "body does not contain \"****\"")
     );
-    let _ = Duration::ZERO;
 }

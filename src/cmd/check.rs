@@ -5,9 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
+use futures_util::{StreamExt, stream};
 
+use crate::limits;
 use crate::probe::{Outcome, ProbeIdentity, Runner};
+use crate::rules::degraded_reason;
 
 pub async fn run(
     checks_dir: &Path,
@@ -37,13 +39,25 @@ pub async fn run(
     if names.is_empty() {
         selected = config.checks.clone();
     }
+    // Heartbeats are pushed to the aggregator; there is nothing to run here.
+    let (selected, pushed): (Vec<_>, Vec<_>) = selected.into_iter().partition(|c| c.is_probed());
+    for check in &pushed {
+        eprintln!(
+            "{}: a heartbeat, pushed to the aggregator (POST /ping/TOKEN); not run here",
+            check.name
+        );
+    }
     let identity = ProbeIdentity {
         region: region.to_string(),
         probe: crate::hostname(),
     };
     let runner = Runner::new(identity, Arc::clone(&config.secrets));
-    // All at once: each is bounded by its own timeout.
-    let results = join_all(selected.iter().map(|check| runner.run(check))).await;
+    // Many at once, each bounded by its own timeout; the cap keeps a large
+    // config within the process's file descriptors.
+    let results: Vec<_> = stream::iter(selected.iter().map(|check| runner.run(check)))
+        .buffered(limits::PROBE_CONCURRENCY_DEFAULT)
+        .collect()
+        .await;
     let mut failed = 0;
     let width = selected
         .iter()
@@ -64,17 +78,21 @@ pub async fn run(
                 Err(error) => eprintln!("cannot encode result: {error}"),
             }
         } else {
-            let slow = check.expect.max_latency.is_some_and(|max| {
-                result.outcome == Outcome::Ok && result.duration_ms > max.as_secs_f64() * 1000.0
-            });
+            let degraded = degraded_reason(result, check.expect.max_latency);
             let mut detail = match (result.status, &result.error) {
                 (Some(status), Some(error)) => format!("HTTP {status}: {error}"),
                 (Some(status), None) => format!("HTTP {status}"),
                 (None, Some(error)) => error.clone(),
                 (None, None) => String::new(),
             };
-            if slow {
-                detail.push_str(" (slower than max_latency: degraded)");
+            if let Some(reason) = degraded {
+                detail.push_str(&format!(" (degraded: {reason})"));
+            }
+            if let Some(expiry) = result.cert_expiry {
+                detail.push_str(&format!(
+                    " [certificate expires {}]",
+                    expiry.format("%Y-%m-%d")
+                ));
             }
             for note in &result.notes {
                 detail.push_str(&format!(" [{note}]"));

@@ -66,7 +66,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let checks: Vec<_> = config
         .checks
         .iter()
-        .filter(|c| c.regions.as_ref().is_none_or(|r| r.contains(&args.region)))
+        .filter(|c| {
+            let here = c.regions.as_ref().is_none_or(|r| r.contains(&args.region));
+            if !here && c.is_probed() {
+                tracing::warn!(check = %c.name, "not run here: its `regions` leave out {}", args.region);
+            }
+            here && c.is_probed()
+        })
         .cloned()
         .collect();
     let runner = Runner::new(
@@ -141,10 +147,12 @@ async fn retention_loop(storage: Storage, retention: Duration, cancel: Cancellat
             _ = interval.tick() => {}
             _ = cancel.cancelled() => return,
         }
-        let cutoff =
-            Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let cutoff = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|keep| Utc::now().checked_sub_signed(keep))
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         match storage
-            .prune_results(cutoff, limits::RETENTION_PRUNE_BATCH)
+            .prune_older_than(cutoff, limits::RETENTION_PRUNE_BATCH)
             .await
         {
             Ok(0) => {}

@@ -248,6 +248,12 @@ impl Ctx<'_> {
     }
 }
 
+/// Decodes one field: a `?` inside stops only this field, so the rest of
+/// the mapping is still checked and every error reported.
+pub fn field<T>(decode: impl FnOnce() -> Option<T>) -> Option<T> {
+    decode()
+}
+
 /// The known key closest to `name`, if it is close enough to be a typo.
 pub fn suggest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     known

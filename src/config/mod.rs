@@ -111,23 +111,152 @@ pub struct Check {
 }
 
 impl Check {
-    /// What the check looks at, for tables, logs and the `target` metric label.
+    /// What the check looks at, for tables, logs and the `target` metric
+    /// label. Pass it through `Secrets::redact` before showing it.
     pub fn target(&self) -> String {
         match &self.kind {
-            CheckKind::Http(http) => http.url.to_string(),
+            CheckKind::Http(http) => {
+                // Never show a password given in the URL itself.
+                let mut url = http.url.clone();
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("****"));
+                }
+                url.to_string()
+            }
+            CheckKind::Tcp(tcp) => tcp.address.to_string(),
+            CheckKind::Tls(tls) => tls.address.to_string(),
+            CheckKind::Dns(dns) => format!("{} {}", dns.record_type.as_str(), dns.name),
+            CheckKind::Heartbeat(_) => "heartbeat".to_string(),
         }
     }
 
     pub fn kind_name(&self) -> &'static str {
         match &self.kind {
             CheckKind::Http(_) => "http",
+            CheckKind::Tcp(_) => "tcp",
+            CheckKind::Tls(_) => "tls",
+            CheckKind::Dns(_) => "dns",
+            CheckKind::Heartbeat(_) => "heartbeat",
         }
+    }
+
+    /// Heartbeats are pushed to the aggregator, not probed.
+    pub fn is_probed(&self) -> bool {
+        !matches!(self.kind, CheckKind::Heartbeat(_))
     }
 }
 
 #[derive(Clone, Debug)]
 pub enum CheckKind {
     Http(HttpSpec),
+    Tcp(TcpSpec),
+    Tls(TlsSpec),
+    Dns(DnsSpec),
+    Heartbeat(HeartbeatSpec),
+}
+
+/// `host:port`, with IPv6 literals in brackets (`[::1]:53`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    pub fn parse(text: &str) -> Result<HostPort, String> {
+        let bad = || format!("`{text}` is not host:port (IPv6 in brackets: [::1]:53)");
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let host = match host.strip_prefix('[') {
+            Some(inner) => inner.strip_suffix(']').ok_or_else(bad)?,
+            None if host.contains(':') => return Err(bad()),
+            None => host,
+        };
+        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TcpSpec {
+    pub address: HostPort,
+    /// Written after connecting, before reading the banner.
+    pub send: Option<String>,
+    /// A substring the banner (what the server sends first) must contain.
+    pub expect: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsSpec {
+    pub address: HostPort,
+    /// SNI and the name the certificate must be valid for; default: the host.
+    pub server_name: String,
+    /// Trust only these roots (PEM); default: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// A chain expiring sooner than this makes the check degraded.
+    pub expires_within: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsRecordType {
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Txt,
+    Ns,
+}
+
+impl DnsRecordType {
+    const NAMES: [(&'static str, DnsRecordType); 6] = [
+        ("A", DnsRecordType::A),
+        ("AAAA", DnsRecordType::Aaaa),
+        ("CNAME", DnsRecordType::Cname),
+        ("MX", DnsRecordType::Mx),
+        ("TXT", DnsRecordType::Txt),
+        ("NS", DnsRecordType::Ns),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("A")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DnsSpec {
+    pub name: String,
+    pub record_type: DnsRecordType,
+    /// `None`: the system's resolver configuration.
+    pub resolver: Option<std::net::SocketAddr>,
+    /// Every value must be in the answer.
+    pub expect: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct HeartbeatSpec {
+    pub token: String,
+    /// How often pings are due: an interval or a cron schedule.
+    pub period: Schedule,
+    pub grace: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -486,9 +615,12 @@ fn decode_checks_file(ctx: &mut Ctx, root: &Node, refs: &mut Refs) -> Vec<(Check
         .collect()
 }
 
+/// Check and channel names appear in URLs, metric labels and subjects.
+const NAME_CHARS_MAX: usize = 64;
+
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= NAME_CHARS_MAX
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
@@ -496,24 +628,29 @@ fn is_valid_name(name: &str) -> bool {
 
 fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
     let fields = ctx.fields(node, "a check", &CHECK_KEYS)?;
-    let name = match fields.get("name") {
-        Some(n) => {
+    let valid_name = match fields.get("name") {
+        Some(n) => decode::field(|| {
             let name = ctx.string(n, "`name`")?;
             if !is_valid_name(&name) {
                 ctx.error(
                     n.pos,
-                    format!("check name `{name}` must match [a-z0-9_-]+ (at most 64 characters)"),
+                    format!("check name `{name}` must match [a-z0-9_-]+ (at most {NAME_CHARS_MAX} characters)"),
                 );
                 return None;
             }
             refs.names.push((name.clone(), n.pos));
-            name
-        }
+            Some(name)
+        }),
         None => {
             ctx.error(fields.pos, "a check needs a `name`");
-            return None;
+            None
         }
     };
+    // Without a usable name, carry on under a stand-in so every other
+    // mistake in this check is reported too.
+    let name = valid_name
+        .clone()
+        .unwrap_or_else(|| format!("at line {}", fields.pos.line));
     let what = |s: &str| format!("`{s}` of check `{name}`");
 
     // Exactly one kind.
@@ -543,7 +680,7 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
     };
 
     let tz = match fields.get("tz") {
-        Some(n) => {
+        Some(n) => decode::field(|| {
             let text = ctx.string(n, &what("tz"))?;
             match text.parse::<Tz>() {
                 Ok(tz) => Some(tz),
@@ -557,10 +694,23 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
                     None
                 }
             }
-        }
+        }),
         None => Some(Tz::UTC),
     };
+    let heartbeat_period = match &kind {
+        Some(CheckKind::Heartbeat(h)) => Some(h.period.clone()),
+        _ => None,
+    };
+    let pushed = kinds.iter().any(|(k, _)| *k == "heartbeat");
     let schedule = match (fields.get("every"), fields.get("cron")) {
+        (None, None) if pushed => heartbeat_period,
+        (Some(n), _) | (None, Some(n)) if pushed => {
+            ctx.error(
+                n.pos,
+                "a heartbeat is pushed, not probed: its schedule is `period` inside `heartbeat`",
+            );
+            None
+        }
         (Some(every), None) => ctx.duration(every, &what("every")).and_then(|d| {
             if d < limits::CHECK_INTERVAL_MIN {
                 ctx.error(
@@ -578,7 +728,7 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
                 Some(Schedule::Every(d))
             }
         }),
-        (None, Some(cron)) => {
+        (None, Some(cron)) => decode::field(|| {
             let expression = ctx.string(cron, &what("cron"))?;
             match CronSchedule::parse(&expression, tz.unwrap_or(Tz::UTC)) {
                 Ok(schedule) => Some(Schedule::Cron(Box::new(schedule))),
@@ -587,7 +737,7 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
                     None
                 }
             }
-        }
+        }),
         (Some(_), Some(cron)) => {
             ctx.error(
                 cron.pos,
@@ -624,10 +774,24 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
         Some(n) => decode_expect(ctx, &name, n),
         None => Some(Expect::default()),
     };
-    let alert = match fields.get("alert") {
+    let mut alert = match fields.get("alert") {
         Some(n) => decode_alert_rules(ctx, &name, n, &mut refs.channels),
         None => Some(AlertRules::default()),
     };
+    // A missed heartbeat is already a confirmed failure (it waited out the
+    // grace period), so unless told otherwise one is enough.
+    let failures_set = fields.get("alert").is_some_and(|n| match &n.value {
+        Value::Map(entries) => entries
+            .iter()
+            .any(|(k, _)| matches!(&k.value, Value::String(s) if s == "failures")),
+        _ => false,
+    });
+    if pushed
+        && !failures_set
+        && let Some(rules) = alert.as_mut()
+    {
+        rules.failures = 1;
+    }
     let labels = match fields.get("labels") {
         Some(n) => ctx
             .string_map(n, &what("labels"))
@@ -635,10 +799,11 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
         None => Some(BTreeMap::new()),
     };
     let description = match fields.get("description") {
-        Some(n) => Some(ctx.string(n, &what("description"))?),
+        Some(n) => ctx.string(n, &what("description")),
         None => None,
     };
     Some(Check {
+        name: valid_name?,
         kind: kind?,
         schedule: schedule?,
         timeout: timeout?,
@@ -647,21 +812,253 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
         alert: alert?,
         labels: labels?,
         description,
-        name,
     })
 }
 
 fn decode_kind(ctx: &mut Ctx, name: &str, kind: &str, spec: &Node) -> Option<CheckKind> {
     match kind {
         "http" => decode_http(ctx, name, spec).map(CheckKind::Http),
+        "tcp" => decode_tcp(ctx, name, spec).map(CheckKind::Tcp),
+        "tls" => decode_tls(ctx, name, spec).map(CheckKind::Tls),
+        "dns" => decode_dns(ctx, name, spec).map(CheckKind::Dns),
+        "heartbeat" => decode_heartbeat(ctx, name, spec).map(CheckKind::Heartbeat),
         other => {
             ctx.error(
                 spec.pos,
-                format!("check kind `{other}` is not available in this version of Lookout yet; only `http` runs"),
+                format!("check kind `{other}` is not available in this version of Lookout yet"),
             );
             None
         }
     }
+}
+
+fn host_port(ctx: &mut Ctx, fields: &decode::Fields, key: &str, what: &str) -> Option<HostPort> {
+    let Some(n) = fields.get(key) else {
+        ctx.error(fields.pos, format!("{what} needs `{key}: host:port`"));
+        return None;
+    };
+    let text = ctx.string(n, &format!("`{key}`"))?;
+    match HostPort::parse(&text) {
+        Ok(hp) => Some(hp),
+        Err(message) => {
+            ctx.error(n.pos, message);
+            None
+        }
+    }
+}
+
+fn optional_string(ctx: &mut Ctx, fields: &decode::Fields, key: &str) -> Option<Option<String>> {
+    match fields.get(key) {
+        Some(n) => ctx.string(n, &format!("`{key}`")).map(Some),
+        None => Some(None),
+    }
+}
+
+fn decode_tcp(ctx: &mut Ctx, name: &str, node: &Node) -> Option<TcpSpec> {
+    let what = format!("`tcp` of check `{name}`");
+    let fields = ctx.fields(node, &what, &["address", "send", "expect"])?;
+    let address = host_port(ctx, &fields, "address", &what);
+    let send = optional_string(ctx, &fields, "send");
+    let expect = optional_string(ctx, &fields, "expect");
+    Some(TcpSpec {
+        address: address?,
+        send: send?,
+        expect: expect?,
+    })
+}
+
+/// Default `expires_within` for `tls` checks: two weeks of warning.
+const TLS_EXPIRES_WITHIN_DEFAULT: Duration = Duration::from_secs(14 * 86_400);
+
+fn decode_tls(ctx: &mut Ctx, name: &str, node: &Node) -> Option<TlsSpec> {
+    let what = format!("`tls` of check `{name}`");
+    let fields = ctx.fields(
+        node,
+        &what,
+        &["address", "server_name", "ca_file", "expires_within"],
+    )?;
+    let address = host_port(ctx, &fields, "address", &what);
+    let server_name = optional_string(ctx, &fields, "server_name");
+    let ca_file = match fields.get("ca_file") {
+        Some(n) => decode_ca_file(ctx, n).map(Some),
+        None => Some(None),
+    };
+    let expires_within = match fields.get("expires_within") {
+        Some(n) => ctx.duration(n, "`expires_within`"),
+        None => Some(TLS_EXPIRES_WITHIN_DEFAULT),
+    };
+    let address = address?;
+    let server_name = server_name?.unwrap_or_else(|| address.host.clone());
+    if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+        ctx.error(
+            fields.pos,
+            format!("`{server_name}` is not a valid TLS server name"),
+        );
+        return None;
+    }
+    Some(TlsSpec {
+        address,
+        server_name,
+        ca_file: ca_file?,
+        expires_within: expires_within?,
+    })
+}
+
+fn decode_ca_file(ctx: &mut Ctx, node: &Node) -> Option<PathBuf> {
+    let path = PathBuf::from(ctx.string(node, "`ca_file`")?);
+    if path.is_file() {
+        Some(path)
+    } else {
+        ctx.error(
+            node.pos,
+            format!("`ca_file` {} does not exist", path.display()),
+        );
+        None
+    }
+}
+
+fn decode_dns(ctx: &mut Ctx, name: &str, node: &Node) -> Option<DnsSpec> {
+    let what = format!("`dns` of check `{name}`");
+    let fields = ctx.fields(node, &what, &["name", "type", "resolver", "expect"])?;
+    let query = match fields.get("name") {
+        Some(n) => ctx.string(n, "`name`").and_then(|q| {
+            if q.is_empty() || q.len() > 253 {
+                ctx.error(n.pos, "`name` must be a domain name of 1 to 253 characters");
+                None
+            } else {
+                Some(q)
+            }
+        }),
+        None => {
+            ctx.error(fields.pos, format!("{what} needs the `name` to look up"));
+            None
+        }
+    };
+    let record_type = match fields.get("type") {
+        Some(n) => decode::field(|| {
+            let text = ctx.string(n, "`type`")?.to_ascii_uppercase();
+            match DnsRecordType::NAMES.iter().find(|(k, _)| *k == text) {
+                Some((_, t)) => Some(*t),
+                None => {
+                    ctx.error(n.pos, format!("unsupported record type `{text}`; expected A, AAAA, CNAME, MX, TXT or NS"));
+                    None
+                }
+            }
+        }),
+        None => Some(DnsRecordType::A),
+    };
+    let resolver = match fields.get("resolver") {
+        Some(n) => decode::field(|| {
+            let text = ctx.string(n, "`resolver`")?;
+            let parsed = text.parse::<std::net::SocketAddr>().or_else(|_| {
+                text.parse::<std::net::IpAddr>()
+                    .map(|ip| std::net::SocketAddr::new(ip, 53))
+            });
+            match parsed {
+                Ok(addr) => Some(Some(addr)),
+                Err(_) => {
+                    ctx.error(
+                        n.pos,
+                        format!("`resolver` `{text}` must be ip:port (or an IP, for port 53)"),
+                    );
+                    None
+                }
+            }
+        }),
+        None => Some(None),
+    };
+    let expect = match fields.get("expect") {
+        Some(n) => match &n.value {
+            Value::Seq(_) => ctx
+                .string_list(n, "`expect`")
+                .map(|l| l.into_iter().map(|(s, _)| s).collect()),
+            _ => ctx.string(n, "`expect`").map(|s| vec![s]),
+        },
+        None => Some(Vec::new()),
+    };
+    Some(DnsSpec {
+        name: query?,
+        record_type: record_type?,
+        resolver: resolver?,
+        expect: expect?,
+    })
+}
+
+/// Heartbeat tokens shorter than this could be guessed from outside.
+const HEARTBEAT_TOKEN_CHARS_MIN: usize = 16;
+
+fn decode_heartbeat(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HeartbeatSpec> {
+    let what = format!("`heartbeat` of check `{name}`");
+    let fields = ctx.fields(node, &what, &["token", "period", "grace", "tz"])?;
+    let token = match fields.get("token") {
+        Some(n) => ctx.string(n, "`token`").and_then(|t| {
+            let valid = t.len() >= HEARTBEAT_TOKEN_CHARS_MIN
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if valid {
+                ctx.secrets.add(&t);
+                Some(t)
+            } else {
+                ctx.error(
+                    n.pos,
+                    format!("`token` must be at least {HEARTBEAT_TOKEN_CHARS_MIN} characters of [A-Za-z0-9_-]: it is the ping URL's only secret"),
+                );
+                None
+            }
+        }),
+        None => {
+            ctx.error(fields.pos, format!("{what} needs a `token`"));
+            None
+        }
+    };
+    let tz = match fields.get("tz") {
+        Some(n) => {
+            decode::field(|| {
+                let text = ctx.string(n, "`tz`")?;
+                match text.parse::<Tz>() {
+                    Ok(tz) => Some(tz),
+                    Err(_) => {
+                        ctx.error(n.pos, format!("unknown time zone `{text}`; expected an IANA name such as Europe/Paris"));
+                        None
+                    }
+                }
+            })
+        }
+        None => Some(Tz::UTC),
+    };
+    let period = match fields.get("period") {
+        Some(n) => decode::field(|| {
+            let text = ctx.string(n, "`period`")?;
+            // A duration (`24h`), or a cron expression for when the job runs.
+            let looks_like_cron = text.split_whitespace().count() == 5 || text.starts_with('@');
+            match crate::schedule::parse_duration(&text) {
+                Ok(d) if !d.is_zero() => Some(Schedule::Every(d)),
+                _ if looks_like_cron => match CronSchedule::parse(&text, tz.unwrap_or(Tz::UTC)) {
+                    Ok(cron) => Some(Schedule::Cron(Box::new(cron))),
+                    Err(message) => {
+                        ctx.error(n.pos, message);
+                        None
+                    }
+                },
+                _ => {
+                    ctx.error(n.pos, format!("`period` `{text}` must be a duration (24h) or a cron expression (\"0 2 * * *\")"));
+                    None
+                }
+            }
+        }),
+        None => {
+            ctx.error(fields.pos, format!("{what} needs a `period`"));
+            None
+        }
+    };
+    let grace = match fields.get("grace") {
+        Some(n) => ctx.duration(n, "`grace`"),
+        None => Some(Duration::ZERO),
+    };
+    Some(HeartbeatSpec {
+        token: token?,
+        period: period?,
+        grace: grace?,
+    })
 }
 
 const HTTP_KEYS: [&str; 7] = [
@@ -677,7 +1074,7 @@ const HTTP_KEYS: [&str; 7] = [
 fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
     let fields = ctx.fields(node, &format!("`http` of check `{name}`"), &HTTP_KEYS)?;
     let url = match fields.get("url") {
-        Some(n) => {
+        Some(n) => decode::field(|| {
             let text = ctx.string(n, "`url`")?;
             match Url::parse(&text) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
@@ -699,14 +1096,14 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
                     None
                 }
             }
-        }
+        }),
         None => {
             ctx.error(fields.pos, "`http` needs a `url`");
             None
         }
     };
     let method = match fields.get("method") {
-        Some(n) => {
+        Some(n) => decode::field(|| {
             let text = ctx.string(n, "`method`")?.to_ascii_uppercase();
             match text.as_str() {
                 "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => {
@@ -717,11 +1114,11 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
                     None
                 }
             }
-        }
+        }),
         None => Some(Method::GET),
     };
     let headers = match fields.get("headers") {
-        Some(n) => {
+        Some(n) => decode::field(|| {
             let pairs = ctx.string_map(n, "`headers`")?;
             let mut headers = Vec::with_capacity(pairs.len());
             for (k, v) in pairs {
@@ -738,11 +1135,11 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
                 }
             }
             Some(headers)
-        }
+        }),
         None => Some(Vec::new()),
     };
     let body = match fields.get("body") {
-        Some(n) => Some(ctx.string(n, "`body`")?),
+        Some(n) => ctx.string(n, "`body`"),
         None => None,
     };
     let follow_redirects = match fields.get("follow_redirects") {
@@ -754,18 +1151,7 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
         None => Some(true),
     };
     let ca_file = match fields.get("ca_file") {
-        Some(n) => {
-            let path = PathBuf::from(ctx.string(n, "`ca_file`")?);
-            if path.is_file() {
-                Some(Some(path))
-            } else {
-                ctx.error(
-                    n.pos,
-                    format!("`ca_file` {} does not exist", path.display()),
-                );
-                None
-            }
-        }
+        Some(n) => decode_ca_file(ctx, n).map(Some),
         None => Some(None),
     };
     Some(HttpSpec {
@@ -810,21 +1196,24 @@ fn decode_expect(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Expect> {
         ok &= expect.body_contains.is_some();
     }
     if let Some(n) = fields.get("body_matches") {
-        let pattern = ctx.string(n, "`body_matches`")?;
-        match regex::RegexBuilder::new(&pattern)
-            .size_limit(1 << 20)
-            .build()
-        {
-            Ok(re) => expect.body_matches = Some(re),
-            Err(e) => {
-                let first = e.to_string().lines().last().unwrap_or_default().to_string();
-                ctx.error(
-                    n.pos,
-                    format!("invalid regular expression in `body_matches`: {first}"),
-                );
-                ok = false;
+        let compiled = ctx.string(n, "`body_matches`").and_then(|pattern| {
+            match regex::RegexBuilder::new(&pattern)
+                .size_limit(limits::REGEX_BYTES_MAX)
+                .build()
+            {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    let why = e.to_string().lines().last().unwrap_or_default().to_string();
+                    ctx.error(
+                        n.pos,
+                        format!("invalid regular expression in `body_matches`: {why}"),
+                    );
+                    None
+                }
             }
-        }
+        });
+        ok &= compiled.is_some();
+        expect.body_matches = compiled;
     }
     if let Some(n) = fields.get("max_latency") {
         expect.max_latency = ctx.duration(n, "`max_latency`");
@@ -982,7 +1371,7 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
         &["smtp", "username", "password", "from", "to"],
     )?;
     let smtp = match fields.get("smtp") {
-        Some(n) => {
+        Some(n) => decode::field(|| {
             let text = ctx.string(n, "`smtp`")?;
             match Url::parse(&text) {
                 Ok(url)
@@ -999,7 +1388,7 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
                     None
                 }
             }
-        }
+        }),
         None => {
             ctx.error(fields.pos, format!("channel `{name}` needs an `smtp` URL"));
             None
@@ -1063,7 +1452,7 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
         &["url", "format", "secret", "headers"],
     )?;
     let url = match fields.get("url") {
-        Some(n) => {
+        Some(n) => decode::field(|| {
             let text = ctx.string(n, "`url`")?;
             match Url::parse(&text) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
@@ -1080,7 +1469,7 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
                     None
                 }
             }
-        }
+        }),
         None => {
             ctx.error(
                 fields.pos,
@@ -1090,7 +1479,7 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
         }
     };
     let format = match fields.get("format") {
-        Some(n) => {
+        Some(n) => decode::field(|| {
             let text = ctx.string(n, "`format`")?;
             match WebhookFormat::NAMES.iter().find(|(k, _)| *k == text) {
                 Some((_, f)) => Some(*f),
@@ -1106,7 +1495,7 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
                     None
                 }
             }
-        }
+        }),
         None => Some(WebhookFormat::Json),
     };
     // An empty secret (say `${WEBHOOK_SECRET:-}` left unset) means unsigned.

@@ -87,7 +87,9 @@ defaults:
     );
     let config = load(&d).unwrap();
     let api = config.check("api-health").unwrap();
-    let CheckKind::Http(http) = &api.kind;
+    let CheckKind::Http(http) = &api.kind else {
+        panic!("not http")
+    };
     assert_eq!(http.method, Method::GET);
     assert!(http.follow_redirects && http.tls_verify);
     assert_eq!(http.headers[0].1.to_str().unwrap(), "Bearer tok-123456");
@@ -240,4 +242,165 @@ fn missing_checks_directory_is_an_error_but_alerts_is_optional() {
     let config =
         load_with_env(&root.path().join("checks"), &root.path().join("none"), &env).unwrap();
     assert!(config.checks.is_empty());
+}
+
+#[test]
+fn several_mistakes_in_one_check_are_all_reported() {
+    let d = dirs(
+        &[(
+            "one.yaml",
+            "checks:
+  - name: Bad Name
+    http:
+      url: ${UNSET_URL}
+      method: FETCH
+      headers: [x]
+    cron: \"${UNSET_CRON}\"
+    alert: { channels: [nowhere] }
+",
+        )],
+        &[],
+    );
+    let errors = load(&d).unwrap_err();
+    let expected = [
+        "one.yaml:2:11: check name `Bad Name` must match",
+        "one.yaml:4:12: environment variable `UNSET_URL` is not set",
+        "one.yaml:5:15: unsupported method `FETCH`",
+        "one.yaml:6:16: `headers` must be a mapping",
+        "one.yaml:7:11: environment variable `UNSET_CRON` is not set",
+        "one.yaml:8:25: unknown channel `nowhere`",
+    ];
+    for (want, got) in expected.iter().zip(&errors) {
+        assert!(
+            got.starts_with(want),
+            "\nwant: {want}\n got: {got}\nall: {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+#[test]
+fn other_kinds_load_with_their_defaults() {
+    let d = dirs(
+        &[(
+            "kinds.yaml",
+            "checks:
+  - name: db
+    tcp: { address: \"db.internal:5432\" }
+    every: 30s
+  - name: smtp
+    tcp: { address: \"[::1]:25\", send: \"EHLO lookout\\r\\n\", expect: \"250\" }
+    every: 1m
+  - name: cert
+    tls: { address: \"example.com:443\" }
+    cron: \"0 * * * *\"
+  - name: records
+    dns: { name: example.com, type: mx, resolver: \"127.0.0.1\", expect: [mail.example.com] }
+    every: 5m
+  - name: backup
+    heartbeat: { token: \"${API_TOKEN}-and-more\", period: 24h, grace: 1h }
+  - name: nightly
+    heartbeat: { token: abcdefghijklmnop, period: \"0 2 * * *\" }
+    alert: { failures: 2 }
+",
+        )],
+        &[],
+    );
+    let config = load(&d).unwrap();
+    let kind = |name: &str| config.check(name).unwrap().kind.clone();
+    let CheckKind::Tcp(db) = kind("db") else {
+        panic!()
+    };
+    assert_eq!(
+        db.address,
+        HostPort {
+            host: "db.internal".into(),
+            port: 5432
+        }
+    );
+    let CheckKind::Tcp(smtp) = kind("smtp") else {
+        panic!()
+    };
+    assert_eq!(
+        (smtp.address.to_string(), smtp.send.as_deref()),
+        ("[::1]:25".to_string(), Some("EHLO lookout\r\n"))
+    );
+    let CheckKind::Tls(cert) = kind("cert") else {
+        panic!()
+    };
+    assert_eq!(
+        (cert.server_name.as_str(), cert.expires_within),
+        ("example.com", Duration::from_secs(14 * 86_400))
+    );
+    let CheckKind::Dns(records) = kind("records") else {
+        panic!()
+    };
+    assert_eq!(records.record_type, DnsRecordType::Mx);
+    assert_eq!(records.resolver, Some("127.0.0.1:53".parse().unwrap()));
+    let backup = config.check("backup").unwrap();
+    let CheckKind::Heartbeat(hb) = &backup.kind else {
+        panic!()
+    };
+    assert_eq!(
+        (hb.token.as_str(), hb.grace),
+        ("tok-123456-and-more", Duration::from_secs(3600))
+    );
+    assert!(matches!(hb.period, Schedule::Every(p) if p == Duration::from_secs(86_400)));
+    assert!(!backup.is_probed());
+    assert_eq!(
+        backup.alert.failures, 1,
+        "a missed heartbeat is already confirmed"
+    );
+    assert_eq!(
+        config.check("nightly").unwrap().alert.failures,
+        2,
+        "unless set"
+    );
+    assert_eq!(
+        config.secrets.redact("ping tok-123456-and-more"),
+        "ping ****"
+    );
+}
+
+#[test]
+fn other_kinds_report_their_mistakes() {
+    let d = dirs(
+        &[(
+            "bad.yaml",
+            "checks:
+  - name: a
+    tcp: { address: \"no-port\" }
+    every: 30s
+  - name: b
+    dns: { name: x.test, type: SRV, resolver: \"not an ip\" }
+    every: 30s
+  - name: c
+    heartbeat: { token: short, period: sometimes }
+  - name: d
+    heartbeat: { token: abcdefghijklmnop, period: 1h }
+    every: 1m
+  - name: e
+    tls: { address: \"x.test:443\", expires_within: soon }
+    every: 1h
+",
+        )],
+        &[],
+    );
+    let errors = load(&d).unwrap_err();
+    let expected = [
+        "bad.yaml:3:21: `no-port` is not host:port",
+        "bad.yaml:6:32: unsupported record type `SRV`",
+        "bad.yaml:6:47: `resolver` `not an ip` must be ip:port",
+        "bad.yaml:9:25: `token` must be at least 16 characters",
+        "bad.yaml:9:40: `period` `sometimes` must be a duration (24h) or a cron expression",
+        "bad.yaml:12:12: a heartbeat is pushed, not probed",
+        "bad.yaml:14:51: `expires_within`: invalid duration \"soon\"",
+    ];
+    for (want, got) in expected.iter().zip(&errors) {
+        assert!(
+            got.starts_with(want),
+            "\nwant: {want}\n got: {got}\nall: {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }

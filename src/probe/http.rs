@@ -117,6 +117,7 @@ fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
         .no_proxy()
         .dns_resolver(Arc::new(TimedResolver))
         .connector_layer(TimingLayer)
+        .tls_info(true)
         .tls_danger_accept_invalid_certs(!key.tls_verify);
     if let Some(path) = &key.ca_file {
         let pem = std::fs::read(path)
@@ -209,6 +210,11 @@ async fn attempt(
     let headers_at = Instant::now();
     recorder.with(|r| r.stage = Stage::ReadingBody);
     let status = response.status().as_u16();
+    let cert_expiry = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .and_then(super::cert_not_after);
 
     let mut body = Vec::new();
     let mut notes = Vec::new();
@@ -242,7 +248,9 @@ async fn attempt(
         status: Some(status),
         phases: phases.clone(),
         error,
+        cert_expiry,
         notes: notes.clone(),
+        ..Report::default()
     };
     if let Some(error) = read_error {
         return report(Outcome::Error, Some(error));
@@ -274,7 +282,7 @@ fn judge(status: u16, body: &[u8], expect: &Expect) -> Option<String> {
     if let Some(needle) = &expect.body_contains
         && !text.contains(needle.as_str())
     {
-        return Some(format!("body does not contain {needle:?}"));
+        return Some(format!("body does not contain \"{needle}\""));
     }
     if let Some(re) = &expect.body_matches
         && !re.is_match(&text)
@@ -338,7 +346,12 @@ fn classify(error: &reqwest::Error, spec: &HttpSpec) -> String {
             }
         }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return format!("TLS error: {tls}");
+            return match tls {
+                rustls::Error::InvalidCertificate(cause) => {
+                    super::tls::describe_invalid(cause, host)
+                }
+                other => format!("TLS error: {other}"),
+            };
         }
         source = next_cause(e);
     }

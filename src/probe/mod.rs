@@ -4,7 +4,11 @@
 //! A failing target is data, never an `Err`: every run ends in a result whose
 //! `outcome` says `ok`, `fail`, `timeout` or `error`, with a one-line reason.
 
+pub mod dns;
 pub mod http;
+pub mod net;
+pub mod tcp;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +85,13 @@ pub struct ProbeResult {
     pub phases_ms: Phases,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Earliest expiry of the server's certificate chain (tls), or of the
+    /// leaf certificate (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_expiry: Option<DateTime<Utc>>,
+    /// Ok, but degraded, and why (a certificate expiring soon).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
     /// Extra facts about the run that are not an error ("body truncated at 1 MiB").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -137,15 +148,28 @@ impl Runner {
         let clock = tokio::time::Instant::now();
         let report = match &check.kind {
             CheckKind::Http(spec) => {
-                http::run(
-                    &self.http,
-                    spec,
-                    &check.expect,
-                    check.timeout,
-                    &self.identity.user_agent(&check.name),
-                )
-                .await
+                let user_agent = self.identity.user_agent(&check.name);
+                http::run(&self.http, spec, &check.expect, check.timeout, &user_agent).await
             }
+            CheckKind::Tcp(spec) => {
+                let mut phases = Phases::default();
+                let run = tokio::time::timeout(check.timeout, tcp::run(spec, &mut phases)).await;
+                within(run, phases, check.timeout, |p| if p.connect.is_some() { "waiting for the banner" } else { "while connecting" })
+            }
+            CheckKind::Tls(spec) => {
+                let mut phases = Phases::default();
+                let run = tokio::time::timeout(check.timeout, tls::run(spec, &mut phases)).await;
+                within(run, phases, check.timeout, |p| if p.connect.is_none() { "while connecting" } else { "during the TLS handshake" })
+            }
+            CheckKind::Dns(spec) => {
+                let mut phases = Phases::default();
+                let run = tokio::time::timeout(check.timeout, dns::run(spec, &mut phases)).await;
+                within(run, phases, check.timeout, |_| "waiting for the DNS answer")
+            }
+            CheckKind::Heartbeat(_) => Report::error(
+                "a heartbeat is pushed to the aggregator (POST /ping/TOKEN); there is nothing to run here".into(),
+                Phases::default(),
+            ),
         };
         let elapsed = clock.elapsed();
         self.finish(check, started_at, elapsed, report)
@@ -170,7 +194,35 @@ impl Runner {
             status: report.status,
             phases_ms: report.phases,
             error,
+            cert_expiry: report.cert_expiry,
+            degraded: report.degraded,
             notes: report.notes,
+        }
+    }
+}
+
+/// The report of a run bounded by the check's timeout. The phases measured
+/// before a timeout survive it, so the result says how far the run got.
+/// `stage` says, from the phases measured, what the run was waiting for.
+fn within(
+    run: Result<Report, tokio::time::error::Elapsed>,
+    phases: Phases,
+    timeout: Duration,
+    stage: fn(&Phases) -> &'static str,
+) -> Report {
+    match run {
+        Ok(report) => report,
+        Err(_) => {
+            let stage = stage(&phases);
+            Report {
+                outcome: Outcome::Timeout,
+                error: Some(format!(
+                    "timed out after {} {stage}",
+                    crate::schedule::format_duration(timeout)
+                )),
+                phases,
+                ..Report::default()
+            }
         }
     }
 }
@@ -182,7 +234,21 @@ pub struct Report {
     pub status: Option<u16>,
     pub phases: Phases,
     pub error: Option<String>,
+    pub cert_expiry: Option<DateTime<Utc>>,
+    pub degraded: Option<String>,
     pub notes: Vec<String>,
+}
+
+impl Report {
+    /// The run could not happen: DNS, refused, TLS...
+    pub fn error(error: String, phases: Phases) -> Report {
+        Report {
+            outcome: Outcome::Error,
+            phases,
+            error: Some(error),
+            ..Report::default()
+        }
+    }
 }
 
 /// Milliseconds with microsecond precision.
@@ -215,4 +281,10 @@ pub fn describe(result: &ProbeResult) -> String {
         text.push_str(&format!(": {error}"));
     }
     text
+}
+
+/// When a DER certificate stops being valid.
+pub fn cert_not_after(der: &[u8]) -> Option<DateTime<Utc>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
 }

@@ -46,6 +46,8 @@ fn input(spec: &str) -> (Option<ProbeResult>, DateTime<Utc>) {
         status,
         phases_ms: Default::default(),
         error: (outcome != Outcome::Ok).then(|| format!("{} in {region}", outcome.as_str())),
+        cert_expiry: None,
+        degraded: None,
         notes: vec![],
     };
     (Some(result), at)
@@ -183,6 +185,12 @@ fn quorum_across_regions_table() {
             &[U, U, U, D, P],
         ),
         (
+            "a quorum above the live regions is capped: one local region can go down",
+            Some(2),
+            &["l:ok@0", "l:fail@5", "l:fail@10"],
+            &[P, P, D],
+        ),
+        (
             "degraded needs a quorum of slow regions",
             None,
             &["eu:ok@0", "us:ok@0", "ap:ok@0", "eu:slow@5", "us:slow@5"],
@@ -272,7 +280,7 @@ fn transitions_carry_incident_and_summary() {
     );
     assert_eq!(
         transitions[2].summary,
-        "api is DEGRADED: slower than 800ms in 1 of 1 regions"
+        "api is DEGRADED in 1 of 1 regions: slower than 800ms (1500ms)"
     );
     assert_eq!(transitions[3].summary, "api is UP again after 1m degraded");
     assert_eq!(transitions[1].at, t(20));

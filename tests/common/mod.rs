@@ -26,6 +26,8 @@ pub struct TargetState {
     pub flip_status: Arc<AtomicU16>,
     /// Every User-Agent seen, in order.
     pub user_agents: Arc<Mutex<Vec<String>>>,
+    /// Bytes `/big` has handed to the server so far.
+    pub big_bytes_sent: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub struct Target {
@@ -66,6 +68,7 @@ pub async fn start_target() -> Target {
             get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/loop")]) }),
         )
         .route("/big", get(big_body))
+        .route("/stall", get(stalled_body))
         .route("/flip", get(flip))
         .route("/ua", get(record_user_agent))
         .with_state(state.clone());
@@ -77,13 +80,25 @@ pub async fn start_target() -> Target {
     Target { addr, state }
 }
 
-async fn big_body() -> Response {
+/// 50 MiB, produced lazily so the test can count how much was pulled.
+async fn big_body(State(state): State<TargetState>) -> Response {
     const CHUNK: usize = 64 * 1024;
     let chunk = Bytes::from(vec![b'x'; CHUNK]);
-    let stream = futures_util::stream::iter(
-        (0..BIG_BODY_BYTES / CHUNK).map(move |_| Ok::<_, std::convert::Infallible>(chunk.clone())),
-    );
+    let sent = state.big_bytes_sent.clone();
+    let stream = futures_util::stream::iter((0..BIG_BODY_BYTES / CHUNK).map(move |_| {
+        sent.fetch_add(CHUNK, Ordering::SeqCst);
+        Ok::<_, std::convert::Infallible>(chunk.clone())
+    }));
     Body::from_stream(stream).into_response()
+}
+
+/// Headers and a first chunk at once, then nothing, forever.
+async fn stalled_body() -> Response {
+    use futures_util::StreamExt;
+    let first = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+        Bytes::from_static(b"partial"),
+    )]);
+    Body::from_stream(first.chain(futures_util::stream::pending())).into_response()
 }
 
 async fn flip(State(state): State<TargetState>) -> Response {
@@ -195,6 +210,17 @@ impl Server {
 
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Stops the server and returns everything it logged, for leak checks.
+    pub fn terminate_and_log(self) -> String {
+        let log = self.log.clone();
+        let status = self.terminate();
+        // The reader thread may still be draining the pipe; give it a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        let text = log.lock().unwrap().join("\n");
+        assert!(status.success(), "{text}");
+        text
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -1,0 +1,539 @@
+//! The `tls` check kind: connect, run a TLS handshake with `server_name` as
+//! SNI, verify the server's chain against `ca_file` (only those roots) or the
+//! system's roots, and report the earliest `notAfter` of the chain.
+//!
+//! The chain the server presents is captured by a verifier wrapped around
+//! rustls's own, so its expiry is reported (`cert_expiry`) even when the
+//! verification fails. A valid chain whose earliest certificate expires within
+//! `expires_within` gives `ok` marked degraded ("certificate expires in 5d
+//! (2026-11-30T12:00:00Z)"); an expired, untrusted or misnamed certificate
+//! gives `fail` with the cause in plain words; a handshake that breaks for any
+//! other reason (not TLS, reset, protocol error) gives `error`. Each run makes
+//! a fresh client config, so no session is resumed and the chain is verified
+//! every time; the trust roots behind it are loaded once and cached.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+
+use super::{Outcome, Phases, Report, net, round_ms};
+use crate::config::TlsSpec;
+use crate::schedule::format_duration;
+
+/// A `ca_file` larger than this is refused: a full public bundle is ~250 KiB.
+const CA_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+/// How long closing the connection (close_notify, FIN) may take after a
+/// handshake; the verdict is already known, so a slow peer must not turn it
+/// into a timeout.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// Names of a misnamed certificate quoted in the failure reason.
+const NAMES_SHOWN_MAX: usize = 5;
+
+/// Runs one TLS check. The caller bounds it with the check's timeout.
+pub async fn run(spec: &TlsSpec, phases: &mut Phases) -> Report {
+    let server_name = match ServerName::try_from(spec.server_name.clone()) {
+        Ok(name) => name,
+        Err(_) => {
+            return Report::error(
+                format!("`{}` is not a valid TLS server name", spec.server_name),
+                phases.clone(),
+            );
+        }
+    };
+    let roots = match roots(spec.ca_file.as_ref()).await {
+        Ok(roots) => roots,
+        Err(error) => return Report::error(error, phases.clone()),
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let config = match client_config(roots, seen.clone()) {
+        Ok(config) => config,
+        Err(error) => return Report::error(error, phases.clone()),
+    };
+
+    let tcp = match net::connect(&spec.address, phases).await {
+        Ok(stream) => stream,
+        Err(error) => return Report::error(error, phases.clone()),
+    };
+    let peer = spec.address.to_string();
+    let started = Instant::now();
+    let handshake = TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await;
+    phases.tls = Some(round_ms(started.elapsed()));
+
+    let chain = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let earliest = earliest_expiry(&chain);
+    let cert_expiry = earliest.map(|(_, at)| at);
+    let report = |outcome, error: Option<String>, degraded: Option<String>| Report {
+        outcome,
+        phases: phases.clone(),
+        error,
+        cert_expiry,
+        degraded,
+        ..Report::default()
+    };
+
+    let mut stream = match handshake {
+        Ok(stream) => stream,
+        Err(e) => {
+            return match e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                Some(rustls::Error::InvalidCertificate(cause)) => report(
+                    Outcome::Fail,
+                    Some(describe_invalid(cause, &spec.server_name)),
+                    None,
+                ),
+                Some(other) => report(
+                    Outcome::Error,
+                    Some(format!("TLS handshake failed: {other}")),
+                    None,
+                ),
+                None => report(
+                    Outcome::Error,
+                    Some(format!(
+                        "TLS handshake failed: {}",
+                        net::describe_io(&e, &peer)
+                    )),
+                    None,
+                ),
+            };
+        }
+    };
+    // The verdict is in; say goodbye politely, but do not wait on the peer.
+    let _ = tokio::time::timeout(CLOSE_GRACE, stream.shutdown()).await;
+
+    let degraded =
+        earliest.and_then(|(index, at)| expiring_soon(index, at, Utc::now(), spec.expires_within));
+    report(Outcome::Ok, None, degraded)
+}
+
+/// The earliest `notAfter` of the presented chain, and the index of the
+/// certificate that has it (0 is the server's own).
+fn earliest_expiry(chain: &[CertificateDer<'static>]) -> Option<(usize, DateTime<Utc>)> {
+    chain
+        .iter()
+        .enumerate()
+        .filter_map(|(index, der)| super::cert_not_after(der).map(|at| (index, at)))
+        .min_by_key(|(_, at)| *at)
+}
+
+/// Why a valid chain is degraded: its earliest expiry is within `window`.
+fn expiring_soon(
+    index: usize,
+    not_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+    window: Duration,
+) -> Option<String> {
+    let remaining = (not_after - now).to_std().unwrap_or(Duration::ZERO);
+    if remaining > window {
+        return None;
+    }
+    let which = if index == 0 {
+        "certificate"
+    } else {
+        "intermediate certificate"
+    };
+    Some(format!(
+        "{which} expires in {} ({})",
+        format_duration(rounded(remaining)),
+        timestamp(not_after)
+    ))
+}
+
+/// A remaining time rounded to the largest unit that still says something:
+/// whole days from two days on, whole hours from two hours, whole minutes
+/// from two minutes, else whole seconds.
+fn rounded(remaining: Duration) -> Duration {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    let secs = remaining.as_secs() + u64::from(remaining.subsec_millis() >= 500);
+    let unit = match secs {
+        s if s >= 2 * DAY => DAY,
+        s if s >= 2 * HOUR => HOUR,
+        s if s >= 2 * MINUTE => MINUTE,
+        _ => 1,
+    };
+    Duration::from_secs((secs + unit / 2) / unit * unit)
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn unix_timestamp(at: UnixTime) -> String {
+    i64::try_from(at.as_secs())
+        .ok()
+        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+        .map(timestamp)
+        .unwrap_or_else(|| format!("{} (UNIX)", at.as_secs()))
+}
+
+/// A failed certificate verification in plain words (also fit for https
+/// errors: `rustls::Error::InvalidCertificate` carries the cause).
+pub(crate) fn describe_invalid(cause: &CertificateError, server_name: &str) -> String {
+    use CertificateError::*;
+    match cause {
+        Expired => "certificate has expired".into(),
+        ExpiredContext { not_after, .. } => {
+            format!("certificate expired on {}", unix_timestamp(*not_after))
+        }
+        NotValidYet => "certificate is not valid yet".into(),
+        NotValidYetContext { not_before, .. } => {
+            format!(
+                "certificate is not valid before {}",
+                unix_timestamp(*not_before)
+            )
+        }
+        UnknownIssuer => "certificate is not trusted (unknown issuer)".into(),
+        BadSignature => "certificate is not trusted (bad signature)".into(),
+        Revoked => "certificate is revoked".into(),
+        NotValidForName => format!("certificate is not valid for {server_name}"),
+        NotValidForNameContext { presented, .. } => {
+            format!(
+                "certificate is not valid for {server_name} (only for {})",
+                names(presented)
+            )
+        }
+        InvalidPurpose | InvalidPurposeContext { .. } => {
+            "certificate is not valid for a TLS server (extended key usage)".into()
+        }
+        BadEncoding => "certificate is malformed".into(),
+        UnhandledCriticalExtension => "certificate has an unsupported critical extension".into(),
+        UnsupportedSignatureAlgorithmContext { .. }
+        | UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "certificate uses an unsupported signature algorithm".into()
+        }
+        other => format!("certificate is invalid: {other}"),
+    }
+}
+
+/// webpki reports a certificate's names as `DnsName("example.com")` or
+/// `IpAddress(192.0.2.1)`; show just the names.
+fn names(presented: &[String]) -> String {
+    if presented.is_empty() {
+        return "no names".into();
+    }
+    let mut shown: Vec<String> = presented
+        .iter()
+        .take(NAMES_SHOWN_MAX)
+        .map(|name| {
+            let inner = name
+                .split_once('(')
+                .and_then(|(_, rest)| rest.strip_suffix(')'))
+                .unwrap_or(name);
+            inner.trim_matches('"').to_string()
+        })
+        .collect();
+    if presented.len() > NAMES_SHOWN_MAX {
+        shown.push(format!("{} more", presented.len() - NAMES_SHOWN_MAX));
+    }
+    shown.join(", ")
+}
+
+/// The ring provider, made once: the TLS checks never depend on a process
+/// default being installed.
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+fn client_config(
+    roots: Arc<RootCertStore>,
+    seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
+) -> Result<rustls::ClientConfig, String> {
+    let provider = provider();
+    let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| format!("cannot set up certificate verification: {e}"))?;
+    let verifier = Arc::new(CapturingVerifier { inner, seen });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    // A resumed session skips the certificate: every run must see it.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
+}
+
+/// rustls's verifier, unchanged, except that it first keeps a copy of the
+/// chain the server presented, so the run can report its expiry whatever the
+/// verdict.
+#[derive(Debug)]
+struct CapturingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
+}
+
+impl ServerCertVerifier for CapturingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.clear();
+            seen.push(end_entity.clone().into_owned());
+            seen.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
+}
+
+/// Trust roots loaded earlier, by `ca_file` (`None`: the system's). A
+/// `ca_file` is reloaded when its modification time changes, so a rotated
+/// CA is picked up without a restart; the map holds one entry per path.
+struct CachedRoots {
+    modified: Option<SystemTime>,
+    roots: Arc<RootCertStore>,
+}
+
+type RootsCache = Mutex<HashMap<Option<PathBuf>, CachedRoots>>;
+
+fn roots_cache() -> &'static RootsCache {
+    static CACHE: OnceLock<RootsCache> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn cached(key: &Option<PathBuf>, modified: Option<SystemTime>) -> Option<Arc<RootCertStore>> {
+    let cache = roots_cache().lock().unwrap_or_else(|p| p.into_inner());
+    cache
+        .get(key)
+        .filter(|entry| entry.modified == modified)
+        .map(|entry| entry.roots.clone())
+}
+
+fn remember(key: Option<PathBuf>, modified: Option<SystemTime>, roots: Arc<RootCertStore>) {
+    let mut cache = roots_cache().lock().unwrap_or_else(|p| p.into_inner());
+    cache.insert(key, CachedRoots { modified, roots });
+}
+
+/// The roots to trust: only the certificates of `ca_file`, or the system's.
+/// Loaded once (per `ca_file` version) and shared; failures are not cached.
+async fn roots(ca_file: Option<&PathBuf>) -> Result<Arc<RootCertStore>, String> {
+    let key = ca_file.cloned();
+    let modified = match ca_file {
+        Some(path) => {
+            let meta = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+            if meta.len() > CA_FILE_BYTES_MAX {
+                return Err(format!(
+                    "ca_file {} is larger than {} bytes",
+                    path.display(),
+                    CA_FILE_BYTES_MAX
+                ));
+            }
+            meta.modified().ok()
+        }
+        None => None,
+    };
+    if let Some(roots) = cached(&key, modified) {
+        return Ok(roots);
+    }
+    let store = match ca_file {
+        Some(path) => file_roots(path).await?,
+        None => tokio::task::spawn_blocking(system_roots)
+            .await
+            .map_err(|e| format!("loading the system's trusted certificates failed: {e}"))??,
+    };
+    let store = Arc::new(store);
+    remember(key, modified, store.clone());
+    Ok(store)
+}
+
+async fn file_roots(path: &PathBuf) -> Result<RootCertStore, String> {
+    let pem = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+    if pem.len() as u64 > CA_FILE_BYTES_MAX {
+        return Err(format!(
+            "ca_file {} is larger than {} bytes",
+            path.display(),
+            CA_FILE_BYTES_MAX
+        ));
+    }
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ca_file {} is not valid PEM: {e}", path.display()))?;
+    let mut store = RootCertStore::empty();
+    let (added, _ignored) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "ca_file {} holds no usable certificate",
+            path.display()
+        ));
+    }
+    Ok(store)
+}
+
+fn system_roots() -> Result<RootCertStore, String> {
+    let loaded = rustls_native_certs::load_native_certs();
+    let mut store = RootCertStore::empty();
+    let (added, ignored) = store.add_parsable_certificates(loaded.certs);
+    if added == 0 {
+        let why = loaded
+            .errors
+            .first()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        return Err(format!("no trusted certificates found on this system{why}"));
+    }
+    if ignored > 0 || !loaded.errors.is_empty() {
+        tracing::debug!(
+            added,
+            ignored,
+            errors = loaded.errors.len(),
+            "loaded the system's trusted certificates"
+        );
+    }
+    Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn remaining_time_is_rounded_to_a_readable_unit() {
+        let day = 86_400;
+        assert_eq!(
+            format_duration(rounded(Duration::from_secs(3 * day - 5))),
+            "3d"
+        );
+        assert_eq!(
+            format_duration(rounded(Duration::from_secs(60 * day + 7))),
+            "60d"
+        );
+        assert_eq!(
+            format_duration(rounded(Duration::from_secs(day + 3600 * 5 + 10))),
+            "29h"
+        );
+        assert_eq!(
+            format_duration(rounded(Duration::from_secs(3 * 3600 + 59))),
+            "3h"
+        );
+        assert_eq!(format_duration(rounded(Duration::from_secs(125))), "2m");
+        assert_eq!(
+            format_duration(rounded(Duration::from_millis(42_600))),
+            "43s"
+        );
+        assert_eq!(format_duration(rounded(Duration::ZERO)), "0s");
+    }
+
+    #[test]
+    fn degraded_only_within_the_window() {
+        let now = at("2026-11-25T12:00:00Z");
+        let window = Duration::from_secs(14 * 86_400);
+        assert_eq!(
+            expiring_soon(0, at("2026-11-30T12:00:00Z"), now, window).as_deref(),
+            Some("certificate expires in 5d (2026-11-30T12:00:00Z)")
+        );
+        assert_eq!(
+            expiring_soon(1, at("2026-11-26T00:00:00Z"), now, window).as_deref(),
+            Some("intermediate certificate expires in 12h (2026-11-26T00:00:00Z)")
+        );
+        assert_eq!(
+            expiring_soon(0, at("2027-01-01T00:00:00Z"), now, window),
+            None
+        );
+        assert_eq!(
+            expiring_soon(0, at("2026-11-26T00:00:00Z"), now, Duration::ZERO),
+            None
+        );
+    }
+
+    #[test]
+    fn verification_failures_in_plain_words() {
+        let not_after = UnixTime::since_unix_epoch(Duration::from_secs(1_793_491_200));
+        let expired = CertificateError::ExpiredContext {
+            time: UnixTime::now(),
+            not_after,
+        };
+        assert_eq!(
+            describe_invalid(&expired, "x"),
+            "certificate expired on 2026-11-01T00:00:00Z"
+        );
+        assert_eq!(
+            describe_invalid(&CertificateError::UnknownIssuer, "x"),
+            "certificate is not trusted (unknown issuer)"
+        );
+        let misnamed = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("localhost").unwrap(),
+            presented: vec![
+                r#"DnsName("other.test")"#.into(),
+                "IpAddress(192.0.2.1)".into(),
+            ],
+        };
+        assert_eq!(
+            describe_invalid(&misnamed, "localhost"),
+            "certificate is not valid for localhost (only for other.test, 192.0.2.1)"
+        );
+        let many: Vec<String> = (0..7).map(|i| format!(r#"DnsName("n{i}.test")"#)).collect();
+        assert_eq!(
+            names(&many),
+            "n0.test, n1.test, n2.test, n3.test, n4.test, 2 more"
+        );
+    }
+}
