@@ -35,6 +35,8 @@ pub const ALERT_SUCCESSES_DEFAULT: u32 = 1;
 /// Bytes of a target's response body that a probe reads; the rest is not fetched,
 /// so a huge or endless body cannot exhaust memory or time.
 pub const HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
+/// Size of a `ca_file`: a bundle of every public root is about 250 KiB.
+pub const CA_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// Bytes of a TCP banner read while looking for `expect`.
 pub const TCP_BANNER_BYTES_MAX: usize = 64 * 1024;
 /// Redirects followed before the probe reports a loop (DESIGN.md).

@@ -16,7 +16,7 @@ use hickory_server::proto::rr::{LowerName, Name};
 use hickory_server::proto::serialize::txt::Parser;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
-use lookout::probe::{Outcome, ProbeIdentity, ProbeResult, Runner};
+use lookout::probe::{Outcome, ProbeResult};
 
 /// Longer than a UDP answer may be (the resolver offers 1232 bytes with
 /// EDNS), so the `big` TXT record only arrives over TCP.
@@ -87,13 +87,7 @@ async fn probe_with(resolver: SocketAddr, fields: &str, timeout: &str) -> ProbeR
         "checks:\n  - name: t\n    dns: {{ {fields}, resolver: \"{resolver}\" }}\n    every: 1m\n    timeout: {timeout}\n"
     );
     let dirs = ConfigDirs::new(&yaml);
-    let config = dirs.load();
-    let identity = ProbeIdentity {
-        region: "test".into(),
-        probe: "test-probe".into(),
-    };
-    let runner = Runner::new(identity, config.secrets.clone());
-    runner.run(&config.checks[0]).await
+    dirs.run_first().await
 }
 
 async fn probe(resolver: SocketAddr, fields: &str) -> ProbeResult {

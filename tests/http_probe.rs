@@ -14,13 +14,7 @@ async fn probe(target: &Target, check_yaml: &str) -> ProbeResult {
         check_yaml.replace("TARGET", &target.url(""))
     );
     let dirs = ConfigDirs::new(&yaml);
-    let config = dirs.load();
-    let identity = ProbeIdentity {
-        region: "test".into(),
-        probe: "test-probe".into(),
-    };
-    let runner = Runner::new(identity, config.secrets.clone());
-    runner.run(&config.checks[0]).await
+    dirs.run_first().await
 }
 
 /// How far past its timeout a run may end. The timer itself is exact to the

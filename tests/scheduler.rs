@@ -80,3 +80,59 @@ async fn a_hung_check_skips_ticks_and_never_delays_another() {
         "{observed} observed, {finished} finished"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_limit_runs_checks_one_after_the_other() {
+    let target = start_target().await;
+    let check = |name: &str| {
+        format!(
+            "  - name: {name}\n    http: {{ url: \"{}\" }}\n    every: 200ms\n    timeout: 5s\n",
+            target.url("/slow")
+        )
+    };
+    let dirs = ConfigDirs::new(&format!("checks:\n{}{}", check("one"), check("two")));
+    let config = dirs.load();
+    let runner = Runner::new(
+        ProbeIdentity {
+            region: "t".into(),
+            probe: "t".into(),
+        },
+        config.secrets.clone(),
+    );
+    let (tx, mut rx) = mpsc::channel(64);
+    let scheduler = Scheduler {
+        runner,
+        results: tx,
+        concurrency: 1,
+        on_lateness: None,
+    };
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(scheduler.run(config.checks.clone(), cancel.clone()));
+    // /slow answers in 1.5 s: under a limit of one, two results take 3 s.
+    let mut results = Vec::new();
+    while results.len() < 2 {
+        let next = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+        results.push(
+            next.expect("a result within 20 s")
+                .expect("the scheduler is running"),
+        );
+    }
+    cancel.cancel();
+    running.await.unwrap();
+    assert!(
+        results.iter().all(|r| r.outcome == Outcome::Ok),
+        "{results:?}"
+    );
+    let names: Vec<&str> = results.iter().map(|r| r.check.as_str()).collect();
+    assert!(
+        names.contains(&"one") && names.contains(&"two"),
+        "both complete: {names:?}"
+    );
+    // One after the other: the second started after the first ended.
+    let first_end =
+        results[0].started_at + chrono::Duration::milliseconds(results[0].duration_ms as i64);
+    assert!(
+        results[1].started_at >= first_end - chrono::Duration::milliseconds(5),
+        "{results:?}"
+    );
+}

@@ -3,7 +3,7 @@
 mod common;
 
 use common::ConfigDirs;
-use lookout::probe::{Outcome, ProbeIdentity, ProbeResult, Runner};
+use lookout::probe::{Outcome, ProbeResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -31,15 +31,7 @@ async fn probe(tcp: &str, extra: &str) -> ProbeResult {
     let dirs = ConfigDirs::new(&format!(
         "checks:\n  - name: t\n    tcp: {tcp}\n    every: 1m\n{extra}"
     ));
-    let config = dirs.load();
-    let runner = Runner::new(
-        ProbeIdentity {
-            region: "t".into(),
-            probe: "t".into(),
-        },
-        config.secrets.clone(),
-    );
-    runner.run(&config.checks[0]).await
+    dirs.run_first().await
 }
 
 #[tokio::test]

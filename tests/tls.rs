@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use common::{ConfigDirs, path_str};
-use lookout::probe::{Outcome, ProbeIdentity, ProbeResult, Runner};
+use lookout::probe::{Outcome, ProbeResult};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -188,13 +188,7 @@ async fn probe(check_yaml: &str, ca: &Ca) -> ProbeResult {
         check_yaml.replace("CA_FILE", &path_str(&ca_file))
     );
     std::fs::write(dirs.checks().join("checks.yaml"), yaml).unwrap();
-    let config = dirs.load();
-    let identity = ProbeIdentity {
-        region: "test".into(),
-        probe: "test-probe".into(),
-    };
-    let runner = Runner::new(identity, config.secrets.clone());
-    runner.run(&config.checks[0]).await
+    dirs.run_first().await
 }
 
 async fn probe_tls(addr: SocketAddr, ca: &Ca) -> ProbeResult {

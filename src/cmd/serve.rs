@@ -109,7 +109,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let server_cancel = cancel.clone();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { server_cancel.cancelled().await });
-    let served = server.await;
+    // Graceful: stop accepting, let in-flight requests finish, but never
+    // wait on a slow client for longer than the grace period.
+    let served = tokio::select! {
+        served = server => served,
+        _ = async { cancel.cancelled().await; tokio::time::sleep(limits::SHUTDOWN_GRACE).await } => {
+            tracing::warn!("HTTP requests still open after {:?}; closing them", limits::SHUTDOWN_GRACE);
+            Ok(())
+        }
+    };
     cancel.cancel();
     let drained = tokio::time::timeout(limits::SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
@@ -165,16 +173,21 @@ async fn retention_loop(storage: Storage, retention: Duration, cancel: Cancellat
 /// Cancels on SIGINT or SIGTERM.
 async fn shutdown_on_signal(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGTERM");
-            return;
+    // Without a SIGTERM handler, SIGINT still works: never return early.
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; stop with SIGINT");
+                std::future::pending::<()>().await;
+            }
         }
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
         _ = cancel.cancelled() => {}
     }
     cancel.cancel();

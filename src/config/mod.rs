@@ -539,7 +539,7 @@ fn read_dir_yaml(
     paths.sort();
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
-        match std::fs::read_to_string(&path) {
+        match read_bounded(&path) {
             Ok(text) => out.push((path, text)),
             Err(e) => errors.push(ConfigError {
                 file: path,
@@ -549,6 +549,22 @@ fn read_dir_yaml(
         }
     }
     out
+}
+
+/// A config file's text, refusing files over the limit before reading them whole.
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(limits::CONFIG_FILE_BYTES_MAX as u64 + 1)
+        .read_to_string(&mut text)?;
+    if text.len() > limits::CONFIG_FILE_BYTES_MAX {
+        return Err(std::io::Error::other(format!(
+            "larger than {} bytes; split it into several files",
+            limits::CONFIG_FILE_BYTES_MAX
+        )));
+    }
+    Ok(text)
 }
 
 fn parse_file(file: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<Node> {
@@ -906,14 +922,12 @@ fn decode_tls(ctx: &mut Ctx, name: &str, node: &Node) -> Option<TlsSpec> {
 
 fn decode_ca_file(ctx: &mut Ctx, node: &Node) -> Option<PathBuf> {
     let path = PathBuf::from(ctx.string(node, "`ca_file`")?);
-    if path.is_file() {
-        Some(path)
-    } else {
-        ctx.error(
-            node.pos,
-            format!("`ca_file` {} does not exist", path.display()),
-        );
-        None
+    match crate::probe::read_ca_file(&path) {
+        Ok(_) => Some(path),
+        Err(message) => {
+            ctx.error(node.pos, message);
+            None
+        }
     }
 }
 

@@ -88,19 +88,29 @@ struct ClientKey {
 }
 
 impl Clients {
-    fn get(&self, spec: &HttpSpec) -> Result<reqwest::Client, String> {
+    /// The client for `spec`'s settings, built on first use. Building loads
+    /// the trust store, so it runs on the blocking pool, outside the lock.
+    async fn get(&self, spec: &HttpSpec) -> Result<reqwest::Client, String> {
         let key = ClientKey {
             follow_redirects: spec.follow_redirects,
             tls_verify: spec.tls_verify,
             ca_file: spec.ca_file.clone(),
         };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = cache.get(&key) {
+        if let Some(client) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(client.clone());
         }
-        let client = build_client(&key)?;
-        cache.insert(key, client.clone());
-        Ok(client)
+        let build_key = key.clone();
+        let client = tokio::task::spawn_blocking(move || build_client(&build_key))
+            .await
+            .map_err(|e| format!("cannot build HTTP client: {e}"))??;
+        // Two first runs may race to build; either client is as good.
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(cache.entry(key).or_insert(client).clone())
     }
 }
 
@@ -120,14 +130,16 @@ fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
         .tls_info(true)
         .tls_danger_accept_invalid_certs(!key.tls_verify);
     if let Some(path) = &key.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            format!(
-                "ca_file {} holds no usable certificate: {e}",
-                path.display()
-            )
-        })?;
+        let certs = super::read_ca_file(path)?
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                format!(
+                    "ca_file {} holds an unusable certificate: {e}",
+                    path.display()
+                )
+            })?;
         builder = builder.tls_certs_merge(certs);
     }
     builder
@@ -176,7 +188,7 @@ async fn attempt(
     user_agent: &str,
     recorder: Arc<Recorder>,
 ) -> Report {
-    let client = match clients.get(spec) {
+    let client = match clients.get(spec).await {
         Ok(client) => client,
         Err(error) => {
             return Report {

@@ -21,7 +21,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
@@ -32,10 +31,10 @@ use tokio_rustls::TlsConnector;
 
 use super::{Outcome, Phases, Report, net, round_ms};
 use crate::config::TlsSpec;
+use crate::limits;
 use crate::schedule::format_duration;
 
 /// A `ca_file` larger than this is refused: a full public bundle is ~250 KiB.
-const CA_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// How long closing the connection (close_notify, FIN) may take after a
 /// handshake; the verdict is already known, so a slow peer must not turn it
 /// into a timeout.
@@ -372,11 +371,11 @@ async fn roots(ca_file: Option<&PathBuf>) -> Result<Arc<RootCertStore>, String> 
             let meta = tokio::fs::metadata(path)
                 .await
                 .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-            if meta.len() > CA_FILE_BYTES_MAX {
+            if meta.len() > limits::CA_FILE_BYTES_MAX {
                 return Err(format!(
                     "ca_file {} is larger than {} bytes",
                     path.display(),
-                    CA_FILE_BYTES_MAX
+                    limits::CA_FILE_BYTES_MAX
                 ));
             }
             meta.modified().ok()
@@ -397,27 +396,15 @@ async fn roots(ca_file: Option<&PathBuf>) -> Result<Arc<RootCertStore>, String> 
     Ok(store)
 }
 
-async fn file_roots(path: &PathBuf) -> Result<RootCertStore, String> {
-    let pem = tokio::fs::read(path)
+async fn file_roots(path: &std::path::Path) -> Result<RootCertStore, String> {
+    let path = path.to_path_buf();
+    let certs = tokio::task::spawn_blocking(move || super::read_ca_file(&path))
         .await
-        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-    if pem.len() as u64 > CA_FILE_BYTES_MAX {
-        return Err(format!(
-            "ca_file {} is larger than {} bytes",
-            path.display(),
-            CA_FILE_BYTES_MAX
-        ));
-    }
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ca_file {} is not valid PEM: {e}", path.display()))?;
+        .map_err(|e| format!("reading ca_file failed: {e}"))??;
     let mut store = RootCertStore::empty();
     let (added, _ignored) = store.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(format!(
-            "ca_file {} holds no usable certificate",
-            path.display()
-        ));
+        return Err("ca_file holds no usable certificate".to_string());
     }
     Ok(store)
 }

@@ -142,6 +142,17 @@ impl ConfigDirs {
         self.root.path().join("data")
     }
 
+    /// Runs the first check once, as region `test` / probe `test-probe`.
+    pub async fn run_first(&self) -> lookout::probe::ProbeResult {
+        let config = self.load();
+        let identity = lookout::probe::ProbeIdentity {
+            region: "test".into(),
+            probe: "test-probe".into(),
+        };
+        let runner = lookout::probe::Runner::new(identity, config.secrets.clone());
+        runner.run(&config.checks[0]).await
+    }
+
     pub fn load(&self) -> lookout::config::Config {
         lookout::config::load(&self.checks(), &self.alerts()).unwrap_or_else(|e| {
             let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
