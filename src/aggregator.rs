@@ -15,12 +15,13 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::alert::{self, AlertEvent};
 use crate::config::{Check, CheckKind, Config, Secrets};
 use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
 use crate::probe::ProbeResult;
 use crate::probe::{Outcome, Phases, round_ms};
 use crate::rules::{self, CheckState, Effect, Input, Rules, Status, Transition};
-use crate::storage::{Batch, Storage, StorageError};
+use crate::storage::{Batch, Delivery, DeliveryState, Storage, StorageError};
 
 pub struct Aggregator {
     config: std::sync::RwLock<Arc<Config>>,
@@ -32,6 +33,10 @@ pub struct Aggregator {
     heartbeat_starts: std::sync::Mutex<HashMap<String, (tokio::time::Instant, DateTime<Utc>)>>,
     /// Pings with a token no check has; counted, never logged with the token.
     unknown_pings: AtomicU64,
+    /// Where the status page is reachable, for links in alerts.
+    public_url: Option<url::Url>,
+    /// Woken when new deliveries are committed to the outbox.
+    alert_wake: Arc<tokio::sync::Notify>,
 }
 
 /// What one ingest did, for the caller's logs and tests.
@@ -76,7 +81,20 @@ impl Aggregator {
             started_at: now,
             heartbeat_starts: std::sync::Mutex::new(HashMap::new()),
             unknown_pings: AtomicU64::new(0),
+            public_url: None,
+            alert_wake: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Links in alerts point at `url` (the status page's public address).
+    pub fn with_public_url(mut self, url: Option<url::Url>) -> Aggregator {
+        self.public_url = url;
+        self
+    }
+
+    /// Notified whenever deliveries are added to the outbox.
+    pub fn alert_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.alert_wake.clone()
     }
 
     pub fn config(&self) -> Arc<Config> {
@@ -147,10 +165,23 @@ impl Aggregator {
         let mut states = self.states.lock().await;
         let mut working = HashMap::new();
         let mut effects = Vec::new();
+        let mut reminders = Batch::default();
         for check in &config.checks {
             let Some(current) = states.get(&check.name) else {
                 continue;
             };
+            if let Some(every) = check.alert.remind_every
+                && current.status == Status::Down
+                && reminder_due(current, every, now)
+            {
+                let mut state = current.clone();
+                state.reminded_at = Some(now);
+                let event =
+                    alert::reminder(check, &state, self.public_url.as_ref(), &config.secrets);
+                queue_alert(&mut reminders, check, &config, Uuid::now_v7(), event, now);
+                working.insert(check.name.clone(), state);
+                continue;
+            }
             let rules = Rules::for_check(check, now);
             if !rules::tick_due(current, &rules, now) {
                 continue;
@@ -170,7 +201,7 @@ impl Aggregator {
         }
         let mut report = IngestReport::default();
         if !working.is_empty() {
-            self.commit(&mut states, working, Batch::default(), effects, &mut report)
+            self.commit(&mut states, working, reminders, effects, &mut report)
                 .await?;
         }
         Ok(report)
@@ -188,14 +219,32 @@ impl Aggregator {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let config = self.config();
+        let now = Utc::now();
         for effect in &effects {
             if let Effect::StateChanged(transition) = effect {
                 batch.events.push(transition.clone());
+                let Some(check) = config.check(&transition.check) else {
+                    continue;
+                };
+                if let Some(event) = alert::from_transition(
+                    check,
+                    transition,
+                    self.public_url.as_ref(),
+                    &config.secrets,
+                ) {
+                    queue_alert(&mut batch, check, &config, transition.id, event, now);
+                }
             }
         }
+        let alerts_queued = !batch.deliveries.is_empty();
         // Memory changes only once the batch is durable: a failed write
         // leaves the old state, and the probe's resend is judged afresh.
+        // The alerts are in the same transaction as the events they report.
         self.storage.write_batch(batch).await?;
+        if alerts_queued {
+            self.alert_wake.notify_one();
+        }
         states.extend(working);
         for effect in effects {
             log_effect(&effect);
@@ -334,6 +383,40 @@ fn log_effect(effect: &Effect) {
     }
 }
 
+/// Adds one delivery per channel of `check` for `event`.
+fn queue_alert(
+    batch: &mut Batch,
+    check: &Check,
+    config: &Config,
+    event_id: Uuid,
+    event: AlertEvent,
+    now: DateTime<Utc>,
+) {
+    for channel in alert::channels_for(check, config) {
+        batch.deliveries.push(Delivery {
+            id: Uuid::now_v7(),
+            event_id,
+            channel,
+            event: event.clone(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+            last_error: None,
+        });
+    }
+}
+
+/// Whether a check down since `since` (or last reminded) is due a reminder.
+fn reminder_due(state: &CheckState, every: std::time::Duration, now: DateTime<Utc>) -> bool {
+    let Some(anchor) = state.reminded_at.or(state.since) else {
+        return false;
+    };
+    (now - anchor)
+        .to_std()
+        .is_ok_and(|elapsed| elapsed >= every)
+}
+
 fn heartbeat_result(
     check: &str,
     started_at: DateTime<Utc>,
@@ -460,6 +543,114 @@ mod tests {
         assert_eq!(
             (views[0].name.as_str(), views[0].status),
             ("api", Status::Up)
+        );
+    }
+
+    fn config_with_channels(extra_check: &str) -> Arc<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checks")).unwrap();
+        std::fs::create_dir(dir.path().join("alerts")).unwrap();
+        std::fs::write(
+            dir.path().join("checks/c.yaml"),
+            format!("checks:\n  - name: api\n    http: {{ url: \"http://127.0.0.1:9/\" }}\n    every: 1s\n{extra_check}"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("alerts/a.yaml"),
+            "channels:\n  a: { webhook: { url: \"http://127.0.0.1:9/a\" } }\n  b: { webhook: { url: \"http://127.0.0.1:9/b\" } }\ndefaults:\n  channels: [a, b]\n",
+        )
+        .unwrap();
+        let env = |_: &str| None;
+        Arc::new(
+            crate::config::load_with_env(
+                &dir.path().join("checks"),
+                &dir.path().join("alerts"),
+                &env,
+            )
+            .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn state_changes_queue_one_delivery_per_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let aggregator = Aggregator::new(config_with_channels(""), storage.clone())
+            .await
+            .unwrap();
+        aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap();
+        let pending = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        assert!(pending.is_empty(), "a first verdict is not news");
+
+        aggregator
+            .ingest(vec![result(Outcome::Fail), result(Outcome::Fail)])
+            .await
+            .unwrap();
+        let pending = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        let mut channels: Vec<&str> = pending.iter().map(|d| d.channel.as_str()).collect();
+        channels.sort();
+        assert_eq!(channels, vec!["a", "b"]);
+        assert!(
+            pending
+                .iter()
+                .all(|d| d.event.event == alert::AlertKind::Down && d.event.check == "api")
+        );
+        assert_eq!(
+            pending[0].event_id, pending[1].event_id,
+            "one event, two deliveries"
+        );
+        let events = aggregator.recent_events("api", 10).await.unwrap();
+        assert_eq!(events[0].id, pending[0].event_id);
+    }
+
+    #[tokio::test]
+    async fn a_check_still_down_is_reminded() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let config =
+            config_with_channels("    alert: { failures: 1, channels: [a], remind_every: 1h }\n");
+        let aggregator = Aggregator::new(config, storage.clone()).await.unwrap();
+        aggregator
+            .ingest(vec![result(Outcome::Fail)])
+            .await
+            .unwrap();
+        let now = Utc::now();
+        aggregator
+            .tick(now + chrono::Duration::minutes(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            storage
+                .deliveries_in_state(DeliveryState::Pending, 10)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "not yet"
+        );
+        aggregator
+            .tick(now + chrono::Duration::minutes(61))
+            .await
+            .unwrap();
+        aggregator
+            .tick(now + chrono::Duration::minutes(62))
+            .await
+            .unwrap();
+        let pending = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        let kinds: Vec<alert::AlertKind> = pending.iter().map(|d| d.event.event).collect();
+        assert_eq!(
+            kinds,
+            vec![alert::AlertKind::Reminder, alert::AlertKind::Down],
+            "one reminder an hour"
         );
     }
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::aggregator::Aggregator;
 use crate::heartbeat::Ping;
 use crate::limits;
+use crate::storage::DeliveryState;
 
 pub fn router(aggregator: Arc<Aggregator>) -> Router {
     Router::new()
@@ -22,6 +23,7 @@ pub fn router(aggregator: Arc<Aggregator>) -> Router {
         .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/checks/{name}/results", get(check_results))
         .route("/api/v1/checks/{name}/events", get(check_events))
+        .route("/api/v1/alerts", get(list_alerts))
         .route("/ping/{token}", get(ping).post(ping))
         .route("/ping/{token}/{action}", get(ping_action).post(ping_action))
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -79,6 +81,33 @@ async fn check_events(
     }
     match aggregator.recent_events(&name, query.get()).await {
         Ok(events) => Json(json!({ "check": name, "events": events })).into_response(),
+        Err(error) => storage_failure(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct AlertsQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The outbox: `?state=pending|delivered|dead` (default pending).
+async fn list_alerts(
+    State(aggregator): State<Arc<Aggregator>>,
+    Query(query): Query<AlertsQuery>,
+) -> Response {
+    let state = match query.state.as_deref().unwrap_or("pending") {
+        "pending" => DeliveryState::Pending,
+        "delivered" => DeliveryState::Delivered,
+        "dead" => DeliveryState::Dead,
+        other => {
+            let body = json!({ "error": format!("unknown state {other:?}; expected pending, delivered or dead") });
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
+    let limit = LimitQuery { limit: query.limit }.get();
+    match aggregator.storage().deliveries_in_state(state, limit).await {
+        Ok(deliveries) => Json(json!({ "alerts": deliveries })).into_response(),
         Err(error) => storage_failure(error),
     }
 }

@@ -7,6 +7,7 @@
 //! - `probe`: runs one check and describes the outcome as a `ProbeResult`.
 //! - `transport`: carries results from a probe to the aggregator.
 //! - `aggregator`: stores results, applies `rules`, records incident events.
+//! - `alert`: alert events, their rendering, email and webhook delivery.
 //! - `rules`: the pure rule engine (results and time in, state changes out).
 //! - `heartbeat`: push checks (`/ping/{token}`), turned into results.
 //! - `storage`: SQLite.
@@ -14,6 +15,7 @@
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
 
 pub mod aggregator;
+pub mod alert;
 pub mod api;
 pub mod cmd;
 pub mod config;

@@ -75,3 +75,20 @@ pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HEALTH_STORAGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for running checks and in-flight requests.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// One alert delivery attempt (SMTP session or webhook request) is cut off after this.
+pub const ALERT_SEND_TIMEOUT: Duration = Duration::from_secs(15);
+/// First retry delay of a failed delivery; it doubles each attempt, with jitter.
+pub const ALERT_RETRY_BASE: Duration = Duration::from_secs(1);
+/// Longest delay between two attempts.
+pub const ALERT_RETRY_MAX: Duration = Duration::from_secs(300);
+/// A receiver's `Retry-After` is honoured up to this.
+pub const ALERT_RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+/// A delivery still failing this long after its event is dead-lettered (default).
+pub const ALERT_MAX_AGE_DEFAULT: Duration = Duration::from_secs(24 * 3600);
+/// Deliveries in flight at once; each channel's failures only hold their own.
+pub const ALERT_CONCURRENCY: usize = 16;
+/// Due deliveries fetched per outbox poll.
+pub const ALERT_BATCH: usize = 64;
+/// The dispatcher looks at the outbox at least this often, even unprompted.
+pub const ALERT_POLL_EVERY: Duration = Duration::from_secs(1);

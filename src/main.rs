@@ -59,6 +59,14 @@ enum Command {
         /// Checks running at once.
         #[arg(long, default_value_t = lookout::limits::PROBE_CONCURRENCY_DEFAULT)]
         concurrency: usize,
+        /// The status page's public address, for links in alerts
+        /// (e.g. https://status.example.com/).
+        #[arg(long, env = "LOOKOUT_PUBLIC_URL")]
+        public_url: Option<url::Url>,
+        /// Alerts still undeliverable this long after their event are
+        /// dead-lettered (listed by GET /api/v1/alerts?state=dead).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        alert_max_age: Duration,
     },
     /// Check the configuration; print every error as path:line:col: message.
     ///
@@ -72,6 +80,11 @@ enum Command {
     ///
     /// With no NAME, runs every check. Exits 1 if any check did not pass.
     /// Example: lookout check api-health --json
+    /// Alert channels: `lookout alert test CHANNEL` proves a channel works.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
     Check {
         /// Checks to run (default: all).
         names: Vec<String>,
@@ -83,6 +96,20 @@ enum Command {
         /// Region name stamped on the results and the User-Agent.
         #[arg(long, default_value = "local")]
         region: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// Send a test notification through CHANNEL now and report the outcome.
+    ///
+    /// Exits 0 when the receiver accepted it, 1 otherwise. Use it after
+    /// editing alerts/ to verify credentials before an outage does.
+    Test {
+        /// The channel's name in alerts/*.yaml.
+        channel: String,
+        #[command(flatten)]
+        dirs: ConfigDirs,
     },
 }
 
@@ -123,6 +150,8 @@ fn main() -> ExitCode {
                 region,
                 retention,
                 concurrency,
+                public_url,
+                alert_max_age,
             } => {
                 let args = cmd::serve::ServeArgs {
                     checks: dirs.checks,
@@ -132,6 +161,8 @@ fn main() -> ExitCode {
                     region,
                     retention,
                     concurrency,
+                    public_url,
+                    alert_max_age,
                 };
                 match cmd::serve::run(args).await {
                     Ok(code) => code,
@@ -142,6 +173,9 @@ fn main() -> ExitCode {
                 }
             }
             Command::Validate { dirs } => cmd::validate::run(&dirs.checks, &dirs.alerts),
+            Command::Alert {
+                command: AlertCommand::Test { channel, dirs },
+            } => cmd::alert::test(&dirs.checks, &dirs.alerts, &channel).await,
             Command::Check {
                 names,
                 dirs,

@@ -147,6 +147,9 @@ pub struct CheckState {
     /// The open incident, while down or degraded.
     pub incident: Option<Uuid>,
     pub regions: BTreeMap<String, RegionState>,
+    /// When the last `remind_every` reminder went out for the current state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminded_at: Option<DateTime<Utc>>,
 }
 
 pub enum Input<'a> {
@@ -248,6 +251,7 @@ pub fn step(
         };
         state.status = next;
         state.since = Some(now);
+        state.reminded_at = None;
         state.incident = if next.is_incident() { incident } else { None };
         effects.push(Effect::StateChanged(transition));
     }
@@ -442,10 +446,9 @@ fn summarize(check: &str, state: &CheckState, next: Status, now: DateTime<Utc>) 
                     .signed_duration_since(since)
                     .to_std()
                     .unwrap_or_default();
-                let lasted = Duration::from_secs(lasted.as_secs());
                 format!(
                     "{check} is UP again after {} {}",
-                    format_duration(lasted),
+                    crate::schedule::format_duration_approx(lasted),
                     from
                 )
             }

@@ -215,6 +215,28 @@ pub fn format_duration(duration: Duration) -> String {
     format!("{ms}ms")
 }
 
+/// A duration for people: `12m`, `1h 5m`, `2d 3h`, two units at most.
+pub fn format_duration_approx(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = secs;
+    for (size, unit) in UNITS {
+        if rest >= size && parts.len() < 2 {
+            parts.push(format!("{}{unit}", rest / size));
+            rest %= size;
+        } else if !parts.is_empty() {
+            // Keep the two units adjacent: `1h 5m`, never `1h 5s`.
+            break;
+        }
+    }
+    if parts.is_empty() {
+        "0s".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// A stable offset within `every` for a check, so checks sharing an interval
 /// spread over it instead of firing together. Derived from the check's name
 /// with FNV-1a, which (unlike std's hasher) is the same across builds.

@@ -14,9 +14,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
+use crate::alert::AlertEvent;
 use crate::limits;
 use crate::probe::ProbeResult;
 use crate::rules::{CheckState, Transition};
@@ -38,8 +40,9 @@ pub enum StorageError {
     Task(String),
 }
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
-    "CREATE TABLE results (
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE results (
         id TEXT PRIMARY KEY,
         check_name TEXT NOT NULL,
         region TEXT NOT NULL,
@@ -70,7 +73,28 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         id INTEGER PRIMARY KEY CHECK (id = 1),
         touched_at_ms INTEGER NOT NULL
     );",
-)];
+    ),
+    // The alert outbox: one row per (event, channel). Written in the same
+    // transaction as the event; a dispatcher sends, retries, dead-letters.
+    M::up(
+        "CREATE TABLE outbox (
+            id TEXT PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            event TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at_ms INTEGER NOT NULL,
+            next_attempt_at_ms INTEGER NOT NULL,
+            last_error TEXT,
+            done_at_ms INTEGER
+        );
+        CREATE INDEX outbox_due ON outbox (state, next_attempt_at_ms);
+        CREATE UNIQUE INDEX outbox_once ON outbox (event_id, channel);",
+    ),
+];
 
 /// What one ingested batch writes.
 #[derive(Default)]
@@ -78,6 +102,51 @@ pub struct Batch {
     pub results: Vec<(ProbeResult, DateTime<Utc>)>,
     pub states: Vec<(String, CheckState)>,
     pub events: Vec<Transition>,
+    /// Alert deliveries the events raised, one per channel.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    /// Given up: a permanent refusal, or retried past the maximum age.
+    Dead,
+}
+
+impl DeliveryState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    fn parse(text: &str) -> DeliveryState {
+        match text {
+            "delivered" => DeliveryState::Delivered,
+            "dead" => DeliveryState::Dead,
+            _ => DeliveryState::Pending,
+        }
+    }
+}
+
+/// One alert to one channel. `id` is the delivery id receivers see in
+/// `X-Lookout-Delivery`, the same on every attempt.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Delivery {
+    pub id: uuid::Uuid,
+    pub event_id: uuid::Uuid,
+    pub channel: String,
+    pub event: AlertEvent,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
 }
 
 #[derive(Clone)]
@@ -177,6 +246,24 @@ impl Storage {
                     ])?;
                 }
             }
+            {
+                let mut insert_delivery = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO outbox
+                     (id, event_id, check_name, channel, kind, event, state, attempts, created_at_ms, next_attempt_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7)",
+                )?;
+                for d in &batch.deliveries {
+                    insert_delivery.execute(params![
+                        d.id.to_string(),
+                        d.event_id.to_string(),
+                        d.event.check,
+                        d.channel,
+                        d.event.event.as_str(),
+                        serde_json::to_string(&d.event)?,
+                        d.created_at.timestamp_millis(),
+                    ])?;
+                }
+            }
             tx.commit()?;
             Ok(())
         })
@@ -273,6 +360,136 @@ impl Storage {
             }
         }
         Ok(total)
+    }
+
+    /// Pending deliveries due by `now`, oldest first, at most `limit`.
+    pub async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        self.deliveries(
+            "SELECT id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error
+             FROM outbox WHERE state = 'pending' AND next_attempt_at_ms <= ?1
+             ORDER BY next_attempt_at_ms, id LIMIT ?2",
+            Value::Integer(now.timestamp_millis()),
+            limit,
+        )
+        .await
+    }
+
+    /// The newest deliveries in `state` (for the API and `alert` listings).
+    pub async fn deliveries_in_state(
+        &self,
+        state: DeliveryState,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        self.deliveries(
+            "SELECT id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error
+             FROM outbox WHERE state = ?1 ORDER BY created_at_ms DESC, id DESC LIMIT ?2",
+            Value::Text(state.as_str().to_string()),
+            limit,
+        )
+        .await
+    }
+
+    /// When the next pending delivery falls due, if any.
+    pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>, StorageError> {
+        self.with(|conn| {
+            let ms: Option<i64> = conn.query_row(
+                "SELECT MIN(next_attempt_at_ms) FROM outbox WHERE state = 'pending'",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(ms.and_then(DateTime::from_timestamp_millis))
+        })
+        .await
+    }
+
+    /// Pending deliveries: the outbox backlog.
+    pub async fn pending_deliveries(&self) -> Result<u64, StorageError> {
+        self.with(|conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
+    /// Records the outcome of one attempt.
+    pub async fn record_attempt(
+        &self,
+        id: uuid::Uuid,
+        state: DeliveryState,
+        next_attempt_at: DateTime<Utc>,
+        error: Option<String>,
+    ) -> Result<(), StorageError> {
+        self.with(move |conn| {
+            let now = Utc::now().timestamp_millis();
+            let done = (state != DeliveryState::Pending).then_some(now);
+            conn.execute(
+                "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at_ms = ?3,
+                 last_error = ?4, done_at_ms = ?5 WHERE id = ?1",
+                params![
+                    id.to_string(),
+                    state.as_str(),
+                    next_attempt_at.timestamp_millis(),
+                    error,
+                    done
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn deliveries(
+        &self,
+        sql: &'static str,
+        bound: Value,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![bound, limit as i64], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, i64>(7)?,
+                    row.get::<_, Option<String>>(8)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, event_id, channel, event, state, attempts, created, next, last_error) =
+                    row?;
+                out.push(Delivery {
+                    id: id
+                        .parse()
+                        .map_err(|e| StorageError::Task(format!("bad delivery id: {e}")))?,
+                    event_id: event_id
+                        .parse()
+                        .map_err(|e| StorageError::Task(format!("bad event id: {e}")))?,
+                    channel,
+                    event: serde_json::from_str(&event)?,
+                    state: DeliveryState::parse(&state),
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                    created_at: DateTime::from_timestamp_millis(created).unwrap_or_default(),
+                    next_attempt_at: DateTime::from_timestamp_millis(next).unwrap_or_default(),
+                    last_error,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// A real write and read, for `/health`.

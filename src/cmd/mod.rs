@@ -2,6 +2,7 @@
 //! process exit code; `main.rs` only parses the command line and prints
 //! errors.
 
+pub mod alert;
 pub mod check;
 pub mod serve;
 pub mod validate;

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregator::Aggregator;
+use crate::alert::outbox::Dispatcher;
 use crate::limits;
 use crate::probe::{ProbeIdentity, Runner};
 use crate::scheduler::Scheduler;
@@ -28,6 +29,10 @@ pub struct ServeArgs {
     pub region: String,
     pub retention: Duration,
     pub concurrency: usize,
+    /// Where people reach the status page, for links in alerts.
+    pub public_url: Option<url::Url>,
+    /// Alerts still failing this long after their event are dead-lettered.
+    pub alert_max_age: Duration,
 }
 
 /// How often the aggregator lets time pass for staleness.
@@ -43,7 +48,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let aggregator = Arc::new(
         Aggregator::new(config.clone(), storage.clone())
             .await
-            .context("restoring check state")?,
+            .context("restoring check state")?
+            .with_public_url(args.public_url.clone()),
     );
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -103,6 +109,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     });
     tasks.spawn(transport::ship(results_rx, sink, shipper_cancel));
     tasks.spawn(tick_loop(aggregator.clone(), cancel.clone()));
+    let dispatcher = Dispatcher {
+        storage: storage.clone(),
+        config: {
+            let aggregator = aggregator.clone();
+            Arc::new(move || aggregator.config())
+        },
+        wake: aggregator.alert_wake(),
+        max_age: args.alert_max_age,
+    };
+    tasks.spawn(dispatcher.run(cancel.clone()));
     tasks.spawn(retention_loop(storage, args.retention, cancel.clone()));
 
     let app = crate::api::router(aggregator);

@@ -352,6 +352,8 @@ pub struct WebhookChannel {
     pub format: WebhookFormat,
     pub secret: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// PagerDuty's integration key (Events API v2), for `format: pagerduty`.
+    pub routing_key: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1414,6 +1416,9 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
     let password = fields
         .get("password")
         .and_then(|n| ctx.string(n, "`password`"));
+    if let Some(password) = &password {
+        ctx.secrets.add(password);
+    }
     let from = match fields.get("from") {
         Some(n) => ctx.string(n, "`from`"),
         None => {
@@ -1463,7 +1468,7 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
     let fields = ctx.fields(
         node,
         &format!("`webhook` of channel `{name}`"),
-        &["url", "format", "secret", "headers"],
+        &["url", "format", "secret", "headers", "routing_key"],
     )?;
     let url = match fields.get("url") {
         Some(n) => decode::field(|| {
@@ -1524,11 +1529,22 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
         Some(n) => ctx.string_map(n, "`headers`"),
         None => Some(Vec::new()),
     };
+    let routing_key = fields
+        .get("routing_key")
+        .and_then(|n| ctx.string(n, "`routing_key`"));
+    if let Some(key) = &routing_key {
+        ctx.secrets.add(key);
+    }
+    if format == Some(WebhookFormat::PagerDuty) && routing_key.is_none() {
+        ctx.error(fields.pos, format!("channel `{name}` has `format: pagerduty` and needs its `routing_key` (the Events API v2 integration key)"));
+        return None;
+    }
     Some(WebhookChannel {
         url: url?,
         format: format?,
         secret,
         headers: headers?,
+        routing_key,
     })
 }
 

@@ -1,0 +1,216 @@
+//! Telling people: alert events built from state changes, rendered per
+//! channel (`format`), and delivered by email (`email`) or webhook
+//! (`webhook`) from the durable outbox (`outbox`).
+//!
+//! An `AlertEvent` is channel-agnostic and is what the outbox stores; each
+//! delivery renders it for its channel at send time. Secrets never enter an
+//! event: errors and targets in it were redacted when the results were made.
+
+pub mod email;
+pub mod format;
+pub mod outbox;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::{Check, Config, Secrets};
+use crate::probe::Outcome;
+use crate::rules::{CheckState, Status, Transition};
+
+/// What happened, as the `event` field of every payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    Down,
+    Degraded,
+    /// Recovery.
+    Up,
+    /// Still down, `remind_every` later.
+    Reminder,
+    /// Sent by `lookout alert test`.
+    Test,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Down => "down",
+            AlertKind::Degraded => "degraded",
+            AlertKind::Up => "up",
+            AlertKind::Reminder => "reminder",
+            AlertKind::Test => "test",
+        }
+    }
+}
+
+/// One region's latest result, as alerts show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionDetail {
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub duration_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An alert, before it is rendered for a channel. Its JSON form is the
+/// `format: json` webhook payload of DESIGN.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Payload version: "1".
+    pub version: String,
+    pub event: AlertKind,
+    pub check: String,
+    pub status: Status,
+    pub previous_status: Status,
+    /// When the check entered `status`.
+    pub since: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Uuid>,
+    /// One line a person can triage from.
+    pub summary: String,
+    /// Failing and passing regions alike, with their latest result.
+    pub regions: BTreeMap<String, RegionDetail>,
+    /// The check on the status page, when a public URL is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For `up`: how long the incident lasted, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u64>,
+    /// What the check looks at (secrets masked).
+    pub target: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why a delivery did not go through, and whether trying again can help.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeliveryError {
+    /// A connection error, a timeout, a 5xx or 429, an SMTP 4xx: try again,
+    /// not before `retry_after` when the receiver said so.
+    #[error("{reason}")]
+    Retryable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The receiver refused for good (a 4xx other than 429, an SMTP 5xx,
+    /// an invalid address): retrying cannot help.
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+/// Where a check's alerts go: its own `alert.channels`, else the defaults.
+pub fn channels_for(check: &Check, config: &Config) -> Vec<String> {
+    check
+        .alert
+        .channels
+        .clone()
+        .unwrap_or_else(|| config.default_channels.clone())
+}
+
+/// The link to a check on the status page.
+pub fn check_url(public_url: Option<&url::Url>, check: &str) -> Option<String> {
+    public_url
+        .and_then(|base| base.join(&format!("checks/{check}")).ok())
+        .map(|u| u.to_string())
+}
+
+/// The alert a state change raises, if any. A check's first verdict
+/// (`unknown -> up`) is not news, and raises none.
+pub fn from_transition(
+    check: &Check,
+    transition: &Transition,
+    public_url: Option<&url::Url>,
+    secrets: &Secrets,
+) -> Option<AlertEvent> {
+    let kind = match (transition.from, transition.to) {
+        (_, Status::Down) => AlertKind::Down,
+        (_, Status::Degraded) => AlertKind::Degraded,
+        (from, Status::Up) if from.is_incident() => AlertKind::Up,
+        _ => return None,
+    };
+    let duration_s = (kind == AlertKind::Up)
+        .then(|| {
+            transition
+                .previous_since
+                .map(|since| (transition.at - since).num_seconds().max(0) as u64)
+        })
+        .flatten();
+    let regions = transition
+        .regions
+        .iter()
+        .map(|(name, r)| {
+            let detail = RegionDetail {
+                outcome: r.outcome,
+                status: r.status,
+                duration_ms: r.duration_ms,
+                error: r.error.clone(),
+            };
+            (name.clone(), detail)
+        })
+        .collect();
+    Some(AlertEvent {
+        version: "1".to_string(),
+        event: kind,
+        check: check.name.clone(),
+        status: transition.to,
+        previous_status: transition.from,
+        since: transition.at,
+        incident: transition.incident,
+        summary: secrets.redact(&transition.summary),
+        regions,
+        url: check_url(public_url, &check.name),
+        duration_s,
+        target: secrets.redact(&check.target()),
+        labels: check.labels.clone(),
+    })
+}
+
+/// A reminder that `check` is still down.
+pub fn reminder(
+    check: &Check,
+    state: &CheckState,
+    public_url: Option<&url::Url>,
+    secrets: &Secrets,
+) -> AlertEvent {
+    let regions = state
+        .regions
+        .iter()
+        .map(|(name, r)| {
+            let detail = RegionDetail {
+                outcome: r.last.outcome,
+                status: r.last.status,
+                duration_ms: r.last.duration_ms,
+                error: r.last.error.clone(),
+            };
+            (name.clone(), detail)
+        })
+        .collect();
+    let since = state.since.unwrap_or_default();
+    AlertEvent {
+        version: "1".to_string(),
+        event: AlertKind::Reminder,
+        check: check.name.clone(),
+        status: state.status,
+        previous_status: state.status,
+        since,
+        incident: state.incident,
+        summary: format!(
+            "{} is still {} since {}",
+            check.name,
+            state.status.as_str().to_uppercase(),
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        regions,
+        url: check_url(public_url, &check.name),
+        duration_s: None,
+        target: secrets.redact(&check.target()),
+        labels: check.labels.clone(),
+    }
+}

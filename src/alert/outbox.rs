@@ -1,0 +1,231 @@
+//! The durable outbox and its dispatcher.
+//!
+//! Design note (limits, format, recovery):
+//! - **Format.** One SQLite row per (event, channel) in `outbox`, holding the
+//!   channel-agnostic `AlertEvent` as JSON, a delivery id (stable across
+//!   attempts), `state` (pending, delivered, dead), `attempts`,
+//!   `next_attempt_at` and the last error. Rows are inserted in the same
+//!   transaction as the state change that raised them, so an event is never
+//!   recorded without its alerts, nor an alert sent for an event not recorded.
+//! - **Delivery.** The dispatcher polls for due rows (woken at once by
+//!   `Notify` when new rows commit, and every `ALERT_POLL_EVERY` regardless),
+//!   sends up to `ALERT_CONCURRENCY` at a time, each in its own task, so one
+//!   channel's slow or failing receiver never holds another's alerts.
+//! - **Retries.** Retryable failures (connection, timeout, 5xx, 429, SMTP 4xx)
+//!   wait `ALERT_RETRY_BASE * 2^attempts` (capped at `ALERT_RETRY_MAX`, ±20 %
+//!   jitter so a fleet does not retry in step), or longer when the receiver's
+//!   `Retry-After` says so. Permanent refusals, and anything still failing
+//!   `max_age` after its event, go to `dead`: logged, listed by the API.
+//! - **Recovery.** State lives only in the table: after a crash (even
+//!   SIGKILL) the next dispatcher finds pending rows and sends them.
+//!   Delivery is at-least-once: a crash between a receiver's 2xx and the
+//!   `delivered` write resends, with the same delivery id.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{DeliveryError, email, format, webhook};
+use crate::config::{ChannelKind, Config};
+use crate::limits;
+use crate::storage::{Delivery, DeliveryState, Storage};
+
+/// Reads the live config: channels may change on reload.
+pub type ConfigSource = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
+
+pub struct Dispatcher {
+    pub storage: Storage,
+    pub config: ConfigSource,
+    pub wake: Arc<Notify>,
+    pub max_age: Duration,
+}
+
+impl Dispatcher {
+    /// Delivers until `cancel`; deliveries in flight at cancellation are left
+    /// pending (and resent by the next start).
+    pub async fn run(self, cancel: CancellationToken) {
+        let client = match webhook::client() {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "alert dispatcher cannot start; alerts stay in the outbox");
+                return;
+            }
+        };
+        let permits = Arc::new(Semaphore::new(limits::ALERT_CONCURRENCY));
+        let in_flight: Arc<Mutex<HashSet<uuid::Uuid>>> = Arc::default();
+        let mut tasks = JoinSet::new();
+        loop {
+            match self
+                .storage
+                .due_deliveries(Utc::now(), limits::ALERT_BATCH)
+                .await
+            {
+                Ok(due) => {
+                    for delivery in due {
+                        if !in_flight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(delivery.id)
+                        {
+                            continue; // already being sent
+                        }
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                            return;
+                        };
+                        let attempt = Attempt {
+                            storage: self.storage.clone(),
+                            config: (self.config)(),
+                            client: client.clone(),
+                            max_age: self.max_age,
+                            in_flight: in_flight.clone(),
+                        };
+                        tasks.spawn(async move {
+                            attempt.deliver(delivery).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(error) => tracing::error!(%error, "cannot read the alert outbox"),
+            }
+            // Reap finished tasks without waiting on running ones.
+            while tasks.try_join_next().is_some() {}
+            let sleep = self.until_next_due().await;
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = cancel.cancelled() => {
+                    tasks.abort_all();
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn until_next_due(&self) -> Duration {
+        match self.storage.next_delivery_due().await {
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(limits::ALERT_POLL_EVERY),
+            _ => limits::ALERT_POLL_EVERY,
+        }
+    }
+}
+
+struct Attempt {
+    storage: Storage,
+    config: Arc<Config>,
+    client: reqwest::Client,
+    max_age: Duration,
+    in_flight: Arc<Mutex<HashSet<uuid::Uuid>>>,
+}
+
+impl Attempt {
+    async fn deliver(self, delivery: Delivery) {
+        let outcome = send(&self.config, &self.client, &delivery).await;
+        let now = Utc::now();
+        let (state, next, error) = match outcome {
+            Ok(()) => {
+                tracing::info!(channel = %delivery.channel, check = %delivery.event.check, event = delivery.event.event.as_str(), delivery = %delivery.id, "alert delivered");
+                (DeliveryState::Delivered, now, None)
+            }
+            Err(DeliveryError::Permanent { reason }) => {
+                tracing::error!(channel = %delivery.channel, check = %delivery.event.check, delivery = %delivery.id, %reason, "alert refused for good; dead-lettered");
+                (DeliveryState::Dead, now, Some(reason))
+            }
+            Err(DeliveryError::Retryable {
+                reason,
+                retry_after,
+            }) => {
+                let next = now
+                    + chrono::Duration::from_std(retry_delay(delivery.attempts, retry_after))
+                        .unwrap_or_default();
+                let age = (now - delivery.created_at).to_std().unwrap_or_default();
+                if age >= self.max_age {
+                    tracing::error!(channel = %delivery.channel, check = %delivery.event.check, delivery = %delivery.id, %reason, attempts = delivery.attempts + 1, "alert undeliverable for {:?}; dead-lettered", self.max_age);
+                    (DeliveryState::Dead, now, Some(reason))
+                } else {
+                    tracing::warn!(channel = %delivery.channel, check = %delivery.event.check, delivery = %delivery.id, %reason, attempts = delivery.attempts + 1, next = %next, "alert delivery failed; will retry");
+                    (DeliveryState::Pending, next, Some(reason))
+                }
+            }
+        };
+        let error = error.map(|e| self.config.secrets.redact(&e));
+        if let Err(e) = self
+            .storage
+            .record_attempt(delivery.id, state, next, error)
+            .await
+        {
+            tracing::error!(error = %e, delivery = %delivery.id, "cannot record a delivery attempt; it will be tried again");
+        }
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&delivery.id);
+    }
+}
+
+/// Sends one delivery to its channel, as the config has it now.
+pub async fn send(
+    config: &Config,
+    client: &reqwest::Client,
+    delivery: &Delivery,
+) -> Result<(), DeliveryError> {
+    let Some(channel) = config.channels.get(&delivery.channel) else {
+        return Err(DeliveryError::Permanent {
+            reason: format!("channel `{}` is no longer configured", delivery.channel),
+        });
+    };
+    match &channel.kind {
+        ChannelKind::Webhook(webhook) => {
+            webhook::send(client, webhook, &delivery.event, delivery.id).await
+        }
+        ChannelKind::Email(mail) => {
+            let message = email::EmailMessage {
+                delivery: Some(delivery.id),
+                subject: format::email_subject(&delivery.event),
+                text: format::email_text(&delivery.event),
+                html: format::email_html(&delivery.event),
+            };
+            email::send(mail, &message).await
+        }
+    }
+}
+
+/// Exponential backoff with ±20 % jitter, at least what the receiver asked.
+fn retry_delay(attempts: u32, retry_after: Option<Duration>) -> Duration {
+    let exponential = limits::ALERT_RETRY_BASE
+        .saturating_mul(1u32 << attempts.min(16))
+        .min(limits::ALERT_RETRY_MAX);
+    let jitter = 0.8 + fastrand::f64() * 0.4;
+    let delay = exponential.mul_f64(jitter);
+    delay.max(retry_after.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_honours_retry_after() {
+        for attempts in 0..5u32 {
+            let base = limits::ALERT_RETRY_BASE.as_secs_f64() * f64::from(1u32 << attempts);
+            let delay = retry_delay(attempts, None).as_secs_f64();
+            assert!(
+                delay >= base * 0.8 - 1e-9 && delay <= base * 1.2 + 1e-9,
+                "{attempts}: {delay}"
+            );
+        }
+        assert!(retry_delay(40, None) <= limits::ALERT_RETRY_MAX.mul_f64(1.2));
+        assert_eq!(
+            retry_delay(0, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+    }
+}

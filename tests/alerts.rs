@@ -1,0 +1,255 @@
+//! Alerts end to end through `lookout serve`: a signed webhook per state
+//! change, retried from the durable outbox with a stable delivery id, and
+//! delivered after a SIGKILL and restart.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use common::{ConfigDirs, Server, start_target, wait_for};
+
+const SECRET: &str = "webhook-secret-123";
+
+#[derive(Clone, Debug)]
+struct Hit {
+    headers: HeaderMap,
+    body: Bytes,
+    answered: u16,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    /// Answer 500 to this many requests first.
+    fail_first: Arc<AtomicU32>,
+}
+
+impl Receiver {
+    fn accepted(&self) -> Vec<Hit> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.answered == 200)
+            .cloned()
+            .collect()
+    }
+
+    fn all(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let failing = receiver
+        .fail_first
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let answered = if failing { 500 } else { 200 };
+    receiver.hits.lock().unwrap().push(Hit {
+        headers,
+        body,
+        answered,
+    });
+    StatusCode::from_u16(answered).unwrap()
+}
+
+/// Starts the webhook receiver on `port` (0: any).
+async fn start_receiver(port: u16, receiver: Receiver) -> u16 {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(receiver);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn config(target_url: &str, hook_port: u16) -> ConfigDirs {
+    let dirs = ConfigDirs::new(&format!(
+        "checks:\n  - name: flip\n    http: {{ url: \"{target_url}\" }}\n    every: 500ms\n    timeout: 2s\n    alert: {{ failures: 2, channels: [hook] }}\n"
+    ));
+    std::fs::write(
+        dirs.alerts().join("hook.yaml"),
+        format!(
+            "channels:\n  hook:\n    webhook: {{ url: \"http://127.0.0.1:{hook_port}/hook\", format: json, secret: \"{SECRET}\", headers: {{ X-Team: payments }} }}\n"
+        ),
+    )
+    .unwrap();
+    dirs
+}
+
+fn verify_signature(hit: &Hit) {
+    let timestamp = hit.headers["x-lookout-timestamp"].to_str().unwrap();
+    let signature = hit.headers["x-lookout-signature"].to_str().unwrap();
+    let hex = signature.strip_prefix("sha256=").expect("sha256= prefix");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+    let mut signed = timestamp.as_bytes().to_vec();
+    signed.push(b'.');
+    signed.extend_from_slice(&hit.body);
+    ring::hmac::verify(&key, &signed, &hex::decode(hex).unwrap())
+        .expect("a valid HMAC-SHA256 signature");
+}
+
+fn json(hit: &Hit) -> serde_json::Value {
+    serde_json::from_slice(&hit.body).unwrap()
+}
+
+async fn wait_hits(receiver: &Receiver, accepted: usize, server: &Server) -> Vec<Hit> {
+    let found = tokio::time::timeout(
+        Duration::from_secs(40),
+        wait_for("alerts", Duration::from_secs(39), || async {
+            let hits = receiver.accepted();
+            (hits.len() >= accepted).then_some(hits)
+        }),
+    )
+    .await;
+    match found {
+        Ok(hits) => hits,
+        Err(_) => panic!(
+            "only {:?} alerts; log:\n{}",
+            receiver.accepted().len(),
+            server.log_text()
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_and_recovery_each_alert_once_signed() {
+    let target = start_target().await;
+    let receiver = Receiver::default();
+    let port = start_receiver(0, receiver.clone()).await;
+    let dirs = config(&target.url("/flip"), port);
+    let server = Server::start(&dirs);
+    tokio::time::sleep(Duration::from_secs(2)).await; // up, quietly: a first verdict is not news
+    assert!(receiver.all().is_empty(), "unknown -> up alerts nobody");
+
+    target.set_flip(500);
+    let hits = wait_hits(&receiver, 1, &server).await;
+    let down = json(&hits[0]);
+    verify_signature(&hits[0]);
+    assert_eq!(hits[0].headers["content-type"], "application/json");
+    assert_eq!(hits[0].headers["x-team"], "payments");
+    assert_eq!(
+        (
+            down["version"].as_str(),
+            down["event"].as_str(),
+            down["check"].as_str()
+        ),
+        (Some("1"), Some("down"), Some("flip"))
+    );
+    assert_eq!(
+        (down["status"].as_str(), down["previous_status"].as_str()),
+        (Some("down"), Some("up"))
+    );
+    assert!(
+        down["summary"]
+            .as_str()
+            .unwrap()
+            .contains("status 500 not in [2xx]"),
+        "{down}"
+    );
+    assert_eq!(down["regions"]["local"]["status"], 500);
+    assert!(down["incident"].is_string() && down["since"].is_string());
+
+    target.set_flip(200);
+    let hits = wait_hits(&receiver, 2, &server).await;
+    let up = json(&hits[1]);
+    verify_signature(&hits[1]);
+    assert_eq!(
+        (up["event"].as_str(), up["previous_status"].as_str()),
+        (Some("up"), Some("down"))
+    );
+    assert_eq!(
+        up["incident"], down["incident"],
+        "recovery names the incident it closes"
+    );
+    assert!(up["duration_s"].is_u64());
+    assert_ne!(
+        hits[0].headers["x-lookout-delivery"],
+        hits[1].headers["x-lookout-delivery"]
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.all().len(),
+        2,
+        "one alert per state change, no more"
+    );
+    let _ = server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_failing_twice_gets_the_alert_on_the_third_try_once() {
+    let target = start_target().await;
+    let receiver = Receiver::default();
+    receiver.fail_first.store(2, Ordering::SeqCst);
+    let port = start_receiver(0, receiver.clone()).await;
+    let dirs = config(&target.url("/flip"), port);
+    target.set_flip(500);
+    let server = Server::start(&dirs);
+    let accepted = wait_hits(&receiver, 1, &server).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = receiver.all();
+    let answers: Vec<u16> = all.iter().map(|h| h.answered).collect();
+    assert_eq!(
+        answers,
+        vec![500, 500, 200],
+        "two failures, then one success, then nothing"
+    );
+    let ids: Vec<&str> = all
+        .iter()
+        .map(|h| h.headers["x-lookout-delivery"].to_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "the same delivery id on every try: {ids:?}"
+    );
+    assert_eq!(accepted.len(), 1);
+    let _ = server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_pending_at_sigkill_is_delivered_after_restart() {
+    let target = start_target().await;
+    let port = free_port(); // nothing listens yet: deliveries fail and stay pending
+    let dirs = config(&target.url("/flip"), port);
+    target.set_flip(500);
+    let server = Server::start(&dirs);
+    let base = server.base.clone();
+    let http = common::client();
+    wait_for("a pending alert", Duration::from_secs(30), || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let (_, body) =
+                common::get_json(&http, &format!("{base}/api/v1/alerts?state=pending")).await;
+            let pending = body["alerts"].as_array().map(|a| a.len()).unwrap_or(0);
+            (pending > 0).then_some(())
+        }
+    })
+    .await;
+    drop(server); // SIGKILL
+
+    let receiver = Receiver::default();
+    start_receiver(port, receiver.clone()).await;
+    target.set_flip(500);
+    let server = Server::start(&dirs);
+    let hits = wait_hits(&receiver, 1, &server).await;
+    assert_eq!(json(&hits[0])["event"], "down");
+    verify_signature(&hits[0]);
+    let _ = server.terminate();
+}
