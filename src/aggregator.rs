@@ -15,9 +15,11 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::alert::silence::Silence;
 use crate::alert::{self, AlertEvent};
 use crate::config::{Check, CheckKind, Config, Secrets};
 use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
+use crate::limits;
 use crate::probe::ProbeResult;
 use crate::probe::{Outcome, Phases, round_ms};
 use crate::rules::{self, CheckState, Effect, Input, Rules, Status, Transition};
@@ -37,6 +39,8 @@ pub struct Aggregator {
     public_url: Option<url::Url>,
     /// Woken when new deliveries are committed to the outbox.
     alert_wake: Arc<tokio::sync::Notify>,
+    /// Silences made through the API; the table is the truth, this a cache.
+    silences: std::sync::RwLock<Vec<Silence>>,
 }
 
 /// What one ingest did, for the caller's logs and tests.
@@ -69,6 +73,7 @@ impl Aggregator {
         // Time stood still while we were down: give every region a fresh
         // staleness window from now, or a restart would report them all stale.
         let now = Utc::now();
+        let silences = storage.live_silences(now).await?;
         for state in states.values_mut() {
             for region in state.regions.values_mut() {
                 region.last_seen = region.last_seen.max(now);
@@ -83,6 +88,7 @@ impl Aggregator {
             unknown_pings: AtomicU64::new(0),
             public_url: None,
             alert_wake: Arc::new(tokio::sync::Notify::new()),
+            silences: std::sync::RwLock::new(silences),
         })
     }
 
@@ -170,14 +176,39 @@ impl Aggregator {
             let Some(current) = states.get(&check.name) else {
                 continue;
             };
+            let muted = self.muted(&config, check, now).is_some();
+            if current.held && !muted {
+                // The hold is over: announce what people have not heard yet.
+                let mut state = current.clone();
+                state.held = false;
+                if let Some(kind) = alert::catch_up_kind(state.alerted, state.status) {
+                    let event = alert::for_state(
+                        check,
+                        &state,
+                        kind,
+                        self.public_url.as_ref(),
+                        &config.secrets,
+                    );
+                    queue_alert(&mut reminders, check, &config, Uuid::now_v7(), event, now);
+                    state.alerted = Some(state.status);
+                }
+                working.insert(check.name.clone(), state);
+                continue;
+            }
             if let Some(every) = check.alert.remind_every
+                && !muted
                 && current.status == Status::Down
                 && reminder_due(current, every, now)
             {
                 let mut state = current.clone();
                 state.reminded_at = Some(now);
-                let event =
-                    alert::reminder(check, &state, self.public_url.as_ref(), &config.secrets);
+                let event = alert::for_state(
+                    check,
+                    &state,
+                    alert::AlertKind::Reminder,
+                    self.public_url.as_ref(),
+                    &config.secrets,
+                );
                 queue_alert(&mut reminders, check, &config, Uuid::now_v7(), event, now);
                 working.insert(check.name.clone(), state);
                 continue;
@@ -210,33 +241,50 @@ impl Aggregator {
     async fn commit(
         &self,
         states: &mut HashMap<String, CheckState>,
-        working: HashMap<String, CheckState>,
+        mut working: HashMap<String, CheckState>,
         mut batch: Batch,
         effects: Vec<Effect>,
         report: &mut IngestReport,
     ) -> Result<(), StorageError> {
+        let config = self.config();
+        let now = Utc::now();
+        for effect in &effects {
+            let Effect::StateChanged(transition) = effect else {
+                continue;
+            };
+            batch.events.push(transition.clone());
+            let Some(check) = config.check(&transition.check) else {
+                continue;
+            };
+            let Some(event) = alert::from_transition(
+                check,
+                transition,
+                self.public_url.as_ref(),
+                &config.secrets,
+            ) else {
+                continue;
+            };
+            let state = working.get_mut(&transition.check);
+            match self.muted(&config, check, now) {
+                Some(why) => {
+                    tracing::info!(check = %check.name, to = %transition.to, "alert held back: {why}");
+                    if let Some(state) = state {
+                        state.held = true;
+                    }
+                }
+                None => {
+                    queue_alert(&mut batch, check, &config, transition.id, event, now);
+                    if let Some(state) = state {
+                        state.held = false;
+                        state.alerted = Some(transition.to);
+                    }
+                }
+            }
+        }
         batch.states = working
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let config = self.config();
-        let now = Utc::now();
-        for effect in &effects {
-            if let Effect::StateChanged(transition) = effect {
-                batch.events.push(transition.clone());
-                let Some(check) = config.check(&transition.check) else {
-                    continue;
-                };
-                if let Some(event) = alert::from_transition(
-                    check,
-                    transition,
-                    self.public_url.as_ref(),
-                    &config.secrets,
-                ) {
-                    queue_alert(&mut batch, check, &config, transition.id, event, now);
-                }
-            }
-        }
         let alerts_queued = !batch.deliveries.is_empty();
         // Memory changes only once the batch is durable: a failed write
         // leaves the old state, and the probe's resend is judged afresh.
@@ -253,6 +301,71 @@ impl Aggregator {
             }
         }
         Ok(())
+    }
+
+    /// Why alerts for `check` are held back at `now`, if they are: an
+    /// active maintenance window or silence.
+    fn muted(&self, config: &Config, check: &Check, now: DateTime<Utc>) -> Option<String> {
+        if let Some(window) = config.maintenance_for(check, now) {
+            return Some(format!("maintenance window `{}`", window.name));
+        }
+        let silences = self.silences.read().unwrap_or_else(|p| p.into_inner());
+        silences
+            .iter()
+            .find(|s| s.active_at(now) && s.matches(check))
+            .map(|s| {
+                format!(
+                    "silenced by {} until {}: {}",
+                    s.author,
+                    s.expires_at.to_rfc3339(),
+                    s.reason
+                )
+            })
+    }
+
+    /// Adds a silence (stored, so it survives restarts).
+    pub async fn add_silence(
+        &self,
+        silence: Silence,
+    ) -> Result<Result<Silence, String>, StorageError> {
+        let now = Utc::now();
+        {
+            let silences = self.silences.read().unwrap_or_else(|p| p.into_inner());
+            if silences.iter().filter(|s| s.active_at(now)).count() >= limits::SILENCES_ACTIVE_MAX {
+                return Ok(Err(format!(
+                    "at most {} silences at once",
+                    limits::SILENCES_ACTIVE_MAX
+                )));
+            }
+        }
+        self.storage.insert_silence(&silence).await?;
+        self.silences
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(silence.clone());
+        tracing::info!(silence = %silence.id, author = %silence.author, reason = %silence.reason, until = %silence.expires_at, "silence added");
+        Ok(Ok(silence))
+    }
+
+    /// Ends a silence early; false when none had that id.
+    pub async fn remove_silence(&self, id: Uuid) -> Result<bool, StorageError> {
+        let removed = self.storage.delete_silence(id).await?;
+        self.silences
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s.id != id);
+        Ok(removed)
+    }
+
+    /// Silences still in force.
+    pub fn silences(&self) -> Vec<Silence> {
+        let now = Utc::now();
+        let silences = self.silences.read().unwrap_or_else(|p| p.into_inner());
+        silences
+            .iter()
+            .filter(|s| s.active_at(now) || s.created_at > now)
+            .cloned()
+            .collect()
     }
 
     /// Records a heartbeat ping. Returns the check's name, or `None` for a
@@ -392,7 +505,7 @@ fn queue_alert(
     event: AlertEvent,
     now: DateTime<Utc>,
 ) {
-    for channel in alert::channels_for(check, config) {
+    for channel in config.channels_for(check) {
         batch.deliveries.push(Delivery {
             id: Uuid::now_v7(),
             event_id,
@@ -547,6 +660,10 @@ mod tests {
     }
 
     fn config_with_channels(extra_check: &str) -> Arc<Config> {
+        config_with(extra_check, "")
+    }
+
+    fn config_with(extra_check: &str, extra_alerts: &str) -> Arc<Config> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("checks")).unwrap();
         std::fs::create_dir(dir.path().join("alerts")).unwrap();
@@ -557,7 +674,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             dir.path().join("alerts/a.yaml"),
-            "channels:\n  a: { webhook: { url: \"http://127.0.0.1:9/a\" } }\n  b: { webhook: { url: \"http://127.0.0.1:9/b\" } }\ndefaults:\n  channels: [a, b]\n",
+            format!("channels:\n  a: {{ webhook: {{ url: \"http://127.0.0.1:9/a\" }} }}\n  b: {{ webhook: {{ url: \"http://127.0.0.1:9/b\" }} }}\ndefaults:\n  channels: [a, b]\n{extra_alerts}"),
         )
         .unwrap();
         let env = |_: &str| None;
@@ -651,6 +768,136 @@ mod tests {
             kinds,
             vec![alert::AlertKind::Reminder, alert::AlertKind::Down],
             "one reminder an hour"
+        );
+    }
+
+    #[tokio::test]
+    async fn maintenance_holds_alerts_and_announces_what_is_still_true_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let window = format!(
+            "maintenance:\n  - name: upgrade\n    labels: {{ team: payments }}\n    from: {}\n    until: {}\n",
+            (now - chrono::Duration::hours(1)).to_rfc3339(),
+            (now + chrono::Duration::hours(1)).to_rfc3339()
+        );
+        let config = config_with(
+            "    labels: { team: payments }\n    alert: { failures: 1, channels: [a] }\n",
+            &window,
+        );
+        let aggregator = Aggregator::new(config, storage.clone()).await.unwrap();
+        aggregator
+            .ingest(vec![result(Outcome::Fail)])
+            .await
+            .unwrap();
+        assert_eq!(
+            aggregator.state("api").await.unwrap().status,
+            Status::Down,
+            "results still count"
+        );
+        let pending = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        assert!(pending.is_empty(), "held back during maintenance");
+        aggregator
+            .tick(now + chrono::Duration::minutes(30))
+            .await
+            .unwrap();
+        assert!(
+            storage
+                .deliveries_in_state(DeliveryState::Pending, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        aggregator
+            .tick(now + chrono::Duration::hours(2))
+            .await
+            .unwrap();
+        let pending = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            pending.len(),
+            1,
+            "still down when the window ends: alert now"
+        );
+        assert_eq!(pending[0].event.event, alert::AlertKind::Down);
+        assert!(
+            pending[0].event.summary.contains("held back"),
+            "{}",
+            pending[0].event.summary
+        );
+        aggregator
+            .tick(now + chrono::Duration::hours(3))
+            .await
+            .unwrap();
+        assert_eq!(
+            storage
+                .deliveries_in_state(DeliveryState::Pending, 10)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silenced_blip_that_recovers_alerts_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let config = config_with("    alert: { failures: 1, channels: [a] }\n", "");
+        let aggregator = Aggregator::new(config, storage.clone()).await.unwrap();
+        let silence = alert::silence::NewSilence {
+            check: Some("api".into()),
+            labels: Default::default(),
+            reason: "deploy".into(),
+            author: "ops".into(),
+            expires_at: None,
+            duration: Some("1h".into()),
+        }
+        .validate(Utc::now())
+        .unwrap();
+        let silence = aggregator.add_silence(silence).await.unwrap().unwrap();
+        aggregator
+            .ingest(vec![
+                result(Outcome::Ok),
+                result(Outcome::Fail),
+                result(Outcome::Ok),
+            ])
+            .await
+            .unwrap();
+        assert!(aggregator.remove_silence(silence.id).await.unwrap());
+        aggregator.tick(Utc::now()).await.unwrap();
+        let pending = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        assert!(
+            pending.is_empty(),
+            "down and up again inside the silence: nothing to say"
+        );
+        assert!(aggregator.silences().is_empty());
+    }
+
+    #[tokio::test]
+    async fn labels_route_alerts_to_their_team() {
+        let config = config_with(
+            "    labels: { team: payments }\n",
+            "routes:\n  - match: { team: payments }\n    channels: [b]\n",
+        );
+        assert_eq!(config.channels_for(&config.checks[0]), vec!["b"]);
+        let other = config_with(
+            "    labels: { team: web }\n",
+            "routes:\n  - match: { team: payments }\n    channels: [b]\n",
+        );
+        assert_eq!(
+            other.channels_for(&other.checks[0]),
+            vec!["a", "b"],
+            "no route matched: defaults"
         );
     }
 }

@@ -13,17 +13,42 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::aggregator::Aggregator;
+use crate::alert::silence::NewSilence;
 use crate::heartbeat::Ping;
 use crate::limits;
 use crate::storage::DeliveryState;
 
-pub fn router(aggregator: Arc<Aggregator>) -> Router {
+/// What handlers share: the aggregator, and the token that guards changes.
+#[derive(Clone)]
+pub struct ApiState {
+    pub aggregator: Arc<Aggregator>,
+    /// When set, requests that change something (silences) must carry
+    /// `Authorization: Bearer <token>`.
+    pub admin_token: Option<Arc<str>>,
+}
+
+impl axum::extract::FromRef<ApiState> for Arc<Aggregator> {
+    fn from_ref(state: &ApiState) -> Arc<Aggregator> {
+        state.aggregator.clone()
+    }
+}
+
+pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Router {
+    let state = ApiState {
+        aggregator,
+        admin_token: admin_token.map(Arc::from),
+    };
     Router::new()
         .route("/health", get(health))
         .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/checks/{name}/results", get(check_results))
         .route("/api/v1/checks/{name}/events", get(check_events))
         .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/silences", get(list_silences).post(create_silence))
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(delete_silence),
+        )
         .route("/ping/{token}", get(ping).post(ping))
         .route("/ping/{token}/{action}", get(ping_action).post(ping_action))
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -33,7 +58,7 @@ pub fn router(aggregator: Arc<Aggregator>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             limits::API_REQUEST_TIMEOUT,
         ))
-        .with_state(aggregator)
+        .with_state(state)
 }
 
 async fn list_checks(State(aggregator): State<Arc<Aggregator>>) -> Json<serde_json::Value> {
@@ -110,6 +135,87 @@ async fn list_alerts(
         Ok(deliveries) => Json(json!({ "alerts": deliveries })).into_response(),
         Err(error) => storage_failure(error),
     }
+}
+
+async fn list_silences(State(aggregator): State<Arc<Aggregator>>) -> Json<serde_json::Value> {
+    Json(json!({ "silences": aggregator.silences() }))
+}
+
+async fn create_silence(
+    State(api): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(refused) = require_admin(&api, &headers) {
+        return refused;
+    }
+    let new = match body {
+        Ok(Json(new)) => new,
+        Err(rejection) => return bad_request(&rejection.body_text()),
+    };
+    let silence = match new.validate(chrono::Utc::now()) {
+        Ok(silence) => silence,
+        Err(message) => return bad_request(&message),
+    };
+    match api.aggregator.add_silence(silence).await {
+        Ok(Ok(silence)) => {
+            (StatusCode::CREATED, Json(json!({ "silence": silence }))).into_response()
+        }
+        Ok(Err(message)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({ "error": message })),
+        )
+            .into_response(),
+        Err(error) => storage_failure(error),
+    }
+}
+
+async fn delete_silence(
+    State(api): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = require_admin(&api, &headers) {
+        return refused;
+    }
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return bad_request("the silence id must be a UUID");
+    };
+    match api.aggregator.remove_silence(id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such silence" })),
+        )
+            .into_response(),
+        Err(error) => storage_failure(error),
+    }
+}
+
+/// `None` when the request may change things; else the refusal to send.
+fn require_admin(api: &ApiState, headers: &axum::http::HeaderMap) -> Option<Response> {
+    use subtle::ConstantTimeEq;
+    let expected = api.admin_token.as_deref()?;
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        None
+    } else {
+        Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "error": "this needs the admin token (Authorization: Bearer ...)" })),
+            )
+                .into_response(),
+        )
+    }
+}
+
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
 }
 
 async fn ping(State(aggregator): State<Arc<Aggregator>>, Path(token): Path<String>) -> Response {

@@ -92,3 +92,12 @@ pub const ALERT_CONCURRENCY: usize = 16;
 pub const ALERT_BATCH: usize = 64;
 /// The dispatcher looks at the outbox at least this often, even unprompted.
 pub const ALERT_POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Characters of a silence's `reason` or `author`.
+pub const SILENCE_TEXT_CHARS_MAX: usize = 500;
+/// Labels in a silence's matcher.
+pub const SILENCE_LABELS_MAX: usize = 20;
+/// Longest silence: longer holds belong in a maintenance window in YAML.
+pub const SILENCE_DURATION_MAX: Duration = Duration::from_secs(30 * 86_400);
+/// Active silences at once.
+pub const SILENCES_ACTIVE_MAX: usize = 1_000;

@@ -67,6 +67,10 @@ enum Command {
         /// dead-lettered (listed by GET /api/v1/alerts?state=dead).
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         alert_max_age: Duration,
+        /// Token required (as `Authorization: Bearer`) to create or delete
+        /// silences through the API. Without it, anyone who reaches the API can.
+        #[arg(long, env = "LOOKOUT_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// Check the configuration; print every error as path:line:col: message.
     ///
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
                 concurrency,
                 public_url,
                 alert_max_age,
+                admin_token,
             } => {
                 let args = cmd::serve::ServeArgs {
                     checks: dirs.checks,
@@ -163,6 +168,7 @@ fn main() -> ExitCode {
                     concurrency,
                     public_url,
                     alert_max_age,
+                    admin_token,
                 };
                 match cmd::serve::run(args).await {
                     Ok(code) => code,

@@ -150,6 +150,13 @@ pub struct CheckState {
     /// When the last `remind_every` reminder went out for the current state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reminded_at: Option<DateTime<Utc>>,
+    /// The status the last alert sent announced (`None`: never alerted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerted: Option<Status>,
+    /// A change happened while alerts were held back (maintenance, silence):
+    /// when the hold ends, the current state is announced if it still matters.
+    #[serde(default)]
+    pub held: bool,
 }
 
 pub enum Input<'a> {

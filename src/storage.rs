@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 
 use crate::alert::AlertEvent;
+use crate::alert::silence::Silence;
 use crate::limits;
 use crate::probe::ProbeResult;
 use crate::rules::{CheckState, Transition};
@@ -93,6 +94,13 @@ const MIGRATIONS: &[M<'static>] = &[
         );
         CREATE INDEX outbox_due ON outbox (state, next_attempt_at_ms);
         CREATE UNIQUE INDEX outbox_once ON outbox (event_id, channel);",
+    ),
+    M::up(
+        "CREATE TABLE silences (
+            id TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            expires_at_ms INTEGER NOT NULL
+        );",
     ),
 ];
 
@@ -486,6 +494,52 @@ impl Storage {
                     next_attempt_at: DateTime::from_timestamp_millis(next).unwrap_or_default(),
                     last_error,
                 });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn insert_silence(&self, silence: &Silence) -> Result<(), StorageError> {
+        let (id, body, expires) = (
+            silence.id.to_string(),
+            serde_json::to_string(silence)?,
+            silence.expires_at.timestamp_millis(),
+        );
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO silences (id, body, expires_at_ms) VALUES (?1, ?2, ?3)",
+                params![id, body, expires],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a silence; false when there was none with that id.
+    pub async fn delete_silence(&self, id: uuid::Uuid) -> Result<bool, StorageError> {
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM silences WHERE id = ?1",
+                params![id.to_string()],
+            )? > 0)
+        })
+        .await
+    }
+
+    /// Silences not yet expired at `now`; expired ones are deleted.
+    pub async fn live_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StorageError> {
+        self.with(move |conn| {
+            conn.execute(
+                "DELETE FROM silences WHERE expires_at_ms <= ?1",
+                params![now.timestamp_millis()],
+            )?;
+            let mut stmt =
+                conn.prepare_cached("SELECT body FROM silences ORDER BY expires_at_ms")?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?)?);
             }
             Ok(out)
         })

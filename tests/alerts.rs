@@ -253,3 +253,84 @@ async fn an_alert_pending_at_sigkill_is_delivered_after_restart() {
     verify_signature(&hits[0]);
     let _ = server.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_holds_the_alert_until_it_is_lifted() {
+    let target = start_target().await;
+    let receiver = Receiver::default();
+    let port = start_receiver(0, receiver.clone()).await;
+    let dirs = config(&target.url("/flip"), port);
+    let server = Server::start_with_env(&dirs, &[("LOOKOUT_ADMIN_TOKEN", "admin-token-1234")]);
+    let base = server.base.clone();
+    let http = common::client();
+    let body = serde_json::json!({ "check": "flip", "reason": "planned deploy", "author": "ops", "duration": "1h" });
+
+    let refused = http
+        .post(format!("{base}/api/v1/silences"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status().as_u16(),
+        401,
+        "changing silences needs the admin token"
+    );
+    let created = http
+        .post(format!("{base}/api/v1/silences"))
+        .bearer_auth("admin-token-1234")
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let created: serde_json::Value = serde_json::from_str(&created.text().await.unwrap()).unwrap();
+    let id = created["silence"]["id"].as_str().unwrap().to_string();
+    let bad = http
+        .post(format!("{base}/api/v1/silences"))
+        .bearer_auth("admin-token-1234")
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "reason": "x", "author": "y", "duration": "1h" }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bad.status().as_u16(),
+        400,
+        "a silence must say what it covers"
+    );
+
+    target.set_flip(500);
+    wait_for("down", Duration::from_secs(30), || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let (_, body) = common::get_json(&http, &format!("{base}/api/v1/checks")).await;
+            (body["checks"][0]["status"] == "down").then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        receiver.all().is_empty(),
+        "silenced: no alert while it lasts"
+    );
+
+    let (_, listed) = common::get_json(&http, &format!("{base}/api/v1/silences")).await;
+    assert_eq!(listed["silences"][0]["reason"], "planned deploy");
+    let deleted = http
+        .delete(format!("{base}/api/v1/silences/{id}"))
+        .bearer_auth("admin-token-1234")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    let hits = wait_hits(&receiver, 1, &server).await;
+    let down = json(&hits[0]);
+    assert_eq!(
+        down["event"], "down",
+        "still down when the silence ends: alert then"
+    );
+    let _ = server.terminate();
+}

@@ -9,6 +9,7 @@
 pub mod email;
 pub mod format;
 pub mod outbox;
+pub mod silence;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::config::{Check, Config, Secrets};
+use crate::config::{Check, Secrets};
 use crate::probe::Outcome;
 use crate::rules::{CheckState, Status, Transition};
 
@@ -105,15 +106,6 @@ pub enum DeliveryError {
     Permanent { reason: String },
 }
 
-/// Where a check's alerts go: its own `alert.channels`, else the defaults.
-pub fn channels_for(check: &Check, config: &Config) -> Vec<String> {
-    check
-        .alert
-        .channels
-        .clone()
-        .unwrap_or_else(|| config.default_channels.clone())
-}
-
 /// The link to a check on the status page.
 pub fn check_url(public_url: Option<&url::Url>, check: &str) -> Option<String> {
     public_url
@@ -172,10 +164,23 @@ pub fn from_transition(
     })
 }
 
-/// A reminder that `check` is still down.
-pub fn reminder(
+/// What to announce when a hold ends, given what was last announced: the
+/// current state, if people have not heard of it and it matters.
+pub fn catch_up_kind(alerted: Option<Status>, now: Status) -> Option<AlertKind> {
+    match now {
+        Status::Down if alerted != Some(Status::Down) => Some(AlertKind::Down),
+        Status::Degraded if alerted != Some(Status::Degraded) => Some(AlertKind::Degraded),
+        Status::Up if alerted.is_some_and(Status::is_incident) => Some(AlertKind::Up),
+        _ => None,
+    }
+}
+
+/// An alert about `check`'s current state, not tied to a transition: a
+/// reminder, or what a maintenance window or silence held back.
+pub fn for_state(
     check: &Check,
     state: &CheckState,
+    kind: AlertKind,
     public_url: Option<&url::Url>,
     secrets: &Secrets,
 ) -> AlertEvent {
@@ -193,20 +198,28 @@ pub fn reminder(
         })
         .collect();
     let since = state.since.unwrap_or_default();
+    let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let status = state.status.as_str().to_uppercase();
+    let summary = match kind {
+        AlertKind::Reminder => format!("{} is still {status} since {since_text}", check.name),
+        AlertKind::Up => format!(
+            "{} is UP again (recovered while alerts were held back)",
+            check.name
+        ),
+        _ => format!(
+            "{} is {status} since {since_text} (alerts were held back until now)",
+            check.name
+        ),
+    };
     AlertEvent {
         version: "1".to_string(),
-        event: AlertKind::Reminder,
+        event: kind,
         check: check.name.clone(),
         status: state.status,
-        previous_status: state.status,
+        previous_status: state.alerted.unwrap_or(state.status),
         since,
         incident: state.incident,
-        summary: format!(
-            "{} is still {} since {}",
-            check.name,
-            state.status.as_str().to_uppercase(),
-            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
+        summary,
         regions,
         url: check_url(public_url, &check.name),
         duration_s: None,

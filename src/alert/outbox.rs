@@ -22,7 +22,7 @@
 //!   `delivered` write resends, with the same delivery id.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -57,9 +57,15 @@ impl Dispatcher {
             }
         };
         let permits = Arc::new(Semaphore::new(limits::ALERT_CONCURRENCY));
-        let in_flight: Arc<Mutex<HashSet<uuid::Uuid>>> = Arc::default();
-        let mut tasks = JoinSet::new();
+        // Ids being sent. A finished task's id leaves this set only when the
+        // loop reaps it, which is after its result was written and before
+        // the next query: a row can never be picked up again mid-send.
+        let mut in_flight: HashSet<uuid::Uuid> = HashSet::new();
+        let mut tasks: JoinSet<uuid::Uuid> = JoinSet::new();
         loop {
+            while let Some(done) = tasks.try_join_next() {
+                reap(done, &mut in_flight);
+            }
             match self
                 .storage
                 .due_deliveries(Utc::now(), limits::ALERT_BATCH)
@@ -67,11 +73,7 @@ impl Dispatcher {
             {
                 Ok(due) => {
                     for delivery in due {
-                        if !in_flight
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(delivery.id)
-                        {
+                        if !in_flight.insert(delivery.id) {
                             continue; // already being sent
                         }
                         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -82,23 +84,22 @@ impl Dispatcher {
                             config: (self.config)(),
                             client: client.clone(),
                             max_age: self.max_age,
-                            in_flight: in_flight.clone(),
                         };
                         tasks.spawn(async move {
+                            let id = delivery.id;
                             attempt.deliver(delivery).await;
                             drop(permit);
+                            id
                         });
                     }
                 }
                 Err(error) => tracing::error!(%error, "cannot read the alert outbox"),
             }
-            // Reap finished tasks without waiting on running ones.
-            while tasks.try_join_next().is_some() {}
             let sleep = self.until_next_due().await;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &mut in_flight),
                 _ = cancel.cancelled() => {
                     tasks.abort_all();
                     return;
@@ -123,7 +124,18 @@ struct Attempt {
     config: Arc<Config>,
     client: reqwest::Client,
     max_age: Duration,
-    in_flight: Arc<Mutex<HashSet<uuid::Uuid>>>,
+}
+
+/// Takes a finished delivery out of the in-flight set.
+fn reap(done: Result<uuid::Uuid, tokio::task::JoinError>, in_flight: &mut HashSet<uuid::Uuid>) {
+    match done {
+        Ok(id) => {
+            in_flight.remove(&id);
+        }
+        // A panicked send: its id stays in flight until restart rather
+        // than being retried in a loop; say so loudly.
+        Err(error) => tracing::error!(%error, "an alert delivery task failed"),
+    }
 }
 
 impl Attempt {
@@ -164,10 +176,6 @@ impl Attempt {
         {
             tracing::error!(error = %e, delivery = %delivery.id, "cannot record a delivery attempt; it will be tried again");
         }
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&delivery.id);
     }
 }
 

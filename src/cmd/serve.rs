@@ -33,6 +33,8 @@ pub struct ServeArgs {
     pub public_url: Option<url::Url>,
     /// Alerts still failing this long after their event are dead-lettered.
     pub alert_max_age: Duration,
+    /// Guards API requests that change things (silences).
+    pub admin_token: Option<String>,
 }
 
 /// How often the aggregator lets time pass for staleness.
@@ -121,7 +123,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tasks.spawn(dispatcher.run(cancel.clone()));
     tasks.spawn(retention_loop(storage, args.retention, cancel.clone()));
 
-    let app = crate::api::router(aggregator);
+    let app = crate::api::router(aggregator, args.admin_token.clone());
     let server_cancel = cancel.clone();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(async move { server_cancel.cancelled().await });

@@ -6,6 +6,7 @@
 //! line and column. The daemon, `lookout validate` and `lookout check` all use
 //! this one loader, so what validates is exactly what runs.
 
+pub mod alerting;
 mod decode;
 pub mod yaml;
 
@@ -87,10 +88,44 @@ pub struct Config {
     pub checks: Vec<Arc<Check>>,
     pub channels: BTreeMap<String, Channel>,
     pub default_channels: Vec<String>,
+    pub routes: Vec<alerting::Route>,
+    pub maintenance: Vec<alerting::Maintenance>,
     pub secrets: Arc<Secrets>,
 }
 
 impl Config {
+    /// Where a check's alerts go: its own `alert.channels`; else every route
+    /// whose labels it carries; else `defaults.channels`.
+    pub fn channels_for(&self, check: &Check) -> Vec<String> {
+        if let Some(channels) = &check.alert.channels {
+            return channels.clone();
+        }
+        let mut routed: Vec<String> = Vec::new();
+        for route in self.routes.iter().filter(|r| r.matches(check)) {
+            for channel in &route.channels {
+                if !routed.contains(channel) {
+                    routed.push(channel.clone());
+                }
+            }
+        }
+        if routed.is_empty() {
+            self.default_channels.clone()
+        } else {
+            routed
+        }
+    }
+
+    /// The maintenance windows covering `check` at `now`.
+    pub fn maintenance_for(
+        &self,
+        check: &Check,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<&alerting::Maintenance> {
+        self.maintenance
+            .iter()
+            .find(|m| m.applies_to(check) && m.active_at(now))
+    }
+
     pub fn check(&self, name: &str) -> Option<&Arc<Check>> {
         self.checks.iter().find(|c| c.name == name)
     }
@@ -398,6 +433,11 @@ pub fn load_with_env(
     let mut names: BTreeMap<String, (PathBuf, Pos)> = BTreeMap::new();
     let mut channels: BTreeMap<String, (Channel, PathBuf, Pos)> = BTreeMap::new();
     let mut defaults: Option<(Vec<(String, Pos)>, PathBuf)> = None;
+    let mut routes = Vec::new();
+    let mut maintenance = Vec::new();
+    // Names alert files refer to, checked once every file is read.
+    let mut alert_channel_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
+    let mut maintenance_check_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
 
     for (file, text) in read_dir_yaml(checks_dir, true, &mut errors) {
         let Some(root) = parse_file(&file, &text, &mut errors) else {
@@ -446,6 +486,20 @@ pub fn load_with_env(
             env,
         };
         let decoded = decode_alerts_file(&mut ctx, &root);
+        routes.extend(decoded.routes);
+        maintenance.extend(decoded.maintenance);
+        alert_channel_refs.extend(
+            decoded
+                .channel_refs
+                .into_iter()
+                .map(|(n, p)| (n, p, file.clone())),
+        );
+        maintenance_check_refs.extend(
+            decoded
+                .check_refs
+                .into_iter()
+                .map(|(n, p)| (n, p, file.clone())),
+        );
         for (channel, pos) in decoded.channels {
             if let Some((_, other_file, other_pos)) = channels.get(&channel.name) {
                 let message = format!(
@@ -490,8 +544,17 @@ pub fn load_with_env(
             });
         }
     };
-    for (name, pos, file) in &channel_refs {
+    for (name, pos, file) in channel_refs.iter().chain(&alert_channel_refs) {
         unknown_channel(name, file, *pos, &mut errors);
+    }
+    for (name, pos, file) in &maintenance_check_refs {
+        if !names.contains_key(name) {
+            errors.push(ConfigError {
+                file: file.clone(),
+                pos: *pos,
+                message: format!("maintenance names unknown check `{name}`"),
+            });
+        }
     }
     if let Some((list, file)) = &defaults {
         for (name, pos) in list {
@@ -505,6 +568,8 @@ pub fn load_with_env(
         return Err(ConfigErrors(errors));
     }
     Ok(Config {
+        routes,
+        maintenance,
         checks: checks.into_iter().map(|(c, _, _)| Arc::new(c)).collect(),
         channels: channels.into_iter().map(|(k, (c, _, _))| (k, c)).collect(),
         default_channels: defaults
@@ -1310,19 +1375,44 @@ fn decode_alert_rules(
 struct AlertsFile {
     channels: Vec<(Channel, Pos)>,
     defaults: Option<(Vec<(String, Pos)>, Pos)>,
+    routes: Vec<alerting::Route>,
+    maintenance: Vec<alerting::Maintenance>,
+    /// Channel names routes use, and check names maintenance windows name.
+    channel_refs: Vec<(String, Pos)>,
+    check_refs: Vec<(String, Pos)>,
 }
 
 fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
     let mut out = AlertsFile {
         channels: Vec::new(),
         defaults: None,
+        routes: Vec::new(),
+        maintenance: Vec::new(),
+        channel_refs: Vec::new(),
+        check_refs: Vec::new(),
     };
     if matches!(root.value, Value::Null) {
         return out;
     }
-    let Some(top) = ctx.fields(root, "an alerts file", &["channels", "defaults"]) else {
+    let Some(top) = ctx.fields(
+        root,
+        "an alerts file",
+        &["channels", "defaults", "routes", "maintenance"],
+    ) else {
         return out;
     };
+    if let Some(routes) = top
+        .get("routes")
+        .filter(|n| !matches!(n.value, Value::Null))
+    {
+        out.routes = alerting::decode_routes(ctx, routes, &mut out.channel_refs);
+    }
+    if let Some(windows) = top
+        .get("maintenance")
+        .filter(|n| !matches!(n.value, Value::Null))
+    {
+        out.maintenance = alerting::decode_maintenance(ctx, windows, &mut out.check_refs);
+    }
     if let Some(channels) = top.get("channels") {
         if let Value::Map(entries) = &channels.value {
             for (key, spec) in entries {

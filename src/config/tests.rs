@@ -404,3 +404,57 @@ fn other_kinds_report_their_mistakes() {
     }
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }
+
+#[test]
+fn routes_and_maintenance_are_validated() {
+    let d = dirs(
+        &[(
+            "c.yaml",
+            "checks:\n  - name: api\n    http: { url: \"http://127.0.0.1:9/\" }\n    every: 1m\n",
+        )],
+        &[(
+            "a.yaml",
+            "channels:
+  ops: { webhook: { url: \"http://127.0.0.1:9/\" } }
+routes:
+  - match: { team: payments }
+    channels: [opz]
+  - match: {}
+    channels: [ops]
+maintenance:
+  - name: once
+    checks: [apii]
+    from: 2026-11-30T22:00:00Z
+  - name: both
+    labels: { team: web }
+    from: 2026-11-30T22:00:00Z
+    until: 2026-11-30T23:00:00Z
+    cron: \"0 2 * * *\"
+  - name: nothing
+    cron: \"0 2 * * *\"
+    duration: 1h
+  - name: when
+    checks: [api]
+    from: tomorrow
+    until: 2026-11-30T23:00:00Z
+",
+        )],
+    );
+    let errors = load(&d).unwrap_err();
+    let expected = [
+        "a.yaml:5:16: unknown channel `opz`; did you mean `ops`?",
+        "a.yaml:6:5: a route's `match` needs at least one label",
+        "a.yaml:9:5: a one-off maintenance window needs `until`",
+        "a.yaml:10:14: maintenance names unknown check `apii`",
+        "a.yaml:16:11: a maintenance window is either `from`/`until` or `cron`/`duration`",
+        "a.yaml:17:5: a maintenance window needs `checks` or `labels`",
+        "a.yaml:22:11: `from` must be an RFC 3339 time",
+    ];
+    for (want, got) in expected.iter().zip(&errors) {
+        assert!(
+            got.starts_with(want),
+            "\nwant: {want}\n got: {got}\nall: {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}

@@ -174,6 +174,10 @@ pub struct Server {
 
 impl Server {
     pub fn start(dirs: &ConfigDirs) -> Server {
+        Server::start_with_env(dirs, &[])
+    }
+
+    pub fn start_with_env(dirs: &ConfigDirs, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(lookout_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--checks"])
             .arg(dirs.checks())
@@ -182,6 +186,7 @@ impl Server {
             .arg("--data")
             .arg(dirs.data())
             .env("RUST_LOG", "lookout=debug,info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
