@@ -177,9 +177,20 @@ impl Aggregator {
                 continue;
             };
             let muted = self.muted(&config, check, now).is_some();
-            if current.held && !muted {
-                // The hold is over: announce what people have not heard yet.
+            let settled = current.flapping
+                && current
+                    .changes
+                    .last()
+                    .is_none_or(|last| stable_since(*last, now));
+            if settled || (current.held && !muted && !current.flapping) {
+                // Stable again, or the hold is over: announce what people
+                // have not heard yet.
                 let mut state = current.clone();
+                state.flapping = false;
+                if muted {
+                    working.insert(check.name.clone(), state);
+                    continue;
+                }
                 state.held = false;
                 if let Some(kind) = alert::catch_up_kind(state.alerted, state.status) {
                     let event = alert::for_state(
@@ -256,6 +267,23 @@ impl Aggregator {
             let Some(check) = config.check(&transition.check) else {
                 continue;
             };
+            let flapping_now = working
+                .get_mut(&transition.check)
+                .is_some_and(|state| note_change(state, transition.at));
+            if flapping_now
+                && self.muted(&config, check, now).is_none()
+                && let Some(state) = working.get(&transition.check)
+            {
+                let event = alert::for_state(
+                    check,
+                    state,
+                    alert::AlertKind::Flapping,
+                    self.public_url.as_ref(),
+                    &config.secrets,
+                );
+                tracing::warn!(check = %check.name, "{}", event.summary);
+                queue_alert(&mut batch, check, &config, transition.id, event, now);
+            }
             let Some(event) = alert::from_transition(
                 check,
                 transition,
@@ -265,7 +293,11 @@ impl Aggregator {
                 continue;
             };
             let state = working.get_mut(&transition.check);
-            match self.muted(&config, check, now) {
+            let flapping = state.as_ref().is_some_and(|s| s.flapping);
+            let muted = self
+                .muted(&config, check, now)
+                .or_else(|| flapping.then(|| "flapping".to_string()));
+            match muted {
                 Some(why) => {
                     tracing::info!(check = %check.name, to = %transition.to, "alert held back: {why}");
                     if let Some(state) = state {
@@ -518,6 +550,31 @@ fn queue_alert(
             last_error: None,
         });
     }
+}
+
+/// Records a state change; true when it makes the check start flapping.
+fn note_change(state: &mut CheckState, at: DateTime<Utc>) -> bool {
+    let window = chrono::Duration::from_std(limits::FLAP_WINDOW).unwrap_or(chrono::Duration::MAX);
+    state
+        .changes
+        .retain(|t| at.signed_duration_since(*t) < window);
+    state.changes.push(at);
+    if state.changes.len() > limits::FLAP_CHANGES_MAX + 1 {
+        state.changes.remove(0);
+    }
+    if !state.flapping && state.changes.len() > limits::FLAP_CHANGES_MAX {
+        state.flapping = true;
+        state.held = true;
+        return true;
+    }
+    false
+}
+
+/// No state change for a whole flapping window since `last`.
+fn stable_since(last: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    (now - last)
+        .to_std()
+        .is_ok_and(|quiet| quiet >= limits::FLAP_WINDOW)
 }
 
 /// Whether a check down since `since` (or last reminded) is due a reminder.
@@ -899,5 +956,64 @@ mod tests {
             vec!["a", "b"],
             "no route matched: defaults"
         );
+    }
+
+    #[tokio::test]
+    async fn a_flapping_check_is_reported_once_then_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let config = config_with("    alert: { failures: 1, channels: [a] }\n", "");
+        let aggregator = Aggregator::new(config, storage.clone()).await.unwrap();
+        aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap(); // unknown -> up: 1 change
+        for _ in 0..5 {
+            aggregator
+                .ingest(vec![result(Outcome::Fail)])
+                .await
+                .unwrap();
+            aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap();
+        }
+        let kinds = |deliveries: Vec<Delivery>| -> Vec<alert::AlertKind> {
+            let mut kinds: Vec<_> = deliveries
+                .into_iter()
+                .map(|d| (d.created_at, d.id, d.event.event))
+                .collect();
+            kinds.sort_by_key(|(at, id, _)| (*at, *id));
+            kinds.into_iter().map(|(_, _, k)| k).collect()
+        };
+        use alert::AlertKind::{Down, Flapping, Up};
+        let pending = kinds(
+            storage
+                .deliveries_in_state(DeliveryState::Pending, 50)
+                .await
+                .unwrap(),
+        );
+        // Changes 2..5 alert (down, up, down, up); the 6th makes it flapping.
+        assert_eq!(pending, vec![Down, Up, Down, Up, Flapping]);
+        aggregator
+            .ingest(vec![result(Outcome::Fail)])
+            .await
+            .unwrap();
+        assert_eq!(
+            storage
+                .deliveries_in_state(DeliveryState::Pending, 50)
+                .await
+                .unwrap()
+                .len(),
+            5,
+            "paused"
+        );
+        // Stable (down) for a whole window: the current state is announced.
+        aggregator
+            .tick(Utc::now() + chrono::Duration::minutes(61))
+            .await
+            .unwrap();
+        let pending = kinds(
+            storage
+                .deliveries_in_state(DeliveryState::Pending, 50)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(pending, vec![Down, Up, Down, Up, Flapping, Down]);
+        assert!(!aggregator.state("api").await.unwrap().flapping);
     }
 }

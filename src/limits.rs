@@ -101,3 +101,9 @@ pub const SILENCE_LABELS_MAX: usize = 20;
 pub const SILENCE_DURATION_MAX: Duration = Duration::from_secs(30 * 86_400);
 /// Active silences at once.
 pub const SILENCES_ACTIVE_MAX: usize = 1_000;
+
+/// A check changing state more than `FLAP_CHANGES_MAX` times within
+/// `FLAP_WINDOW` is flapping: reported once, then per-change alerts pause
+/// until it has been stable for a whole window.
+pub const FLAP_CHANGES_MAX: usize = 5;
+pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);

@@ -157,6 +157,12 @@ pub struct CheckState {
     /// when the hold ends, the current state is announced if it still matters.
     #[serde(default)]
     pub held: bool,
+    /// Recent state changes (at most `FLAP_CHANGES_MAX + 1`), for flapping.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<DateTime<Utc>>,
+    /// Changing too often: alerts pause until stable for `FLAP_WINDOW`.
+    #[serde(default)]
+    pub flapping: bool,
 }
 
 pub enum Input<'a> {

@@ -76,6 +76,13 @@ pub fn email_subject(event: &AlertEvent) -> String {
             };
             (format!("[UP] {check} — "), (tail, String::new()))
         }
+        AlertKind::Flapping => (
+            format!("[FLAPPING] {check} — "),
+            (
+                "changing state too often; alerts paused until it settles".to_string(),
+                String::new(),
+            ),
+        ),
         AlertKind::Test => (
             format!("[TEST] {check} — "),
             ("Lookout test notification".to_string(), String::new()),
@@ -609,7 +616,7 @@ fn severity(event: &AlertEvent) -> &'static str {
     match event.event {
         AlertKind::Test => "info",
         AlertKind::Down => "critical",
-        AlertKind::Degraded => "warning",
+        AlertKind::Degraded | AlertKind::Flapping => "warning",
         // Same as the alert it repeats, so receivers keep one alert.
         AlertKind::Reminder | AlertKind::Up => status_severity(event.status),
     }
@@ -629,6 +636,7 @@ fn status_color(event: &AlertEvent) -> u32 {
         AlertKind::Down => 0xE0_1E_3C,
         AlertKind::Degraded => 0xF5_8B_00,
         AlertKind::Up => 0x2E_A0_43,
+        AlertKind::Flapping => 0x8E_44_AD,
         AlertKind::Test | AlertKind::Reminder => 0x1F_6F_EB,
     }
 }
@@ -644,6 +652,7 @@ fn headline(event: &AlertEvent) -> String {
             "{check} is still {}",
             event.status.as_str().to_ascii_uppercase()
         ),
+        AlertKind::Flapping => format!("{check} is FLAPPING"),
         AlertKind::Test => "Lookout test notification".to_string(),
     }
 }

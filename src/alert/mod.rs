@@ -33,6 +33,9 @@ pub enum AlertKind {
     Up,
     /// Still down, `remind_every` later.
     Reminder,
+    /// Changing state too often: reported once, then per-change alerts
+    /// pause until it has been stable for the flapping window.
+    Flapping,
     /// Sent by `lookout alert test`.
     Test,
 }
@@ -44,6 +47,7 @@ impl AlertKind {
             AlertKind::Degraded => "degraded",
             AlertKind::Up => "up",
             AlertKind::Reminder => "reminder",
+            AlertKind::Flapping => "flapping",
             AlertKind::Test => "test",
         }
     }
@@ -202,6 +206,12 @@ pub fn for_state(
     let status = state.status.as_str().to_uppercase();
     let summary = match kind {
         AlertKind::Reminder => format!("{} is still {status} since {since_text}", check.name),
+        AlertKind::Flapping => format!(
+            "{} is FLAPPING: {} state changes within {}; alerts pause until it is stable that long",
+            check.name,
+            state.changes.len(),
+            crate::schedule::format_duration(crate::limits::FLAP_WINDOW)
+        ),
         AlertKind::Up => format!(
             "{} is UP again (recovered while alerts were held back)",
             check.name
