@@ -334,3 +334,61 @@ async fn a_silence_holds_the_alert_until_it_is_lifted() {
     );
     let _ = server.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_server_down_for_a_while_gets_the_mail_when_back() {
+    common::smtp::require_aiosmtpd();
+    let target = start_target().await;
+    let smtp_port = free_port(); // nothing listens yet
+    let dirs = ConfigDirs::new(&format!(
+        "checks:\n  - name: flip\n    http: {{ url: \"{}\" }}\n    every: 500ms\n    alert: {{ failures: 1, channels: [mail] }}\n",
+        target.url("/flip")
+    ));
+    std::fs::write(
+        dirs.alerts().join("mail.yaml"),
+        format!(
+            "channels:\n  mail:\n    email:\n      smtp: smtp+insecure://127.0.0.1:{smtp_port}\n      from: \"Lookout <lookout@test.invalid>\"\n      to: [oncall@test.invalid, backup@test.invalid]\n"
+        ),
+    )
+    .unwrap();
+    target.set_flip(500);
+    let server = Server::start(&dirs);
+    let base = server.base.clone();
+    let http = common::client();
+    // The delivery fails while the SMTP server is down...
+    wait_for("a failed attempt", Duration::from_secs(30), || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let (_, body) =
+                common::get_json(&http, &format!("{base}/api/v1/alerts?state=pending")).await;
+            body["alerts"][0]["last_error"].as_str().map(str::to_string)
+        }
+    })
+    .await;
+    // ...and arrives once it is back, on the same port.
+    let sink = common::smtp::Sink::start_on(smtp_port, &[]);
+    let messages = wait_for("the mail", Duration::from_secs(40), || async {
+        let messages = sink.messages();
+        (!messages.is_empty()).then_some(messages)
+    })
+    .await;
+    let (raw, envelope) = &messages[0];
+    let recipients = envelope["rcpt_tos"]
+        .as_array()
+        .map(|a| a.len())
+        .unwrap_or(0);
+    assert_eq!(recipients, 2, "{envelope}");
+    assert!(
+        raw.contains("multipart/alternative")
+            && raw.contains("text/plain")
+            && raw.contains("text/html")
+    );
+    assert!(
+        envelope["subject"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("[DOWN] flip — "),
+        "{envelope}"
+    );
+    let _ = server.terminate();
+}
