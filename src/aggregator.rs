@@ -538,6 +538,13 @@ fn queue_alert(
     now: DateTime<Utc>,
 ) {
     for channel in config.channels_for(check) {
+        // A grouping channel waits out its window to gather company.
+        let wait = config
+            .channels
+            .get(&channel)
+            .filter(|c| c.groups())
+            .and_then(|c| chrono::Duration::from_std(c.group_window).ok())
+            .unwrap_or_default();
         batch.deliveries.push(Delivery {
             id: Uuid::now_v7(),
             event_id,
@@ -546,8 +553,9 @@ fn queue_alert(
             state: DeliveryState::Pending,
             attempts: 0,
             created_at: now,
-            next_attempt_at: now,
+            next_attempt_at: now + wait,
             last_error: None,
+            group_id: None,
         });
     }
 }

@@ -107,3 +107,9 @@ pub const SILENCES_ACTIVE_MAX: usize = 1_000;
 /// until it has been stable for a whole window.
 pub const FLAP_CHANGES_MAX: usize = 5;
 pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Longest `group_window`: grouping trades speed for fewer messages, and an
+/// alert held longer than this is late.
+pub const ALERT_GROUP_WINDOW_MAX: Duration = Duration::from_secs(600);
+/// Alerts folded into one grouped message at most.
+pub const ALERT_GROUP_MAX: usize = 50;

@@ -102,6 +102,11 @@ const MIGRATIONS: &[M<'static>] = &[
             expires_at_ms INTEGER NOT NULL
         );",
     ),
+    // Deliveries folded into one message share a group id, so a retry
+    // resends exactly the same set under the same delivery id.
+    M::up(
+        "ALTER TABLE outbox ADD COLUMN group_id TEXT; CREATE INDEX outbox_group ON outbox (group_id);",
+    ),
 ];
 
 /// What one ingested batch writes.
@@ -155,6 +160,8 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
+    /// Set when the delivery was folded with others into one message.
+    pub group_id: Option<uuid::Uuid>,
 }
 
 #[derive(Clone)]
@@ -258,7 +265,7 @@ impl Storage {
                 let mut insert_delivery = tx.prepare_cached(
                     "INSERT OR IGNORE INTO outbox
                      (id, event_id, check_name, channel, kind, event, state, attempts, created_at_ms, next_attempt_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?8)",
                 )?;
                 for d in &batch.deliveries {
                     insert_delivery.execute(params![
@@ -269,6 +276,7 @@ impl Storage {
                         d.event.event.as_str(),
                         serde_json::to_string(&d.event)?,
                         d.created_at.timestamp_millis(),
+                        d.next_attempt_at.timestamp_millis(),
                     ])?;
                 }
             }
@@ -377,7 +385,7 @@ impl Storage {
         limit: usize,
     ) -> Result<Vec<Delivery>, StorageError> {
         self.deliveries(
-            "SELECT id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error
+            "SELECT id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error, group_id
              FROM outbox WHERE state = 'pending' AND next_attempt_at_ms <= ?1
              ORDER BY next_attempt_at_ms, id LIMIT ?2",
             Value::Integer(now.timestamp_millis()),
@@ -393,10 +401,44 @@ impl Storage {
         limit: usize,
     ) -> Result<Vec<Delivery>, StorageError> {
         self.deliveries(
-            "SELECT id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error
+            "SELECT id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error, group_id
              FROM outbox WHERE state = ?1 ORDER BY created_at_ms DESC, id DESC LIMIT ?2",
             Value::Text(state.as_str().to_string()),
             limit,
+        )
+        .await
+    }
+
+    /// Folds the pending, ungrouped deliveries of `channel` (at most `limit`,
+    /// oldest first) into group `group_id`, and returns every member.
+    pub async fn claim_group(
+        &self,
+        channel: String,
+        group_id: uuid::Uuid,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        let group = group_id.to_string();
+        let claimed = group.clone();
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE outbox SET group_id = ?1 WHERE id IN (
+                   SELECT id FROM outbox WHERE state = 'pending' AND channel = ?2 AND group_id IS NULL
+                   ORDER BY created_at_ms, id LIMIT ?3)",
+                params![claimed, channel, limit as i64],
+            )?;
+            Ok(())
+        })
+        .await?;
+        self.group_members(group).await
+    }
+
+    /// The deliveries folded into a group.
+    pub async fn group_members(&self, group_id: String) -> Result<Vec<Delivery>, StorageError> {
+        self.deliveries(
+            "SELECT id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error, group_id
+             FROM outbox WHERE group_id = ?1 ORDER BY created_at_ms, id LIMIT ?2",
+            Value::Text(group_id),
+            limits::ALERT_GROUP_MAX,
         )
         .await
     }
@@ -473,12 +515,23 @@ impl Storage {
                     row.get::<_, i64>(6)?,
                     row.get::<_, i64>(7)?,
                     row.get::<_, Option<String>>(8)?,
+                    row.get::<_, Option<String>>(9)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, event_id, channel, event, state, attempts, created, next, last_error) =
-                    row?;
+                let (
+                    id,
+                    event_id,
+                    channel,
+                    event,
+                    state,
+                    attempts,
+                    created,
+                    next,
+                    last_error,
+                    group,
+                ) = row?;
                 out.push(Delivery {
                     id: id
                         .parse()
@@ -493,6 +546,7 @@ impl Storage {
                     created_at: DateTime::from_timestamp_millis(created).unwrap_or_default(),
                     next_attempt_at: DateTime::from_timestamp_millis(next).unwrap_or_default(),
                     last_error,
+                    group_id: group.and_then(|g| g.parse().ok()),
                 });
             }
             Ok(out)

@@ -392,3 +392,51 @@ async fn an_smtp_server_down_for_a_while_gets_the_mail_when_back() {
     );
     let _ = server.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_window_folds_checks_changing_together_into_one_message() {
+    let target = start_target().await;
+    let receiver = Receiver::default();
+    let port = start_receiver(0, receiver.clone()).await;
+    let check = |name: &str| {
+        format!(
+            "  - name: {name}\n    http: {{ url: \"{}\" }}\n    every: 500ms\n    alert: {{ failures: 1, channels: [hook] }}\n",
+            target.url("/flip")
+        )
+    };
+    let dirs = ConfigDirs::new(&format!(
+        "checks:\n{}{}{}",
+        check("api"),
+        check("web"),
+        check("db")
+    ));
+    std::fs::write(
+        dirs.alerts().join("hook.yaml"),
+        format!("channels:\n  hook:\n    group_window: 3s\n    webhook: {{ url: \"http://127.0.0.1:{port}/hook\", secret: \"{SECRET}\" }}\n"),
+    )
+    .unwrap();
+    target.set_flip(500);
+    let server = Server::start(&dirs);
+    let hits = wait_hits(&receiver, 1, &server).await;
+    verify_signature(&hits[0]);
+    assert_eq!(hits[0].headers["x-lookout-event"], "group");
+    let body = json(&hits[0]);
+    let mut checks: Vec<&str> = body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["check"].as_str().unwrap())
+        .collect();
+    checks.sort();
+    assert_eq!(checks, vec!["api", "db", "web"], "{body}");
+    assert!(
+        body["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("[3 alerts] 3 DOWN"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.all().len(), 1, "one message for the three");
+    let _ = server.terminate();
+}

@@ -242,6 +242,175 @@ pub fn email_html(event: &AlertEvent) -> String {
     out
 }
 
+// ---------------------------------------------------------------- groups
+
+/// One message for several alerts to a channel with a `group_window`. Each
+/// format folds the alerts its own way; PagerDuty channels never group.
+pub fn webhook_group_body(
+    format: WebhookFormat,
+    events: &[AlertEvent],
+    channel: &WebhookChannel,
+) -> Value {
+    if let [single] = events {
+        return webhook_body(format, single, channel);
+    }
+    match format {
+        WebhookFormat::Json => json!({
+            "version": "1",
+            "event": "group",
+            "summary": group_subject(events),
+            "count": events.len(),
+            "alerts": events.iter().map(json_body).collect::<Vec<_>>(),
+        }),
+        WebhookFormat::Slack => {
+            // Slack takes 50 blocks a message: a header, then each alert's first two.
+            let mut blocks = vec![
+                json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&group_subject(events), 150), "emoji": true}}),
+            ];
+            for event in events.iter().take(24) {
+                let body = slack_body(event);
+                if let Some(items) = body["blocks"].as_array() {
+                    blocks.extend(items.iter().skip(1).take(1).cloned());
+                    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": slack_text(&headline(event), 300)}]}));
+                }
+            }
+            json!({"text": group_subject(events), "blocks": blocks})
+        }
+        WebhookFormat::Discord => {
+            // Discord takes 10 embeds a message.
+            let embeds: Vec<Value> = events
+                .iter()
+                .take(10)
+                .filter_map(|event| discord_body(event)["embeds"].get(0).cloned())
+                .collect();
+            json!({"content": truncate(&group_subject(events), 2000), "embeds": embeds, "allowed_mentions": {"parse": []}})
+        }
+        WebhookFormat::Teams => {
+            let mut body = vec![
+                json!({"type": "TextBlock", "text": group_subject(events), "size": "Large", "weight": "Bolder", "wrap": true}),
+            ];
+            for event in events {
+                let card = teams_body(event);
+                if let Some(items) = card["attachments"][0]["content"]["body"].as_array() {
+                    body.push(json!({"type": "Container", "separator": true, "items": items}));
+                }
+            }
+            json!({
+                "type": "message",
+                "attachments": [{
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "contentUrl": null,
+                    "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": body},
+                }],
+            })
+        }
+        WebhookFormat::Alertmanager => {
+            let bodies: Vec<Value> = events.iter().map(alertmanager_body).collect();
+            let alerts: Vec<Value> = bodies
+                .iter()
+                .flat_map(|b| b["alerts"].as_array().cloned().unwrap_or_default())
+                .collect();
+            let firing = alerts.iter().any(|a| a["status"] == "firing");
+            let common = |key: &str| {
+                let mut common = alerts
+                    .first()
+                    .and_then(|a| a[key].as_object().cloned())
+                    .unwrap_or_default();
+                common.retain(|k, v| alerts.iter().all(|a| &a[key][k] == v));
+                common
+            };
+            json!({
+                "version": "4",
+                "groupKey": format!("{{}}:{{alertname=\"{ALERTNAME}\"}}"),
+                "truncatedAlerts": 0,
+                "status": if firing { "firing" } else { "resolved" },
+                "receiver": "lookout",
+                "groupLabels": {"alertname": ALERTNAME},
+                "commonLabels": common("labels"),
+                "commonAnnotations": common("annotations"),
+                "externalURL": bodies.first().map(|b| b["externalURL"].clone()).unwrap_or(Value::Null),
+                "alerts": alerts,
+            })
+        }
+        WebhookFormat::PagerDuty => events
+            .first()
+            .map(|e| webhook_body(format, e, channel))
+            .unwrap_or(Value::Null),
+    }
+}
+
+/// `[3 alerts] 2 DOWN, 1 UP — api, db, web`.
+pub fn group_subject(events: &[AlertEvent]) -> String {
+    if let [single] = events {
+        return email_subject(single);
+    }
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for event in events {
+        *counts.entry(kind_word(event)).or_default() += 1;
+    }
+    let counts: Vec<String> = counts
+        .iter()
+        .map(|(word, n)| format!("{n} {word}"))
+        .collect();
+    let mut checks: Vec<&str> = Vec::new();
+    for event in events {
+        if !checks.contains(&event.check.as_str()) {
+            checks.push(&event.check);
+        }
+    }
+    let subject = format!(
+        "[{} alerts] {} — {}",
+        events.len(),
+        counts.join(", "),
+        checks.join(", ")
+    );
+    truncate(&one_line(&subject), SUBJECT_CHARS_MAX)
+}
+
+fn kind_word(event: &AlertEvent) -> &'static str {
+    match event.event {
+        AlertKind::Down => "DOWN",
+        AlertKind::Degraded => "DEGRADED",
+        AlertKind::Up => "UP",
+        AlertKind::Reminder => "STILL DOWN",
+        AlertKind::Flapping => "FLAPPING",
+        AlertKind::Test => "TEST",
+    }
+}
+
+/// Several alerts as one plain-text email.
+pub fn group_email_text(events: &[AlertEvent]) -> String {
+    events
+        .iter()
+        .map(email_text)
+        .collect::<Vec<_>>()
+        .join("\n----------------------------------------\n\n")
+}
+
+/// Several alerts as one HTML email: each alert's body, one after another.
+pub fn group_email_html(events: &[AlertEvent]) -> String {
+    if let [single] = events {
+        return email_html(single);
+    }
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n</head>\n<body style=\"margin:0;padding:16px\">\n",
+        escape_html(&group_subject(events))
+    );
+    for event in events {
+        let html = email_html(event);
+        let inner = html
+            .split_once("<body")
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map(|(_, rest)| rest.rsplit_once("</body>").map_or(rest, |(inner, _)| inner))
+            .unwrap_or(&html);
+        out.push_str("<div style=\"border-bottom:1px solid #d0d7de;margin-bottom:16px\">\n");
+        out.push_str(inner);
+        out.push_str("</div>\n");
+    }
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
 // ---------------------------------------------------------------- formats
 
 fn json_body(event: &AlertEvent) -> Value {
@@ -1353,5 +1522,65 @@ mod tests {
         );
         let test = body(WebhookFormat::Teams, &test_event());
         assert!(test["attachments"][0]["content"].get("actions").is_none());
+    }
+
+    fn group(format: WebhookFormat) -> Value {
+        let mut other = down();
+        other.check = "web".to_string();
+        webhook_group_body(format, &[down(), other, up()], &channel(format))
+    }
+
+    #[test]
+    fn group_json() {
+        insta::assert_json_snapshot!(group(WebhookFormat::Json));
+    }
+
+    #[test]
+    fn group_slack() {
+        insta::assert_json_snapshot!(group(WebhookFormat::Slack));
+    }
+
+    #[test]
+    fn group_discord() {
+        insta::assert_json_snapshot!(group(WebhookFormat::Discord));
+    }
+
+    #[test]
+    fn group_teams() {
+        insta::assert_json_snapshot!(group(WebhookFormat::Teams));
+    }
+
+    #[test]
+    fn group_alertmanager() {
+        insta::assert_json_snapshot!(group(WebhookFormat::Alertmanager));
+    }
+
+    #[test]
+    fn group_email() {
+        let mut other = down();
+        other.check = "web".to_string();
+        let events = [down(), other, up()];
+        assert_eq!(
+            group_subject(&events),
+            "[3 alerts] 2 DOWN, 1 UP — api-health, web"
+        );
+        let text = group_email_text(&events);
+        assert_eq!(
+            text.matches("----------------------------------------")
+                .count(),
+            2
+        );
+        let html = group_email_html(&events);
+        assert_eq!(
+            html.matches("<body").count(),
+            1,
+            "one document, three sections"
+        );
+        assert_eq!(html.matches("<div style=\"border-bottom").count(), 3);
+        assert_eq!(
+            group_subject(&events[..1]),
+            email_subject(&events[0]),
+            "one alert is not a group"
+        );
     }
 }

@@ -30,7 +30,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{DeliveryError, email, format, webhook};
+use super::{AlertEvent, DeliveryError, email, format, webhook};
 use crate::config::{ChannelKind, Config};
 use crate::limits;
 use crate::storage::{Delivery, DeliveryState, Storage};
@@ -61,7 +61,7 @@ impl Dispatcher {
         // loop reaps it, which is after its result was written and before
         // the next query: a row can never be picked up again mid-send.
         let mut in_flight: HashSet<uuid::Uuid> = HashSet::new();
-        let mut tasks: JoinSet<uuid::Uuid> = JoinSet::new();
+        let mut tasks: JoinSet<Vec<uuid::Uuid>> = JoinSet::new();
         loop {
             while let Some(done) = tasks.try_join_next() {
                 reap(done, &mut in_flight);
@@ -73,23 +73,29 @@ impl Dispatcher {
             {
                 Ok(due) => {
                     for delivery in due {
-                        if !in_flight.insert(delivery.id) {
+                        if in_flight.contains(&delivery.id) {
                             continue; // already being sent
                         }
+                        let config = (self.config)();
+                        let members = self.gather(&config, delivery).await;
+                        if members.iter().any(|m| in_flight.contains(&m.id)) {
+                            continue;
+                        }
+                        in_flight.extend(members.iter().map(|m| m.id));
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             return;
                         };
                         let attempt = Attempt {
                             storage: self.storage.clone(),
-                            config: (self.config)(),
+                            config,
                             client: client.clone(),
                             max_age: self.max_age,
                         };
                         tasks.spawn(async move {
-                            let id = delivery.id;
-                            attempt.deliver(delivery).await;
+                            let ids = members.iter().map(|m| m.id).collect();
+                            attempt.deliver(members).await;
                             drop(permit);
-                            id
+                            ids
                         });
                     }
                 }
@@ -104,6 +110,39 @@ impl Dispatcher {
                     tasks.abort_all();
                     return;
                 }
+            }
+        }
+    }
+
+    /// What goes out with `delivery`: itself, or, for a channel with a
+    /// `group_window`, every alert folded into its group (claimed now, or
+    /// already claimed by an earlier attempt, so retries resend the same set).
+    async fn gather(&self, config: &Config, delivery: Delivery) -> Vec<Delivery> {
+        if !config
+            .channels
+            .get(&delivery.channel)
+            .is_some_and(|c| c.groups())
+        {
+            return vec![delivery];
+        }
+        let group = match delivery.group_id {
+            Some(group) => self.storage.group_members(group.to_string()).await,
+            None => {
+                self.storage
+                    .claim_group(
+                        delivery.channel.clone(),
+                        delivery.id,
+                        limits::ALERT_GROUP_MAX,
+                    )
+                    .await
+            }
+        };
+        match group {
+            Ok(members) if !members.is_empty() => members,
+            Ok(_) => vec![delivery],
+            Err(error) => {
+                tracing::error!(%error, "cannot group alerts; sending one alone");
+                vec![delivery]
             }
         }
     }
@@ -127,10 +166,15 @@ struct Attempt {
 }
 
 /// Takes a finished delivery out of the in-flight set.
-fn reap(done: Result<uuid::Uuid, tokio::task::JoinError>, in_flight: &mut HashSet<uuid::Uuid>) {
+fn reap(
+    done: Result<Vec<uuid::Uuid>, tokio::task::JoinError>,
+    in_flight: &mut HashSet<uuid::Uuid>,
+) {
     match done {
-        Ok(id) => {
-            in_flight.remove(&id);
+        Ok(ids) => {
+            for id in ids {
+                in_flight.remove(&id);
+            }
         }
         // A panicked send: its id stays in flight until restart rather
         // than being retried in a loop; say so loudly.
@@ -139,16 +183,25 @@ fn reap(done: Result<uuid::Uuid, tokio::task::JoinError>, in_flight: &mut HashSe
 }
 
 impl Attempt {
-    async fn deliver(self, delivery: Delivery) {
-        let outcome = send(&self.config, &self.client, &delivery).await;
+    /// One attempt for `members` (one delivery, or a folded group, which
+    /// succeed or fail together under the first member's delivery id).
+    async fn deliver(self, members: Vec<Delivery>) {
+        let Some(first) = members.first() else {
+            return;
+        };
+        let id = first.group_id.unwrap_or(first.id);
+        let events: Vec<AlertEvent> = members.iter().map(|m| m.event.clone()).collect();
+        let outcome = send_events(&self.config, &self.client, &first.channel, &events, id).await;
         let now = Utc::now();
+        let checks: Vec<&str> = events.iter().map(|e| e.check.as_str()).collect();
+        let checks = checks.join(", ");
         let (state, next, error) = match outcome {
             Ok(()) => {
-                tracing::info!(channel = %delivery.channel, check = %delivery.event.check, event = delivery.event.event.as_str(), delivery = %delivery.id, "alert delivered");
+                tracing::info!(channel = %first.channel, checks = %checks, alerts = events.len(), delivery = %id, "alert delivered");
                 (DeliveryState::Delivered, now, None)
             }
             Err(DeliveryError::Permanent { reason }) => {
-                tracing::error!(channel = %delivery.channel, check = %delivery.event.check, delivery = %delivery.id, %reason, "alert refused for good; dead-lettered");
+                tracing::error!(channel = %first.channel, checks = %checks, delivery = %id, %reason, "alert refused for good; dead-lettered");
                 (DeliveryState::Dead, now, Some(reason))
             }
             Err(DeliveryError::Retryable {
@@ -156,25 +209,27 @@ impl Attempt {
                 retry_after,
             }) => {
                 let next = now
-                    + chrono::Duration::from_std(retry_delay(delivery.attempts, retry_after))
+                    + chrono::Duration::from_std(retry_delay(first.attempts, retry_after))
                         .unwrap_or_default();
-                let age = (now - delivery.created_at).to_std().unwrap_or_default();
+                let age = (now - first.created_at).to_std().unwrap_or_default();
                 if age >= self.max_age {
-                    tracing::error!(channel = %delivery.channel, check = %delivery.event.check, delivery = %delivery.id, %reason, attempts = delivery.attempts + 1, "alert undeliverable for {:?}; dead-lettered", self.max_age);
+                    tracing::error!(channel = %first.channel, checks = %checks, delivery = %id, %reason, attempts = first.attempts + 1, "alert undeliverable for {:?}; dead-lettered", self.max_age);
                     (DeliveryState::Dead, now, Some(reason))
                 } else {
-                    tracing::warn!(channel = %delivery.channel, check = %delivery.event.check, delivery = %delivery.id, %reason, attempts = delivery.attempts + 1, next = %next, "alert delivery failed; will retry");
+                    tracing::warn!(channel = %first.channel, checks = %checks, delivery = %id, %reason, attempts = first.attempts + 1, next = %next, "alert delivery failed; will retry");
                     (DeliveryState::Pending, next, Some(reason))
                 }
             }
         };
         let error = error.map(|e| self.config.secrets.redact(&e));
-        if let Err(e) = self
-            .storage
-            .record_attempt(delivery.id, state, next, error)
-            .await
-        {
-            tracing::error!(error = %e, delivery = %delivery.id, "cannot record a delivery attempt; it will be tried again");
+        for member in &members {
+            if let Err(e) = self
+                .storage
+                .record_attempt(member.id, state, next, error.clone())
+                .await
+            {
+                tracing::error!(error = %e, delivery = %member.id, "cannot record a delivery attempt; it will be tried again");
+            }
         }
     }
 }
@@ -185,21 +240,37 @@ pub async fn send(
     client: &reqwest::Client,
     delivery: &Delivery,
 ) -> Result<(), DeliveryError> {
-    let Some(channel) = config.channels.get(&delivery.channel) else {
+    send_events(
+        config,
+        client,
+        &delivery.channel,
+        std::slice::from_ref(&delivery.event),
+        delivery.id,
+    )
+    .await
+}
+
+/// Sends `events` as one message to `channel`, as delivery `id`.
+async fn send_events(
+    config: &Config,
+    client: &reqwest::Client,
+    channel: &str,
+    events: &[AlertEvent],
+    id: uuid::Uuid,
+) -> Result<(), DeliveryError> {
+    let Some(channel) = config.channels.get(channel) else {
         return Err(DeliveryError::Permanent {
-            reason: format!("channel `{}` is no longer configured", delivery.channel),
+            reason: format!("channel `{channel}` is no longer configured"),
         });
     };
     match &channel.kind {
-        ChannelKind::Webhook(webhook) => {
-            webhook::send(client, webhook, &delivery.event, delivery.id).await
-        }
+        ChannelKind::Webhook(webhook) => webhook::send(client, webhook, events, id).await,
         ChannelKind::Email(mail) => {
             let message = email::EmailMessage {
-                delivery: Some(delivery.id),
-                subject: format::email_subject(&delivery.event),
-                text: format::email_text(&delivery.event),
-                html: format::email_html(&delivery.event),
+                delivery: Some(id),
+                subject: format::group_subject(events),
+                text: format::group_email_text(events),
+                html: format::group_email_html(events),
             };
             email::send(mail, &message).await
         }

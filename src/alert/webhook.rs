@@ -39,18 +39,22 @@ pub fn client() -> Result<reqwest::Client, String> {
 }
 
 /// Sends `event` to `channel` once.
+/// Sends `events` (one, or several folded by a `group_window`) to `channel`
+/// once, as delivery `delivery`.
 pub async fn send(
     client: &reqwest::Client,
     channel: &WebhookChannel,
-    event: &AlertEvent,
+    events: &[AlertEvent],
     delivery: Uuid,
 ) -> Result<(), DeliveryError> {
-    let body =
-        serde_json::to_vec(&format::webhook_body(channel.format, event, channel)).map_err(|e| {
-            DeliveryError::Permanent {
-                reason: format!("cannot encode the payload: {e}"),
-            }
+    let body = serde_json::to_vec(&format::webhook_group_body(channel.format, events, channel))
+        .map_err(|e| DeliveryError::Permanent {
+            reason: format!("cannot encode the payload: {e}"),
         })?;
+    let kind = match events {
+        [single] => single.event.as_str(),
+        _ => "group",
+    };
     let timestamp = Utc::now().timestamp();
     let mut request = client
         .post(channel.url.clone())
@@ -58,7 +62,7 @@ pub async fn send(
         .header(USER_AGENT, format!("Lookout/{}", env!("CARGO_PKG_VERSION")))
         .header("X-Lookout-Delivery", delivery.to_string())
         .header("X-Lookout-Timestamp", timestamp.to_string())
-        .header("X-Lookout-Event", event.event.as_str());
+        .header("X-Lookout-Event", kind);
     if let Some(secret) = &channel.secret {
         request = request.header("X-Lookout-Signature", signature(secret, timestamp, &body));
     }

@@ -54,6 +54,7 @@ pub async fn test(checks: &Path, alerts: &Path, channel: &str) -> ExitCode {
         created_at: now,
         next_attempt_at: now,
         last_error: None,
+        group_id: None,
     };
     let client = match webhook::client() {
         Ok(client) => client,

@@ -364,6 +364,18 @@ impl Default for AlertRules {
 pub struct Channel {
     pub name: String,
     pub kind: ChannelKind,
+    /// Alerts raised within this window are folded into one message
+    /// (0: each is sent at once).
+    pub group_window: Duration,
+}
+
+impl Channel {
+    /// Whether alerts to this channel are gathered into one message.
+    /// PagerDuty needs one event per incident, so it is never grouped.
+    pub fn groups(&self) -> bool {
+        !self.group_window.is_zero()
+            && !matches!(&self.kind, ChannelKind::Webhook(w) if w.format == WebhookFormat::PagerDuty)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -1426,8 +1438,15 @@ fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
                     );
                     continue;
                 }
-                if let Some(kind) = decode_channel(ctx, &name, spec) {
-                    out.channels.push((Channel { name, kind }, key.pos));
+                if let Some((kind, group_window)) = decode_channel(ctx, &name, spec) {
+                    out.channels.push((
+                        Channel {
+                            name,
+                            kind,
+                            group_window,
+                        },
+                        key.pos,
+                    ));
                 }
             }
         } else if !matches!(channels.value, Value::Null) {
@@ -1448,9 +1467,30 @@ fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
     out
 }
 
-fn decode_channel(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ChannelKind> {
-    let fields = ctx.fields(node, &format!("channel `{name}`"), &["email", "webhook"])?;
-    match (fields.get("email"), fields.get("webhook")) {
+fn decode_channel(ctx: &mut Ctx, name: &str, node: &Node) -> Option<(ChannelKind, Duration)> {
+    let fields = ctx.fields(
+        node,
+        &format!("channel `{name}`"),
+        &["email", "webhook", "group_window"],
+    )?;
+    let group_window = match fields.get("group_window") {
+        Some(n) => ctx.duration(n, "`group_window`").and_then(|d| {
+            if d > limits::ALERT_GROUP_WINDOW_MAX {
+                ctx.error(
+                    n.pos,
+                    format!(
+                        "`group_window` is at most {}",
+                        crate::schedule::format_duration(limits::ALERT_GROUP_WINDOW_MAX)
+                    ),
+                );
+                None
+            } else {
+                Some(d)
+            }
+        }),
+        None => Some(Duration::ZERO),
+    };
+    let kind = match (fields.get("email"), fields.get("webhook")) {
         (Some(email), None) => decode_email(ctx, name, email).map(ChannelKind::Email),
         (None, Some(webhook)) => decode_webhook(ctx, name, webhook).map(ChannelKind::Webhook),
         (Some(_), Some(webhook)) => {
@@ -1467,7 +1507,8 @@ fn decode_channel(ctx: &mut Ctx, name: &str, node: &Node) -> Option<ChannelKind>
             );
             None
         }
-    }
+    };
+    Some((kind?, group_window?))
 }
 
 fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> {
