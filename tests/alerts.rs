@@ -440,3 +440,67 @@ async fn a_group_window_folds_checks_changing_together_into_one_message() {
     assert_eq!(receiver.all().len(), 1, "one message for the three");
     let _ = server.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_test_proves_a_channel_and_fails_loudly_when_it_cannot() {
+    let receiver = Receiver::default();
+    let port = start_receiver(0, receiver.clone()).await;
+    let dirs = config("http://127.0.0.1:9/", port);
+    let run = |channel: &'static str, dirs: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(common::lookout_bin())
+                .args(["alert", "test", channel, "--checks"])
+                .arg(dirs.join("checks"))
+                .arg("--alerts")
+                .arg(dirs.join("alerts"))
+                .output()
+                .unwrap()
+        })
+    };
+    let ok = run("hook", dirs.root.path().to_path_buf()).await.unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: test alert delivered to `hook`"));
+    let hits = receiver.accepted();
+    assert_eq!(hits.len(), 1);
+    verify_signature(&hits[0]);
+    assert_eq!(json(&hits[0])["event"], "test");
+
+    // The same channel pointed at a port where nothing listens.
+    let dead = config("http://127.0.0.1:9/", free_port());
+    let failed = run("hook", dead.root.path().to_path_buf()).await.unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&failed.stderr)
+            .starts_with("failed: `hook`: webhook could not connect"),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    let unknown = run("nope", dead.root.path().to_path_buf()).await.unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_from_the_environment_never_reach_a_payload() {
+    let target = start_target().await;
+    let receiver = Receiver::default();
+    let port = start_receiver(0, receiver.clone()).await;
+    let dirs = config(&format!("{}?key=${{FLIP_KEY}}", target.url("/flip")), port);
+    target.set_flip(500);
+    let server = Server::start_with_env(&dirs, &[("FLIP_KEY", "super-secret-value")]);
+    let hits = wait_hits(&receiver, 1, &server).await;
+    let text = String::from_utf8_lossy(&hits[0].body).to_string();
+    assert!(!text.contains("super-secret-value"), "{text}");
+    assert!(
+        json(&hits[0])["target"]
+            .as_str()
+            .unwrap()
+            .contains("key=****"),
+        "{text}"
+    );
+    let log = server.terminate_and_log();
+    assert!(!log.contains("super-secret-value"));
+}
