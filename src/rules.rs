@@ -400,7 +400,8 @@ fn quorum(rules: &Rules, live: usize) -> usize {
     }
 }
 
-fn region_summaries(state: &CheckState) -> BTreeMap<String, RegionSummary> {
+/// Every region's verdict and latest result, as events and alerts show them.
+pub fn region_summaries(state: &CheckState) -> BTreeMap<String, RegionSummary> {
     state
         .regions
         .iter()

@@ -1059,13 +1059,21 @@ fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::Verdict;
     use chrono::TimeZone;
     use uuid::Uuid;
 
     const INCIDENT: &str = "0196f1c2-7a00-7000-8000-00000000abcd";
 
     fn region(outcome: Outcome, status: Option<u16>, ms: f64, error: Option<&str>) -> RegionDetail {
+        let verdict = if outcome == Outcome::Ok {
+            Verdict::Passing
+        } else {
+            Verdict::Failing
+        };
         RegionDetail {
+            verdict,
+            stale: false,
             outcome,
             status,
             duration_ms: ms,

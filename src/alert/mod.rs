@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::{Check, Secrets};
-use crate::probe::Outcome;
 use crate::rules::{CheckState, Status, Transition};
 
 /// What happened, as the `event` field of every payload.
@@ -53,16 +52,9 @@ impl AlertKind {
     }
 }
 
-/// One region's latest result, as alerts show it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RegionDetail {
-    pub outcome: Outcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    pub duration_ms: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+/// One region's latest result, as alerts show it: the rule engine's own
+/// summary (verdict, stale, outcome, status, duration, error).
+pub use crate::rules::RegionSummary as RegionDetail;
 
 /// An alert, before it is rendered for a channel. Its JSON form is the
 /// `format: json` webhook payload of DESIGN.md.
@@ -138,19 +130,7 @@ pub fn from_transition(
                 .map(|since| (transition.at - since).num_seconds().max(0) as u64)
         })
         .flatten();
-    let regions = transition
-        .regions
-        .iter()
-        .map(|(name, r)| {
-            let detail = RegionDetail {
-                outcome: r.outcome,
-                status: r.status,
-                duration_ms: r.duration_ms,
-                error: r.error.clone(),
-            };
-            (name.clone(), detail)
-        })
-        .collect();
+    let regions = transition.regions.clone();
     Some(AlertEvent {
         version: "1".to_string(),
         event: kind,
@@ -188,19 +168,7 @@ pub fn for_state(
     public_url: Option<&url::Url>,
     secrets: &Secrets,
 ) -> AlertEvent {
-    let regions = state
-        .regions
-        .iter()
-        .map(|(name, r)| {
-            let detail = RegionDetail {
-                outcome: r.last.outcome,
-                status: r.last.status,
-                duration_ms: r.last.duration_ms,
-                error: r.last.error.clone(),
-            };
-            (name.clone(), detail)
-        })
-        .collect();
+    let regions = crate::rules::region_summaries(state);
     let since = state.since.unwrap_or_default();
     let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let status = state.status.as_str().to_uppercase();
