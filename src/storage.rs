@@ -349,7 +349,7 @@ impl Storage {
         .await
     }
 
-    /// Deletes results and events older than `cutoff`, `batch` rows per
+    /// Deletes results, events and finished deliveries older than `cutoff`, `batch` rows per
     /// transaction, letting other work take the connection between batches
     /// so pruning never stalls ingestion. Returns the rows deleted.
     pub async fn prune_older_than(
@@ -357,12 +357,17 @@ impl Storage {
         cutoff: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StorageError> {
-        const TABLES: [(&str, &str); 2] = [("results", "started_at_ms"), ("events", "at_ms")];
+        // Pending deliveries are never pruned: they are alerts still owed.
+        const TABLES: [(&str, &str); 3] = [
+            ("results", "started_at_ms < ?1"),
+            ("events", "at_ms < ?1"),
+            ("outbox", "created_at_ms < ?1 AND state != 'pending'"),
+        ];
         let mut total = 0;
-        for (table, column) in TABLES {
+        for (table, condition) in TABLES {
             loop {
                 let sql = format!(
-                    "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ?1 LIMIT ?2)"
+                    "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {condition} LIMIT ?2)"
                 );
                 let cutoff_ms = cutoff.timestamp_millis();
                 let deleted = self
@@ -703,5 +708,67 @@ mod tests {
         drop(storage);
         let storage = Storage::open(dir.path()).unwrap();
         assert_eq!(storage.load_states().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_alerts_still_owed() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let old = Utc::now() - chrono::Duration::days(40);
+        let delivery = |channel: &str| Delivery {
+            id: Uuid::now_v7(),
+            event_id: Uuid::now_v7(),
+            channel: channel.into(),
+            event: crate::alert::AlertEvent {
+                version: "1".into(),
+                event: crate::alert::AlertKind::Down,
+                check: "api".into(),
+                status: crate::rules::Status::Down,
+                previous_status: crate::rules::Status::Up,
+                since: old,
+                incident: None,
+                summary: "api is DOWN".into(),
+                regions: Default::default(),
+                url: None,
+                duration_s: None,
+                target: String::new(),
+                labels: Default::default(),
+            },
+            state: DeliveryState::Pending,
+            attempts: 0,
+            created_at: old,
+            next_attempt_at: old,
+            last_error: None,
+            group_id: None,
+        };
+        let (sent, owed) = (delivery("a"), delivery("b"));
+        let batch = Batch {
+            deliveries: vec![sent.clone(), owed.clone()],
+            ..Batch::default()
+        };
+        storage.write_batch(batch).await.unwrap();
+        storage
+            .record_attempt(sent.id, DeliveryState::Delivered, Utc::now(), None)
+            .await
+            .unwrap();
+        storage
+            .prune_older_than(Utc::now() - chrono::Duration::days(30), 10)
+            .await
+            .unwrap();
+        let pending = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            pending.iter().map(|d| d.id).collect::<Vec<_>>(),
+            vec![owed.id]
+        );
+        assert!(
+            storage
+                .deliveries_in_state(DeliveryState::Delivered, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
