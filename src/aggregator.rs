@@ -32,7 +32,7 @@ pub struct Aggregator {
     /// When this aggregator started: a heartbeat never pinged counts from here.
     started_at: DateTime<Utc>,
     /// Heartbeat checks whose job said `/start`, with when (monotonic).
-    heartbeat_starts: std::sync::Mutex<HashMap<String, (tokio::time::Instant, DateTime<Utc>)>>,
+    heartbeat_starts: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
     /// Pings with a token no check has; counted, never logged with the token.
     unknown_pings: AtomicU64,
     /// Where the status page is reachable, for links in alerts.
@@ -75,8 +75,12 @@ impl Aggregator {
         let now = Utc::now();
         let silences = storage.live_silences(now).await?;
         for state in states.values_mut() {
-            for region in state.regions.values_mut() {
-                region.last_seen = region.last_seen.max(now);
+            // Not heartbeats: their anchor is the last ping, and a job that
+            // died must not be forgiven by every restart.
+            for (name, region) in state.regions.iter_mut() {
+                if name != HEARTBEAT_REGION {
+                    region.last_seen = region.last_seen.max(now);
+                }
             }
         }
         Ok(Aggregator {
@@ -167,6 +171,10 @@ impl Aggregator {
         if !missed.is_empty() {
             self.ingest(missed).await?;
         }
+        self.silences
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| s.expires_at > now);
         let config = self.config();
         let mut states = self.states.lock().await;
         let mut working = HashMap::new();
@@ -202,12 +210,16 @@ impl Aggregator {
                     );
                     queue_alert(&mut reminders, check, &config, Uuid::now_v7(), event, now);
                     state.alerted = Some(state.status);
+                    state.alerted_incident = state.incident.or(state.alerted_incident);
                 }
                 working.insert(check.name.clone(), state);
                 continue;
             }
             if let Some(every) = check.alert.remind_every
                 && !muted
+                && !current.held
+                && !current.flapping
+                && current.alerted == Some(Status::Down)
                 && current.status == Status::Down
                 && reminder_due(current, every, now)
             {
@@ -309,6 +321,7 @@ impl Aggregator {
                     if let Some(state) = state {
                         state.held = false;
                         state.alerted = Some(transition.to);
+                        state.alerted_incident = transition.incident.or(state.alerted_incident);
                     }
                 }
             }
@@ -417,15 +430,18 @@ impl Aggregator {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if ping == Ping::Start {
-                starts.insert(check.name.clone(), (tokio::time::Instant::now(), now));
+                starts.insert(check.name.clone(), tokio::time::Instant::now());
                 return Ok(Some(check.name.clone()));
             }
             starts.remove(&check.name)
         };
-        let (started_at, duration_ms) = match started {
-            Some((clock, wall)) => (wall, round_ms(clock.elapsed())),
-            None => (now, 0.0),
-        };
+        // The result is dated at its arrival, so a late job's success is
+        // newer than the missed-ping report before it; the run time (from
+        // /start) goes in duration_ms.
+        let duration_ms = started
+            .map(|clock| round_ms(clock.elapsed()))
+            .unwrap_or(0.0);
+        let started_at = now;
         let (outcome, error) = match ping {
             Ping::Fail => (
                 Outcome::Fail,
@@ -1023,5 +1039,57 @@ mod tests {
         );
         assert_eq!(pending, vec![Down, Up, Down, Up, Flapping, Down]);
         assert!(!aggregator.state("api").await.unwrap().flapping);
+    }
+
+    #[tokio::test]
+    async fn a_recovery_during_a_silence_closes_the_incident_that_was_paged() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let config = config_with("    alert: { failures: 1, channels: [a] }\n", "");
+        let aggregator = Aggregator::new(config, storage.clone()).await.unwrap();
+        aggregator
+            .ingest(vec![result(Outcome::Ok), result(Outcome::Fail)])
+            .await
+            .unwrap();
+        let paged = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        let incident = paged[0].event.incident.expect("down names its incident");
+        let silence = alert::silence::NewSilence {
+            check: Some("api".into()),
+            labels: Default::default(),
+            reason: "fixing".into(),
+            author: "ops".into(),
+            expires_at: None,
+            duration: Some("1h".into()),
+        }
+        .validate(Utc::now())
+        .unwrap();
+        let silence = aggregator.add_silence(silence).await.unwrap().unwrap();
+        aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap(); // recovers, held
+        assert_eq!(
+            storage
+                .deliveries_in_state(DeliveryState::Pending, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        aggregator.remove_silence(silence.id).await.unwrap();
+        aggregator.tick(Utc::now()).await.unwrap();
+        let pending = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        let up = pending
+            .iter()
+            .find(|d| d.event.event == alert::AlertKind::Up)
+            .expect("the recovery is announced");
+        assert_eq!(
+            up.event.incident,
+            Some(incident),
+            "so PagerDuty resolves what it opened"
+        );
     }
 }

@@ -86,8 +86,11 @@ pub const ALERT_RETRY_MAX: Duration = Duration::from_secs(300);
 pub const ALERT_RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 /// A delivery still failing this long after its event is dead-lettered (default).
 pub const ALERT_MAX_AGE_DEFAULT: Duration = Duration::from_secs(24 * 3600);
-/// Deliveries in flight at once; each channel's failures only hold their own.
+/// Deliveries in flight at once.
 pub const ALERT_CONCURRENCY: usize = 16;
+/// Deliveries in flight to one channel: a slow or dead receiver holds only
+/// these, never the slots of other channels.
+pub const ALERT_CHANNEL_CONCURRENCY: usize = 2;
 /// Due deliveries fetched per outbox poll.
 pub const ALERT_BATCH: usize = 64;
 /// The dispatcher looks at the outbox at least this often, even unprompted.
@@ -111,5 +114,6 @@ pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);
 /// Longest `group_window`: grouping trades speed for fewer messages, and an
 /// alert held longer than this is late.
 pub const ALERT_GROUP_WINDOW_MAX: Duration = Duration::from_secs(600);
-/// Alerts folded into one grouped message at most.
-pub const ALERT_GROUP_MAX: usize = 50;
+/// Alerts folded into one grouped message at most: Discord shows 10 embeds
+/// a message, the tightest of the formats.
+pub const ALERT_GROUP_MAX: usize = 10;

@@ -153,6 +153,10 @@ pub struct CheckState {
     /// The status the last alert sent announced (`None`: never alerted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerted: Option<Status>,
+    /// The incident the last down/degraded alert announced, so a recovery
+    /// announced later (after a hold) closes that same incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerted_incident: Option<Uuid>,
     /// A change happened while alerts were held back (maintenance, silence):
     /// when the hold ends, the current state is announced if it still matters.
     #[serde(default)]

@@ -392,7 +392,7 @@ impl Storage {
         self.deliveries(
             "SELECT id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error, group_id
              FROM outbox WHERE state = 'pending' AND next_attempt_at_ms <= ?1
-             ORDER BY next_attempt_at_ms, id LIMIT ?2",
+             ORDER BY attempts, next_attempt_at_ms, id LIMIT ?2",
             Value::Integer(now.timestamp_millis()),
             limit,
         )
@@ -445,6 +445,28 @@ impl Storage {
             Value::Text(group_id),
             limits::ALERT_GROUP_MAX,
         )
+        .await
+    }
+
+    /// The next pending deliveries by due time (id, due), soonest first.
+    pub async fn next_due_deliveries(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(uuid::Uuid, DateTime<Utc>)>, StorageError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, next_attempt_at_ms FROM outbox WHERE state = 'pending' ORDER BY next_attempt_at_ms LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, at) = row?;
+                if let (Ok(id), Some(at)) = (id.parse(), DateTime::from_timestamp_millis(at)) {
+                    out.push((id, at));
+                }
+            }
+            Ok(out)
+        })
         .await
     }
 
@@ -537,15 +559,20 @@ impl Storage {
                     last_error,
                     group,
                 ) = row?;
+                // One unreadable row must not stop every other alert.
+                let (Ok(id), Ok(event_id), Ok(event)) = (
+                    id.parse(),
+                    event_id.parse(),
+                    serde_json::from_str::<AlertEvent>(&event),
+                ) else {
+                    tracing::error!(delivery = %id, "an outbox row cannot be read; skipped");
+                    continue;
+                };
                 out.push(Delivery {
-                    id: id
-                        .parse()
-                        .map_err(|e| StorageError::Task(format!("bad delivery id: {e}")))?,
-                    event_id: event_id
-                        .parse()
-                        .map_err(|e| StorageError::Task(format!("bad event id: {e}")))?,
+                    id,
+                    event_id,
                     channel,
-                    event: serde_json::from_str(&event)?,
+                    event,
                     state: DeliveryState::parse(&state),
                     attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
                     created_at: DateTime::from_timestamp_millis(created).unwrap_or_default(),

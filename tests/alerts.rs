@@ -29,6 +29,8 @@ struct Receiver {
     hits: Arc<Mutex<Vec<Hit>>>,
     /// Answer 500 to this many requests first.
     fail_first: Arc<AtomicU32>,
+    /// Answer this status to everything (0: unset).
+    always: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl Receiver {
@@ -52,7 +54,14 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Byt
         .fail_first
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
-    let answered = if failing { 500 } else { 200 };
+    let always = receiver.always.load(Ordering::SeqCst);
+    let answered = if always != 0 {
+        always
+    } else if failing {
+        500
+    } else {
+        200
+    };
     receiver.hits.lock().unwrap().push(Hit {
         headers,
         body,
@@ -232,13 +241,12 @@ async fn an_alert_pending_at_sigkill_is_delivered_after_restart() {
     let server = Server::start(&dirs);
     let base = server.base.clone();
     let http = common::client();
-    wait_for("a pending alert", Duration::from_secs(30), || {
+    let pending_id = wait_for("a pending alert", Duration::from_secs(30), || {
         let (http, base) = (http.clone(), base.clone());
         async move {
             let (_, body) =
                 common::get_json(&http, &format!("{base}/api/v1/alerts?state=pending")).await;
-            let pending = body["alerts"].as_array().map(|a| a.len()).unwrap_or(0);
-            (pending > 0).then_some(())
+            body["alerts"][0]["id"].as_str().map(str::to_string)
         }
     })
     .await;
@@ -250,6 +258,11 @@ async fn an_alert_pending_at_sigkill_is_delivered_after_restart() {
     let server = Server::start(&dirs);
     let hits = wait_hits(&receiver, 1, &server).await;
     assert_eq!(json(&hits[0])["event"], "down");
+    assert_eq!(
+        hits[0].headers["x-lookout-delivery"],
+        pending_id.as_str(),
+        "the very alert that was pending"
+    );
     verify_signature(&hits[0]);
     let _ = server.terminate();
 }
@@ -503,4 +516,30 @@ async fn secrets_from_the_environment_never_reach_a_payload() {
     );
     let log = server.terminate_and_log();
     assert!(!log.contains("super-secret-value"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_is_dead_lettered_and_not_retried() {
+    let target = start_target().await;
+    let receiver = Receiver::default();
+    receiver.always.store(400, Ordering::SeqCst);
+    let port = start_receiver(0, receiver.clone()).await;
+    let dirs = config(&target.url("/flip"), port);
+    target.set_flip(500);
+    let server = Server::start(&dirs);
+    let base = server.base.clone();
+    let http = common::client();
+    let dead = wait_for("a dead letter", Duration::from_secs(30), || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let (_, body) =
+                common::get_json(&http, &format!("{base}/api/v1/alerts?state=dead")).await;
+            body["alerts"].as_array().filter(|a| !a.is_empty()).cloned()
+        }
+    })
+    .await;
+    assert_eq!(dead[0]["last_error"], "webhook answered 400 Bad Request");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.all().len(), 1, "a 400 is not retried");
+    let _ = server.terminate();
 }

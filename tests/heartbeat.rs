@@ -123,5 +123,9 @@ async fn tokens_never_reach_the_log_or_the_api() {
     assert!(log.contains("listening on"), "the log was captured");
     for text in [checks.to_string(), results.to_string(), log] {
         assert!(!text.contains(TOKEN), "token leaked: {text}");
+        assert!(
+            !text.contains("tok_wrong_wrong_wrong_1"),
+            "an unknown token was logged: {text}"
+        );
     }
 }

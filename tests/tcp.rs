@@ -59,8 +59,8 @@ async fn banner_is_matched() {
         "    timeout: 1s\n",
     )
     .await;
-    // The server keeps the connection open after its banner: we wait for
-    // more until the timeout, then say what we saw.
+    // The server keeps the connection open after its banner: the probe
+    // waits for more until the check's timeout.
     assert_eq!(wrong.outcome, Outcome::Timeout, "{wrong:?}");
     assert_eq!(
         wrong.error.as_deref(),

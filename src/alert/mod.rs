@@ -196,7 +196,8 @@ pub fn for_state(
         status: state.status,
         previous_status: state.alerted.unwrap_or(state.status),
         since,
-        incident: state.incident,
+        // A recovery after a hold closes the incident people were paged for.
+        incident: state.incident.or(state.alerted_incident),
         summary,
         regions,
         url: check_url(public_url, &check.name),

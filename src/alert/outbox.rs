@@ -9,8 +9,9 @@
 //!   recorded without its alerts, nor an alert sent for an event not recorded.
 //! - **Delivery.** The dispatcher polls for due rows (woken at once by
 //!   `Notify` when new rows commit, and every `ALERT_POLL_EVERY` regardless),
-//!   sends up to `ALERT_CONCURRENCY` at a time, each in its own task, so one
-//!   channel's slow or failing receiver never holds another's alerts.
+//!   sends up to `ALERT_CONCURRENCY` at a time, each in its own task, and at
+//!   most `ALERT_CHANNEL_CONCURRENCY` per channel, so one channel's slow or
+//!   failing receiver holds only its own slots, never another's alerts.
 //! - **Retries.** Retryable failures (connection, timeout, 5xx, 429, SMTP 4xx)
 //!   wait `ALERT_RETRY_BASE * 2^attempts` (capped at `ALERT_RETRY_MAX`, ±20 %
 //!   jitter so a fleet does not retry in step), or longer when the receiver's
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures_util::FutureExt;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -57,14 +59,15 @@ impl Dispatcher {
             }
         };
         let permits = Arc::new(Semaphore::new(limits::ALERT_CONCURRENCY));
-        // Ids being sent. A finished task's id leaves this set only when the
-        // loop reaps it, which is after its result was written and before
-        // the next query: a row can never be picked up again mid-send.
-        let mut in_flight: HashSet<uuid::Uuid> = HashSet::new();
-        let mut tasks: JoinSet<Vec<uuid::Uuid>> = JoinSet::new();
+        // Ids being sent, and per channel how many sends are open. A
+        // finished task's ids leave only when the loop reaps it, which is
+        // after its result was written and before the next query: a row can
+        // never be picked up again mid-send.
+        let mut in_flight = InFlight::default();
+        let mut tasks: JoinSet<(String, Vec<uuid::Uuid>)> = JoinSet::new();
         loop {
             while let Some(done) = tasks.try_join_next() {
-                reap(done, &mut in_flight);
+                in_flight.reap(done);
             }
             match self
                 .storage
@@ -73,18 +76,27 @@ impl Dispatcher {
             {
                 Ok(due) => {
                     for delivery in due {
-                        if in_flight.contains(&delivery.id) {
+                        if in_flight.ids.contains(&delivery.id) {
                             continue; // already being sent
                         }
-                        let config = (self.config)();
-                        let members = self.gather(&config, delivery).await;
-                        if members.iter().any(|m| in_flight.contains(&m.id)) {
+                        // A slow or failing receiver holds at most its own
+                        // few slots; the other channels go on.
+                        if in_flight.open(&delivery.channel) >= limits::ALERT_CHANNEL_CONCURRENCY {
                             continue;
                         }
-                        in_flight.extend(members.iter().map(|m| m.id));
-                        let Ok(permit) = permits.clone().acquire_owned().await else {
-                            return;
+                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                            break; // every slot busy: the next round takes the rest
                         };
+                        let config = (self.config)();
+                        let members = self.gather(&config, delivery).await;
+                        if members.iter().any(|m| in_flight.ids.contains(&m.id)) {
+                            continue;
+                        }
+                        let channel = members
+                            .first()
+                            .map(|m| m.channel.clone())
+                            .unwrap_or_default();
+                        in_flight.start(&channel, members.iter().map(|m| m.id));
                         let attempt = Attempt {
                             storage: self.storage.clone(),
                             config,
@@ -92,20 +104,25 @@ impl Dispatcher {
                             max_age: self.max_age,
                         };
                         tasks.spawn(async move {
-                            let ids = members.iter().map(|m| m.id).collect();
-                            attempt.deliver(members).await;
+                            let ids: Vec<uuid::Uuid> = members.iter().map(|m| m.id).collect();
+                            // A panic in one send must not leave its ids in
+                            // flight forever: catch it, report, release.
+                            let sent = std::panic::AssertUnwindSafe(attempt.deliver(members)).catch_unwind().await;
+                            if sent.is_err() {
+                                tracing::error!(channel = %channel, "an alert delivery panicked; it will be retried");
+                            }
                             drop(permit);
-                            ids
+                            (channel, ids)
                         });
                     }
                 }
                 Err(error) => tracing::error!(%error, "cannot read the alert outbox"),
             }
-            let sleep = self.until_next_due().await;
+            let sleep = self.until_next_due(&in_flight.ids).await;
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => reap(done, &mut in_flight),
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => in_flight.reap(done),
                 _ = cancel.cancelled() => {
                     tasks.abort_all();
                     return;
@@ -147,13 +164,18 @@ impl Dispatcher {
         }
     }
 
-    async fn until_next_due(&self) -> Duration {
-        match self.storage.next_delivery_due().await {
-            Ok(Some(at)) => (at - Utc::now())
-                .to_std()
-                .unwrap_or_default()
+    /// How long until a delivery that is not already being sent falls due
+    /// (at most the poll interval). Rows in flight are still `pending` and
+    /// due; counting them would spin this loop for the length of a send.
+    async fn until_next_due(&self, in_flight: &HashSet<uuid::Uuid>) -> Duration {
+        match self.storage.next_due_deliveries(limits::ALERT_BATCH).await {
+            Ok(upcoming) => upcoming
+                .into_iter()
+                .find(|(id, _)| !in_flight.contains(id))
+                .map(|(_, at)| (at - Utc::now()).to_std().unwrap_or_default())
+                .unwrap_or(limits::ALERT_POLL_EVERY)
                 .min(limits::ALERT_POLL_EVERY),
-            _ => limits::ALERT_POLL_EVERY,
+            Err(_) => limits::ALERT_POLL_EVERY,
         }
     }
 }
@@ -165,20 +187,38 @@ struct Attempt {
     max_age: Duration,
 }
 
-/// Takes a finished delivery out of the in-flight set.
-fn reap(
-    done: Result<Vec<uuid::Uuid>, tokio::task::JoinError>,
-    in_flight: &mut HashSet<uuid::Uuid>,
-) {
-    match done {
-        Ok(ids) => {
-            for id in ids {
-                in_flight.remove(&id);
+/// What the dispatcher is sending right now.
+#[derive(Default)]
+struct InFlight {
+    ids: HashSet<uuid::Uuid>,
+    per_channel: std::collections::HashMap<String, usize>,
+}
+
+impl InFlight {
+    fn open(&self, channel: &str) -> usize {
+        self.per_channel.get(channel).copied().unwrap_or(0)
+    }
+
+    fn start(&mut self, channel: &str, ids: impl Iterator<Item = uuid::Uuid>) {
+        self.ids.extend(ids);
+        *self.per_channel.entry(channel.to_string()).or_default() += 1;
+    }
+
+    /// Takes a finished send out (its result is already written).
+    fn reap(&mut self, done: Result<(String, Vec<uuid::Uuid>), tokio::task::JoinError>) {
+        match done {
+            Ok((channel, ids)) => {
+                for id in ids {
+                    self.ids.remove(&id);
+                }
+                if let Some(open) = self.per_channel.get_mut(&channel) {
+                    *open = open.saturating_sub(1);
+                }
             }
+            // Only cancellation gets here (panics are caught in the task),
+            // and the dispatcher is stopping then.
+            Err(error) => tracing::debug!(%error, "an alert delivery task ended early"),
         }
-        // A panicked send: its id stays in flight until restart rather
-        // than being retried in a loop; say so loudly.
-        Err(error) => tracing::error!(%error, "an alert delivery task failed"),
     }
 }
 
@@ -189,12 +229,31 @@ impl Attempt {
         let Some(first) = members.first() else {
             return;
         };
-        let id = first.group_id.unwrap_or(first.id);
+        // A group goes out under its group id (the same on every retry);
+        // a lone delivery under its own, even if it was grouped before.
+        let id = if members.len() > 1 {
+            first.group_id.unwrap_or(first.id)
+        } else {
+            first.id
+        };
         let events: Vec<AlertEvent> = members.iter().map(|m| m.event.clone()).collect();
         let outcome = send_events(&self.config, &self.client, &first.channel, &events, id).await;
         let now = Utc::now();
         let checks: Vec<&str> = events.iter().map(|e| e.check.as_str()).collect();
         let checks = checks.join(", ");
+        // Mask secrets before the reason reaches a log line or the table.
+        let outcome = outcome.map_err(|e| match e {
+            DeliveryError::Permanent { reason } => DeliveryError::Permanent {
+                reason: self.config.secrets.redact(&reason),
+            },
+            DeliveryError::Retryable {
+                reason,
+                retry_after,
+            } => DeliveryError::Retryable {
+                reason: self.config.secrets.redact(&reason),
+                retry_after,
+            },
+        });
         let (state, next, error) = match outcome {
             Ok(()) => {
                 tracing::info!(channel = %first.channel, checks = %checks, alerts = events.len(), delivery = %id, "alert delivered");
@@ -221,7 +280,6 @@ impl Attempt {
                 }
             }
         };
-        let error = error.map(|e| self.config.secrets.redact(&e));
         for member in &members {
             if let Err(e) = self
                 .storage

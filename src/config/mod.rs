@@ -536,6 +536,22 @@ pub fn load_with_env(
         }
     }
 
+    // Heartbeat tokens must be unique: a ping must name exactly one check.
+    let mut tokens: BTreeMap<&str, &str> = BTreeMap::new();
+    for (check, file, pos) in &checks {
+        if let CheckKind::Heartbeat(spec) = &check.kind
+            && let Some(other) = tokens.insert(&spec.token, &check.name)
+        {
+            errors.push(ConfigError {
+                file: file.clone(),
+                pos: *pos,
+                message: format!(
+                    "heartbeat `{}` has the same token as `{other}`; each needs its own",
+                    check.name
+                ),
+            });
+        }
+    }
     // Cross-file check: channels that exist.
     let channel_names: Vec<&str> = channels.keys().map(String::as_str).collect();
     let unknown_channel = |name: &str, file: &Path, pos: Pos, errors: &mut Vec<ConfigError>| {

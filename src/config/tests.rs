@@ -458,3 +458,24 @@ maintenance:
     }
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }
+
+#[test]
+fn heartbeat_tokens_must_be_unique() {
+    let d = dirs(
+        &[(
+            "h.yaml",
+            "checks:
+  - name: one
+    heartbeat: { token: abcdefghijklmnop, period: 1h }
+  - name: two
+    heartbeat: { token: abcdefghijklmnop, period: 1h }
+",
+        )],
+        &[],
+    );
+    let errors = load(&d).unwrap_err();
+    assert_eq!(
+        errors,
+        vec!["h.yaml:4:5: heartbeat `two` has the same token as `one`; each needs its own"]
+    );
+}
