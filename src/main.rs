@@ -2,14 +2,12 @@
 //! over to `lookout::cmd`. Exit codes: 0 ok, 1 check failure or invalid
 //! config (or a runtime error), 2 usage error.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use lookout::cmd;
+use lookout::cmd::ConfigDirs;
 
 /// External uptime and synthetic monitoring.
 ///
@@ -41,37 +39,7 @@ enum Command {
     /// --region says otherwise); results, check state and incident events are
     /// kept in SQLite under --data. The API and /health answer on --listen.
     /// SIGINT or SIGTERM stops it gracefully.
-    Serve {
-        #[command(flatten)]
-        dirs: ConfigDirs,
-        /// Address for the HTTP API, /health and the status page.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Directory for the SQLite database (created if missing).
-        #[arg(long, default_value = "./data")]
-        data: PathBuf,
-        /// Region name this process probes from.
-        #[arg(long, default_value = "local")]
-        region: String,
-        /// How long results are kept (e.g. 30d, 12h).
-        #[arg(long, default_value = "30d", value_parser = parse_duration)]
-        retention: Duration,
-        /// Checks running at once.
-        #[arg(long, default_value_t = lookout::limits::PROBE_CONCURRENCY_DEFAULT)]
-        concurrency: usize,
-        /// The status page's public address, for links in alerts
-        /// (e.g. https://status.example.com/).
-        #[arg(long, env = "LOOKOUT_PUBLIC_URL")]
-        public_url: Option<url::Url>,
-        /// Alerts still undeliverable this long after their event are
-        /// dead-lettered (listed by GET /api/v1/alerts?state=dead).
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
-        alert_max_age: Duration,
-        /// Token required (as `Authorization: Bearer`) to create or delete
-        /// silences through the API. Without it, anyone who reaches the API can.
-        #[arg(long, env = "LOOKOUT_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: Option<String>,
-    },
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Check the configuration; print every error as path:line:col: message.
     ///
     /// Exits 0 when valid, 1 otherwise. It uses the daemon's own loader, so
@@ -80,15 +48,15 @@ enum Command {
         #[command(flatten)]
         dirs: ConfigDirs,
     },
-    /// Run checks once, here and now, and print the results.
-    ///
-    /// With no NAME, runs every check. Exits 1 if any check did not pass.
-    /// Example: lookout check api-health --json
     /// Alert channels: `lookout alert test CHANNEL` proves a channel works.
     Alert {
         #[command(subcommand)]
         command: AlertCommand,
     },
+    /// Run checks once, here and now, and print the results.
+    ///
+    /// With no NAME, runs every check. Exits 1 if any check did not pass.
+    /// Example: lookout check api-health --json
     Check {
         /// Checks to run (default: all).
         names: Vec<String>,
@@ -117,20 +85,6 @@ enum AlertCommand {
     },
 }
 
-#[derive(clap::Args)]
-struct ConfigDirs {
-    /// Directory of check files (*.yaml).
-    #[arg(long, default_value = "checks")]
-    checks: PathBuf,
-    /// Directory of alert channel files (*.yaml).
-    #[arg(long, default_value = "alerts")]
-    alerts: PathBuf,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    lookout::schedule::parse_duration(text)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -147,37 +101,13 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Serve {
-                dirs,
-                listen,
-                data,
-                region,
-                retention,
-                concurrency,
-                public_url,
-                alert_max_age,
-                admin_token,
-            } => {
-                let args = cmd::serve::ServeArgs {
-                    checks: dirs.checks,
-                    alerts: dirs.alerts,
-                    listen,
-                    data,
-                    region,
-                    retention,
-                    concurrency,
-                    public_url,
-                    alert_max_age,
-                    admin_token,
-                };
-                match cmd::serve::run(args).await {
-                    Ok(code) => code,
-                    Err(error) => {
-                        eprintln!("error: {error:#}");
-                        ExitCode::from(cmd::EXIT_FAILURE)
-                    }
+            Command::Serve(args) => match cmd::serve::run(*args).await {
+                Ok(code) => code,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::from(cmd::EXIT_FAILURE)
                 }
-            }
+            },
             Command::Validate { dirs } => cmd::validate::run(&dirs.checks, &dirs.alerts),
             Command::Alert {
                 command: AlertCommand::Test { channel, dirs },

@@ -158,7 +158,17 @@ fn usage_errors_exit_two() {
     );
     let help = lookout(&["--help"]);
     assert!(help.status.success());
-    for command in ["serve", "validate", "check"] {
-        assert!(text(&help.stdout).contains(command));
+    let help = text(&help.stdout);
+    for (command, about) in [
+        ("serve", "Run the aggregator and a local probe"),
+        ("validate", "Check the configuration"),
+        ("alert", "Alert channels"),
+        ("check", "Run checks once, here and now"),
+    ] {
+        let line = help.lines().find(|l| l.trim_start().starts_with(command));
+        assert!(
+            line.is_some_and(|l| l.contains(about)),
+            "`{command}` should say {about:?}:\n{help}"
+        );
     }
 }

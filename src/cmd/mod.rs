@@ -12,6 +12,17 @@ use std::process::ExitCode;
 
 use crate::config::{self, Config};
 
+/// Where the config lives: every subcommand that reads it takes these.
+#[derive(clap::Args)]
+pub struct ConfigDirs {
+    /// Directory of check files (*.yaml).
+    #[arg(long, default_value = "checks")]
+    pub checks: std::path::PathBuf,
+    /// Directory of alert channel files (*.yaml).
+    #[arg(long, default_value = "alerts")]
+    pub alerts: std::path::PathBuf,
+}
+
 /// Exit codes of DESIGN.md.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;

@@ -21,19 +21,42 @@ use crate::scheduler::Scheduler;
 use crate::storage::Storage;
 use crate::transport::{self, LocalSink};
 
+/// Run the aggregator and a local probe in one process (the default deployment).
+///
+/// Checks run on their schedules from this machine (region `local` unless
+/// --region says otherwise); results, check state and incident events are
+/// kept in SQLite under --data. The API and /health answer on --listen.
+/// SIGINT or SIGTERM stops it gracefully.
+#[derive(clap::Args)]
 pub struct ServeArgs {
-    pub checks: PathBuf,
-    pub alerts: PathBuf,
+    #[command(flatten)]
+    pub dirs: super::ConfigDirs,
+    /// Address for the HTTP API, /health and the status page.
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Directory for the SQLite database (created if missing).
+    #[arg(long, default_value = "./data")]
     pub data: PathBuf,
+    /// Region name this process probes from.
+    #[arg(long, default_value = "local")]
     pub region: String,
+    /// How long results are kept (e.g. 30d, 12h).
+    #[arg(long, default_value = "30d", value_parser = crate::schedule::parse_duration)]
     pub retention: Duration,
+    /// Checks running at once.
+    #[arg(long, default_value_t = limits::PROBE_CONCURRENCY_DEFAULT)]
     pub concurrency: usize,
-    /// Where people reach the status page, for links in alerts.
+    /// The status page's public address, for links in alerts
+    /// (e.g. https://status.example.com/).
+    #[arg(long, env = "LOOKOUT_PUBLIC_URL")]
     pub public_url: Option<url::Url>,
-    /// Alerts still failing this long after their event are dead-lettered.
+    /// Alerts still undeliverable this long after their event are
+    /// dead-lettered (listed by GET /api/v1/alerts?state=dead).
+    #[arg(long, default_value = "24h", value_parser = crate::schedule::parse_duration)]
     pub alert_max_age: Duration,
-    /// Guards API requests that change things (silences).
+    /// Token required (as `Authorization: Bearer`) to create or delete
+    /// silences through the API. Without it, anyone who reaches the API can.
+    #[arg(long, env = "LOOKOUT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 }
 
@@ -41,7 +64,7 @@ pub struct ServeArgs {
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = match super::load_or_report(&args.checks, &args.alerts) {
+    let config = match super::load_or_report(&args.dirs.checks, &args.dirs.alerts) {
         Ok(config) => Arc::new(config),
         Err(code) => return Ok(code),
     };
