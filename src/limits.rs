@@ -39,6 +39,9 @@ pub const HTTP_BODY_BYTES_MAX: usize = 1024 * 1024;
 pub const CA_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// Bytes of a TCP banner read while looking for `expect`.
 pub const TCP_BANNER_BYTES_MAX: usize = 64 * 1024;
+/// Once a TCP server has sent part of its banner, a pause this long means
+/// it has said all it will, and the banner is judged on what arrived.
+pub const TCP_BANNER_IDLE: Duration = Duration::from_millis(500);
 /// Redirects followed before the probe reports a loop (DESIGN.md).
 pub const HTTP_REDIRECTS_MAX: usize = 10;
 /// Characters of an error message kept in a result: one line, human readable.

@@ -56,15 +56,38 @@ async fn banner_is_matched() {
     assert_eq!(ok.outcome, Outcome::Ok, "{ok:?}");
     let wrong = probe(
         &format!("{{ address: \"127.0.0.1:{port}\", expect: \"+OK POP3\" }}"),
-        "    timeout: 1s\n",
+        "    timeout: 5s\n",
     )
     .await;
-    // The server keeps the connection open after its banner: the probe
-    // waits for more until the check's timeout.
-    assert_eq!(wrong.outcome, Outcome::Timeout, "{wrong:?}");
+    // The server keeps the connection open after its banner: once it pauses,
+    // the probe judges what it said, well before the check's timeout.
+    assert_eq!(wrong.outcome, Outcome::Fail, "{wrong:?}");
     assert_eq!(
         wrong.error.as_deref(),
-        Some("timed out after 1s waiting for the banner")
+        Some(r#"banner does not contain "+OK POP3" (got "220 mail.test ESMTP ready")"#)
+    );
+    assert!(wrong.duration_ms < 5_000.0, "{wrong:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_never_speaks_times_out_waiting_for_the_banner() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // accept, say nothing, keep it open
+        }
+    });
+    let result = probe(
+        &format!("{{ address: \"127.0.0.1:{port}\", expect: \"220 \" }}"),
+        "    timeout: 500ms\n",
+    )
+    .await;
+    assert_eq!(result.outcome, Outcome::Timeout, "{result:?}");
+    assert_eq!(
+        result.error.as_deref(),
+        Some("timed out after 500ms waiting for the banner")
     );
 }
 

@@ -43,7 +43,17 @@ pub async fn run(spec: &TcpSpec, phases: &mut Phases) -> Report {
         if banner.len() >= limits::TCP_BANNER_BYTES_MAX {
             break;
         }
-        match stream.read(&mut buffer).await {
+        // Before the first byte, wait as long as the check allows. Once the
+        // server has spoken, a pause means it said all it will: judge then.
+        let read = if banner.is_empty() {
+            stream.read(&mut buffer).await
+        } else {
+            match tokio::time::timeout(limits::TCP_BANNER_IDLE, stream.read(&mut buffer)).await {
+                Ok(read) => read,
+                Err(_) => break,
+            }
+        };
+        match read {
             Ok(0) => break,
             Ok(n) => {
                 let room = limits::TCP_BANNER_BYTES_MAX - banner.len();
