@@ -638,7 +638,7 @@ fn heartbeat_result(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{Outcome, Phases};
+    use crate::probe::Outcome;
 
     fn config() -> Arc<Config> {
         let dir = tempfile::tempdir().unwrap();
@@ -660,21 +660,22 @@ mod tests {
     }
 
     fn result(outcome: Outcome) -> ProbeResult {
-        ProbeResult {
-            id: Uuid::now_v7(),
-            check: "api".into(),
-            region: "local".into(),
-            probe: "p".into(),
-            started_at: Utc::now(),
-            duration_ms: 3.0,
-            outcome,
-            status: None,
-            phases_ms: Phases::default(),
-            error: None,
-            cert_expiry: None,
-            degraded: None,
-            notes: vec![],
+        ProbeResult::for_test("api", outcome, Utc::now())
+    }
+
+    /// An hour's silence on check `api`, added through the aggregator.
+    async fn silence_api(aggregator: &Aggregator) -> Silence {
+        let silence = alert::silence::NewSilence {
+            check: Some("api".into()),
+            labels: Default::default(),
+            reason: "deploy".into(),
+            author: "ops".into(),
+            expires_at: None,
+            duration: Some("1h".into()),
         }
+        .validate(Utc::now())
+        .unwrap();
+        aggregator.add_silence(silence).await.unwrap().unwrap()
     }
 
     #[tokio::test]
@@ -932,17 +933,7 @@ mod tests {
         let storage = Storage::open(dir.path()).unwrap();
         let config = config_with("    alert: { failures: 1, channels: [a] }\n", "");
         let aggregator = Aggregator::new(config, storage.clone()).await.unwrap();
-        let silence = alert::silence::NewSilence {
-            check: Some("api".into()),
-            labels: Default::default(),
-            reason: "deploy".into(),
-            author: "ops".into(),
-            expires_at: None,
-            duration: Some("1h".into()),
-        }
-        .validate(Utc::now())
-        .unwrap();
-        let silence = aggregator.add_silence(silence).await.unwrap().unwrap();
+        let silence = silence_api(&aggregator).await;
         aggregator
             .ingest(vec![
                 result(Outcome::Ok),
@@ -1056,17 +1047,7 @@ mod tests {
             .await
             .unwrap();
         let incident = paged[0].event.incident.expect("down names its incident");
-        let silence = alert::silence::NewSilence {
-            check: Some("api".into()),
-            labels: Default::default(),
-            reason: "fixing".into(),
-            author: "ops".into(),
-            expires_at: None,
-            duration: Some("1h".into()),
-        }
-        .validate(Utc::now())
-        .unwrap();
-        let silence = aggregator.add_silence(silence).await.unwrap().unwrap();
+        let silence = silence_api(&aggregator).await;
         aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap(); // recovers, held
         assert_eq!(
             storage

@@ -661,25 +661,11 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{Outcome, Phases};
+    use crate::probe::Outcome;
     use uuid::Uuid;
 
     fn result(check: &str, started_at: DateTime<Utc>) -> ProbeResult {
-        ProbeResult {
-            id: Uuid::now_v7(),
-            check: check.into(),
-            region: "local".into(),
-            probe: "p".into(),
-            started_at,
-            duration_ms: 1.5,
-            outcome: Outcome::Ok,
-            status: Some(200),
-            phases_ms: Phases::default(),
-            error: None,
-            cert_expiry: None,
-            degraded: None,
-            notes: vec![],
-        }
+        ProbeResult::for_test(check, Outcome::Ok, started_at)
     }
 
     #[tokio::test]

@@ -97,6 +97,32 @@ pub struct ProbeResult {
     pub notes: Vec<String>,
 }
 
+#[cfg(test)]
+impl ProbeResult {
+    /// A result for tests: region `local`, the given check, outcome and time.
+    pub(crate) fn for_test(
+        check: &str,
+        outcome: Outcome,
+        started_at: DateTime<Utc>,
+    ) -> ProbeResult {
+        ProbeResult {
+            id: Uuid::now_v7(),
+            check: check.into(),
+            region: "local".into(),
+            probe: "p".into(),
+            started_at,
+            duration_ms: 3.0,
+            outcome,
+            status: None,
+            phases_ms: Phases::default(),
+            error: None,
+            cert_expiry: None,
+            degraded: None,
+            notes: vec![],
+        }
+    }
+}
+
 fn is_default_phases(p: &Phases) -> bool {
     *p == Phases::default()
 }
