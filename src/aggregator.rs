@@ -6,7 +6,7 @@
 //! `transport::ResultSink`, the API through `api.rs`. Ingestion is serialised
 //! by one lock so that results of a check are judged in arrival order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,12 +17,16 @@ use uuid::Uuid;
 
 use crate::alert::silence::Silence;
 use crate::alert::{self, AlertEvent};
+use crate::config::probes::ProbeTokens;
 use crate::config::{Check, CheckKind, Config, Secrets};
 use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
+use crate::hub::ProbeHub;
 use crate::limits;
 use crate::probe::ProbeResult;
 use crate::probe::{Outcome, Phases, round_ms};
-use crate::rules::{self, CheckState, Effect, Input, Rules, Status, Transition};
+use crate::rules::{
+    self, CheckState, Effect, Input, ProbeEvent, Rules, Status, Transition, Verdict,
+};
 use crate::storage::{Batch, Delivery, DeliveryState, Storage, StorageError};
 
 pub struct Aggregator {
@@ -41,6 +45,32 @@ pub struct Aggregator {
     alert_wake: Arc<tokio::sync::Notify>,
     /// Silences made through the API; the table is the truth, this a cache.
     silences: std::sync::RwLock<Vec<Silence>>,
+    /// Tokens, check specs and run-now requests of the remote probes.
+    hub: ProbeHub,
+    /// Each region's probe: when it last reported, whether it is stale.
+    probes: std::sync::Mutex<BTreeMap<String, ProbeStatus>>,
+}
+
+/// A region's probe as the aggregator sees it (`GET /api/v1/probes`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProbeStatus {
+    pub region: String,
+    /// When its latest result arrived (the aggregator's clock).
+    pub last_result: Option<DateTime<Utc>>,
+    /// When it last asked for checks or run-now requests.
+    pub last_contact: Option<DateTime<Utc>>,
+    /// No result within its staleness window: its checks are judged by the
+    /// other regions, and an alert said so.
+    pub stale: bool,
+    /// When it went stale or came back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// How far its clock is behind the aggregator's (negative: ahead), as
+    /// measured on its last batch; corrected for, shown for the operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
+    #[serde(skip)]
+    incident: Option<Uuid>,
 }
 
 /// What one ingest did, for the caller's logs and tests.
@@ -83,8 +113,28 @@ impl Aggregator {
                 }
             }
         }
+        let mut probes = BTreeMap::new();
+        for event in storage.last_probe_events().await? {
+            if event.stale {
+                // Still stale as far as anyone was told: it stays so (without
+                // a second alert) until it reports, which sends the recovery.
+                probes.insert(
+                    event.region.clone(),
+                    ProbeStatus {
+                        region: event.region.clone(),
+                        stale: true,
+                        since: Some(event.at),
+                        incident: Some(event.incident),
+                        ..ProbeStatus::default()
+                    },
+                );
+            }
+        }
+        let hub = ProbeHub::new(ProbeTokens::default(), &config);
         Ok(Aggregator {
             config: std::sync::RwLock::new(config),
+            hub,
+            probes: std::sync::Mutex::new(probes),
             storage,
             states: Mutex::new(states),
             started_at: now,
@@ -100,6 +150,69 @@ impl Aggregator {
     pub fn with_public_url(mut self, url: Option<url::Url>) -> Aggregator {
         self.public_url = url;
         self
+    }
+
+    /// Accepts remote probes with these tokens (probes.yaml); `serve` gives
+    /// its own region, whose probe is in-process.
+    pub fn with_probe_tokens(self, tokens: ProbeTokens) -> Aggregator {
+        self.hub.update(&self.config(), Some(tokens));
+        self
+    }
+
+    pub fn hub(&self) -> &ProbeHub {
+        &self.hub
+    }
+
+    /// Swaps in a reloaded config (and probes.yaml, when given). Checks keep
+    /// their state; new ones start unknown; probes are sent the new specs.
+    pub fn replace_config(&self, config: Arc<Config>, tokens: Option<ProbeTokens>) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        self.hub.update(&config, tokens);
+    }
+
+    /// A probe asked for something: it is alive, whatever its results say.
+    pub fn note_probe_contact(&self, region: &str) {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        let probe = probes
+            .entry(region.to_string())
+            .or_insert_with(|| ProbeStatus {
+                region: region.to_string(),
+                ..ProbeStatus::default()
+            });
+        probe.last_contact = Some(Utc::now());
+    }
+
+    /// Every region's probe: those with a token and those that reported.
+    pub fn probes(&self) -> Vec<ProbeStatus> {
+        let mut probes = self
+            .probes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for region in self.hub.regions() {
+            probes.entry(region.clone()).or_insert_with(|| ProbeStatus {
+                region,
+                ..ProbeStatus::default()
+            });
+        }
+        probes.into_values().collect()
+    }
+
+    /// A batch from a remote probe of `region` (authenticated by the API),
+    /// with how far its clock is off.
+    pub async fn ingest_from_probe(
+        &self,
+        region: &str,
+        results: Vec<ProbeResult>,
+        skew: Option<chrono::Duration>,
+    ) -> Result<IngestReport, StorageError> {
+        if let Some(skew) = skew {
+            let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(probe) = probes.get_mut(region) {
+                probe.clock_skew_ms = Some(skew.num_milliseconds());
+            }
+        }
+        self.ingest(results).await
     }
 
     /// Notified whenever deliveries are added to the outbox.
@@ -160,9 +273,148 @@ impl Aggregator {
             }
             batch.results.push((result, received_at));
         }
+        // Probes that were stale and report again.
+        let reporting: Vec<String> = {
+            let mut regions: Vec<String> = batch
+                .results
+                .iter()
+                .map(|(r, _)| r.region.clone())
+                .filter(|r| r != HEARTBEAT_REGION)
+                .collect();
+            regions.sort();
+            regions.dedup();
+            regions
+        };
+        let back = self.probes_back(&config, &reporting, received_at, &mut batch);
+        let confirm: Vec<(String, String, bool)> = batch
+            .results
+            .iter()
+            .filter(|(r, _)| r.region != HEARTBEAT_REGION)
+            .map(|(r, _)| (r.check.clone(), r.region.clone(), r.outcome == Outcome::Ok))
+            .collect();
         self.commit(&mut states, working, batch, effects, &mut report)
             .await?;
+        self.note_probes_reported(&reporting, received_at, &back);
+        self.ask_for_confirmation(&config, &states, &confirm);
         Ok(report)
+    }
+
+    /// Back events (with their alerts) for the stale probes among `regions`.
+    fn probes_back(
+        &self,
+        config: &Config,
+        regions: &[String],
+        now: DateTime<Utc>,
+        batch: &mut Batch,
+    ) -> Vec<String> {
+        let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut back = Vec::new();
+        for region in regions {
+            let Some(probe) = probes.get(region).filter(|p| p.stale) else {
+                continue;
+            };
+            let lasted = probe
+                .since
+                .and_then(|since| (now - since).to_std().ok())
+                .unwrap_or_default();
+            let summary = format!(
+                "probe {region} is reporting again after {} without results",
+                crate::schedule::format_duration_approx(lasted)
+            );
+            let incident = probe.incident.unwrap_or_else(Uuid::now_v7);
+            let event = ProbeEvent {
+                id: Uuid::now_v7(),
+                region: region.clone(),
+                stale: false,
+                at: now,
+                incident,
+                summary: summary.clone(),
+            };
+            let alert = alert::for_probe(
+                region,
+                false,
+                summary,
+                now,
+                incident,
+                Some(lasted.as_secs()),
+            );
+            queue_alert_to(
+                batch,
+                &channels_for_region(config, region),
+                config,
+                event.id,
+                alert,
+                now,
+            );
+            batch.probe_events.push(event);
+            back.push(region.clone());
+        }
+        back
+    }
+
+    /// Once a batch is stored: its regions reported at `at`.
+    fn note_probes_reported(&self, regions: &[String], at: DateTime<Utc>, back: &[String]) {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        for region in regions {
+            let probe = probes.entry(region.clone()).or_insert_with(|| ProbeStatus {
+                region: region.clone(),
+                ..ProbeStatus::default()
+            });
+            probe.last_result = Some(at);
+            if back.contains(region) {
+                tracing::info!(%region, "probe {region} is reporting again");
+                probe.stale = false;
+                probe.since = Some(at);
+                probe.incident = None;
+            }
+        }
+    }
+
+    /// Fast confirmation: a result that starts to move a region towards a
+    /// new verdict asks the regions that have not moved yet to run the check
+    /// now, instead of at their next tick. A failure seen in one region is
+    /// then confirmed (or cleared) by the others in about one round-trip,
+    /// and the reporting region re-runs to reach its own `failures` count.
+    ///
+    /// It stops by itself: a region that has reached its verdict no longer
+    /// asks, so a region that keeps failing on its own (its network, not the
+    /// target) costs nothing extra once it counts as failing.
+    fn ask_for_confirmation(
+        &self,
+        config: &Config,
+        states: &HashMap<String, CheckState>,
+        results: &[(String, String, bool)],
+    ) {
+        for (check, region, ok) in results {
+            let (Some(state), Some(_)) = (states.get(check), config.check(check)) else {
+                continue;
+            };
+            let Some(reporter) = state.regions.get(region) else {
+                continue;
+            };
+            let targets: Vec<&String> = if !ok && reporter.verdict != Verdict::Failing {
+                // A failure on its way to counting: everyone not yet failing.
+                state
+                    .regions
+                    .iter()
+                    .filter(|(_, r)| !r.stale && r.verdict != Verdict::Failing)
+                    .map(|(name, _)| name)
+                    .collect()
+            } else if *ok && state.status == Status::Down {
+                // A recovery seen somewhere: the regions still failing.
+                state
+                    .regions
+                    .iter()
+                    .filter(|(_, r)| !r.stale && r.verdict == Verdict::Failing)
+                    .map(|(name, _)| name)
+                    .collect()
+            } else {
+                continue;
+            };
+            for target in targets {
+                self.hub.request_run_now(target, check);
+            }
+        }
     }
 
     /// Lets time pass for every check: regions that went silent become stale.
@@ -171,6 +423,7 @@ impl Aggregator {
         if !missed.is_empty() {
             self.ingest(missed).await?;
         }
+        self.probes_gone_stale(now).await?;
         self.silences
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -259,6 +512,93 @@ impl Aggregator {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// Stale events (with their alerts) for probes silent past their
+    /// window: the shortest staleness window (`3 x interval + timeout`) of
+    /// the checks their region runs, since their last result.
+    async fn probes_gone_stale(&self, now: DateTime<Utc>) -> Result<(), StorageError> {
+        let config = self.config();
+        let mut regions: Vec<String> = self.hub.regions();
+        {
+            let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+            regions.extend(probes.keys().cloned());
+        }
+        regions.sort();
+        regions.dedup();
+        let mut batch = Batch::default();
+        let mut gone = Vec::new();
+        for region in regions {
+            let Some(window) = probe_window(&config, &region, now) else {
+                continue; // it runs nothing: nothing is expected of it
+            };
+            let (last, stale) = {
+                let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+                let probe = probes.get(&region);
+                (
+                    probe.and_then(|p| p.last_result),
+                    probe.is_some_and(|p| p.stale),
+                )
+            };
+            let anchor = last.unwrap_or(self.started_at).max(self.started_at);
+            let silent = (now - anchor).to_std().unwrap_or_default();
+            if stale || silent <= window {
+                continue;
+            }
+            let summary = match last {
+                Some(last) => format!(
+                    "probe {region} stopped reporting: no result since {} ({} ago; expected within {}); its checks are judged by the other regions",
+                    last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    crate::schedule::format_duration_approx(silent),
+                    crate::schedule::format_duration(window)
+                ),
+                None => format!(
+                    "probe {region} stopped reporting: no result for {} (expected within {}); its checks are judged by the other regions",
+                    crate::schedule::format_duration_approx(silent),
+                    crate::schedule::format_duration(window)
+                ),
+            };
+            let incident = Uuid::now_v7();
+            let event = ProbeEvent {
+                id: Uuid::now_v7(),
+                region: region.clone(),
+                stale: true,
+                at: now,
+                incident,
+                summary: summary.clone(),
+            };
+            tracing::warn!(%region, "{summary}");
+            let alert = alert::for_probe(&region, true, summary, now, incident, None);
+            queue_alert_to(
+                &mut batch,
+                &channels_for_region(&config, &region),
+                &config,
+                event.id,
+                alert,
+                now,
+            );
+            batch.probe_events.push(event);
+            gone.push((region, incident));
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let alerts_queued = !batch.deliveries.is_empty();
+        self.storage.write_batch(batch).await?;
+        if alerts_queued {
+            self.alert_wake.notify_one();
+        }
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        for (region, incident) in gone {
+            let probe = probes.entry(region.clone()).or_insert_with(|| ProbeStatus {
+                region: region.clone(),
+                ..ProbeStatus::default()
+            });
+            probe.stale = true;
+            probe.since = Some(now);
+            probe.incident = Some(incident);
+        }
+        Ok(())
     }
 
     async fn commit(
@@ -535,11 +875,12 @@ fn log_effect(effect: &Effect) {
                 tracing::warn!(check = %t.check, from = %t.from, to = %t.to, incident = ?t.incident, "{}", t.summary);
             }
         }
+        // Per check; the probe as a whole is reported by `probes_gone_stale`.
         Effect::RegionStale { region, last_seen } => {
-            tracing::warn!(%region, %last_seen, "region {region} stopped reporting: its probe, not the target, is in doubt");
+            tracing::debug!(%region, %last_seen, "a check's results from {region} are stale");
         }
         Effect::RegionBack { region } => {
-            tracing::info!(%region, "region {region} is reporting again")
+            tracing::debug!(%region, "a check's results from {region} arrive again")
         }
     }
 }
@@ -553,7 +894,63 @@ fn queue_alert(
     event: AlertEvent,
     now: DateTime<Utc>,
 ) {
-    for channel in config.channels_for(check) {
+    queue_alert_to(
+        batch,
+        &config.channels_for(check),
+        config,
+        event_id,
+        event,
+        now,
+    );
+}
+
+/// Who hears about a region's probe: every channel of a check it runs
+/// (those people lose a vantage point), else `defaults.channels`.
+fn channels_for_region(config: &Config, region: &str) -> Vec<String> {
+    let mut channels: Vec<String> = Vec::new();
+    for check in config.checks.iter().filter(|c| runs_in(c, region)) {
+        for channel in config.channels_for(check) {
+            if !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
+    }
+    if channels.is_empty() {
+        config.default_channels.clone()
+    } else {
+        channels
+    }
+}
+
+fn runs_in(check: &Check, region: &str) -> bool {
+    check.is_probed()
+        && check
+            .regions
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|n| n == region))
+}
+
+/// How long `region`'s probe may be silent before it is stale: the
+/// shortest staleness window of the checks it runs; `None` if it runs none.
+fn probe_window(config: &Config, region: &str, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    config
+        .checks
+        .iter()
+        .filter(|c| runs_in(c, region))
+        .map(|c| Rules::for_check(c, now).stale_after)
+        .min()
+}
+
+/// Adds one delivery per channel in `channels` for `event`.
+fn queue_alert_to(
+    batch: &mut Batch,
+    channels: &[String],
+    config: &Config,
+    event_id: Uuid,
+    event: AlertEvent,
+    now: DateTime<Utc>,
+) {
+    for channel in channels.iter().cloned() {
         // A grouping channel waits out its window to gather company.
         let wait = config
             .channels
@@ -657,6 +1054,18 @@ mod tests {
             )
             .unwrap(),
         )
+    }
+
+    /// Pending check alerts: the region's probe going stale when a test
+    /// lets hours pass without results is not what these tests are about.
+    async fn pending_check_alerts(storage: &Storage, limit: usize) -> Vec<Delivery> {
+        storage
+            .deliveries_in_state(DeliveryState::Pending, limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.event.region.is_none())
+            .collect()
     }
 
     fn result(outcome: Outcome) -> ProbeResult {
@@ -778,20 +1187,14 @@ mod tests {
             .await
             .unwrap();
         aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap();
-        let pending = storage
-            .deliveries_in_state(DeliveryState::Pending, 10)
-            .await
-            .unwrap();
+        let pending = pending_check_alerts(&storage, 10).await;
         assert!(pending.is_empty(), "a first verdict is not news");
 
         aggregator
             .ingest(vec![result(Outcome::Fail), result(Outcome::Fail)])
             .await
             .unwrap();
-        let pending = storage
-            .deliveries_in_state(DeliveryState::Pending, 10)
-            .await
-            .unwrap();
+        let pending = pending_check_alerts(&storage, 10).await;
         let mut channels: Vec<&str> = pending.iter().map(|d| d.channel.as_str()).collect();
         channels.sort();
         assert_eq!(channels, vec!["a", "b"]);
@@ -824,15 +1227,7 @@ mod tests {
             .tick(now + chrono::Duration::minutes(30))
             .await
             .unwrap();
-        assert_eq!(
-            storage
-                .deliveries_in_state(DeliveryState::Pending, 10)
-                .await
-                .unwrap()
-                .len(),
-            1,
-            "not yet"
-        );
+        assert_eq!(pending_check_alerts(&storage, 10).await.len(), 1, "not yet");
         aggregator
             .tick(now + chrono::Duration::minutes(61))
             .await
@@ -841,10 +1236,7 @@ mod tests {
             .tick(now + chrono::Duration::minutes(62))
             .await
             .unwrap();
-        let pending = storage
-            .deliveries_in_state(DeliveryState::Pending, 10)
-            .await
-            .unwrap();
+        let pending = pending_check_alerts(&storage, 10).await;
         let kinds: Vec<alert::AlertKind> = pending.iter().map(|d| d.event.event).collect();
         assert_eq!(
             kinds,
@@ -877,30 +1269,18 @@ mod tests {
             Status::Down,
             "results still count"
         );
-        let pending = storage
-            .deliveries_in_state(DeliveryState::Pending, 10)
-            .await
-            .unwrap();
+        let pending = pending_check_alerts(&storage, 10).await;
         assert!(pending.is_empty(), "held back during maintenance");
         aggregator
             .tick(now + chrono::Duration::minutes(30))
             .await
             .unwrap();
-        assert!(
-            storage
-                .deliveries_in_state(DeliveryState::Pending, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(pending_check_alerts(&storage, 10).await.is_empty());
         aggregator
             .tick(now + chrono::Duration::hours(2))
             .await
             .unwrap();
-        let pending = storage
-            .deliveries_in_state(DeliveryState::Pending, 10)
-            .await
-            .unwrap();
+        let pending = pending_check_alerts(&storage, 10).await;
         assert_eq!(
             pending.len(),
             1,
@@ -916,15 +1296,7 @@ mod tests {
             .tick(now + chrono::Duration::hours(3))
             .await
             .unwrap();
-        assert_eq!(
-            storage
-                .deliveries_in_state(DeliveryState::Pending, 10)
-                .await
-                .unwrap()
-                .len(),
-            1,
-            "once"
-        );
+        assert_eq!(pending_check_alerts(&storage, 10).await.len(), 1, "once");
     }
 
     #[tokio::test]
@@ -944,10 +1316,7 @@ mod tests {
             .unwrap();
         assert!(aggregator.remove_silence(silence.id).await.unwrap());
         aggregator.tick(Utc::now()).await.unwrap();
-        let pending = storage
-            .deliveries_in_state(DeliveryState::Pending, 10)
-            .await
-            .unwrap();
+        let pending = pending_check_alerts(&storage, 10).await;
         assert!(
             pending.is_empty(),
             "down and up again inside the silence: nothing to say"
@@ -996,38 +1365,20 @@ mod tests {
             kinds.into_iter().map(|(_, _, k)| k).collect()
         };
         use alert::AlertKind::{Down, Flapping, Up};
-        let pending = kinds(
-            storage
-                .deliveries_in_state(DeliveryState::Pending, 50)
-                .await
-                .unwrap(),
-        );
+        let pending = kinds(pending_check_alerts(&storage, 50).await);
         // Changes 2..5 alert (down, up, down, up); the 6th makes it flapping.
         assert_eq!(pending, vec![Down, Up, Down, Up, Flapping]);
         aggregator
             .ingest(vec![result(Outcome::Fail)])
             .await
             .unwrap();
-        assert_eq!(
-            storage
-                .deliveries_in_state(DeliveryState::Pending, 50)
-                .await
-                .unwrap()
-                .len(),
-            5,
-            "paused"
-        );
+        assert_eq!(pending_check_alerts(&storage, 50).await.len(), 5, "paused");
         // Stable (down) for a whole window: the current state is announced.
         aggregator
             .tick(Utc::now() + chrono::Duration::minutes(61))
             .await
             .unwrap();
-        let pending = kinds(
-            storage
-                .deliveries_in_state(DeliveryState::Pending, 50)
-                .await
-                .unwrap(),
-        );
+        let pending = kinds(pending_check_alerts(&storage, 50).await);
         assert_eq!(pending, vec![Down, Up, Down, Up, Flapping, Down]);
         assert!(!aggregator.state("api").await.unwrap().flapping);
     }
@@ -1042,27 +1393,14 @@ mod tests {
             .ingest(vec![result(Outcome::Ok), result(Outcome::Fail)])
             .await
             .unwrap();
-        let paged = storage
-            .deliveries_in_state(DeliveryState::Pending, 10)
-            .await
-            .unwrap();
+        let paged = pending_check_alerts(&storage, 10).await;
         let incident = paged[0].event.incident.expect("down names its incident");
         let silence = silence_api(&aggregator).await;
         aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap(); // recovers, held
-        assert_eq!(
-            storage
-                .deliveries_in_state(DeliveryState::Pending, 10)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
+        assert_eq!(pending_check_alerts(&storage, 10).await.len(), 1);
         aggregator.remove_silence(silence.id).await.unwrap();
         aggregator.tick(Utc::now()).await.unwrap();
-        let pending = storage
-            .deliveries_in_state(DeliveryState::Pending, 10)
-            .await
-            .unwrap();
+        let pending = pending_check_alerts(&storage, 10).await;
         let up = pending
             .iter()
             .find(|d| d.event.event == alert::AlertKind::Up)

@@ -51,6 +51,8 @@ pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Route
         )
         .route("/ping/{token}", get(ping).post(ping))
         .route("/ping/{token}/{action}", get(ping_action).post(ping_action))
+        .route("/api/v1/probes", get(list_probes))
+        .merge(crate::probe_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             limits::API_BODY_BYTES_MAX,
         ))
@@ -133,6 +135,21 @@ async fn list_alerts(
     let limit = LimitQuery { limit: query.limit }.get();
     match aggregator.storage().deliveries_in_state(state, limit).await {
         Ok(deliveries) => Json(json!({ "alerts": deliveries })).into_response(),
+        Err(error) => storage_failure(error),
+    }
+}
+
+/// Every region's probe (last result, stale or not, clock skew) and the
+/// recent stale/back events.
+async fn list_probes(State(aggregator): State<Arc<Aggregator>>) -> Response {
+    match aggregator
+        .storage()
+        .recent_probe_events(limits::API_RESULTS_LIMIT_DEFAULT)
+        .await
+    {
+        Ok(events) => {
+            Json(json!({ "probes": aggregator.probes(), "events": events })).into_response()
+        }
         Err(error) => storage_failure(error),
     }
 }

@@ -20,13 +20,18 @@ pub mod api;
 pub mod cmd;
 pub mod config;
 pub mod heartbeat;
+pub mod hub;
 pub mod limits;
 pub mod probe;
+pub mod probe_api;
+pub mod reload;
 pub mod rules;
 pub mod schedule;
 pub mod scheduler;
+pub mod spool;
 pub mod storage;
 pub mod transport;
+pub mod uplink;
 
 /// rustls needs one process-wide crypto provider; we use ring (lighter to
 /// build than aws-lc). Idempotent.

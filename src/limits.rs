@@ -120,3 +120,27 @@ pub const ALERT_GROUP_WINDOW_MAX: Duration = Duration::from_secs(600);
 /// Alerts folded into one grouped message at most: Discord shows 10 embeds
 /// a message, the tightest of the formats.
 pub const ALERT_GROUP_MAX: usize = 10;
+
+/// A result batch a probe may POST: `RESULT_BATCH_MAX` results with room
+/// for long errors and notes. Larger bodies are refused with 413.
+pub const RESULTS_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// The longest a probe's long-poll (specs, run-now requests) is held open:
+/// under `API_REQUEST_TIMEOUT` and under common proxies' idle timeouts.
+pub const PROBE_LONG_POLL_MAX: Duration = Duration::from_secs(25);
+/// Checks asked to run now that wait for one region's probe; past this,
+/// further requests are dropped (a probe that is not polling).
+pub const RUN_NOW_QUEUE_MAX: usize = 10_000;
+/// Bytes a probe keeps in its spool while the aggregator is unreachable.
+/// Past it, the oldest batches are dropped, counted and logged: at a
+/// result a second of ~500 bytes, 1 GiB is weeks of results.
+pub const SPOOL_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+/// Spooled batches sent in one POST when draining a backlog.
+pub const SPOOL_DRAIN_FILES_MAX: usize = 64;
+/// How long a probe waits for the aggregator's answer to one request
+/// (long-polls get `PROBE_LONG_POLL_MAX` on top).
+pub const PROBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of a check-specs document a probe accepts from the aggregator.
+pub const PROBE_SPECS_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Quiet time after a change in `checks/`, `alerts/` or `probes.yaml`
+/// before reloading: editors write files in several steps.
+pub const CONFIG_RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);

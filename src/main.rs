@@ -40,6 +40,21 @@ enum Command {
     /// kept in SQLite under --data. The API and /health answer on --listen.
     /// SIGINT or SIGTERM stops it gracefully.
     Serve(Box<cmd::serve::ServeArgs>),
+    /// Run the central aggregator for remote probes (no local probe).
+    ///
+    /// Probes in each region (`lookout probe`) long-poll it for their checks
+    /// and post their results; it applies the rules across regions, keeps
+    /// history in SQLite under --data and sends the alerts. SIGHUP (or
+    /// editing checks/, alerts/ or the probes file) reloads; an invalid edit
+    /// keeps the running config. SIGINT or SIGTERM stops it gracefully.
+    Aggregator(Box<cmd::aggregator::AggregatorCmdArgs>),
+    /// Run a regional probe that takes its checks from an aggregator.
+    ///
+    /// It long-polls the aggregator for its region's checks, runs them, and
+    /// posts the results through an on-disk spool (--spool), so nothing is
+    /// lost while the aggregator is away. The token comes from --token or
+    /// LOOKOUT_PROBE_TOKEN. SIGINT or SIGTERM stops it gracefully.
+    Probe(Box<cmd::probe::ProbeArgs>),
     /// Check the configuration; print every error as path:line:col: message.
     ///
     /// Exits 0 when valid, 1 otherwise. It uses the daemon's own loader, so
@@ -101,13 +116,9 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => match cmd::serve::run(*args).await {
-                Ok(code) => code,
-                Err(error) => {
-                    eprintln!("error: {error:#}");
-                    ExitCode::from(cmd::EXIT_FAILURE)
-                }
-            },
+            Command::Serve(args) => or_report(cmd::serve::run(*args).await),
+            Command::Aggregator(args) => or_report(cmd::aggregator::run(*args).await),
+            Command::Probe(args) => or_report(cmd::probe::run(*args).await),
             Command::Validate { dirs } => cmd::validate::run(&dirs.checks, &dirs.alerts),
             Command::Alert {
                 command: AlertCommand::Test { channel, dirs },
@@ -122,11 +133,25 @@ fn main() -> ExitCode {
     })
 }
 
+/// A runtime error ends the process with a one-line reason and exit 1.
+fn or_report(outcome: anyhow::Result<ExitCode>) -> ExitCode {
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(cmd::EXIT_FAILURE)
+        }
+    }
+}
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never in journald or files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

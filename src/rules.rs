@@ -206,6 +206,19 @@ pub struct RegionSummary {
     pub error: Option<String>,
 }
 
+/// A region's probe stopped reporting (`stale`) or reports again: stored
+/// with the incident events, alerted on its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeEvent {
+    pub id: Uuid,
+    pub region: String,
+    pub stale: bool,
+    pub at: DateTime<Utc>,
+    /// Shared by a stale event and the back event that ends it.
+    pub incident: Uuid,
+    pub summary: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
     StateChanged(Transition),

@@ -8,19 +8,34 @@
 //! deadline is the first one after the run ends, so there is never a burst of
 //! catch-up runs. Deadlines are tokio `Instant`s (monotonic); cron times are
 //! computed on the wall clock and converted once per run.
+//!
+//! The set of checks can change while it runs (a remote probe is sent new
+//! specs, `serve` reloads its config): only the tasks of checks that were
+//! added, removed or changed are started or stopped, and an unchanged check
+//! keeps its cadence. Any check can be asked to run now (the aggregator's
+//! fast confirmation); a check already running ignores the request, since a
+//! fresh result is on its way anyway.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Check;
+use crate::config::{Check, Secrets};
 use crate::probe::{ProbeResult, Runner};
 use crate::schedule::{Schedule, stable_offset};
+
+/// The checks to run, with the secrets their results must mask.
+#[derive(Clone, Debug, Default)]
+pub struct CheckSet {
+    pub checks: Vec<Arc<Check>>,
+    pub secrets: Arc<Secrets>,
+}
 
 /// Called with how late each run started against its deadline: timer
 /// resolution (tokio rounds deadlines up to the next millisecond), runtime
@@ -35,29 +50,134 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Runs `checks` until `cancel` fires; returns when every check task has
-    /// stopped (a run in progress is abandoned at cancellation).
+    /// Runs a fixed set of `checks` until `cancel` fires.
     pub async fn run(self, checks: Vec<Arc<Check>>, cancel: CancellationToken) {
+        let secrets = Arc::new(Secrets::default());
+        let (_keep, updates) = watch::channel(CheckSet { checks, secrets });
+        let (_no_requests, run_now) = mpsc::channel(1);
+        self.run_updating(updates, run_now, cancel).await;
+    }
+
+    /// Runs the checks `updates` holds, following its changes, and runs a
+    /// check at once when its name arrives on `run_now`. Returns when
+    /// `cancel` fires and every check task has stopped (a run in progress is
+    /// abandoned at cancellation).
+    pub async fn run_updating(
+        self,
+        mut updates: watch::Receiver<CheckSet>,
+        mut run_now: mpsc::Receiver<String>,
+        cancel: CancellationToken,
+    ) {
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let epoch = Instant::now();
         let mut tasks = JoinSet::new();
-        for check in checks {
-            let ctx = CheckTask {
-                check,
-                runner: self.runner.clone(),
-                results: self.results.clone(),
-                permits: permits.clone(),
-                on_lateness: self.on_lateness.clone(),
-                cancel: cancel.clone(),
-            };
-            tasks.spawn(ctx.run(epoch));
-        }
-        drop(self.results);
-        while let Some(joined) = tasks.join_next().await {
-            if let Err(error) = joined {
-                tracing::error!(%error, "a check task ended abnormally");
+        let mut running: HashMap<String, RunningCheck> = HashMap::new();
+        let mut requests_open = true;
+        let mut updates_open = true;
+        loop {
+            let set = updates.borrow_and_update().clone();
+            let runner = self.runner.with_secrets(set.secrets.clone());
+            let mut wanted: HashMap<&str, &Arc<Check>> = HashMap::new();
+            for check in &set.checks {
+                wanted.insert(check.name.as_str(), check);
+            }
+            // Stop what went away or changed (secrets included: a check's
+            // runner masks with the set it was started with).
+            running.retain(|name, task| {
+                let keep = wanted.get(name.as_str()).is_some_and(|check| {
+                    fingerprint(check) == task.fingerprint && task.secrets_of == set.secrets_id()
+                });
+                if !keep {
+                    task.cancel.cancel();
+                }
+                keep
+            });
+            for check in &set.checks {
+                if running.contains_key(&check.name) {
+                    continue;
+                }
+                let task_cancel = cancel.child_token();
+                let (wake, wake_rx) = mpsc::channel(1);
+                running.insert(
+                    check.name.clone(),
+                    RunningCheck {
+                        fingerprint: fingerprint(check),
+                        secrets_of: set.secrets_id(),
+                        cancel: task_cancel.clone(),
+                        wake: wake.clone(),
+                    },
+                );
+                let task = CheckTask {
+                    check: check.clone(),
+                    runner: runner.clone(),
+                    results: self.results.clone(),
+                    permits: permits.clone(),
+                    on_lateness: self.on_lateness.clone(),
+                    cancel: task_cancel,
+                    wake: wake_rx,
+                };
+                tasks.spawn(task.run(epoch));
+            }
+            // Wait for the next change, request, or the end.
+            loop {
+                tokio::select! {
+                    changed = updates.changed(), if updates_open => {
+                        if changed.is_err() {
+                            // No more updates will come: keep running these.
+                            updates_open = false;
+                            continue;
+                        }
+                        break;
+                    }
+                    name = run_now.recv(), if requests_open => match name {
+                        Some(name) => {
+                            if let Some(task) = running.get(&name) {
+                                // Full: a request is already waiting.
+                                let _ = task.wake.try_send(());
+                            }
+                        }
+                        None => requests_open = false,
+                    },
+                    Some(joined) = tasks.join_next() => {
+                        if let Err(error) = joined
+                            && !error.is_cancelled()
+                        {
+                            tracing::error!(%error, "a check task ended abnormally");
+                        }
+                    }
+                    _ = cancel.cancelled() => {
+                        drop(self.results);
+                        while let Some(joined) = tasks.join_next().await {
+                            if let Err(error) = joined {
+                                tracing::error!(%error, "a check task ended abnormally");
+                            }
+                        }
+                        return;
+                    }
+                }
             }
         }
+    }
+}
+
+/// A check task in progress, and how to reach it.
+struct RunningCheck {
+    fingerprint: Option<u64>,
+    secrets_of: usize,
+    cancel: CancellationToken,
+    wake: mpsc::Sender<()>,
+}
+
+/// What a check was decoded from; `None` (checks built in code) compares
+/// as unchanged only by name.
+fn fingerprint(check: &Check) -> Option<u64> {
+    check.source.as_ref().map(|s| s.fingerprint)
+}
+
+impl CheckSet {
+    /// Identity of the secrets set, to notice it was replaced.
+    fn secrets_id(&self) -> usize {
+        Arc::as_ptr(&self.secrets) as usize
     }
 }
 
@@ -68,10 +188,12 @@ struct CheckTask {
     permits: Arc<Semaphore>,
     on_lateness: Option<LatenessObserver>,
     cancel: CancellationToken,
+    /// A message here: run now instead of at the next deadline.
+    wake: mpsc::Receiver<()>,
 }
 
 impl CheckTask {
-    async fn run(self, epoch: Instant) {
+    async fn run(mut self, epoch: Instant) {
         let mut deadline = match first_deadline(&self.check.schedule, &self.check.name, epoch) {
             Some(deadline) => deadline,
             None => return,
@@ -79,6 +201,11 @@ impl CheckTask {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
+                Some(()) = self.wake.recv() => {
+                    // Asked to run now: this run takes the place of the
+                    // next tick's, and the cadence resumes from it.
+                    deadline = Instant::now();
+                }
                 _ = self.cancel.cancelled() => return,
             }
             let permit = tokio::select! {
@@ -96,7 +223,7 @@ impl CheckTask {
                 _ = self.cancel.cancelled() => return,
             };
             drop(permit);
-            tracing::debug!(check = %self.check.name, outcome = result.outcome.as_str(), ms = result.duration_ms, "ran");
+            tracing::debug!(check = %self.check.name, id = %result.id, outcome = result.outcome.as_str(), ms = result.duration_ms, "ran");
             // Back-pressure: a full queue makes this check wait, but never
             // past a shutdown.
             tokio::select! {
@@ -105,6 +232,8 @@ impl CheckTask {
                 },
                 _ = self.cancel.cancelled() => return,
             }
+            // Requests that came while it ran are answered by this result.
+            while self.wake.try_recv().is_ok() {}
             match next_deadline(&self.check.schedule, deadline, Instant::now()) {
                 Some((next, skipped)) => {
                     if skipped > 0 {

@@ -22,7 +22,7 @@ use crate::alert::AlertEvent;
 use crate::alert::silence::Silence;
 use crate::limits;
 use crate::probe::ProbeResult;
-use crate::rules::{CheckState, Transition};
+use crate::rules::{CheckState, ProbeEvent, Transition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -107,6 +107,17 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(
         "ALTER TABLE outbox ADD COLUMN group_id TEXT; CREATE INDEX outbox_group ON outbox (group_id);",
     ),
+    // A region's probe going stale and coming back.
+    M::up(
+        "CREATE TABLE probe_events (
+            id TEXT PRIMARY KEY,
+            region TEXT NOT NULL,
+            stale INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX probe_events_by_region ON probe_events (region, at_ms DESC);",
+    ),
 ];
 
 /// What one ingested batch writes.
@@ -117,6 +128,7 @@ pub struct Batch {
     pub events: Vec<Transition>,
     /// Alert deliveries the events raised, one per channel.
     pub deliveries: Vec<Delivery>,
+    pub probe_events: Vec<ProbeEvent>,
 }
 
 /// Where a delivery stands.
@@ -262,6 +274,19 @@ impl Storage {
                 }
             }
             {
+                let mut insert_probe_event = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO probe_events (id, region, stale, at_ms, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for event in &batch.probe_events {
+                    insert_probe_event.execute(params![
+                        event.id.to_string(),
+                        event.region,
+                        event.stale,
+                        event.at.timestamp_millis(),
+                        serde_json::to_string(event)?,
+                    ])?;
+                }
                 let mut insert_delivery = tx.prepare_cached(
                     "INSERT OR IGNORE INTO outbox
                      (id, event_id, check_name, channel, kind, event, state, attempts, created_at_ms, next_attempt_at_ms)
@@ -326,6 +351,39 @@ impl Storage {
         .await
     }
 
+    /// The newest `limit` probe events of every region, newest first.
+    pub async fn recent_probe_events(&self, limit: usize) -> Result<Vec<ProbeEvent>, StorageError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT body FROM probe_events ORDER BY at_ms DESC, id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![limit as i64], |row| row.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Each region's latest probe event: which probes were stale when the
+    /// aggregator stopped.
+    pub async fn last_probe_events(&self) -> Result<Vec<ProbeEvent>, StorageError> {
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT body FROM probe_events p WHERE at_ms = (SELECT MAX(at_ms) FROM probe_events q WHERE q.region = p.region)",
+            )?;
+            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(serde_json::from_str(&row?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Rows of JSON `body` selected by `sql` (params: check, limit), decoded.
     async fn newest_bodies<T>(
         &self,
@@ -358,9 +416,10 @@ impl Storage {
         batch: usize,
     ) -> Result<usize, StorageError> {
         // Pending deliveries are never pruned: they are alerts still owed.
-        const TABLES: [(&str, &str); 3] = [
+        const TABLES: [(&str, &str); 4] = [
             ("results", "started_at_ms < ?1"),
             ("events", "at_ms < ?1"),
+            ("probe_events", "at_ms < ?1"),
             ("outbox", "created_at_ms < ?1 AND state != 'pending'"),
         ];
         let mut total = 0;
@@ -746,6 +805,7 @@ mod tests {
                 duration_s: None,
                 target: String::new(),
                 labels: Default::default(),
+                region: None,
             },
             state: DeliveryState::Pending,
             attempts: 0,

@@ -1,16 +1,20 @@
 //! How results travel from a probe to the aggregator.
 //!
 //! The probe side only knows a `ResultSink`. In `lookout serve` the sink is
-//! `LocalSink`, a direct call into the in-process aggregator; a remote probe
-//! gets an HTTP sink with the same contract (the regions issue). Either way
-//! the shipper below batches results and retries a failed batch, with the
-//! same ids, until it is accepted, so nothing is lost and nothing counted twice.
+//! `LocalSink`, a direct call into the in-process aggregator, fed by `ship`
+//! (batches in memory, retried until stored). A remote probe's sink is
+//! `uplink::HttpSink`, fed from the on-disk `spool` so that nothing is lost
+//! while the aggregator is away or across restarts. Either way a batch is
+//! resent with the same result ids until accepted, and the aggregator
+//! ignores ids it already has: nothing lost, nothing counted twice.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +26,64 @@ use crate::probe::ProbeResult;
 pub enum TransportError {
     #[error("the aggregator could not store the batch: {0}")]
     Storage(#[from] crate::storage::StorageError),
+    /// Not delivered, and sending again later can help: the aggregator is
+    /// unreachable, timed out, answered 5xx, or refused our token (a token
+    /// fixed in probes.yaml and reloaded starts working again).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The aggregator read the batch and refused it for good (malformed,
+    /// too large, another region's results): resending cannot help.
+    #[error("the aggregator refused the batch: {0}")]
+    Rejected(String),
+}
+
+/// A result batch on the wire (`POST /api/v1/results`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ResultBatch {
+    pub results: Vec<ProbeResult>,
+    /// The probe's clock when it sent the batch: with it the aggregator
+    /// measures each result's age on the probe's own clock, which no skew
+    /// between the two clocks can distort.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl ResultBatch {
+    /// The results, their `started_at` moved onto the aggregator's clock:
+    /// `received_at` minus the age the probe's clock gives them. A probe
+    /// whose clock is minutes off is then ordered and aged correctly, and
+    /// results from two regions compare on one clock. (The error is the
+    /// network latency of the request: milliseconds.)
+    /// Also returns how far the probe's clock is behind ours (negative:
+    /// ahead), latency included, when the batch said when it was sent.
+    pub fn on_clock_of(
+        self,
+        received_at: DateTime<Utc>,
+    ) -> (Vec<ProbeResult>, Option<chrono::Duration>) {
+        let Some(sent_at) = self.sent_at else {
+            return (self.results, None);
+        };
+        let skew = received_at.signed_duration_since(sent_at);
+        let results = self
+            .results
+            .into_iter()
+            .map(|mut result| {
+                // Never in the future of its arrival, whatever was sent.
+                let age = sent_at
+                    .signed_duration_since(result.started_at)
+                    .max(chrono::Duration::zero());
+                result.started_at = received_at - age;
+                result
+            })
+            .collect();
+        (results, Some(skew))
+    }
+}
+
+/// The answer to `GET /api/v1/probe/run-now`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RunNow {
+    pub run_now: Vec<String>,
 }
 
 pub type SubmitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send + 'a>>;

@@ -87,6 +87,14 @@ pub fn email_subject(event: &AlertEvent) -> String {
             format!("[TEST] {check} — "),
             ("Lookout test notification".to_string(), String::new()),
         ),
+        AlertKind::ProbeStale => (
+            format!("[PROBE STALE] {check} — "),
+            ("stopped reporting".to_string(), String::new()),
+        ),
+        AlertKind::ProbeBack => (
+            format!("[PROBE BACK] {check} — "),
+            ("reporting again".to_string(), String::new()),
+        ),
     };
     let (reason, counts) = tail;
     let fixed = head.chars().count() + counts.chars().count();
@@ -375,6 +383,8 @@ fn kind_word(event: &AlertEvent) -> &'static str {
         AlertKind::Reminder => "STILL DOWN",
         AlertKind::Flapping => "FLAPPING",
         AlertKind::Test => "TEST",
+        AlertKind::ProbeStale => "PROBE STALE",
+        AlertKind::ProbeBack => "PROBE BACK",
     }
 }
 
@@ -594,7 +604,7 @@ fn pagerduty_body(event: &AlertEvent, channel: &WebhookChannel) -> Value {
         // Not expected (incidents carry an id); still pair trigger and resolve.
         (_, None) => format!("lookout-{}", event.check),
     };
-    if event.event == AlertKind::Up {
+    if event.event.is_recovery() {
         return json!({
             "routing_key": routing_key,
             "event_action": "resolve",
@@ -669,7 +679,7 @@ fn alertmanager_body(event: &AlertEvent) -> Value {
             })
         };
     let mut alerts = Vec::new();
-    if event.event == AlertKind::Up {
+    if event.event.is_recovery() {
         // `since` is the recovery; the outage began `duration_s` earlier.
         let started = event
             .duration_s
@@ -785,7 +795,8 @@ fn severity(event: &AlertEvent) -> &'static str {
     match event.event {
         AlertKind::Test => "info",
         AlertKind::Down => "critical",
-        AlertKind::Degraded | AlertKind::Flapping => "warning",
+        AlertKind::Degraded | AlertKind::Flapping | AlertKind::ProbeStale => "warning",
+        AlertKind::ProbeBack => "info",
         // Same as the alert it repeats, so receivers keep one alert.
         AlertKind::Reminder | AlertKind::Up => status_severity(event.status),
     }
@@ -804,8 +815,9 @@ fn status_color(event: &AlertEvent) -> u32 {
     match event.event {
         AlertKind::Down => 0xE0_1E_3C,
         AlertKind::Degraded => 0xF5_8B_00,
-        AlertKind::Up => 0x2E_A0_43,
+        AlertKind::Up | AlertKind::ProbeBack => 0x2E_A0_43,
         AlertKind::Flapping => 0x8E_44_AD,
+        AlertKind::ProbeStale => 0xF5_8B_00,
         AlertKind::Test | AlertKind::Reminder => 0x1F_6F_EB,
     }
 }
@@ -823,6 +835,8 @@ fn headline(event: &AlertEvent) -> String {
         ),
         AlertKind::Flapping => format!("{check} is FLAPPING"),
         AlertKind::Test => "Lookout test notification".to_string(),
+        AlertKind::ProbeStale => format!("{check} stopped reporting"),
+        AlertKind::ProbeBack => format!("{check} is reporting again"),
     }
 }
 
@@ -1121,6 +1135,7 @@ mod tests {
             duration_s: None,
             target: "https://api.example.com/health".to_string(),
             labels: BTreeMap::from([("team".to_string(), "payments".to_string())]),
+            region: None,
         }
     }
 
@@ -1153,6 +1168,7 @@ mod tests {
             duration_s: None,
             target: String::new(),
             labels: BTreeMap::new(),
+            region: None,
         }
     }
 

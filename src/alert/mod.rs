@@ -37,6 +37,13 @@ pub enum AlertKind {
     Flapping,
     /// Sent by `lookout alert test`.
     Test,
+    /// A region's probe stopped reporting: its checks are judged by the
+    /// other regions, and the probe (not the targets) needs a look.
+    #[serde(rename = "probe_stale")]
+    ProbeStale,
+    /// That probe reports again.
+    #[serde(rename = "probe_back")]
+    ProbeBack,
 }
 
 impl AlertKind {
@@ -48,7 +55,14 @@ impl AlertKind {
             AlertKind::Reminder => "reminder",
             AlertKind::Flapping => "flapping",
             AlertKind::Test => "test",
+            AlertKind::ProbeStale => "probe_stale",
+            AlertKind::ProbeBack => "probe_back",
         }
+    }
+
+    /// Ends what an earlier alert started (receivers resolve it).
+    pub fn is_recovery(self) -> bool {
+        matches!(self, AlertKind::Up | AlertKind::ProbeBack)
     }
 }
 
@@ -84,6 +98,9 @@ pub struct AlertEvent {
     pub target: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// For `probe_stale` / `probe_back`: the region whose probe it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// Why a delivery did not go through, and whether trying again can help.
@@ -145,6 +162,7 @@ pub fn from_transition(
         duration_s,
         target: secrets.redact(&check.target()),
         labels: check.labels.clone(),
+        region: None,
     })
 }
 
@@ -204,5 +222,45 @@ pub fn for_state(
         duration_s: None,
         target: secrets.redact(&check.target()),
         labels: check.labels.clone(),
+        region: None,
+    }
+}
+
+/// The subject of a probe alert: `probe:ap-south`.
+pub fn probe_subject(region: &str) -> String {
+    format!("probe:{region}")
+}
+
+/// The alert for a region's probe going stale (`stale`) or coming back.
+/// Its status is `degraded` while stale: the monitoring, not a service, is
+/// impaired. Stale and back share an incident, so receivers pair them.
+pub fn for_probe(
+    region: &str,
+    stale: bool,
+    summary: String,
+    at: DateTime<Utc>,
+    incident: Uuid,
+    duration_s: Option<u64>,
+) -> AlertEvent {
+    let (event, status, previous_status) = if stale {
+        (AlertKind::ProbeStale, Status::Degraded, Status::Up)
+    } else {
+        (AlertKind::ProbeBack, Status::Up, Status::Degraded)
+    };
+    AlertEvent {
+        version: "1".to_string(),
+        event,
+        check: probe_subject(region),
+        status,
+        previous_status,
+        since: at,
+        incident: Some(incident),
+        summary,
+        regions: BTreeMap::new(),
+        url: None,
+        duration_s,
+        target: format!("probe in region {region}"),
+        labels: BTreeMap::from([("region".to_string(), region.to_string())]),
+        region: Some(region.to_string()),
     }
 }

@@ -43,6 +43,7 @@ pub async fn test(checks: &Path, alerts: &Path, channel: &str) -> ExitCode {
         duration_s: None,
         target: String::new(),
         labels: BTreeMap::new(),
+        region: None,
     };
     let delivery = Delivery {
         id: Uuid::now_v7(),

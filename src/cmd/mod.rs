@@ -2,8 +2,10 @@
 //! process exit code; `main.rs` only parses the command line and prints
 //! errors.
 
+pub mod aggregator;
 pub mod alert;
 pub mod check;
+pub mod probe;
 pub mod serve;
 pub mod validate;
 
@@ -33,18 +35,24 @@ pub fn load_or_report(checks: &Path, alerts: &Path) -> Result<Config, ExitCode> 
     match config::load(checks, alerts) {
         Ok(config) => Ok(config),
         Err(errors) => {
-            let total = errors.0.len();
-            for error in errors.0.iter().take(crate::limits::CONFIG_ERRORS_MAX) {
-                eprintln!("{error}");
-            }
-            if total > crate::limits::CONFIG_ERRORS_MAX {
-                eprintln!(
-                    "... and {} more errors",
-                    total - crate::limits::CONFIG_ERRORS_MAX
-                );
-            }
-            eprintln!("{total} error(s); nothing was started");
+            report_errors(&errors, "; nothing was started");
             Err(ExitCode::from(EXIT_FAILURE))
         }
     }
+}
+
+/// Prints config errors, one `path:line:col: message` per line, on stderr.
+/// The last line counts them, followed by `tail`.
+pub fn report_errors(errors: &config::ConfigErrors, tail: &str) {
+    let total = errors.0.len();
+    for error in errors.0.iter().take(crate::limits::CONFIG_ERRORS_MAX) {
+        eprintln!("{error}");
+    }
+    if total > crate::limits::CONFIG_ERRORS_MAX {
+        eprintln!(
+            "... and {} more errors",
+            total - crate::limits::CONFIG_ERRORS_MAX
+        );
+    }
+    eprintln!("{total} error(s){tail}");
 }

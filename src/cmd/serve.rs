@@ -1,6 +1,8 @@
 //! `lookout serve`: the aggregator and a local probe in one process, the
 //! embedded default. The probe reaches the aggregator through the same
-//! `ResultSink` contract a remote probe uses.
+//! `ResultSink` contract a remote probe uses. The aggregator half (HTTP
+//! surface, alert dispatcher, retention, reload) is shared with
+//! `lookout aggregator` and lives here too.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,25 +12,24 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregator::Aggregator;
 use crate::alert::outbox::Dispatcher;
+use crate::config::Config;
+use crate::config::probes::ProbeTokens;
 use crate::limits;
 use crate::probe::{ProbeIdentity, Runner};
-use crate::scheduler::Scheduler;
+use crate::reload;
+use crate::scheduler::{CheckSet, Scheduler};
 use crate::storage::Storage;
 use crate::transport::{self, LocalSink};
 
-/// Run the aggregator and a local probe in one process (the default deployment).
-///
-/// Checks run on their schedules from this machine (region `local` unless
-/// --region says otherwise); results, check state and incident events are
-/// kept in SQLite under --data. The API and /health answer on --listen.
-/// SIGINT or SIGTERM stops it gracefully.
+/// What the aggregator needs, in `serve` and `aggregator` alike.
 #[derive(clap::Args)]
-pub struct ServeArgs {
+pub struct AggregatorArgs {
     #[command(flatten)]
     pub dirs: super::ConfigDirs,
     /// Address for the HTTP API, /health and the status page.
@@ -37,15 +38,9 @@ pub struct ServeArgs {
     /// Directory for the SQLite database (created if missing).
     #[arg(long, default_value = "./data")]
     pub data: PathBuf,
-    /// Region name this process probes from.
-    #[arg(long, default_value = "local")]
-    pub region: String,
     /// How long results are kept (e.g. 30d, 12h).
     #[arg(long, default_value = "30d", value_parser = crate::schedule::parse_duration)]
     pub retention: Duration,
-    /// Checks running at once.
-    #[arg(long, default_value_t = limits::PROBE_CONCURRENCY_DEFAULT)]
-    pub concurrency: usize,
     /// The status page's public address, for links in alerts
     /// (e.g. https://status.example.com/).
     #[arg(long, env = "LOOKOUT_PUBLIC_URL")]
@@ -58,54 +53,53 @@ pub struct ServeArgs {
     /// silences through the API. Without it, anyone who reaches the API can.
     #[arg(long, env = "LOOKOUT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    /// Re-read on SIGHUP, for certificate rotation.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Run the aggregator and a local probe in one process (the default deployment).
+///
+/// Checks run on their schedules from this machine (region `local` unless
+/// --region says otherwise); results, check state and incident events are
+/// kept in SQLite under --data. The API and /health answer on --listen.
+/// SIGINT or SIGTERM stops it gracefully; SIGHUP (or editing a file in
+/// checks/ or alerts/) reloads the config.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub aggregator: AggregatorArgs,
+    /// Region name this process probes from.
+    #[arg(long, default_value = "local")]
+    pub region: String,
+    /// Checks running at once.
+    #[arg(long, default_value_t = limits::PROBE_CONCURRENCY_DEFAULT)]
+    pub concurrency: usize,
 }
 
 /// How often the aggregator lets time pass for staleness.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = match super::load_or_report(&args.dirs.checks, &args.dirs.alerts) {
+    let dirs = &args.aggregator.dirs;
+    let config = match super::load_or_report(&dirs.checks, &dirs.alerts) {
         Ok(config) => Arc::new(config),
         Err(code) => return Ok(code),
     };
-    let storage = Storage::open(&args.data)
-        .with_context(|| format!("opening storage in {}", args.data.display()))?;
-    let aggregator = Arc::new(
-        Aggregator::new(config.clone(), storage.clone())
-            .await
-            .context("restoring check state")?
-            .with_public_url(args.public_url.clone()),
-    );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener
-        .local_addr()
-        .context("reading the listening address")?;
-    tracing::info!(
-        checks = config.checks.len(),
-        region = %args.region,
-        data = %args.data.display(),
-        "listening on http://{local}"
-    );
+    // The local probe is in-process and needs no token; the region gets an
+    // unguessable one so that the hub knows it (and nobody else can use it).
+    let tokens = ProbeTokens::single(&args.region, &random_token());
+    let service = AggregatorService::start(&args.aggregator, config.clone(), tokens, None).await?;
+    let cancel = service.cancel.clone();
+    let mut tasks = JoinSet::new();
 
-    let cancel = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(cancel.clone()));
-
-    let mut tasks = tokio::task::JoinSet::new();
     let (results_tx, results_rx) = mpsc::channel(limits::RESULT_QUEUE_CAPACITY);
-    let checks: Vec<_> = config
-        .checks
-        .iter()
-        .filter(|c| {
-            let here = c.regions.as_ref().is_none_or(|r| r.contains(&args.region));
-            if !here && c.is_probed() {
-                tracing::warn!(check = %c.name, "not run here: its `regions` leave out {}", args.region);
-            }
-            here && c.is_probed()
-        })
-        .cloned()
-        .collect();
+    let (checks_tx, checks_rx) = watch::channel(checks_for_region(&config, &args.region, true));
+    let (run_now_tx, run_now_rx) = mpsc::channel(limits::RUN_NOW_QUEUE_MAX);
     let runner = Runner::new(
         ProbeIdentity {
             region: args.region.clone(),
@@ -120,59 +114,241 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         on_lateness: None,
     };
     // The scheduler stops first; the shipper then drains what it produced.
-    let scheduler_cancel = cancel.clone();
     let shipper_cancel = CancellationToken::new();
     {
         let shipper_cancel = shipper_cancel.clone();
+        let cancel = cancel.clone();
         tasks.spawn(async move {
-            scheduler.run(checks, scheduler_cancel).await;
+            scheduler.run_updating(checks_rx, run_now_rx, cancel).await;
             shipper_cancel.cancel();
         });
     }
     let sink: Arc<dyn transport::ResultSink> = Arc::new(LocalSink {
-        aggregator: aggregator.clone(),
+        aggregator: service.aggregator.clone(),
     });
     tasks.spawn(transport::ship(results_rx, sink, shipper_cancel));
-    tasks.spawn(tick_loop(aggregator.clone(), cancel.clone()));
-    let dispatcher = Dispatcher {
-        storage: storage.clone(),
-        config: {
-            let aggregator = aggregator.clone();
-            Arc::new(move || aggregator.config())
-        },
-        wake: aggregator.alert_wake(),
-        max_age: args.alert_max_age,
-    };
-    tasks.spawn(dispatcher.run(cancel.clone()));
-    tasks.spawn(retention_loop(storage, args.retention, cancel.clone()));
-
-    let app = crate::api::router(aggregator, args.admin_token.clone());
-    let server_cancel = cancel.clone();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { server_cancel.cancelled().await });
-    // Graceful: stop accepting, let in-flight requests finish, but never
-    // wait on a slow client for longer than the grace period.
-    let served = tokio::select! {
-        served = server => served,
-        _ = async { cancel.cancelled().await; tokio::time::sleep(limits::SHUTDOWN_GRACE).await } => {
-            tracing::warn!("HTTP requests still open after {:?}; closing them", limits::SHUTDOWN_GRACE);
-            Ok(())
-        }
-    };
-    cancel.cancel();
-    let drained = tokio::time::timeout(limits::SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            "some tasks did not stop within {:?}; exiting anyway",
-            limits::SHUTDOWN_GRACE
-        );
+    // Fast confirmation reaches the local scheduler straight from the hub.
+    {
+        let aggregator = service.aggregator.clone();
+        let region = args.region.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            loop {
+                let names = tokio::select! {
+                    names = aggregator.hub().take_run_now(&region, limits::PROBE_LONG_POLL_MAX) => names,
+                    _ = cancel.cancelled() => return,
+                };
+                for name in names {
+                    if run_now_tx.send(name).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
     }
-    served.context("HTTP server failed")?;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    let region = args.region.clone();
+    let on_reload: reload::OnReload = Box::new(move |config: &Arc<Config>| {
+        checks_tx.send_replace(checks_for_region(config, &region, false));
+    });
+    service.run(Some(on_reload), tasks).await
+}
+
+/// The checks `region` runs, with the config's secrets.
+fn checks_for_region(config: &Config, region: &str, warn: bool) -> CheckSet {
+    let checks = config
+        .checks
+        .iter()
+        .filter(|c| {
+            let here = c
+                .regions
+                .as_ref()
+                .is_none_or(|r| r.contains(&region.to_string()));
+            if !here && c.is_probed() && warn {
+                tracing::warn!(check = %c.name, "not run here: its `regions` leave out {region}");
+            }
+            here && c.is_probed()
+        })
+        .cloned()
+        .collect();
+    CheckSet {
+        checks,
+        secrets: config.secrets.clone(),
+    }
+}
+
+fn random_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    // A failure leaves zeros, and a zero token is still never presented:
+    // the local probe does not use HTTP.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The aggregator, started: storage open, state restored, listening.
+pub struct AggregatorService {
+    pub aggregator: Arc<Aggregator>,
+    pub cancel: CancellationToken,
+    storage: Storage,
+    data: PathBuf,
+    listener: std::net::TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    sources: reload::Sources,
+    admin_token: Option<String>,
+    retention: Duration,
+    alert_max_age: Duration,
+}
+
+impl AggregatorService {
+    /// Opens storage, restores state and binds the listener. `probes_file`
+    /// is reloaded with the config (the `aggregator` command's probes.yaml).
+    pub async fn start(
+        args: &AggregatorArgs,
+        config: Arc<Config>,
+        tokens: ProbeTokens,
+        probes_file: Option<PathBuf>,
+    ) -> anyhow::Result<AggregatorService> {
+        let storage = Storage::open(&args.data)
+            .with_context(|| format!("opening storage in {}", args.data.display()))?;
+        let aggregator = Arc::new(
+            Aggregator::new(config.clone(), storage.clone())
+                .await
+                .context("restoring check state")?
+                .with_public_url(args.public_url.clone())
+                .with_probe_tokens(tokens),
+        );
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "loading the TLS certificate {} and key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        let listener = std::net::TcpListener::bind(args.listen)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        listener
+            .set_nonblocking(true)
+            .context("configuring the listener")?;
+        let sources = reload::Sources {
+            checks: args.dirs.checks.clone(),
+            alerts: args.dirs.alerts.clone(),
+            probes: probes_file,
+            tls: match (&args.tls_cert, &args.tls_key, &tls) {
+                (Some(cert), Some(key), Some(tls)) => {
+                    Some((cert.clone(), key.clone(), tls.clone()))
+                }
+                _ => None,
+            },
+        };
+        let cancel = CancellationToken::new();
+        tokio::spawn(shutdown_on_signal(cancel.clone()));
+        Ok(AggregatorService {
+            aggregator,
+            cancel,
+            storage,
+            data: args.data.clone(),
+            listener,
+            tls,
+            sources,
+            admin_token: args.admin_token.clone(),
+            retention: args.retention,
+            alert_max_age: args.alert_max_age,
+        })
+    }
+
+    /// Serves until SIGINT/SIGTERM, with `tasks` (a local probe) alongside.
+    pub async fn run(
+        self,
+        on_reload: Option<reload::OnReload>,
+        mut tasks: JoinSet<()>,
+    ) -> anyhow::Result<ExitCode> {
+        let cancel = self.cancel.clone();
+        let aggregator = self.aggregator.clone();
+        let local = self
+            .listener
+            .local_addr()
+            .context("reading the listening address")?;
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let config = aggregator.config();
+        tracing::info!(
+            checks = config.checks.len(),
+            regions = ?aggregator.hub().regions(),
+            data = %self.data.display(),
+            "listening on {scheme}://{local}"
+        );
+        tasks.spawn(tick_loop(aggregator.clone(), cancel.clone()));
+        let dispatcher = Dispatcher {
+            storage: self.storage.clone(),
+            config: {
+                let aggregator = aggregator.clone();
+                Arc::new(move || aggregator.config())
+            },
+            wake: aggregator.alert_wake(),
+            max_age: self.alert_max_age,
+        };
+        tasks.spawn(dispatcher.run(cancel.clone()));
+        tasks.spawn(retention_loop(
+            self.storage.clone(),
+            self.retention,
+            cancel.clone(),
+        ));
+        tasks.spawn(reload::run(
+            self.sources.clone(),
+            aggregator.clone(),
+            on_reload,
+            cancel.clone(),
+        ));
+
+        let app = crate::api::router(aggregator, self.admin_token.clone());
+        let handle = axum_server::Handle::new();
+        {
+            let handle = handle.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                cancel.cancelled().await;
+                // Graceful: stop accepting, let in-flight requests finish,
+                // but never wait on a slow client past the grace period.
+                handle.graceful_shutdown(Some(limits::SHUTDOWN_GRACE));
+            });
+        }
+        let served = match self.tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)
+                    .context("serving HTTPS")?
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(self.listener)
+                    .context("serving HTTP")?
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
+            }
+        };
+        cancel.cancel();
+        let drained = tokio::time::timeout(limits::SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "some tasks did not stop within {:?}; exiting anyway",
+                limits::SHUTDOWN_GRACE
+            );
+        }
+        served.context("HTTP server failed")?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 async fn tick_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
@@ -212,7 +388,7 @@ async fn retention_loop(storage: Storage, retention: Duration, cancel: Cancellat
 }
 
 /// Cancels on SIGINT or SIGTERM.
-async fn shutdown_on_signal(cancel: CancellationToken) {
+pub async fn shutdown_on_signal(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     // Without a SIGTERM handler, SIGINT still works: never return early.
     let term = async {

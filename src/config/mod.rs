@@ -8,6 +8,8 @@
 
 pub mod alerting;
 mod decode;
+pub mod probes;
+pub mod remote;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,6 +145,8 @@ pub struct Check {
     pub alert: AlertRules,
     pub labels: BTreeMap<String, String>,
     pub description: Option<String>,
+    /// The YAML it was decoded from, to send to remote probes.
+    pub source: Option<Arc<remote::CheckSource>>,
 }
 
 impl Check {
@@ -720,10 +724,35 @@ fn decode_checks_file(ctx: &mut Ctx, root: &Node, refs: &mut Refs) -> Vec<(Check
     let Some(items) = ctx.list(list_node, "`checks`") else {
         return Vec::new();
     };
-    items
-        .iter()
-        .filter_map(|item| decode_check(ctx, item, refs).map(|c| (c, item.pos)))
-        .collect()
+    let mut checks = Vec::with_capacity(items.len());
+    for item in items {
+        // Record the `${VAR}`s this check uses: a remote probe gets them
+        // with its tree (config/remote.rs), and nothing else of our env.
+        let used = std::cell::RefCell::new(BTreeMap::new());
+        let outer = ctx.env;
+        let recording = |name: &str| {
+            let value = outer(name);
+            if let Some(value) = &value {
+                used.borrow_mut().insert(name.to_string(), value.clone());
+            }
+            value
+        };
+        let mut check_ctx = Ctx {
+            file: ctx.file,
+            errors: &mut *ctx.errors,
+            secrets: &mut *ctx.secrets,
+            env: &recording,
+        };
+        if let Some(mut check) = decode_check(&mut check_ctx, item, refs) {
+            check.source = Some(Arc::new(remote::CheckSource::new(
+                ctx.file.to_path_buf(),
+                item.clone(),
+                used.into_inner(),
+            )));
+            checks.push((check, item.pos));
+        }
+    }
+    checks
 }
 
 /// Check and channel names appear in URLs, metric labels and subjects.
@@ -923,6 +952,7 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
         alert: alert?,
         labels: labels?,
         description,
+        source: None,
     })
 }
 

@@ -167,6 +167,15 @@ impl Runner {
         &self.identity
     }
 
+    /// The same runner (and HTTP clients), masking `secrets`: a remote
+    /// probe's secrets change with the checks it is sent.
+    pub fn with_secrets(&self, secrets: Arc<Secrets>) -> Runner {
+        Runner {
+            secrets,
+            ..self.clone()
+        }
+    }
+
     /// Runs `check` once. The check's timeout bounds the whole run; this
     /// never returns an error, only a result saying what happened.
     pub async fn run(&self, check: &Check) -> ProbeResult {

@@ -144,6 +144,18 @@ impl ConfigDirs {
         self.root.path().join("data")
     }
 
+    /// `--checks DIR --alerts DIR --data DIR`.
+    pub fn flags(&self) -> Vec<std::ffi::OsString> {
+        vec![
+            "--checks".into(),
+            self.checks().into(),
+            "--alerts".into(),
+            self.alerts().into(),
+            "--data".into(),
+            self.data().into(),
+        ]
+    }
+
     /// Runs the first check once, as region `test` / probe `test-probe`.
     pub async fn run_first(&self) -> lookout::probe::ProbeResult {
         let config = self.load();
@@ -180,50 +192,62 @@ impl Server {
     }
 
     pub fn start_with_env(dirs: &ConfigDirs, env: &[(&str, &str)]) -> Server {
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["serve".into(), "--listen".into(), "127.0.0.1:0".into()];
+        args.extend(dirs.flags());
+        Server::spawn(&args, env, "listening on ")
+    }
+
+    /// Runs `lookout ARGS` and waits until it logs `ready` (for a server,
+    /// `listening on `, whose address becomes `base`).
+    pub fn spawn(args: &[std::ffi::OsString], env: &[(&str, &str)], ready: &str) -> Server {
         let mut child = Command::new(lookout_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--checks"])
-            .arg(dirs.checks())
-            .arg("--alerts")
-            .arg(dirs.alerts())
-            .arg("--data")
-            .arg(dirs.data())
+            .args(args)
             .env("RUST_LOG", "lookout=debug,info")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start lookout serve");
+            .expect("start lookout");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         {
             let log = log.clone();
+            let ready = ready.to_string();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                        let _ = addr_tx.send(addr);
+                    if let Some(rest) = line.split(ready.as_str()).nth(1) {
+                        let found = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = ready_tx.send(found);
                     }
                     log.lock().unwrap().push(line);
                 }
             });
         }
-        let addr = match addr_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
+        let found = match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(found) => found,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
-                    "lookout serve did not start:\n{}",
+                    "lookout {args:?} did not start:\n{}",
                     log.lock().unwrap().join("\n")
                 );
             }
         };
-        Server {
-            child,
-            base: format!("http://{addr}"),
-            log,
-        }
+        let base = if found.starts_with("http") {
+            found
+        } else {
+            format!("http://{found}")
+        };
+        Server { child, base, log }
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn log_text(&self) -> String {

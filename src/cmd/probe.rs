@@ -1,0 +1,141 @@
+//! `lookout probe`: a regional worker. It runs the checks its aggregator
+//! sends for its region and sends the results back, through the on-disk
+//! spool, so an aggregator that is away loses nothing.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::limits;
+use crate::probe::{ProbeIdentity, Runner};
+use crate::scheduler::{CheckSet, Scheduler};
+use crate::spool::Spool;
+use crate::uplink::{self, HttpSink, Uplink};
+
+/// Run a regional probe that takes its checks from an aggregator.
+///
+/// It long-polls the aggregator for its region's checks (picking up changes
+/// without a restart), runs them on their schedules, and posts the results
+/// through an on-disk spool: while the aggregator cannot be reached, results
+/// wait in --spool and are sent, oldest first, when it is back. The last
+/// checks received are kept in the spool too, so a restart while the
+/// aggregator is away still probes. SIGINT or SIGTERM stops it gracefully.
+#[derive(clap::Args)]
+pub struct ProbeArgs {
+    /// This probe's region; its token must belong to it (probes.yaml).
+    #[arg(long)]
+    pub region: String,
+    /// The aggregator's base URL (e.g. https://lookout.example.com/).
+    #[arg(long)]
+    pub aggregator: Url,
+    /// The region's probe token.
+    #[arg(long, env = "LOOKOUT_PROBE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Directory for results waiting to be sent (created if missing).
+    #[arg(long, default_value = "./spool")]
+    pub spool: PathBuf,
+    /// An existing WebDriver server for browser checks, instead of a local
+    /// chromedriver.
+    #[arg(long)]
+    pub webdriver: Option<Url>,
+    /// Trust this CA (PEM) for the aggregator's certificate, besides the
+    /// system's roots (an aggregator with a private CA).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Checks running at once.
+    #[arg(long, default_value_t = limits::PROBE_CONCURRENCY_DEFAULT)]
+    pub concurrency: usize,
+}
+
+/// Name of the cached specs document in the spool directory.
+const SPECS_CACHE: &str = "checks.json";
+
+pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
+    let spool = Arc::new(
+        Spool::open(&args.spool, limits::SPOOL_BYTES_MAX)
+            .with_context(|| format!("opening the spool {}", args.spool.display()))?,
+    );
+    let uplink = Uplink::new(
+        args.aggregator.clone(),
+        &args.region,
+        &args.token,
+        args.ca_file.as_deref(),
+    )?;
+    if args.webdriver.is_some() {
+        tracing::debug!("--webdriver is used by browser checks");
+    }
+    tracing::info!(
+        region = %args.region,
+        aggregator = %args.aggregator,
+        spool = %args.spool.display(),
+        pending = spool.pending(),
+        "probe started"
+    );
+
+    let cancel = CancellationToken::new();
+    tokio::spawn(super::serve::shutdown_on_signal(cancel.clone()));
+    let mut tasks = JoinSet::new();
+    let (checks_tx, checks_rx) = watch::channel(CheckSet::default());
+    let (run_now_tx, run_now_rx) = mpsc::channel(limits::RUN_NOW_QUEUE_MAX);
+    let (results_tx, results_rx) = mpsc::channel(limits::RESULT_QUEUE_CAPACITY);
+    tasks.spawn(uplink::follow_specs(
+        uplink.clone(),
+        args.spool.join(SPECS_CACHE),
+        checks_tx,
+        cancel.clone(),
+    ));
+    tasks.spawn(uplink::follow_run_now(
+        uplink.clone(),
+        run_now_tx,
+        cancel.clone(),
+    ));
+    let scheduler = Scheduler {
+        runner: Runner::new(
+            ProbeIdentity {
+                region: args.region.clone(),
+                probe: crate::hostname(),
+            },
+            Arc::default(),
+        ),
+        results: results_tx,
+        concurrency: args.concurrency,
+        on_lateness: None,
+    };
+    // The scheduler stops first; the shipper then spools what it produced.
+    let shipper_cancel = CancellationToken::new();
+    {
+        let shipper_cancel = shipper_cancel.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            scheduler.run_updating(checks_rx, run_now_rx, cancel).await;
+            shipper_cancel.cancel();
+        });
+    }
+    let sink = Arc::new(HttpSink(uplink));
+    tasks.spawn(uplink::ship_spooled(
+        results_rx,
+        spool.clone(),
+        sink,
+        shipper_cancel,
+    ));
+
+    cancel.cancelled().await;
+    let drained = tokio::time::timeout(limits::SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "some tasks did not stop within {:?}; exiting anyway",
+            limits::SHUTDOWN_GRACE
+        );
+    }
+    tracing::info!(pending = spool.pending(), "stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,200 @@
+//! Checks as the aggregator sends them to remote probes.
+//!
+//! A probe does not read `checks/`: the aggregator sends each check's own
+//! YAML tree (positions kept, so a probe's error still names the file and
+//! line) with the values of the `${VAR}`s it used, and the probe decodes it
+//! with the very decoder `lookout validate` uses. Interpolation therefore
+//! happens the same way on both sides, the interpolated values are secrets on
+//! the probe too (masked in its results and logs), and a probe never needs
+//! the aggregator's environment.
+
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::decode::Ctx;
+use super::yaml::{Node, Pos, Value};
+use super::{Check, ConfigError, ConfigErrors, Refs, Secrets, decode_check};
+
+/// Where a check came from: its file, its tree, and the environment
+/// variables its `${...}` used, with their values.
+#[derive(Clone, Debug)]
+pub struct CheckSource {
+    pub file: PathBuf,
+    pub node: Node,
+    pub env: BTreeMap<String, String>,
+    /// Changes when anything that shapes the check changes, and only then
+    /// (positions are left out: moving a check in its file changes nothing).
+    pub fingerprint: u64,
+}
+
+impl CheckSource {
+    pub fn new(file: PathBuf, node: Node, env: BTreeMap<String, String>) -> CheckSource {
+        let mut hasher = fnv::FnvHasher::default();
+        hash_node(&node, &mut hasher);
+        for (name, value) in &env {
+            hasher.write(name.as_bytes());
+            hasher.write_u8(0);
+            hasher.write(value.as_bytes());
+            hasher.write_u8(0);
+        }
+        CheckSource {
+            file,
+            node,
+            env,
+            fingerprint: hasher.finish(),
+        }
+    }
+}
+
+fn hash_node(node: &Node, hasher: &mut fnv::FnvHasher) {
+    match &node.value {
+        Value::Null => hasher.write_u8(0),
+        Value::Bool(b) => hasher.write(&[1, u8::from(*b)]),
+        Value::Number(n) => {
+            hasher.write_u8(2);
+            hasher.write(n.as_bytes());
+            hasher.write_u8(0);
+        }
+        Value::String(s) => {
+            hasher.write_u8(3);
+            hasher.write(s.as_bytes());
+            hasher.write_u8(0);
+        }
+        Value::Seq(items) => {
+            hasher.write_u8(4);
+            hasher.write_usize(items.len());
+            items.iter().for_each(|n| hash_node(n, hasher));
+        }
+        Value::Map(entries) => {
+            hasher.write_u8(5);
+            hasher.write_usize(entries.len());
+            for (k, v) in entries {
+                hash_node(k, hasher);
+                hash_node(v, hasher);
+            }
+        }
+    }
+}
+
+/// One check on the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireCheck {
+    pub name: String,
+    pub file: PathBuf,
+    pub spec: WireNode,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A YAML node on the wire: `[line, col, value]` keeps it compact.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireNode(pub u32, pub u32, pub WireValue);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireValue {
+    Null,
+    Bool(bool),
+    Number(String),
+    String(String),
+    Seq(Vec<WireNode>),
+    Map(Vec<(WireNode, WireNode)>),
+}
+
+impl From<&Node> for WireNode {
+    fn from(node: &Node) -> WireNode {
+        let value = match &node.value {
+            Value::Null => WireValue::Null,
+            Value::Bool(b) => WireValue::Bool(*b),
+            Value::Number(n) => WireValue::Number(n.clone()),
+            Value::String(s) => WireValue::String(s.clone()),
+            Value::Seq(items) => WireValue::Seq(items.iter().map(WireNode::from).collect()),
+            Value::Map(entries) => WireValue::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (WireNode::from(k), WireNode::from(v)))
+                    .collect(),
+            ),
+        };
+        WireNode(node.pos.line, node.pos.col, value)
+    }
+}
+
+impl From<WireNode> for Node {
+    fn from(WireNode(line, col, value): WireNode) -> Node {
+        let value = match value {
+            WireValue::Null => Value::Null,
+            WireValue::Bool(b) => Value::Bool(b),
+            WireValue::Number(n) => Value::Number(n),
+            WireValue::String(s) => Value::String(s),
+            WireValue::Seq(items) => Value::Seq(items.into_iter().map(Node::from).collect()),
+            WireValue::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (Node::from(k), Node::from(v)))
+                    .collect(),
+            ),
+        };
+        Node {
+            pos: Pos { line, col },
+            value,
+        }
+    }
+}
+
+impl WireCheck {
+    /// The wire form of a loaded check; `None` for a check not loaded from
+    /// files (none in practice).
+    pub fn from_check(check: &Check) -> Option<WireCheck> {
+        let source = check.source.as_ref()?;
+        Some(WireCheck {
+            name: check.name.clone(),
+            file: source.file.clone(),
+            spec: WireNode::from(&source.node),
+            env: source.env.clone(),
+        })
+    }
+}
+
+/// Decodes checks received from the aggregator, with the same rules as
+/// `checks/` files. Every mistake is reported, each with the file and
+/// position it has on the aggregator.
+pub fn decode_wire_checks(
+    checks: Vec<WireCheck>,
+) -> Result<(Vec<Arc<Check>>, Arc<Secrets>), ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut secrets = Secrets::default();
+    let mut decoded = Vec::with_capacity(checks.len());
+    for wire in checks {
+        let node = Node::from(wire.spec);
+        let env = |name: &str| wire.env.get(name).cloned();
+        let mut ctx = Ctx {
+            file: &wire.file,
+            errors: &mut errors,
+            secrets: &mut secrets,
+            env: &env,
+        };
+        let mut refs = Refs::default();
+        if let Some(mut check) = decode_check(&mut ctx, &node, &mut refs) {
+            if check.name != wire.name {
+                errors.push(ConfigError {
+                    file: wire.file.clone(),
+                    pos: node.pos,
+                    message: format!("check sent as `{}` decodes as `{}`", wire.name, check.name),
+                });
+                continue;
+            }
+            check.source = Some(Arc::new(CheckSource::new(wire.file, node, wire.env)));
+            decoded.push(Arc::new(check));
+        }
+    }
+    if errors.is_empty() {
+        Ok((decoded, Arc::new(secrets)))
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}

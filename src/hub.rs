@@ -1,0 +1,173 @@
+//! What the aggregator keeps for its remote probes: who they are (tokens
+//! bound to regions), which checks each region runs (a versioned document
+//! per region that probes long-poll for), and which checks it wants a region
+//! to run now (fast confirmation).
+//!
+//! The hub holds no check state and does no I/O; `api.rs` serves it over
+//! HTTP, the aggregator fills the run-now queues, the config reload swaps
+//! the documents.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::config::probes::ProbeTokens;
+use crate::config::remote::WireCheck;
+use crate::limits;
+
+/// The checks one region runs, serialized once per config.
+#[derive(Debug)]
+pub struct RegionSpecs {
+    /// Opaque, changes whenever the document does (a hash of it).
+    pub version: String,
+    /// `{"version": ..., "region": ..., "checks": [...]}` as JSON.
+    pub body: bytes::Bytes,
+}
+
+#[derive(Serialize)]
+struct SpecsDocument<'a> {
+    version: &'a str,
+    region: &'a str,
+    checks: &'a [WireCheck],
+}
+
+#[derive(Debug, Default)]
+pub struct SpecIndex {
+    by_region: BTreeMap<String, Arc<RegionSpecs>>,
+}
+
+impl SpecIndex {
+    /// One document per region in `regions`: the probed checks that run
+    /// everywhere, and those whose `regions` name it.
+    pub fn build<'r>(config: &Config, regions: impl Iterator<Item = &'r str>) -> SpecIndex {
+        let mut by_region = BTreeMap::new();
+        for region in regions {
+            let checks: Vec<WireCheck> = config
+                .checks
+                .iter()
+                .filter(|c| c.is_probed())
+                .filter(|c| {
+                    c.regions
+                        .as_ref()
+                        .is_none_or(|r| r.iter().any(|n| n == region))
+                })
+                .filter_map(|c| WireCheck::from_check(c))
+                .collect();
+            let checks_json = serde_json::to_vec(&checks).unwrap_or_default();
+            let digest = ring::digest::digest(&ring::digest::SHA256, &checks_json);
+            let version = hex::encode(&digest.as_ref()[..16]);
+            let body = serde_json::to_vec(&SpecsDocument {
+                version: &version,
+                region,
+                checks: &checks,
+            })
+            .unwrap_or_default();
+            by_region.insert(
+                region.to_string(),
+                Arc::new(RegionSpecs {
+                    version,
+                    body: body.into(),
+                }),
+            );
+        }
+        SpecIndex { by_region }
+    }
+
+    pub fn region(&self, region: &str) -> Option<Arc<RegionSpecs>> {
+        self.by_region.get(region).cloned()
+    }
+}
+
+/// Checks waiting to be run now by one region's probe.
+#[derive(Default)]
+struct RunNowQueue {
+    checks: BTreeSet<String>,
+    wake: Arc<Notify>,
+}
+
+pub struct ProbeHub {
+    tokens: RwLock<ProbeTokens>,
+    specs: watch::Sender<Arc<SpecIndex>>,
+    run_now: Mutex<HashMap<String, RunNowQueue>>,
+}
+
+impl ProbeHub {
+    pub fn new(tokens: ProbeTokens, config: &Config) -> ProbeHub {
+        let index = SpecIndex::build(config, tokens.regions());
+        ProbeHub {
+            tokens: RwLock::new(tokens),
+            specs: watch::Sender::new(Arc::new(index)),
+            run_now: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A new config or new tokens: rebuild every region's document and wake
+    /// the probes waiting for a change.
+    pub fn update(&self, config: &Config, tokens: Option<ProbeTokens>) {
+        let mut current = self.tokens.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(tokens) = tokens {
+            *current = tokens;
+        }
+        let index = SpecIndex::build(config, current.regions());
+        self.specs.send_replace(Arc::new(index));
+    }
+
+    /// The region a bearer token belongs to.
+    pub fn authenticate(&self, token: &str) -> Option<String> {
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        tokens.region_of(token).map(str::to_string)
+    }
+
+    /// Every region with a token.
+    pub fn regions(&self) -> Vec<String> {
+        let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        tokens.regions().map(str::to_string).collect()
+    }
+
+    pub fn specs(&self, region: &str) -> Option<Arc<RegionSpecs>> {
+        self.specs.borrow().region(region)
+    }
+
+    /// Notified on every spec change.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<SpecIndex>> {
+        self.specs.subscribe()
+    }
+
+    /// Asks `region`'s probe to run `check` now.
+    pub fn request_run_now(&self, region: &str, check: &str) {
+        let mut queues = self.run_now.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = queues.entry(region.to_string()).or_default();
+        if queue.checks.len() >= limits::RUN_NOW_QUEUE_MAX {
+            return; // the probe is not collecting them; its schedule still runs
+        }
+        if queue.checks.insert(check.to_string()) {
+            queue.wake.notify_one();
+        }
+    }
+
+    /// Takes what `region` should run now, waiting up to `wait` for some.
+    pub async fn take_run_now(&self, region: &str, wait: std::time::Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let wake = {
+                let mut queues = self.run_now.lock().unwrap_or_else(|p| p.into_inner());
+                let queue = queues.entry(region.to_string()).or_default();
+                if !queue.checks.is_empty() {
+                    return std::mem::take(&mut queue.checks).into_iter().collect();
+                }
+                queue.wake.clone()
+            };
+            // A request made between the check above and this wait stored a
+            // permit in the Notify, so it is not missed.
+            if tokio::time::timeout_at(deadline, wake.notified())
+                .await
+                .is_err()
+            {
+                return Vec::new();
+            }
+        }
+    }
+}

@@ -1,0 +1,645 @@
+//! End to end: one `lookout aggregator` and three `lookout probe` processes
+//! on loopback, against a target that fails per region (it tells regions
+//! apart by the User-Agent), with alerts going to a real webhook receiver.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use serde_json::Value;
+
+use common::{ConfigDirs, Server, client, get_json, wait_for};
+
+const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
+
+fn token(region: &str) -> String {
+    format!("probe-token-for-{region}-0123456789")
+}
+
+/// A target whose `/health` fails (500) for the regions in `failing`, and
+/// counts requests per region.
+#[derive(Clone, Default)]
+struct RegionalTarget {
+    failing: Arc<Mutex<HashSet<String>>>,
+    requests: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl RegionalTarget {
+    fn fail(&self, regions: &[&str]) {
+        *self.failing.lock().unwrap() = regions.iter().map(|r| r.to_string()).collect();
+    }
+}
+
+async fn health(State(target): State<RegionalTarget>, headers: HeaderMap) -> StatusCode {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let region = agent
+        .split("region=")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or("")
+        .to_string();
+    *target
+        .requests
+        .lock()
+        .unwrap()
+        .entry(region.clone())
+        .or_default() += 1;
+    if target.failing.lock().unwrap().contains(&region) {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// Every webhook body received.
+#[derive(Clone, Default)]
+struct Hooks(Arc<Mutex<Vec<Value>>>);
+
+impl Hooks {
+    fn events(&self, kind: &str) -> Vec<Value> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+async fn hook(State(hooks): State<Hooks>, body: Bytes) -> StatusCode {
+    if let Ok(value) = serde_json::from_slice(&body) {
+        hooks.0.lock().unwrap().push(value);
+    }
+    StatusCode::OK
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+struct Setup {
+    dirs: ConfigDirs,
+    target: RegionalTarget,
+    target_url: String,
+    hooks: Hooks,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn setup() -> Setup {
+    let target = RegionalTarget::default();
+    let target_url = serve(
+        Router::new()
+            .route("/health", get(health))
+            .with_state(target.clone()),
+    )
+    .await;
+    let hooks = Hooks::default();
+    let hook_url = serve(
+        Router::new()
+            .route("/hook", post(hook))
+            .with_state(hooks.clone()),
+    )
+    .await;
+    let dirs = ConfigDirs::new(&checks_yaml(&target_url, &[]));
+    std::fs::write(
+        dirs.alerts().join("alerts.yaml"),
+        format!(
+            "channels:\n  ops:\n    webhook: {{ url: \"{hook_url}/hook\" }}\ndefaults:\n  channels: [ops]\n"
+        ),
+    )
+    .unwrap();
+    let probes: String = REGIONS
+        .iter()
+        .map(|r| format!("  {r}: {{ token: \"{}\" }}\n", token(r)))
+        .collect();
+    std::fs::write(
+        dirs.root.path().join("probes.yaml"),
+        format!("probes:\n{probes}"),
+    )
+    .unwrap();
+    Setup {
+        dirs,
+        target,
+        target_url,
+        hooks,
+        port: free_port(),
+    }
+}
+
+/// The checks file: `api` (every 1s, failures 2, quorum 2) plus `extra`.
+fn checks_yaml(target_url: &str, extra: &[&str]) -> String {
+    let mut yaml = format!(
+        "checks:\n  - name: api\n    http: {{ url: \"{target_url}/health\" }}\n    every: 1s\n    timeout: 2s\n    alert: {{ failures: 2, quorum: 2 }}\n"
+    );
+    for name in extra {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    http: {{ url: \"{target_url}/health\" }}\n    every: 1s\n    timeout: 2s\n"
+        ));
+    }
+    yaml
+}
+
+fn start_aggregator(setup: &Setup, extra: &[&str]) -> Server {
+    let mut args: Vec<OsString> = vec![
+        "aggregator".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", setup.port).into(),
+        "--probes".into(),
+        setup.dirs.root.path().join("probes.yaml").into(),
+    ];
+    args.extend(setup.dirs.flags());
+    args.extend(extra.iter().map(OsString::from));
+    Server::spawn(&args, &[], "listening on ")
+}
+
+fn start_probe(setup: &Setup, region: &str, spool: &Path, extra: &[&str]) -> Server {
+    let scheme = if extra.contains(&"--ca-file") {
+        "https"
+    } else {
+        "http"
+    };
+    let mut args: Vec<OsString> = vec![
+        "probe".into(),
+        "--region".into(),
+        region.into(),
+        "--aggregator".into(),
+        format!("{scheme}://127.0.0.1:{}/", setup.port).into(),
+        "--spool".into(),
+        spool.join(region).into(),
+    ];
+    args.extend(extra.iter().map(OsString::from));
+    let token = token(region);
+    Server::spawn(
+        &args,
+        &[("LOOKOUT_PROBE_TOKEN", token.as_str())],
+        "probe started",
+    )
+}
+
+async fn check_state(base: &str, name: &str) -> Value {
+    let (_, body) = get_json(&client(), &format!("{base}/api/v1/checks")).await;
+    body["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until `api` is up with every region reporting.
+async fn wait_all_up(base: &str) {
+    wait_for(
+        "api up in all three regions",
+        Duration::from_secs(30),
+        || async {
+            let state = check_state(base, "api").await;
+            let regions = state["regions"].as_object().map(|r| r.len()).unwrap_or(0);
+            (state["status"] == "up" && regions == 3).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_failing_region_alerts_nobody_two_alert_once_and_recovery_once() {
+    let setup = setup().await;
+    let spool = tempfile::tempdir().unwrap();
+    let aggregator = start_aggregator(&setup, &[]);
+    let base = aggregator.base.clone();
+    let probes: Vec<Server> = REGIONS
+        .iter()
+        .map(|r| start_probe(&setup, r, spool.path(), &[]))
+        .collect();
+    wait_all_up(&base).await;
+
+    // One region failing: its verdict is failing, the check stays up.
+    setup.target.fail(&["eu-west"]);
+    wait_for(
+        "eu-west counted as failing",
+        Duration::from_secs(20),
+        || async {
+            let state = check_state(&base, "api").await;
+            (state["regions"]["eu-west"]["verdict"] == "failing").then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(check_state(&base, "api").await["status"], "up");
+    assert!(setup.hooks.events("down").is_empty(), "{:?}", setup.hooks.0);
+
+    // Two of three: one down alert naming both.
+    setup.target.fail(&["eu-west", "us-east"]);
+    let down = wait_for("the down alert", Duration::from_secs(20), || async {
+        setup.hooks.events("down").into_iter().next()
+    })
+    .await;
+    let summary = down["summary"].as_str().unwrap();
+    assert!(summary.contains("2 of 3 regions"), "{summary}");
+    assert!(
+        summary.contains("eu-west") && summary.contains("us-east"),
+        "{summary}"
+    );
+    assert_eq!(down["regions"]["eu-west"]["status"], 500);
+    assert_eq!(down["regions"]["us-east"]["status"], 500);
+    assert_eq!(down["regions"]["ap-south"]["outcome"], "ok");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(setup.hooks.events("down").len(), 1);
+
+    // Recovery: one up alert.
+    setup.target.fail(&[]);
+    wait_for("the recovery alert", Duration::from_secs(20), || async {
+        setup.hooks.events("up").into_iter().next()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(setup.hooks.events("up").len(), 1);
+    assert_eq!(setup.hooks.events("down").len(), 1);
+
+    // A probe killed: its region goes stale, the check stays up, and a
+    // probe alert (not a check alert) says so.
+    let mut probes = probes.into_iter();
+    let killed = probes.next().unwrap();
+    killed.kill();
+    let stale = wait_for("the probe_stale alert", Duration::from_secs(30), || async {
+        setup.hooks.events("probe_stale").into_iter().next()
+    })
+    .await;
+    assert_eq!(stale["region"], "eu-west");
+    assert!(
+        stale["summary"]
+            .as_str()
+            .unwrap()
+            .contains("probe eu-west stopped reporting"),
+        "{stale}"
+    );
+    let state = check_state(&base, "api").await;
+    assert_eq!(state["status"], "up", "{state}");
+    assert_eq!(state["regions"]["eu-west"]["stale"], true, "{state}");
+    let (_, listed) = get_json(&client(), &format!("{base}/api/v1/probes")).await;
+    let eu = listed["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["region"] == "eu-west")
+        .unwrap()
+        .clone();
+    assert_eq!(eu["stale"], true, "{listed}");
+    assert_eq!(setup.hooks.events("down").len(), 1);
+
+    // It comes back: one probe_back alert closing the same incident.
+    let revived = start_probe(&setup, "eu-west", spool.path(), &[]);
+    let back = wait_for("the probe_back alert", Duration::from_secs(30), || async {
+        setup.hooks.events("probe_back").into_iter().next()
+    })
+    .await;
+    assert_eq!(back["incident"], stale["incident"]);
+    drop(revived);
+    drop(probes);
+    drop(aggregator);
+}
+
+/// Result ids a probe logged as made.
+fn made_ids(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(" ran ") || l.ends_with(" ran"))
+        .filter_map(|l| l.split("id=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn results_made_while_the_aggregator_is_down_all_arrive_once() {
+    let setup = setup().await;
+    let spool = tempfile::tempdir().unwrap();
+    let aggregator = start_aggregator(&setup, &[]);
+    let base = aggregator.base.clone();
+    let probes: Vec<Server> = REGIONS
+        .iter()
+        .map(|r| start_probe(&setup, r, spool.path(), &[]))
+        .collect();
+    wait_all_up(&base).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    aggregator.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A probe restarted meanwhile: its spool outlives it.
+    let mut probes = probes.into_iter();
+    let first = probes.next().unwrap();
+    let mut made: Vec<String> = Vec::new();
+    let mut logs = String::new();
+    let log = first.terminate_and_log();
+    assert!(log.contains("cannot reach the aggregator"), "{log}");
+    made.extend(made_ids(&log));
+    logs.push_str(&log);
+    let restarted = start_probe(&setup, REGIONS[0], spool.path(), &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let aggregator = start_aggregator(&setup, &[]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Stop the probes: what they made is in their logs, and a graceful stop
+    // delivers (or spools) every result.
+    for probe in probes.chain([restarted]) {
+        let log = probe.terminate_and_log();
+        made.extend(made_ids(&log));
+        logs.push_str(&log);
+    }
+    assert!(
+        logs.contains("spool holds results from an earlier run"),
+        "{logs}"
+    );
+    assert!(made.len() >= 3 * 8, "too few results made: {}", made.len());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let stored = loop {
+        let (_, body) = get_json(
+            &client(),
+            &format!("{}/api/v1/checks/api/results?limit=1000", aggregator.base),
+        )
+        .await;
+        let ids: Vec<String> = body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        if ids.len() >= made.len() || std::time::Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let unique: HashSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "a result was stored twice");
+    let stored_set: HashSet<String> = stored.iter().cloned().collect();
+    let missing: Vec<&String> = made.iter().filter(|id| !stored_set.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} results lost: {missing:?}\n{logs}\n{}",
+        missing.len(),
+        made.len(),
+        aggregator.log_text()
+    );
+    assert_eq!(stored.len(), made.len());
+    // Per region, the target saw as many requests as results were stored
+    // (no run was made twice, none lost).
+    let requests = setup.target.requests.lock().unwrap().clone();
+    assert_eq!(requests.values().sum::<usize>(), made.len(), "{requests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_token_works_only_for_its_own_region() {
+    let setup = setup().await;
+    let aggregator = start_aggregator(&setup, &[]);
+    let base = &aggregator.base;
+    let http = client();
+    let eu = format!("Bearer {}", token("eu-west"));
+
+    // Specs: own region with ETag; long-poll answers 304 when unchanged.
+    let response = http
+        .get(format!("{base}/api/v1/probe/checks?region=eu-west"))
+        .header("authorization", &eu)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["checks"][0]["name"], "api");
+    let response = http
+        .get(format!("{base}/api/v1/probe/checks?region=eu-west&wait=1"))
+        .header("authorization", &eu)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 304);
+
+    // Another region's specs: 403. No token or a wrong one: 401.
+    let other = http
+        .get(format!("{base}/api/v1/probe/checks?region=us-east"))
+        .header("authorization", &eu)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 403);
+    for auth in ["", "Bearer wrong-token-wrong-token", "Basic abc"] {
+        let mut request = http.get(format!("{base}/api/v1/probe/checks?region=eu-west"));
+        if !auth.is_empty() {
+            request = request.header("authorization", auth);
+        }
+        assert_eq!(request.send().await.unwrap().status(), 401, "{auth:?}");
+    }
+
+    // Results: only the token's own region.
+    let result = |region: &str| {
+        serde_json::json!({"results": [{
+            "id": uuid::Uuid::now_v7(), "check": "api", "region": region, "probe": "p",
+            "started_at": chrono::Utc::now(), "duration_ms": 3.0, "outcome": "ok"
+        }], "sent_at": chrono::Utc::now()})
+        .to_string()
+    };
+    let post = |auth: Option<String>, body: String| {
+        let mut request = http
+            .post(format!("{base}/api/v1/results"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    assert_eq!(
+        post(Some(eu.clone()), result("us-east"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(post(None, result("eu-west")).await.unwrap().status(), 401);
+    let wrong = format!("Bearer {}x", token("eu-west"));
+    assert_eq!(
+        post(Some(wrong), result("eu-west")).await.unwrap().status(),
+        401
+    );
+    let ok = post(Some(eu.clone()), result("eu-west")).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let accepted: Value = serde_json::from_str(&ok.text().await.unwrap()).unwrap();
+    assert_eq!(accepted["accepted"], 1);
+    // Malformed and oversized bodies are refused, not stored.
+    assert_eq!(
+        post(Some(eu.clone()), "{".into()).await.unwrap().status(),
+        400
+    );
+    let huge = "x".repeat(lookout::limits::RESULTS_BODY_BYTES_MAX + 1);
+    assert_eq!(post(Some(eu), huge).await.unwrap().status(), 413);
+    drop(aggregator);
+    let _ = &setup.target_url;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_pick_up_config_changes_and_a_bad_edit_keeps_the_old_config() {
+    let setup = setup().await;
+    let spool = tempfile::tempdir().unwrap();
+    let aggregator = start_aggregator(&setup, &[]);
+    let base = aggregator.base.clone();
+    let probes: Vec<Server> = REGIONS
+        .iter()
+        .map(|r| start_probe(&setup, r, spool.path(), &[]))
+        .collect();
+    wait_all_up(&base).await;
+
+    // A new check, written to the file: every probe runs it, no restart.
+    std::fs::write(
+        setup.dirs.checks().join("checks.yaml"),
+        checks_yaml(&setup.target_url, &["added"]),
+    )
+    .unwrap();
+    wait_for(
+        "the added check run in all regions",
+        Duration::from_secs(30),
+        || async {
+            let state = check_state(&base, "added").await;
+            let regions = state["regions"].as_object().map(|r| r.len()).unwrap_or(0);
+            (regions == 3).then_some(())
+        },
+    )
+    .await;
+
+    // A broken edit: logged with its position, the old config keeps running.
+    std::fs::write(
+        setup.dirs.checks().join("checks.yaml"),
+        "checks:\n  - name: api\n    http: { url: \"not a url\" }\n    every: 1s\n",
+    )
+    .unwrap();
+    wait_for(
+        "the reload failure logged",
+        Duration::from_secs(20),
+        || async {
+            aggregator
+                .log_text()
+                .contains("still running the previous config")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        aggregator.log_text().contains("checks.yaml:3:"),
+        "{}",
+        aggregator.log_text()
+    );
+    let before = check_state(&base, "added").await["regions"]["eu-west"]["last"]["id"].clone();
+    wait_for(
+        "the added check still running",
+        Duration::from_secs(10),
+        || async {
+            let now = check_state(&base, "added").await["regions"]["eu-west"]["last"]["id"].clone();
+            (now != before).then_some(())
+        },
+    )
+    .await;
+    drop(probes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_aggregator_is_verified_by_its_probes() {
+    let setup = setup().await;
+    let spool = tempfile::tempdir().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "lookout test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let issuer =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let ca_pem = issuer.pem();
+    let dir = setup.dirs.root.path();
+    std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    let cert_path = dir.join("cert.pem").display().to_string();
+    let key_path = dir.join("key.pem").display().to_string();
+    let aggregator = start_aggregator(&setup, &["--tls-cert", &cert_path, "--tls-key", &key_path]);
+    assert!(
+        aggregator.base.starts_with("https://"),
+        "{}",
+        aggregator.base
+    );
+    let ca_path = dir.join("ca.pem").display().to_string();
+    let trusted = start_probe(&setup, "eu-west", spool.path(), &["--ca-file", &ca_path]);
+    let untrusted = {
+        // Same region name in its own spool, without the CA.
+        let mut args: Vec<OsString> = vec![
+            "probe".into(),
+            "--region".into(),
+            "us-east".into(),
+            "--aggregator".into(),
+            format!("https://127.0.0.1:{}/", setup.port).into(),
+            "--spool".into(),
+            spool.path().join("untrusted").into(),
+        ];
+        args.push("--concurrency".into());
+        args.push("4".into());
+        let token = token("us-east");
+        Server::spawn(
+            &args,
+            &[("LOOKOUT_PROBE_TOKEN", token.as_str())],
+            "probe started",
+        )
+    };
+    lookout::install_crypto_provider();
+    let https = reqwest::Client::builder()
+        .tls_certs_merge([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    wait_for("results over HTTPS", Duration::from_secs(30), || async {
+        let (_, body) = get_json(&https, &format!("{}/api/v1/checks", aggregator.base)).await;
+        let regions = &body["checks"][0]["regions"];
+        regions.get("eu-west").map(|_| ())
+    })
+    .await;
+    wait_for(
+        "the untrusted probe to say why",
+        Duration::from_secs(20),
+        || async {
+            untrusted
+                .log_text()
+                .contains("cannot reach the aggregator")
+                .then_some(())
+        },
+    )
+    .await;
+    let (_, body) = get_json(&https, &format!("{}/api/v1/checks", aggregator.base)).await;
+    assert!(
+        body["checks"][0]["regions"].get("us-east").is_none(),
+        "{body}"
+    );
+    drop(trusted);
+}
