@@ -49,6 +49,8 @@ pub struct Aggregator {
     hub: ProbeHub,
     /// Each region's probe: when it last reported, whether it is stale.
     probes: std::sync::Mutex<BTreeMap<String, ProbeStatus>>,
+    /// Ask regions to run a check now to confirm a change (on by default).
+    fast_confirmation: bool,
 }
 
 /// A region's probe as the aggregator sees it (`GET /api/v1/probes`).
@@ -135,6 +137,7 @@ impl Aggregator {
             config: std::sync::RwLock::new(config),
             hub,
             probes: std::sync::Mutex::new(probes),
+            fast_confirmation: true,
             storage,
             states: Mutex::new(states),
             started_at: now,
@@ -156,6 +159,13 @@ impl Aggregator {
     /// its own region, whose probe is in-process.
     pub fn with_probe_tokens(self, tokens: ProbeTokens) -> Aggregator {
         self.hub.update(&self.config(), Some(tokens));
+        self
+    }
+
+    /// Whether a change seen in one region makes the others run the check
+    /// at once (`ask_for_confirmation`).
+    pub fn with_fast_confirmation(mut self, enabled: bool) -> Aggregator {
+        self.fast_confirmation = enabled;
         self
     }
 
@@ -385,6 +395,9 @@ impl Aggregator {
         states: &HashMap<String, CheckState>,
         results: &[(String, String, bool)],
     ) {
+        if !self.fast_confirmation {
+            return;
+        }
         for (check, region, ok) in results {
             let (Some(state), Some(_)) = (states.get(check), config.check(check)) else {
                 continue;
@@ -1410,5 +1423,191 @@ mod tests {
             Some(incident),
             "so PagerDuty resolves what it opened"
         );
+    }
+
+    fn from_region(region: &str, outcome: Outcome) -> ProbeResult {
+        let mut result = result(outcome);
+        result.region = region.to_string();
+        result
+    }
+
+    async fn queued(aggregator: &Aggregator, region: &str) -> Vec<String> {
+        aggregator
+            .hub()
+            .take_run_now(region, std::time::Duration::ZERO)
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_first_failure_asks_the_regions_that_have_not_moved_to_run_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with_channels("    alert: { failures: 2 }\n");
+        let aggregator = Aggregator::new(config, Storage::open(dir.path()).unwrap())
+            .await
+            .unwrap();
+        for region in ["a", "b", "c"] {
+            aggregator
+                .ingest(vec![from_region(region, Outcome::Ok)])
+                .await
+                .unwrap();
+        }
+        for region in ["a", "b", "c"] {
+            assert!(queued(&aggregator, region).await.is_empty(), "all is well");
+        }
+        // Region a sees a first failure: everyone not failing runs it now,
+        // the reporter too (it needs a second failure to count).
+        aggregator
+            .ingest(vec![from_region("a", Outcome::Fail)])
+            .await
+            .unwrap();
+        for region in ["a", "b", "c"] {
+            assert_eq!(queued(&aggregator, region).await, ["api"], "{region}");
+        }
+        // a's second failure makes it failing: it asks nobody.
+        aggregator
+            .ingest(vec![from_region("a", Outcome::Fail)])
+            .await
+            .unwrap();
+        for region in ["a", "b", "c"] {
+            assert!(queued(&aggregator, region).await.is_empty(), "{region}");
+        }
+        // b and c confirm: down. Then one recovery asks the failing regions.
+        for region in ["b", "c"] {
+            for _ in 0..2 {
+                aggregator
+                    .ingest(vec![from_region(region, Outcome::Fail)])
+                    .await
+                    .unwrap();
+            }
+        }
+        assert_eq!(aggregator.state("api").await.unwrap().status, Status::Down);
+        for region in ["a", "b", "c"] {
+            let _ = queued(&aggregator, region).await;
+        }
+        aggregator
+            .ingest(vec![from_region("b", Outcome::Ok)])
+            .await
+            .unwrap();
+        assert_eq!(queued(&aggregator, "a").await, ["api"]);
+        assert_eq!(queued(&aggregator, "c").await, ["api"]);
+        assert!(queued(&aggregator, "b").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_fast_confirmation_nobody_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let aggregator = Aggregator::new(config(), Storage::open(dir.path()).unwrap())
+            .await
+            .unwrap()
+            .with_fast_confirmation(false);
+        for region in ["a", "b"] {
+            aggregator
+                .ingest(vec![from_region(region, Outcome::Ok)])
+                .await
+                .unwrap();
+        }
+        aggregator
+            .ingest(vec![from_region("a", Outcome::Fail)])
+            .await
+            .unwrap();
+        assert!(queued(&aggregator, "b").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_silent_probe_goes_stale_once_and_comes_back_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let aggregator = Aggregator::new(config_with_channels(""), storage.clone())
+            .await
+            .unwrap()
+            .with_probe_tokens(crate::config::probes::ProbeTokens::single(
+                "local",
+                "0123456789abcdef0123",
+            ));
+        aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap();
+        let start = Utc::now();
+        // every: 1s, timeout 10s: the window is 13s.
+        aggregator
+            .tick(start + chrono::Duration::seconds(5))
+            .await
+            .unwrap();
+        assert!(!aggregator.probes()[0].stale);
+        for later in [20, 21, 40] {
+            aggregator
+                .tick(start + chrono::Duration::seconds(later))
+                .await
+                .unwrap();
+        }
+        let probes = aggregator.probes();
+        assert!(probes[0].stale, "{probes:?}");
+        let events = storage.recent_probe_events(10).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            events[0]
+                .summary
+                .starts_with("probe local stopped reporting"),
+            "{}",
+            events[0].summary
+        );
+        let alerts = storage
+            .deliveries_in_state(DeliveryState::Pending, 10)
+            .await
+            .unwrap();
+        assert_eq!(alerts.len(), 2, "one per channel of its checks");
+        assert!(
+            alerts
+                .iter()
+                .all(|d| d.event.event == alert::AlertKind::ProbeStale)
+        );
+
+        // A restart remembers it is stale: no second alert, and the return
+        // closes the same incident.
+        drop(aggregator);
+        let aggregator = Aggregator::new(config_with_channels(""), storage.clone())
+            .await
+            .unwrap();
+        aggregator
+            .tick(Utc::now() + chrono::Duration::seconds(60))
+            .await
+            .unwrap();
+        assert_eq!(storage.recent_probe_events(10).await.unwrap().len(), 1);
+        aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap();
+        let events = storage.recent_probe_events(10).await.unwrap();
+        assert_eq!(events.len(), 2);
+        // (The test's ticks ran ahead of the clock: find them by kind.)
+        let stale = events.iter().find(|e| e.stale).unwrap();
+        let back = events.iter().find(|e| !e.stale).unwrap();
+        assert_eq!(stale.incident, back.incident);
+        assert!(!aggregator.probes()[0].stale);
+    }
+
+    #[test]
+    fn results_are_dated_by_their_age_on_the_probe_s_clock() {
+        use crate::transport::ResultBatch;
+        let received = Utc::now();
+        // The probe's clock is 7 minutes behind: its started_at and sent_at
+        // are both 7 minutes early, the result is 2 seconds old.
+        let probe_now = received - chrono::Duration::minutes(7);
+        let mut old = result(Outcome::Ok);
+        old.started_at = probe_now - chrono::Duration::seconds(2);
+        let batch = ResultBatch {
+            results: vec![old],
+            sent_at: Some(probe_now),
+        };
+        let (results, skew) = batch.on_clock_of(received);
+        assert_eq!(
+            results[0].started_at,
+            received - chrono::Duration::seconds(2)
+        );
+        assert_eq!(skew, Some(chrono::Duration::minutes(7)));
+        // A result "from the future" of its own send time is dated at arrival.
+        let mut future = result(Outcome::Ok);
+        future.started_at = probe_now + chrono::Duration::seconds(30);
+        let (results, _) = ResultBatch {
+            results: vec![future],
+            sent_at: Some(probe_now),
+        }
+        .on_clock_of(received);
+        assert_eq!(results[0].started_at, received);
     }
 }

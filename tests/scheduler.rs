@@ -136,3 +136,89 @@ async fn the_concurrency_limit_runs_checks_one_after_the_other() {
         "{results:?}"
     );
 }
+
+/// The scheduler follows a changing set of checks: an added check starts, a
+/// removed one stops, an unchanged one keeps running; a run-now request
+/// runs a check at once instead of at its next tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_come_and_go_and_run_now_runs_at_once() {
+    use lookout::scheduler::CheckSet;
+    use tokio::sync::watch;
+
+    let target = start_target().await;
+    let yaml = |names: &[&str], every: &str| {
+        let mut text = String::from("checks:\n");
+        for name in names {
+            text.push_str(&format!(
+                "  - name: {name}\n    http: {{ url: \"{}\" }}\n    every: {every}\n",
+                target.url("/ok")
+            ));
+        }
+        text
+    };
+    let set = |dirs: &ConfigDirs| {
+        let config = dirs.load();
+        CheckSet {
+            checks: config.checks.clone(),
+            secrets: config.secrets.clone(),
+        }
+    };
+    // `slow` runs every hour: only a run-now request can make it run soon
+    // (its first tick is at a stable offset within the hour).
+    let first = ConfigDirs::new(&yaml(&["a"], "200ms"));
+    let (updates_tx, updates) = watch::channel(set(&first));
+    let (run_now_tx, run_now) = mpsc::channel(8);
+    let (tx, mut rx) = mpsc::channel(1024);
+    let scheduler = Scheduler {
+        runner: Runner::new(
+            ProbeIdentity {
+                region: "t".into(),
+                probe: "t".into(),
+            },
+            Arc::default(),
+        ),
+        results: tx,
+        concurrency: 8,
+        on_lateness: None,
+    };
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(scheduler.run_updating(updates, run_now, cancel.clone()));
+    let seen = |rx: &mut mpsc::Receiver<lookout::probe::ProbeResult>| {
+        let mut names = Vec::new();
+        while let Ok(result) = rx.try_recv() {
+            names.push(result.check);
+        }
+        names
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(seen(&mut rx).iter().all(|n| n == "a"));
+
+    // Replace: `a` removed, `b` added, `slow` added.
+    let mut second_yaml = yaml(&["b"], "200ms");
+    second_yaml.push_str(&yaml(&["slow"], "1h").replace("checks:\n", ""));
+    let second = ConfigDirs::new(&second_yaml);
+    updates_tx.send_replace(set(&second));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    seen(&mut rx);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let names = seen(&mut rx);
+    assert!(!names.iter().any(|n| n == "a"), "a was removed: {names:?}");
+    assert!(names.iter().any(|n| n == "b"), "b was added: {names:?}");
+    // Its offset in the hour is fixed by its name, and not this early.
+    assert!(!names.iter().any(|n| n == "slow"), "{names:?}");
+
+    run_now_tx.send("slow".to_string()).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let result = rx.recv().await.unwrap();
+            if result.check == "slow" {
+                return result;
+            }
+        }
+    })
+    .await
+    .expect("slow ran on request");
+    assert_eq!(result.outcome, Outcome::Ok);
+    cancel.cancel();
+    running.await.unwrap();
+}

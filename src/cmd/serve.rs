@@ -60,6 +60,11 @@ pub struct AggregatorArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// When a region reports a failure (or a recovery), ask the other
+    /// regions to run the check at once instead of at their next tick, so an
+    /// outage is confirmed in about one round-trip. `false` waits for ticks.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub fast_confirmation: bool,
 }
 
 /// Run the aggregator and a local probe in one process (the default deployment).
@@ -215,6 +220,7 @@ impl AggregatorService {
                 .await
                 .context("restoring check state")?
                 .with_public_url(args.public_url.clone())
+                .with_fast_confirmation(args.fast_confirmation)
                 .with_probe_tokens(tokens),
         );
         let tls = match (&args.tls_cert, &args.tls_key) {

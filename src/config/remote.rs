@@ -198,3 +198,103 @@ pub fn decode_wire_checks(
         Err(ConfigErrors(errors))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(checks: &str, env: &[(&str, &str)]) -> crate::config::Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checks")).unwrap();
+        std::fs::write(dir.path().join("checks/c.yaml"), checks).unwrap();
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = |name: &str| env.get(name).cloned();
+        crate::config::load_with_env(
+            &dir.path().join("checks"),
+            &dir.path().join("alerts"),
+            &lookup,
+        )
+        .unwrap()
+    }
+
+    const CHECKS: &str = "checks:\n  - name: api\n    http:\n      url: \"http://127.0.0.1:9/${PATH_PART}\"\n      headers: { Authorization: \"Bearer ${API_TOKEN}\" }\n    every: 5s\n    expect: { status: [200, 3xx], body_contains: \"$${literal}\" }\n  - name: other\n    tcp: { address: \"127.0.0.1:9\" }\n    every: 1m\n";
+
+    #[test]
+    fn a_check_sent_to_a_probe_decodes_to_the_same_check_with_its_secrets() {
+        let config = load(
+            CHECKS,
+            &[
+                ("API_TOKEN", "s3cret-token"),
+                ("PATH_PART", "health"),
+                ("UNUSED", "x"),
+            ],
+        );
+        let wire: Vec<WireCheck> = config
+            .checks
+            .iter()
+            .filter_map(|c| WireCheck::from_check(c))
+            .collect();
+        assert_eq!(wire.len(), 2);
+        // Only the variables a check uses travel with it.
+        assert_eq!(
+            wire[0].env.keys().collect::<Vec<_>>(),
+            ["API_TOKEN", "PATH_PART"]
+        );
+        assert!(wire[1].env.is_empty());
+        let json = serde_json::to_string(&wire).unwrap();
+        let back: Vec<WireCheck> = serde_json::from_str(&json).unwrap();
+        let (checks, secrets) = decode_wire_checks(back).unwrap();
+        assert_eq!(checks.len(), 2);
+        assert_eq!(checks[0].target(), config.checks[0].target());
+        assert_eq!(
+            format!("{:?}", checks[0].kind),
+            format!("{:?}", config.checks[0].kind)
+        );
+        assert_eq!(
+            format!("{:?}", checks[0].expect),
+            format!("{:?}", config.checks[0].expect)
+        );
+        assert_eq!(checks[0].schedule.describe(), "every 5s");
+        assert_eq!(secrets.redact("Bearer s3cret-token"), "Bearer ****");
+        assert_eq!(
+            checks[0].source.as_ref().unwrap().fingerprint,
+            config.checks[0].source.as_ref().unwrap().fingerprint
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_follows_content_and_values_not_position() {
+        let config = load(CHECKS, &[("API_TOKEN", "a-token"), ("PATH_PART", "h")]);
+        let moved = load(
+            &CHECKS.replace("checks:\n", "checks:\n\n\n"),
+            &[("API_TOKEN", "a-token"), ("PATH_PART", "h")],
+        );
+        let rotated = load(CHECKS, &[("API_TOKEN", "b-token"), ("PATH_PART", "h")]);
+        let print = |c: &crate::config::Config| c.checks[0].source.as_ref().unwrap().fingerprint;
+        assert_eq!(print(&config), print(&moved));
+        assert_ne!(print(&config), print(&rotated));
+    }
+
+    #[test]
+    fn a_bad_spec_is_reported_with_its_aggregator_position() {
+        let config = load(CHECKS, &[("API_TOKEN", "t0ken"), ("PATH_PART", "h")]);
+        let mut wire = WireCheck::from_check(&config.checks[1]).unwrap();
+        // Corrupt `every` to something invalid.
+        if let WireValue::Map(entries) = &mut wire.spec.2 {
+            for (k, v) in entries.iter_mut() {
+                if k.2 == WireValue::String("every".into()) {
+                    v.2 = WireValue::String("soon".into());
+                }
+            }
+        }
+        let errors = decode_wire_checks(vec![wire]).unwrap_err();
+        let text = errors.0[0].to_string();
+        assert!(
+            text.contains("c.yaml:10:12: `every` of check `other`"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,399 @@
+//! Regions, measured with real processes on loopback (release build):
+//!
+//! `cargo bench --bench regions -- outage` — outage-to-alert time. One
+//! `lookout aggregator` and three `lookout probe` processes; one check on an
+//! axum target on 127.0.0.1 with `every: 5s`, `timeout: 2s`, `failures: 2`,
+//! `quorum: 2`; alerts to an axum webhook receiver. Each round waits a
+//! random 1-5 s of healthy time (so the outage starts at a random phase of
+//! the schedule), makes the target answer 500 to every region, and takes
+//! the time from that switch to the `down` webhook's arrival; then restores
+//! it and times the `up` webhook the same way. `OUTAGES` rounds with fast
+//! confirmation (the default), then the same with `--fast-confirmation
+//! false`, for comparison. Prints p50 and max of each.
+//!
+//! `cargo bench --bench regions -- ingest` — what one aggregator ingests.
+//! `INGEST_CLIENTS` concurrent clients POST batches of `INGEST_BATCH`
+//! results (a valid probe token each, 100 checks spread over 3 regions) to
+//! `POST /api/v1/results` until `INGEST_RESULTS` are stored or
+//! `INGEST_WALL_MAX` passes. Prints results/s (wall) and the aggregator
+//! process's CPU time (utime + stime from /proc) per 1,000 results.
+//!
+//! With no argument, both run.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+
+const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
+/// Outages per mode.
+const OUTAGES: usize = 12;
+/// The longest a single alert may take before the round is counted as lost.
+const ALERT_WAIT_MAX: Duration = Duration::from_secs(30);
+
+const INGEST_CLIENTS: usize = 4;
+const INGEST_BATCH: usize = 500;
+const INGEST_RESULTS: usize = 200_000;
+const INGEST_WALL_MAX: Duration = Duration::from_secs(120);
+const INGEST_CHECKS: usize = 100;
+
+fn token(region: &str) -> String {
+    format!("bench-probe-token-{region}-0123456789")
+}
+
+/// A child `lookout` process, killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[String], env: &[(&str, String)], ready: &str) -> (Proc, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn,lookout=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lookout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split(ready.as_str()).nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let found = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("lookout did not start");
+    (Proc(child), found)
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{addr}")
+}
+
+/// Writes checks/, alerts/ and probes.yaml; returns the root.
+fn write_config(checks: &str, hook_url: Option<&str>) -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(root.path().join("checks")).expect("mkdir");
+    std::fs::create_dir_all(root.path().join("alerts")).expect("mkdir");
+    std::fs::write(root.path().join("checks/checks.yaml"), checks).expect("write");
+    if let Some(hook) = hook_url {
+        std::fs::write(
+            root.path().join("alerts/alerts.yaml"),
+            format!("channels:\n  hook:\n    webhook: {{ url: \"{hook}/hook\" }}\ndefaults:\n  channels: [hook]\n"),
+        )
+        .expect("write");
+    }
+    let probes: String = REGIONS
+        .iter()
+        .map(|r| format!("  {r}: {{ token: \"{}\" }}\n", token(r)))
+        .collect();
+    std::fs::write(
+        root.path().join("probes.yaml"),
+        format!("probes:\n{probes}"),
+    )
+    .expect("write");
+    root
+}
+
+fn aggregator_args(root: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let p = |s: &str| root.join(s).display().to_string();
+    let mut args: Vec<String> = [
+        "aggregator",
+        "--listen",
+        "127.0.0.1:0",
+        "--checks",
+        &p("checks"),
+        "--alerts",
+        &p("alerts"),
+        "--data",
+        &p("data"),
+        "--probes",
+        &p("probes.yaml"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[derive(Clone, Default)]
+struct Hooks(Arc<Mutex<Vec<(Instant, String)>>>);
+
+async fn hook(State(hooks): State<Hooks>, body: Bytes) -> StatusCode {
+    let at = Instant::now();
+    let event = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["event"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    hooks.0.lock().expect("lock").push((at, event));
+    StatusCode::OK
+}
+
+async fn wait_event(hooks: &Hooks, kind: &str, after: Instant) -> Option<Duration> {
+    let deadline = Instant::now() + ALERT_WAIT_MAX;
+    while Instant::now() < deadline {
+        let found = hooks
+            .0
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(at, e)| e == kind && *at >= after)
+            .map(|(at, _)| at.duration_since(after));
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+async fn outage_mode(fast: bool) -> Result<(), String> {
+    let down = Arc::new(AtomicBool::new(false));
+    let target = {
+        let down = down.clone();
+        serve(Router::new().route(
+            "/health",
+            get(move || {
+                let down = down.clone();
+                async move {
+                    if down.load(Ordering::SeqCst) {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }),
+        ))
+        .await
+    };
+    let hooks = Hooks::default();
+    let hook_url = serve(
+        Router::new()
+            .route("/hook", post(hook))
+            .with_state(hooks.clone()),
+    )
+    .await;
+    let root = write_config(
+        &format!(
+            "checks:\n  - name: api\n    http: {{ url: \"{target}/health\" }}\n    every: 5s\n    timeout: 2s\n    alert: {{ failures: 2, quorum: 2 }}\n"
+        ),
+        Some(&hook_url),
+    );
+    let fast_flag = if fast { "true" } else { "false" };
+    let (_aggregator, addr) = spawn(
+        &aggregator_args(root.path(), &["--fast-confirmation", fast_flag]),
+        &[],
+        "listening on ",
+    );
+    let mut probes = Vec::new();
+    for region in REGIONS {
+        let spool = root
+            .path()
+            .join(format!("spool-{region}"))
+            .display()
+            .to_string();
+        let args: Vec<String> = [
+            "probe",
+            "--region",
+            region,
+            "--aggregator",
+            &format!("{addr}/"),
+            "--spool",
+            &spool,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        probes.push(
+            spawn(
+                &args,
+                &[("LOOKOUT_PROBE_TOKEN", token(region))],
+                "probe started",
+            )
+            .0,
+        );
+    }
+    // Let every region report a few results (the check must be up).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut to_down = Vec::new();
+    let mut to_up = Vec::new();
+    let mut lost = 0;
+    for _ in 0..OUTAGES {
+        tokio::time::sleep(Duration::from_millis(1000 + fastrand::u64(0..4000))).await;
+        let start = Instant::now();
+        down.store(true, Ordering::SeqCst);
+        match wait_event(&hooks, "down", start).await {
+            Some(took) => to_down.push(took),
+            None => lost += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..2000))).await;
+        let start = Instant::now();
+        down.store(false, Ordering::SeqCst);
+        match wait_event(&hooks, "up", start).await {
+            Some(took) => to_up.push(took),
+            None => lost += 1,
+        }
+    }
+    to_down.sort();
+    to_up.sort();
+    let show = |d: Duration| format!("{:.2}s", d.as_secs_f64());
+    println!(
+        "fast confirmation {fast_flag:>5}: outage -> down alert over {} outages: p50 {} max {} (min {}); recovery -> up alert: p50 {} max {}",
+        to_down.len(),
+        show(percentile(&to_down, 50.0)),
+        show(percentile(&to_down, 100.0)),
+        show(to_down.first().copied().unwrap_or_default()),
+        show(percentile(&to_up, 50.0)),
+        show(percentile(&to_up, 100.0)),
+    );
+    drop(probes);
+    if lost > 0 {
+        return Err(format!(
+            "{lost} alerts did not arrive within {ALERT_WAIT_MAX:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
+    let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    utime + stime
+}
+
+async fn ingest() -> Result<(), String> {
+    let checks: String = (0..INGEST_CHECKS)
+        .map(|i| {
+            format!(
+                "  - name: c{i:03}\n    http: {{ url: \"http://127.0.0.1:9/\" }}\n    every: 1m\n"
+            )
+        })
+        .collect();
+    let root = write_config(&format!("checks:\n{checks}"), None);
+    let (aggregator, addr) = spawn(&aggregator_args(root.path(), &[]), &[], "listening on ");
+    let pid = aggregator.0.id();
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let cpu_before = cpu_ticks(pid);
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stored = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..INGEST_CLIENTS {
+        let client = client.clone();
+        let url = format!("{addr}/api/v1/results");
+        let sent = sent.clone();
+        let stored = stored.clone();
+        tasks.push(tokio::spawn(async move {
+            let region = REGIONS[c % REGIONS.len()];
+            let auth = format!("Bearer {}", token(region));
+            while sent.fetch_add(INGEST_BATCH, Ordering::SeqCst) < INGEST_RESULTS
+                && started.elapsed() < INGEST_WALL_MAX
+            {
+                let now = chrono::Utc::now();
+                let results: Vec<serde_json::Value> = (0..INGEST_BATCH)
+                    .map(|i| {
+                        serde_json::json!({
+                            "id": uuid::Uuid::now_v7(), "check": format!("c{:03}", i % INGEST_CHECKS),
+                            "region": region, "probe": "bench", "started_at": now,
+                            "duration_ms": 12.5, "outcome": "ok", "status": 200,
+                            "phases_ms": {"dns": 0.1, "connect": 0.3, "ttfb": 5.0, "transfer": 0.2}
+                        })
+                    })
+                    .collect();
+                let body = serde_json::json!({"results": results, "sent_at": now}).to_string();
+                let response = client
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !response.status().is_success() {
+                    return Err(format!("HTTP {}", response.status()));
+                }
+                stored.fetch_add(INGEST_BATCH, Ordering::SeqCst);
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    let wall = started.elapsed();
+    let ticks = cpu_ticks(pid) - cpu_before;
+    let stored = stored.load(Ordering::SeqCst);
+    // Clock ticks are 1/100 s on Linux (sysconf(_SC_CLK_TCK)).
+    let cpu_ms = ticks as f64 * 10.0;
+    println!(
+        "ingest: {stored} results in {:.1}s from {INGEST_CLIENTS} clients, batches of {INGEST_BATCH}: {:.0} results/s; aggregator CPU {:.0} ms = {:.1} ms per 1,000 results",
+        wall.as_secs_f64(),
+        stored as f64 / wall.as_secs_f64(),
+        cpu_ms,
+        cpu_ms / (stored as f64 / 1000.0)
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    lookout::install_crypto_provider();
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let all = which.is_empty();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let outcome = runtime.block_on(async {
+        if all || which.iter().any(|w| w == "ingest") {
+            ingest().await?;
+        }
+        if all || which.iter().any(|w| w == "outage") {
+            outage_mode(true).await?;
+            outage_mode(false).await?;
+        }
+        Ok::<(), String>(())
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
