@@ -491,7 +491,35 @@ async fn a_probe_token_works_only_for_its_own_region() {
         400
     );
     let huge = "x".repeat(lookout::limits::RESULTS_BODY_BYTES_MAX + 1);
-    assert_eq!(post(Some(eu), huge).await.unwrap().status(), 413);
+    assert_eq!(post(Some(eu.clone()), huge).await.unwrap().status(), 413);
+
+    // A new region added to probes.yaml and SIGHUP: its token works.
+    let probes = setup.dirs.root.path().join("probes.yaml");
+    let mut text = std::fs::read_to_string(&probes).unwrap();
+    text.push_str(&format!(
+        "  sa-east: {{ token: \"{}\" }}\n",
+        token("sa-east")
+    ));
+    std::fs::write(&probes, text).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(aggregator.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for("the reload", Duration::from_secs(20), || async {
+        aggregator
+            .log_text()
+            .contains("config reloaded")
+            .then_some(())
+    })
+    .await;
+    let sa = http
+        .get(format!("{base}/api/v1/probe/checks?region=sa-east"))
+        .header("authorization", format!("Bearer {}", token("sa-east")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sa.status(), 200);
     drop(aggregator);
     let _ = &setup.target_url;
 }
