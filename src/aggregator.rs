@@ -71,6 +71,10 @@ pub struct ProbeStatus {
     /// measured on its last batch; corrected for, shown for the operator.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock_skew_ms: Option<i64>,
+    /// Results waiting in its spool, as it last reported (saturation: a
+    /// growing backlog means it cannot deliver).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_pending: Option<u64>,
     #[serde(skip)]
     incident: Option<Uuid>,
 }
@@ -181,7 +185,8 @@ impl Aggregator {
     }
 
     /// A probe asked for something: it is alive, whatever its results say.
-    pub fn note_probe_contact(&self, region: &str) {
+    /// It reports its spool backlog with every request.
+    pub fn note_probe_contact(&self, region: &str, spool_pending: Option<u64>) {
         let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
         let probe = probes
             .entry(region.to_string())
@@ -190,6 +195,9 @@ impl Aggregator {
                 ..ProbeStatus::default()
             });
         probe.last_contact = Some(Utc::now());
+        if spool_pending.is_some() {
+            probe.spool_pending = spool_pending;
+        }
     }
 
     /// Every region's probe: those with a token and those that reported.

@@ -94,6 +94,14 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// The spool backlog a probe reports (`uplink::SPOOL_PENDING_HEADER`).
+fn spool_pending(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(crate::uplink::SPOOL_PENDING_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The region the request's token belongs to.
 fn authenticate(aggregator: &Aggregator, headers: &HeaderMap) -> Result<String, Refusal> {
     let token = headers
@@ -136,7 +144,7 @@ async fn specs(
         Ok(region) => region,
         Err(refused) => return refused.into_response(),
     };
-    aggregator.note_probe_contact(&region);
+    aggregator.note_probe_contact(&region, spool_pending(&headers));
     let known = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -185,7 +193,7 @@ async fn run_now(
         Ok(region) => region,
         Err(refused) => return refused.into_response(),
     };
-    aggregator.note_probe_contact(&region);
+    aggregator.note_probe_contact(&region, spool_pending(&headers));
     let checks = aggregator.hub().take_run_now(&region, query.wait()).await;
     Json(RunNow { run_now: checks }).into_response()
 }
@@ -201,6 +209,7 @@ async fn results(
         Ok(region) => region,
         Err(refused) => return refused.into_response(),
     };
+    aggregator.note_probe_contact(&region, spool_pending(&headers));
     let received_at = Utc::now();
     let batch: ResultBatch = match serde_json::from_slice(&body) {
         Ok(batch) => batch,

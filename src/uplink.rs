@@ -45,7 +45,12 @@ pub struct Uplink {
     client: reqwest::Client,
     /// Notified when a request gets through after failures.
     link_up: Arc<tokio::sync::Notify>,
+    /// The spool, whose backlog every request reports to the aggregator.
+    spool: Option<Arc<Spool>>,
 }
+
+/// The header a probe reports its spool backlog in (results waiting).
+pub const SPOOL_PENDING_HEADER: &str = "x-lookout-spool-pending";
 
 /// The specs document of `GET /api/v1/probe/checks`.
 #[derive(Debug, Deserialize)]
@@ -99,7 +104,35 @@ impl Uplink {
             authorization: format!("Bearer {token}"),
             client,
             link_up: Arc::default(),
+            spool: None,
         })
+    }
+
+    /// Reports `spool`'s backlog with every request.
+    pub fn with_spool(mut self, spool: Arc<Spool>) -> Uplink {
+        self.spool = Some(spool);
+        self
+    }
+
+    /// A request with the token and the spool backlog, not counting the
+    /// `sending` results this request itself delivers.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        sending: usize,
+    ) -> reqwest::RequestBuilder {
+        let request = self
+            .client
+            .request(method, url)
+            .header(AUTHORIZATION, &self.authorization);
+        match &self.spool {
+            Some(spool) => {
+                let waiting = spool.pending().saturating_sub(sending as u64);
+                request.header(SPOOL_PENDING_HEADER, waiting.to_string())
+            }
+            None => request,
+        }
     }
 
     fn url(&self, path: &str) -> Result<Url, TransportError> {
@@ -120,9 +153,7 @@ impl Uplink {
             .append_pair("region", &self.region)
             .append_pair("wait", &wait.as_secs().to_string());
         let mut request = self
-            .client
-            .get(url)
-            .header(AUTHORIZATION, &self.authorization)
+            .request(reqwest::Method::GET, url, 0)
             .timeout(limits::PROBE_REQUEST_TIMEOUT + wait);
         if let Some(version) = known_version {
             request = request.header(IF_NONE_MATCH, format!("\"{version}\""));
@@ -148,9 +179,7 @@ impl Uplink {
             .append_pair("region", &self.region)
             .append_pair("wait", &wait.as_secs().to_string());
         let response = self
-            .client
-            .get(url)
-            .header(AUTHORIZATION, &self.authorization)
+            .request(reqwest::Method::GET, url, 0)
             .timeout(limits::PROBE_REQUEST_TIMEOUT + wait)
             .send()
             .await
@@ -165,6 +194,7 @@ impl Uplink {
     }
 
     async fn post_results(&self, results: Vec<ProbeResult>) -> Result<(), TransportError> {
+        let sending = results.len();
         let batch = ResultBatch {
             results,
             sent_at: Some(Utc::now()),
@@ -172,9 +202,7 @@ impl Uplink {
         let body = serde_json::to_vec(&batch)
             .map_err(|e| TransportError::Rejected(format!("cannot encode results: {e}")))?;
         let response = self
-            .client
-            .post(self.url("api/v1/results")?)
-            .header(AUTHORIZATION, &self.authorization)
+            .request(reqwest::Method::POST, self.url("api/v1/results")?, sending)
             .header(CONTENT_TYPE, "application/json")
             .timeout(limits::PROBE_REQUEST_TIMEOUT)
             .body(body)

@@ -357,7 +357,19 @@ async fn results_made_while_the_aggregator_is_down_all_arrive_once() {
     let restarted = start_probe(&setup, REGIONS[0], spool.path(), &[]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let aggregator = start_aggregator(&setup, &[]);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Each probe reports its spool backlog: drained once it is back.
+    let probes_url = format!("{}/api/v1/probes", aggregator.base);
+    wait_for("every spool drained", Duration::from_secs(20), || async {
+        let (_, body) = get_json(&client(), &probes_url).await;
+        let drained = body["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["spool_pending"] == 0)
+            .count();
+        (drained == 3).then_some(())
+    })
+    .await;
     // Stop the probes: what they made is in their logs, and a graceful stop
     // delivers (or spools) every result.
     for probe in probes.chain([restarted]) {

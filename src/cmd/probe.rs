@@ -66,7 +66,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         &args.region,
         &args.token,
         args.ca_file.as_deref(),
-    )?;
+    )?
+    .with_spool(spool.clone());
     if args.webdriver.is_some() {
         tracing::debug!("--webdriver is used by browser checks");
     }
