@@ -1,13 +1,15 @@
 //! Regions, measured with real processes on loopback (release build):
 //!
 //! `cargo bench --bench regions -- outage` — outage-to-alert time. One
-//! `lookout aggregator` and three `lookout probe` processes; one check on an
-//! axum target on 127.0.0.1 with `every: 5s`, `timeout: 2s`, `failures: 2`,
-//! `quorum: 2`; alerts to an axum webhook receiver. Each round waits a
-//! random 1-5 s of healthy time (so the outage starts at a random phase of
-//! the schedule), makes the target answer 500 to every region, and takes
-//! the time from that switch to the `down` webhook's arrival; then restores
-//! it and times the `up` webhook the same way. `OUTAGES` rounds with fast
+//! `lookout aggregator` and three `lookout probe` processes; `OUTAGES`
+//! checks on an axum target on 127.0.0.1, each `every: 5s`, `timeout: 2s`,
+//! `failures: 2`, `quorum: 2`; alerts to an axum webhook receiver. Round `n`
+//! waits a random 1-5 s (so the outage starts at a random phase of the
+//! schedule), makes check `n`'s endpoint answer 500 to every region, and
+//! takes the time from that switch to the `down` webhook's arrival; then
+//! restores it and times the `up` webhook the same way. One check per round,
+//! because a check going down and up every few seconds is flapping, and
+//! Lookout rightly pauses its alerts. `OUTAGES` rounds with fast
 //! confirmation (the default), then the same with `--fast-confirmation
 //! false`, for comparison. Prints p50 and max of each.
 //!
@@ -22,13 +24,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
@@ -148,20 +150,23 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Every webhook: when it arrived, its check and its event.
 #[derive(Clone, Default)]
-struct Hooks(Arc<Mutex<Vec<(Instant, String)>>>);
+struct Hooks(Arc<Mutex<Vec<(Instant, String, String)>>>);
 
 async fn hook(State(hooks): State<Hooks>, body: Bytes) -> StatusCode {
     let at = Instant::now();
-    let event = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["event"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    hooks.0.lock().expect("lock").push((at, event));
+    let value = serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_default();
+    let field = |name: &str| value[name].as_str().unwrap_or_default().to_string();
+    hooks
+        .0
+        .lock()
+        .expect("lock")
+        .push((at, field("check"), field("event")));
     StatusCode::OK
 }
 
-async fn wait_event(hooks: &Hooks, kind: &str, after: Instant) -> Option<Duration> {
+async fn wait_event(hooks: &Hooks, check: &str, kind: &str, after: Instant) -> Option<Duration> {
     let deadline = Instant::now() + ALERT_WAIT_MAX;
     while Instant::now() < deadline {
         let found = hooks
@@ -169,8 +174,8 @@ async fn wait_event(hooks: &Hooks, kind: &str, after: Instant) -> Option<Duratio
             .lock()
             .expect("lock")
             .iter()
-            .find(|(at, e)| e == kind && *at >= after)
-            .map(|(at, _)| at.duration_since(after));
+            .find(|(at, c, e)| c == check && e == kind && *at >= after)
+            .map(|(at, _, _)| at.duration_since(after));
         if found.is_some() {
             return found;
         }
@@ -180,15 +185,16 @@ async fn wait_event(hooks: &Hooks, kind: &str, after: Instant) -> Option<Duratio
 }
 
 async fn outage_mode(fast: bool) -> Result<(), String> {
-    let down = Arc::new(AtomicBool::new(false));
+    // The check whose endpoint fails (usize::MAX: none).
+    let down = Arc::new(AtomicUsize::new(usize::MAX));
     let target = {
         let down = down.clone();
         serve(Router::new().route(
-            "/health",
-            get(move || {
+            "/health/{n}",
+            get(move |Path(n): Path<usize>| {
                 let down = down.clone();
                 async move {
-                    if down.load(Ordering::SeqCst) {
+                    if down.load(Ordering::SeqCst) == n {
                         StatusCode::INTERNAL_SERVER_ERROR
                     } else {
                         StatusCode::OK
@@ -205,12 +211,14 @@ async fn outage_mode(fast: bool) -> Result<(), String> {
             .with_state(hooks.clone()),
     )
     .await;
-    let root = write_config(
-        &format!(
-            "checks:\n  - name: api\n    http: {{ url: \"{target}/health\" }}\n    every: 5s\n    timeout: 2s\n    alert: {{ failures: 2, quorum: 2 }}\n"
-        ),
-        Some(&hook_url),
-    );
+    let checks: String = (0..OUTAGES)
+        .map(|n| {
+            format!(
+                "  - name: api-{n}\n    http: {{ url: \"{target}/health/{n}\" }}\n    every: 5s\n    timeout: 2s\n    alert: {{ failures: 2, quorum: 2 }}\n"
+            )
+        })
+        .collect();
+    let root = write_config(&format!("checks:\n{checks}"), Some(&hook_url));
     let fast_flag = if fast { "true" } else { "false" };
     let (_aggregator, addr) = spawn(
         &aggregator_args(root.path(), &["--fast-confirmation", fast_flag]),
@@ -245,23 +253,24 @@ async fn outage_mode(fast: bool) -> Result<(), String> {
             .0,
         );
     }
-    // Let every region report a few results (the check must be up).
+    // Let every region report a few results (the checks must be up).
     tokio::time::sleep(Duration::from_secs(12)).await;
     let mut to_down = Vec::new();
     let mut to_up = Vec::new();
     let mut lost = 0;
-    for _ in 0..OUTAGES {
+    for n in 0..OUTAGES {
+        let check = format!("api-{n}");
         tokio::time::sleep(Duration::from_millis(1000 + fastrand::u64(0..4000))).await;
         let start = Instant::now();
-        down.store(true, Ordering::SeqCst);
-        match wait_event(&hooks, "down", start).await {
+        down.store(n, Ordering::SeqCst);
+        match wait_event(&hooks, &check, "down", start).await {
             Some(took) => to_down.push(took),
             None => lost += 1,
         }
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..2000))).await;
         let start = Instant::now();
-        down.store(false, Ordering::SeqCst);
-        match wait_event(&hooks, "up", start).await {
+        down.store(usize::MAX, Ordering::SeqCst);
+        match wait_event(&hooks, &check, "up", start).await {
             Some(took) => to_up.push(took),
             None => lost += 1,
         }
@@ -311,8 +320,8 @@ async fn ingest() -> Result<(), String> {
     let client = reqwest::Client::new();
     let started = Instant::now();
     let cpu_before = cpu_ticks(pid);
-    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let stored = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stored = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for c in 0..INGEST_CLIENTS {
         let client = client.clone();

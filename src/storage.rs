@@ -354,15 +354,11 @@ impl Storage {
     /// The newest `limit` probe events of every region, newest first.
     pub async fn recent_probe_events(&self, limit: usize) -> Result<Vec<ProbeEvent>, StorageError> {
         self.with(move |conn| {
-            let mut stmt = conn.prepare_cached(
+            json_bodies(
+                conn,
                 "SELECT body FROM probe_events ORDER BY at_ms DESC, id DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map(params![limit as i64], |row| row.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row?)?);
-            }
-            Ok(out)
+                params![limit as i64],
+            )
         })
         .await
     }
@@ -371,15 +367,11 @@ impl Storage {
     /// aggregator stopped.
     pub async fn last_probe_events(&self) -> Result<Vec<ProbeEvent>, StorageError> {
         self.with(move |conn| {
-            let mut stmt = conn.prepare_cached(
+            json_bodies(
+                conn,
                 "SELECT body FROM probe_events p WHERE at_ms = (SELECT MAX(at_ms) FROM probe_events q WHERE q.region = p.region)",
-            )?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row?)?);
-            }
-            Ok(out)
+                [],
+            )
         })
         .await
     }
@@ -394,17 +386,8 @@ impl Storage {
     where
         T: serde::de::DeserializeOwned + Send + 'static,
     {
-        self.with(move |conn| {
-            let mut stmt = conn.prepare_cached(sql)?;
-            let rows =
-                stmt.query_map(params![check, limit as i64], |row| row.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row?)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.with(move |conn| json_bodies(conn, sql, params![check, limit as i64]))
+            .await
     }
 
     /// Deletes results, events and finished deliveries older than `cutoff`, `batch` rows per
@@ -679,14 +662,7 @@ impl Storage {
                 "DELETE FROM silences WHERE expires_at_ms <= ?1",
                 params![now.timestamp_millis()],
             )?;
-            let mut stmt =
-                conn.prepare_cached("SELECT body FROM silences ORDER BY expires_at_ms")?;
-            let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(serde_json::from_str(&row?)?);
-            }
-            Ok(out)
+            json_bodies(conn, "SELECT body FROM silences ORDER BY expires_at_ms", [])
         })
         .await
     }
@@ -715,6 +691,21 @@ impl Storage {
         })
         .await
     }
+}
+
+/// The JSON `body` column of every row `sql` selects, decoded.
+fn json_bodies<T: serde::de::DeserializeOwned>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>, StorageError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |row| row.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(serde_json::from_str(&row?)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -222,17 +222,23 @@ async fn wait_all_up(base: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_failing_region_alerts_nobody_two_alert_once_and_recovery_once() {
+/// The aggregator and the three probes, once `api` is up everywhere.
+async fn start_all() -> (Setup, tempfile::TempDir, Server, Vec<Server>) {
     let setup = setup().await;
     let spool = tempfile::tempdir().unwrap();
     let aggregator = start_aggregator(&setup, &[]);
-    let base = aggregator.base.clone();
     let probes: Vec<Server> = REGIONS
         .iter()
         .map(|r| start_probe(&setup, r, spool.path(), &[]))
         .collect();
-    wait_all_up(&base).await;
+    wait_all_up(&aggregator.base).await;
+    (setup, spool, aggregator, probes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_failing_region_alerts_nobody_two_alert_once_and_recovery_once() {
+    let (setup, spool, aggregator, probes) = start_all().await;
+    let base = aggregator.base.clone();
 
     // One region failing: its verdict is failing, the check stays up.
     setup.target.fail(&["eu-west"]);
@@ -332,15 +338,7 @@ fn made_ids(log: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn results_made_while_the_aggregator_is_down_all_arrive_once() {
-    let setup = setup().await;
-    let spool = tempfile::tempdir().unwrap();
-    let aggregator = start_aggregator(&setup, &[]);
-    let base = aggregator.base.clone();
-    let probes: Vec<Server> = REGIONS
-        .iter()
-        .map(|r| start_probe(&setup, r, spool.path(), &[]))
-        .collect();
-    wait_all_up(&base).await;
+    let (setup, spool, aggregator, probes) = start_all().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     aggregator.kill();
@@ -538,15 +536,8 @@ async fn a_probe_token_works_only_for_its_own_region() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_pick_up_config_changes_and_a_bad_edit_keeps_the_old_config() {
-    let setup = setup().await;
-    let spool = tempfile::tempdir().unwrap();
-    let aggregator = start_aggregator(&setup, &[]);
+    let (setup, _spool, aggregator, probes) = start_all().await;
     let base = aggregator.base.clone();
-    let probes: Vec<Server> = REGIONS
-        .iter()
-        .map(|r| start_probe(&setup, r, spool.path(), &[]))
-        .collect();
-    wait_all_up(&base).await;
 
     // A new check, written to the file: every probe runs it, no restart.
     std::fs::write(

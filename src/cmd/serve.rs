@@ -118,16 +118,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         on_lateness: None,
     };
-    // The scheduler stops first; the shipper then drains what it produced.
-    let shipper_cancel = CancellationToken::new();
-    {
-        let shipper_cancel = shipper_cancel.clone();
-        let cancel = cancel.clone();
-        tasks.spawn(async move {
-            scheduler.run_updating(checks_rx, run_now_rx, cancel).await;
-            shipper_cancel.cancel();
-        });
-    }
+    let shipper_cancel =
+        super::spawn_scheduler(&mut tasks, scheduler, checks_rx, run_now_rx, cancel.clone());
     let sink: Arc<dyn transport::ResultSink> = Arc::new(LocalSink {
         aggregator: service.aggregator.clone(),
     });
