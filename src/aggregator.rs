@@ -22,11 +22,13 @@ use crate::config::{Check, CheckKind, Config, Secrets};
 use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
 use crate::hub::ProbeHub;
 use crate::limits;
+use crate::metrics::{self, Metrics};
 use crate::probe::ProbeResult;
 use crate::probe::{Outcome, Phases, round_ms};
 use crate::rules::{
     self, CheckState, Effect, Input, ProbeEvent, Rules, Status, Transition, Verdict,
 };
+use crate::status::StatusReport;
 use crate::storage::{Batch, Delivery, DeliveryState, Storage, StorageError};
 
 pub struct Aggregator {
@@ -51,6 +53,11 @@ pub struct Aggregator {
     probes: std::sync::Mutex<BTreeMap<String, ProbeStatus>>,
     /// Ask regions to run a check now to confirm a change (on by default).
     fast_confirmation: bool,
+    /// Counters and histograms of the results it accepts, for `/metrics`.
+    metrics: Arc<Metrics>,
+    /// The status page's latest figures, and when they were computed: a
+    /// burst of visitors costs one computation per `STATUS_CACHE_FOR`.
+    status_cache: Mutex<Option<(tokio::time::Instant, Arc<StatusReport>)>>,
 }
 
 /// A region's probe as the aggregator sees it (`GET /api/v1/probes`).
@@ -150,7 +157,14 @@ impl Aggregator {
             public_url: None,
             alert_wake: Arc::new(tokio::sync::Notify::new()),
             silences: std::sync::RwLock::new(silences),
+            metrics: Arc::new(Metrics::new()),
+            status_cache: Mutex::new(None),
         })
+    }
+
+    /// The process's metrics: results accepted here are counted in them.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Links in alerts point at `url` (the status page's public address).
@@ -181,6 +195,8 @@ impl Aggregator {
     /// their state; new ones start unknown; probes are sent the new specs.
     pub fn replace_config(&self, config: Arc<Config>, tokens: Option<ProbeTokens>) {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        self.metrics
+            .retain_checks(&|name| config.check(name).is_some());
         self.hub.update(&config, tokens);
     }
 
@@ -310,8 +326,17 @@ impl Aggregator {
             .filter(|(r, _)| r.region != HEARTBEAT_REGION)
             .map(|(r, _)| (r.check.clone(), r.region.clone(), r.outcome == Outcome::Ok))
             .collect();
+        let accepted: Vec<ProbeResult> = batch
+            .results
+            .iter()
+            .filter(|(r, _)| config.check(&r.check).is_some())
+            .map(|(r, _)| r.clone())
+            .collect();
         self.commit(&mut states, working, batch, effects, &mut report)
             .await?;
+        for result in &accepted {
+            self.metrics.observe_result(result);
+        }
         self.note_probes_reported(&reporting, received_at, &back);
         self.ask_for_confirmation(&config, &states, &confirm);
         Ok(report)
@@ -847,6 +872,170 @@ impl Aggregator {
             }
         }
         missed
+    }
+
+    /// The status page's figures, at most `STATUS_CACHE_FOR` old.
+    pub async fn status_report(&self) -> Result<Arc<StatusReport>, StorageError> {
+        // Held while computing, so concurrent visitors wait for one result.
+        let mut cache = self.status_cache.lock().await;
+        if let Some((at, report)) = cache.as_ref()
+            && at.elapsed() < limits::STATUS_CACHE_FOR
+        {
+            return Ok(report.clone());
+        }
+        let report = Arc::new(self.compute_status(Utc::now()).await?);
+        *cache = Some((tokio::time::Instant::now(), report.clone()));
+        Ok(report)
+    }
+
+    /// Computes the status page's figures afresh (no cache).
+    pub async fn compute_status(&self, now: DateTime<Utc>) -> Result<StatusReport, StorageError> {
+        use crate::rollup::{HOUR_MS, hour_of};
+        let config = self.config();
+        let states = self.states.lock().await.clone();
+        let days = chrono::Duration::days(crate::status::DAYS_SHOWN as i64);
+        let events = self
+            .storage
+            .events_since((now - days).timestamp_millis(), limits::STATUS_EVENTS_MAX)
+            .await?;
+        let first_hour =
+            hour_of(now.timestamp_millis()) - (crate::status::LATENCY_HOURS as i64 - 1) * HOUR_MS;
+        let (rollups, rolled_until) = self.storage.rollups_since(first_hour).await?;
+        let raw_since = rolled_until.unwrap_or(first_hour).max(first_hour);
+        let raw = self
+            .storage
+            .raw_latencies_since(raw_since, limits::STATUS_RAW_RESULTS_MAX)
+            .await?;
+        Ok(crate::status::compute(&crate::status::Inputs {
+            config: &config,
+            states: &states,
+            events: &events,
+            rollups: &rollups,
+            rolled_until_ms: rolled_until,
+            raw: &raw,
+            now,
+        }))
+    }
+
+    /// The `p95_above_baseline` rule: for each check that has it, compares
+    /// the p95 of its ok runs over `LATENCY_RECENT_WINDOW` with its own p95
+    /// over the `LATENCY_BASELINE_WINDOW` before (from the roll-ups), and
+    /// makes the check degraded while the recent one is above the factor.
+    pub async fn judge_latency(&self, now: DateTime<Utc>) -> Result<IngestReport, StorageError> {
+        use crate::rollup::hour_of;
+        let config = self.config();
+        let mut verdicts = Vec::new();
+        for check in config.checks.iter() {
+            let Some(factor) = check.alert.p95_above_baseline else {
+                continue;
+            };
+            let recent_from =
+                now - chrono::Duration::from_std(limits::LATENCY_RECENT_WINDOW).unwrap_or_default();
+            let mut recent = self
+                .storage
+                .recent_ok_latencies(check.name.clone(), recent_from.timestamp_millis(), 100_000)
+                .await?;
+            let baseline_to = hour_of(recent_from.timestamp_millis());
+            let baseline_from = baseline_to
+                - i64::try_from(limits::LATENCY_BASELINE_WINDOW.as_millis()).unwrap_or(i64::MAX);
+            let baseline = self
+                .storage
+                .check_latency(check.name.clone(), baseline_from, baseline_to)
+                .await?;
+            let anomaly = match baseline.quantile(0.95) {
+                Some(base)
+                    if recent.len() >= limits::LATENCY_RECENT_MIN_RESULTS
+                        && baseline.count() >= limits::LATENCY_BASELINE_MIN_RESULTS =>
+                {
+                    recent.sort_by(f64::total_cmp);
+                    let rank =
+                        ((recent.len() as f64 * 0.95).ceil() as usize).clamp(1, recent.len());
+                    let p95 = recent[rank - 1];
+                    (p95 > base * factor).then(|| {
+                        format!(
+                            "p95 {p95:.0}ms over the last {} is above {factor}x its 7-day p95 ({base:.0}ms)",
+                            crate::schedule::format_duration(limits::LATENCY_RECENT_WINDOW)
+                        )
+                    })
+                }
+                _ => None,
+            };
+            verdicts.push((check.clone(), anomaly));
+        }
+        let mut states = self.states.lock().await;
+        let mut working = HashMap::new();
+        let mut effects = Vec::new();
+        for (check, anomaly) in verdicts {
+            let Some(current) = states.get(&check.name) else {
+                continue;
+            };
+            if current.latency_anomaly == anomaly {
+                continue;
+            }
+            let mut state = current.clone();
+            let rules = Rules::for_check(&check, now);
+            effects.extend(rules::step(
+                &check.name,
+                &mut state,
+                &rules,
+                Input::Latency { now, anomaly },
+                &mut Uuid::now_v7,
+            ));
+            working.insert(check.name.clone(), state);
+        }
+        let mut report = IngestReport::default();
+        if !working.is_empty() {
+            self.commit(&mut states, working, Batch::default(), effects, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// What `/metrics` reports of the present: every check's state, the
+    /// newest results, the regions, the outbox backlog.
+    pub async fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let config = self.config();
+        let checks = {
+            let states = self.states.lock().await;
+            config
+                .checks
+                .iter()
+                .map(|check| metrics::CheckSnapshot {
+                    name: check.name.clone(),
+                    kind: check.kind_name(),
+                    target: config.secrets.redact(&check.target()),
+                    status: states
+                        .get(&check.name)
+                        .map(|s| s.status)
+                        .unwrap_or_default(),
+                })
+                .collect()
+        };
+        let outbox_pending = match self.storage.pending_delivery_count().await {
+            Ok(count) => Some(count),
+            Err(error) => {
+                tracing::error!(%error, "cannot count the alert outbox for /metrics");
+                None
+            }
+        };
+        metrics::Snapshot {
+            checks,
+            results: self.metrics.latest_results(),
+            regions: self
+                .probes()
+                .into_iter()
+                .map(|p| metrics::RegionSnapshot {
+                    region: p.region,
+                    last_result: p.last_result,
+                    spool_pending: p.spool_pending,
+                })
+                .collect(),
+            outbox_pending,
+            unknown_pings: self.unknown_pings(),
+            browser_sessions_in_use: self.metrics.browser_sessions_in_use(),
+            local_spool_pending: None,
+            now: Utc::now(),
+        }
     }
 
     pub async fn state(&self, check: &str) -> Option<CheckState> {

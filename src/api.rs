@@ -34,6 +34,7 @@ impl axum::extract::FromRef<ApiState> for Arc<Aggregator> {
 }
 
 pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Router {
+    let metrics = aggregator.metrics().clone();
     let state = ApiState {
         aggregator,
         admin_token: admin_token.map(Arc::from),
@@ -52,6 +53,11 @@ pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Route
         .route("/ping/{token}", get(ping).post(ping))
         .route("/ping/{token}/{action}", get(ping_action).post(ping_action))
         .route("/api/v1/probes", get(list_probes))
+        .route("/metrics", get(scrape))
+        .route("/", get(status_page))
+        .route("/checks/{name}", get(check_page))
+        .route("/api/v1/status", get(status_json))
+        .route("/api/v1/status/{name}", get(check_status_json))
         .merge(crate::probe_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             limits::API_BODY_BYTES_MAX,
@@ -60,7 +66,104 @@ pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Route
             StatusCode::REQUEST_TIMEOUT,
             limits::API_REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track_http,
+        ))
         .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    refresh: Option<u64>,
+}
+
+impl PageQuery {
+    fn refresh(&self) -> Option<u64> {
+        self.refresh
+            .map(|r| r.clamp(limits::STATUS_REFRESH_MIN, limits::STATUS_REFRESH_MAX))
+    }
+}
+
+/// `GET /`: the status page.
+async fn status_page(
+    State(aggregator): State<Arc<Aggregator>>,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    match aggregator.status_report().await {
+        Ok(report) => axum::response::Html(
+            crate::status::page::render(&report, query.refresh(), None).into_string(),
+        )
+        .into_response(),
+        Err(error) => storage_failure(error),
+    }
+}
+
+/// `GET /checks/{name}`: one check's part of the status page (alerts link here).
+async fn check_page(
+    State(aggregator): State<Arc<Aggregator>>,
+    Path(name): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    match one_check(&aggregator, &name).await {
+        Ok(Some(report)) => axum::response::Html(
+            crate::status::page::render(&report, query.refresh(), Some(&name)).into_string(),
+        )
+        .into_response(),
+        Ok(None) => not_found(&name),
+        Err(error) => storage_failure(error),
+    }
+}
+
+/// `GET /api/v1/status`: every figure of the status page, as JSON.
+async fn status_json(State(aggregator): State<Arc<Aggregator>>) -> Response {
+    match aggregator.status_report().await {
+        Ok(report) => Json(report.as_ref().clone()).into_response(),
+        Err(error) => storage_failure(error),
+    }
+}
+
+/// `GET /api/v1/status/{name}`: one check's figures and incidents.
+async fn check_status_json(
+    State(aggregator): State<Arc<Aggregator>>,
+    Path(name): Path<String>,
+) -> Response {
+    match one_check(&aggregator, &name).await {
+        Ok(Some(report)) => Json(report).into_response(),
+        Ok(None) => not_found(&name),
+        Err(error) => storage_failure(error),
+    }
+}
+
+/// The report narrowed to the shown check `name` (`None`: no such check,
+/// or hidden from the status page).
+async fn one_check(
+    aggregator: &Aggregator,
+    name: &str,
+) -> Result<Option<crate::status::StatusReport>, crate::storage::StorageError> {
+    let report = aggregator.status_report().await?;
+    let mut one = report.as_ref().clone();
+    one.checks.retain(|c| c.name == name);
+    if one.checks.is_empty() {
+        return Ok(None);
+    }
+    one.incidents.retain(|i| i.check == name);
+    Ok(Some(one))
+}
+
+/// `GET /metrics`: Prometheus text (OpenMetrics when asked for).
+async fn scrape(
+    State(aggregator): State<Arc<Aggregator>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let snapshot = aggregator.metrics_snapshot().await;
+    match aggregator.metrics().encode(&snapshot) {
+        Ok(text) => crate::metrics::respond(text, headers.get(axum::http::header::ACCEPT)),
+        Err(error) => {
+            tracing::error!(%error, "cannot encode the metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn list_checks(State(aggregator): State<Arc<Aggregator>>) -> Json<serde_json::Value> {
@@ -266,9 +369,13 @@ async fn record_ping(aggregator: &Aggregator, token: &str, ping: Ping) -> Respon
     }
 }
 
-/// 200 when storage really takes a write and reads it back; 503 naming the
-/// failing part otherwise.
+/// 200 when Lookout can do its job: storage really takes a write and reads
+/// it back, the local scheduler (if this process has one) is running, and
+/// at least one region reports. 503 naming the failing part otherwise. A
+/// single stale region is listed but keeps 200: the others still see.
 async fn health(State(aggregator): State<Arc<Aggregator>>) -> Response {
+    let mut parts = serde_json::Map::new();
+    let mut healthy = true;
     let storage = match tokio::time::timeout(
         limits::HEALTH_STORAGE_TIMEOUT,
         aggregator.storage().health_probe(),
@@ -282,10 +389,23 @@ async fn health(State(aggregator): State<Arc<Aggregator>>) -> Response {
             limits::HEALTH_STORAGE_TIMEOUT.as_millis()
         ),
     };
-    let healthy = storage == "ok";
+    healthy &= storage == "ok";
+    parts.insert("storage".into(), storage.into());
+    if let Some((running, last_start)) = aggregator.metrics().scheduler() {
+        let scheduler = match (running, last_start) {
+            (true, Some(at)) => format!("ok; last run started {}", at.to_rfc3339()),
+            (true, None) => "ok".to_string(),
+            (false, _) => "failing: the scheduler has stopped".to_string(),
+        };
+        healthy &= running;
+        parts.insert("scheduler".into(), scheduler.into());
+    }
+    let (regions_ok, regions) = regions_health(&aggregator.probes());
+    healthy &= regions_ok;
+    parts.insert("regions".into(), regions.into());
     let body = json!({
         "status": if healthy { "healthy" } else { "degraded" },
-        "checks": { "storage": storage },
+        "checks": parts,
     });
     let code = if healthy {
         StatusCode::OK
@@ -293,6 +413,28 @@ async fn health(State(aggregator): State<Arc<Aggregator>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// Whether any region still reports, and what to say about them: the
+/// service is blind only when every region that should report is stale.
+fn regions_health(probes: &[crate::aggregator::ProbeStatus]) -> (bool, String) {
+    let stale: Vec<&str> = probes
+        .iter()
+        .filter(|p| p.stale)
+        .map(|p| p.region.as_str())
+        .collect();
+    if probes.is_empty() {
+        (true, "ok; no region yet".to_string())
+    } else if stale.len() == probes.len() {
+        (
+            false,
+            format!("failing: no region reports (stale: {})", stale.join(", ")),
+        )
+    } else if stale.is_empty() {
+        (true, "ok".to_string())
+    } else {
+        (true, format!("ok; stale: {}", stale.join(", ")))
+    }
 }
 
 fn not_found(name: &str) -> Response {

@@ -58,6 +58,35 @@ pub const RESULT_BATCH_MAX: usize = 500;
 
 /// Results kept in storage (days); older ones are pruned in the background.
 pub const RETENTION_DEFAULT: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Incident events are kept at least this long, whatever `--retention`
+/// says: the status page shows 90 days of daily status from them, and they
+/// are a few rows per incident.
+pub const EVENTS_KEPT_MIN: Duration = Duration::from_secs(92 * 86_400);
+/// Hourly latency roll-ups are kept this long (one small row per check,
+/// region and hour), for baselines and long-range figures.
+pub const ROLLUPS_KEPT: Duration = Duration::from_secs(400 * 86_400);
+/// How often finished hours are rolled up, and hours rolled up per go.
+pub const ROLLUP_EVERY: Duration = Duration::from_secs(60);
+pub const ROLLUP_HOURS_PER_GO: usize = 24;
+/// How often the status page's figures (uptime, daily bars, percentiles)
+/// may be recomputed; between, the page is served from the last ones.
+pub const STATUS_CACHE_FOR: Duration = Duration::from_secs(5);
+/// Events and raw results a status page computation reads at most: a
+/// flapping check or a huge fleet degrades the figures, never the service.
+pub const STATUS_EVENTS_MAX: usize = 200_000;
+pub const STATUS_RAW_RESULTS_MAX: usize = 500_000;
+/// `?refresh=` of the status page is clamped to this range (seconds).
+pub const STATUS_REFRESH_MIN: u64 = 5;
+pub const STATUS_REFRESH_MAX: u64 = 3600;
+/// `p95_above_baseline`: the recent window compared with the 7-day baseline,
+/// the results each side needs before it says anything, and how often it
+/// is judged.
+pub const LATENCY_RECENT_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub const LATENCY_BASELINE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+pub const LATENCY_RECENT_MIN_RESULTS: usize = 5;
+pub const LATENCY_BASELINE_MIN_RESULTS: u64 = 50;
+pub const LATENCY_JUDGE_EVERY: Duration = Duration::from_secs(60);
+
 /// How often the retention pruner runs.
 pub const RETENTION_PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Rows deleted per prune statement, so pruning never holds the write lock long.

@@ -41,6 +41,8 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 4] = [Status::Up, Status::Degraded, Status::Down, Status::Unknown];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Unknown => "unknown",
@@ -167,6 +169,10 @@ pub struct CheckState {
     /// Changing too often: alerts pause until stable for `FLAP_WINDOW`.
     #[serde(default)]
     pub flapping: bool,
+    /// Why the check's recent latency is anomalous against its own
+    /// baseline (`p95_above_baseline`), making it degraded; `None` when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_anomaly: Option<String>,
 }
 
 pub enum Input<'a> {
@@ -177,6 +183,12 @@ pub enum Input<'a> {
     },
     /// Time passes: regions may go stale.
     Tick { now: DateTime<Utc> },
+    /// The latency-baseline judgement (`p95_above_baseline`): why the
+    /// recent p95 is anomalous, or `None` when it is not (any more).
+    Latency {
+        now: DateTime<Utc>,
+        anomaly: Option<String>,
+    },
 }
 
 /// A state change of a check: an incident event.
@@ -258,6 +270,10 @@ pub fn step(
                     });
                 }
             }
+            now
+        }
+        Input::Latency { now, anomaly } => {
+            state.latency_anomaly = anomaly;
             now
         }
     };
@@ -397,7 +413,7 @@ fn evaluate(state: &CheckState, rules: &Rules) -> Status {
         state.status
     } else if failing >= quorum {
         Status::Down
-    } else if slow >= quorum {
+    } else if slow >= quorum || (passing > 0 && state.latency_anomaly.is_some()) {
         Status::Degraded
     } else if passing > 0 {
         Status::Up
@@ -464,12 +480,15 @@ fn summarize(check: &str, state: &CheckState, next: Status, now: DateTime<Utc>) 
                 .iter()
                 .filter_map(|(_, r)| r.degraded.as_ref())
                 .collect();
-            let reason = degraded.first().map(|r| r.as_str()).unwrap_or("degraded");
-            format!(
-                "{check} is DEGRADED in {} of {} regions: {reason}",
-                degraded.len(),
-                live.len()
-            )
+            match (&state.latency_anomaly, degraded.first()) {
+                (Some(anomaly), None) => format!("{check} is DEGRADED: {anomaly}"),
+                (_, first) => format!(
+                    "{check} is DEGRADED in {} of {} regions: {}",
+                    degraded.len(),
+                    live.len(),
+                    first.map(|r| r.as_str()).unwrap_or("degraded")
+                ),
+            }
         }
         Status::Up => match (state.status, state.since) {
             (from, Some(since)) if from.is_incident() => {

@@ -118,6 +118,25 @@ const MIGRATIONS: &[M<'static>] = &[
         );
         CREATE INDEX probe_events_by_region ON probe_events (region, at_ms DESC);",
     ),
+    // Hourly latency roll-ups (see rollup.rs), how far they reach, and the
+    // hours late results landed in after they were rolled up.
+    M::up(
+        "CREATE TABLE latency_hourly (
+            check_name TEXT NOT NULL,
+            region TEXT NOT NULL,
+            hour_ms INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            ok INTEGER NOT NULL,
+            hist BLOB NOT NULL,
+            PRIMARY KEY (check_name, hour_ms, region)
+        ) WITHOUT ROWID;
+        CREATE INDEX latency_hourly_by_hour ON latency_hourly (hour_ms);
+        CREATE TABLE rollup_mark (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            rolled_until_ms INTEGER NOT NULL
+        );
+        CREATE TABLE rollup_dirty (hour_ms INTEGER PRIMARY KEY);",
+    ),
 ];
 
 /// What one ingested batch writes.
@@ -179,6 +198,9 @@ pub struct Delivery {
 #[derive(Clone)]
 pub struct Storage {
     conn: Arc<Mutex<Connection>>,
+    /// A second, read-only connection for the status page's long reads: in
+    /// WAL mode they run beside ingestion instead of queueing behind it.
+    reader: Arc<Mutex<Connection>>,
 }
 
 impl Storage {
@@ -193,9 +215,29 @@ impl Storage {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(limits::SQLITE_BUSY_TIMEOUT)?;
         Migrations::from_slice(MIGRATIONS).to_latest(&mut conn)?;
+        let reader = Connection::open_with_flags(
+            dir.join("lookout.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(limits::SQLITE_BUSY_TIMEOUT)?;
         Ok(Storage {
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
         })
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        let conn = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))?
     }
 
     async fn with<T, F>(&self, f: F) -> Result<T, StorageError>
@@ -237,6 +279,19 @@ impl Storage {
                      (id, check_name, region, started_at_ms, received_at_ms, outcome, duration_ms, body)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
+                // Late results in an hour already rolled up: roll it up again.
+                let rolled_until: i64 = tx
+                    .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| row.get(0))
+                    .optional()?
+                    .unwrap_or(i64::MIN);
+                let mut mark_dirty =
+                    tx.prepare_cached("INSERT OR IGNORE INTO rollup_dirty (hour_ms) VALUES (?1)")?;
+                for (result, _) in &batch.results {
+                    let at = result.started_at.timestamp_millis();
+                    if at < rolled_until {
+                        mark_dirty.execute(params![crate::rollup::hour_of(at)])?;
+                    }
+                }
                 for (result, received_at) in &batch.results {
                     insert_result.execute(params![
                         result.id.to_string(),
@@ -390,28 +445,286 @@ impl Storage {
             .await
     }
 
-    /// Deletes results, events and finished deliveries older than `cutoff`, `batch` rows per
-    /// transaction, letting other work take the connection between batches
-    /// so pruning never stalls ingestion. Returns the rows deleted.
+    /// Rolls up the results of finished hours into `latency_hourly`: hours
+    /// late results landed in, then the hours since the last roll-up, at most
+    /// `hours_max` hours per call (one transaction each). Returns how many
+    /// hours were rolled up; call again while it returns `hours_max`.
+    pub async fn roll_up(
+        &self,
+        now: DateTime<Utc>,
+        hours_max: usize,
+    ) -> Result<usize, StorageError> {
+        use crate::rollup::{HOUR_MS, HourRollup, LatencyHistogram, hour_of};
+        let current_hour = hour_of(now.timestamp_millis());
+        self.with(move |conn| {
+            let mark: Option<i64> = conn
+                .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| row.get(0))
+                .optional()?;
+            let start = match mark {
+                Some(mark) => mark,
+                None => {
+                    let oldest: Option<i64> =
+                        conn.query_row("SELECT MIN(started_at_ms) FROM results", [], |row| row.get(0))?;
+                    hour_of(oldest.unwrap_or(current_hour))
+                }
+            };
+            let mut hours: Vec<i64> = {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT hour_ms FROM rollup_dirty WHERE hour_ms < ?1 ORDER BY hour_ms LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![start, hours_max as i64], |row| row.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let mut next = start;
+            while hours.len() < hours_max && next < current_hour {
+                hours.push(next);
+                next += HOUR_MS;
+            }
+            for hour in &hours {
+                let tx = conn.transaction()?;
+                let mut rollups: std::collections::HashMap<(String, String), HourRollup> =
+                    std::collections::HashMap::new();
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "SELECT check_name, region, outcome, duration_ms FROM results
+                         WHERE started_at_ms >= ?1 AND started_at_ms < ?2",
+                    )?;
+                    let mut rows = stmt.query(params![hour, hour + HOUR_MS])?;
+                    while let Some(row) = rows.next()? {
+                        let check: String = row.get(0)?;
+                        let region: String = row.get(1)?;
+                        let ok = row.get_ref(2)?.as_str().unwrap_or_default() == "ok";
+                        let ms: f64 = row.get(3)?;
+                        let entry = rollups
+                            .entry((check.clone(), region.clone()))
+                            .or_insert_with(|| HourRollup {
+                                check,
+                                region,
+                                hour_ms: *hour,
+                                total: 0,
+                                ok: 0,
+                                latency: LatencyHistogram::new(),
+                            });
+                        entry.total += 1;
+                        if ok {
+                            entry.ok += 1;
+                            entry.latency.record(ms);
+                        }
+                    }
+                }
+                tx.execute("DELETE FROM latency_hourly WHERE hour_ms = ?1", params![hour])?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO latency_hourly (check_name, region, hour_ms, total, ok, hist)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?;
+                    for rollup in rollups.values() {
+                        insert.execute(params![
+                            rollup.check,
+                            rollup.region,
+                            rollup.hour_ms,
+                            rollup.total as i64,
+                            rollup.ok as i64,
+                            rollup.latency.encode(),
+                        ])?;
+                    }
+                }
+                tx.execute("DELETE FROM rollup_dirty WHERE hour_ms = ?1", params![hour])?;
+                let reached = (hour + HOUR_MS).max(start);
+                tx.execute(
+                    "INSERT INTO rollup_mark (id, rolled_until_ms) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET rolled_until_ms = MAX(rolled_until_ms, excluded.rolled_until_ms)",
+                    params![reached],
+                )?;
+                tx.commit()?;
+            }
+            Ok(hours.len())
+        })
+        .await
+    }
+
+    /// Every hourly roll-up from `since_ms` on (hour starts), and how far
+    /// roll-ups reach (results from there on are not rolled up yet).
+    pub async fn rollups_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<(Vec<crate::rollup::HourRollup>, Option<i64>), StorageError> {
+        self.read(move |conn| {
+            let mark: Option<i64> = conn
+                .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| row.get(0))
+                .optional()?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT check_name, region, hour_ms, total, ok, hist FROM latency_hourly WHERE hour_ms >= ?1",
+            )?;
+            let rows = stmt.query_map(params![since_ms], |row| {
+                let hist: Vec<u8> = row.get(5)?;
+                Ok(crate::rollup::HourRollup {
+                    check: row.get(0)?,
+                    region: row.get(1)?,
+                    hour_ms: row.get(2)?,
+                    total: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                    ok: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+                    latency: crate::rollup::LatencyHistogram::decode(&hist),
+                })
+            })?;
+            Ok((rows.collect::<Result<_, _>>()?, mark))
+        })
+        .await
+    }
+
+    /// `check`'s ok run times over the hours [from_ms, to_ms), all
+    /// regions merged, from the roll-ups: the baseline of
+    /// `p95_above_baseline`.
+    pub async fn check_latency(
+        &self,
+        check: String,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<crate::rollup::LatencyHistogram, StorageError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT hist FROM latency_hourly WHERE check_name = ?1 AND hour_ms >= ?2 AND hour_ms < ?3",
+            )?;
+            let rows = stmt.query_map(params![check, from_ms, to_ms], |row| row.get::<_, Vec<u8>>(0))?;
+            let mut merged = crate::rollup::LatencyHistogram::new();
+            for row in rows {
+                merged.merge(&crate::rollup::LatencyHistogram::decode(&row?));
+            }
+            Ok(merged)
+        })
+        .await
+    }
+
+    /// Raw results from `since_ms` on, as (check, region, started_at_ms,
+    /// ok, duration_ms), oldest first: the hour not rolled up yet. At most
+    /// `limit` rows.
+    pub async fn raw_latencies_since(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, i64, bool, f64)>, StorageError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT check_name, region, started_at_ms, outcome, duration_ms FROM results
+                 WHERE started_at_ms >= ?1 ORDER BY started_at_ms LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![since_ms, limit as i64], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get_ref(3)?.as_str().unwrap_or_default() == "ok",
+                    row.get(4)?,
+                ))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Run times (ms) of `check`'s ok results from `since_ms` on, newest
+    /// first, at most `limit`: the recent window of `p95_above_baseline`.
+    pub async fn recent_ok_latencies(
+        &self,
+        check: String,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<f64>, StorageError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT duration_ms FROM results
+                 WHERE check_name = ?1 AND started_at_ms >= ?2 AND outcome = 'ok'
+                 ORDER BY started_at_ms DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![check, since_ms, limit as i64], |row| row.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Every incident event from `since_ms` on, oldest first, at most `limit`.
+    pub async fn events_since(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Transition>, StorageError> {
+        self.read(move |conn| {
+            json_bodies(
+                conn,
+                "SELECT body FROM events WHERE at_ms >= ?1 ORDER BY at_ms, id LIMIT ?2",
+                params![since_ms, limit as i64],
+            )
+        })
+        .await
+    }
+
+    /// Deliveries still owed (pending), for the outbox backlog metric.
+    pub async fn pending_delivery_count(&self) -> Result<u64, StorageError> {
+        self.with(|conn| {
+            let count: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Deletes results and finished deliveries older than `cutoff`, `batch`
+    /// rows per transaction, letting other work take the connection between
+    /// batches so pruning never stalls ingestion. Incident events are kept
+    /// at least `limits::EVENTS_KEPT_MIN` (the status page's 90 days) and
+    /// hourly roll-ups `limits::ROLLUPS_KEPT`, whatever `cutoff` says: both
+    /// are small. Returns the rows deleted.
     pub async fn prune_older_than(
         &self,
         cutoff: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StorageError> {
+        let now = Utc::now();
+        let at_least = |keep: std::time::Duration| {
+            let floor = chrono::Duration::from_std(keep)
+                .ok()
+                .and_then(|keep| now.checked_sub_signed(keep))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            cutoff.min(floor).timestamp_millis()
+        };
+        let events_cutoff = at_least(limits::EVENTS_KEPT_MIN);
+        let rollups_cutoff = at_least(limits::ROLLUPS_KEPT);
+        let cutoff = cutoff.timestamp_millis();
         // Pending deliveries are never pruned: they are alerts still owed.
-        const TABLES: [(&str, &str); 4] = [
-            ("results", "started_at_ms < ?1"),
-            ("events", "at_ms < ?1"),
-            ("probe_events", "at_ms < ?1"),
-            ("outbox", "created_at_ms < ?1 AND state != 'pending'"),
+        let tables: [(&str, &str, i64); 5] = [
+            (
+                "results",
+                "rowid IN (SELECT rowid FROM results WHERE started_at_ms < ?1 LIMIT ?2)",
+                cutoff,
+            ),
+            (
+                "events",
+                "rowid IN (SELECT rowid FROM events WHERE at_ms < ?1 LIMIT ?2)",
+                events_cutoff,
+            ),
+            (
+                "probe_events",
+                "rowid IN (SELECT rowid FROM probe_events WHERE at_ms < ?1 LIMIT ?2)",
+                events_cutoff,
+            ),
+            (
+                "outbox",
+                "rowid IN (SELECT rowid FROM outbox WHERE created_at_ms < ?1 AND state != 'pending' LIMIT ?2)",
+                cutoff,
+            ),
+            (
+                "latency_hourly",
+                "(check_name, hour_ms, region) IN (SELECT check_name, hour_ms, region FROM latency_hourly WHERE hour_ms < ?1 LIMIT ?2)",
+                rollups_cutoff,
+            ),
         ];
         let mut total = 0;
-        for (table, condition) in TABLES {
+        for (table, condition, cutoff_ms) in tables {
             loop {
-                let sql = format!(
-                    "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {condition} LIMIT ?2)"
-                );
-                let cutoff_ms = cutoff.timestamp_millis();
+                let sql = format!("DELETE FROM {table} WHERE {condition}");
                 let deleted = self
                     .with(move |conn| Ok(conn.execute(&sql, params![cutoff_ms, batch as i64])?))
                     .await?;

@@ -57,20 +57,28 @@ pub fn report_errors(errors: &config::ConfigErrors, tail: &str) {
     eprintln!("{total} error(s){tail}");
 }
 
-/// Runs `scheduler` on the checks `checks` holds until `cancel`; returns the
-/// token that fires once it has stopped, for the shipper behind it (the
-/// scheduler stops first, the shipper then delivers what it produced).
+/// Runs `scheduler` on the checks `checks` holds until `cancel`, reporting
+/// its lateness and liveness to `metrics`; returns the token that fires once
+/// it has stopped, for the shipper behind it (the scheduler stops first, the
+/// shipper then delivers what it produced).
 pub(crate) fn spawn_scheduler(
     tasks: &mut tokio::task::JoinSet<()>,
-    scheduler: crate::scheduler::Scheduler,
+    mut scheduler: crate::scheduler::Scheduler,
     checks: tokio::sync::watch::Receiver<crate::scheduler::CheckSet>,
     run_now: tokio::sync::mpsc::Receiver<String>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> tokio_util::sync::CancellationToken {
+    let observer = metrics.clone();
+    scheduler.on_lateness = Some(std::sync::Arc::new(move |late| {
+        observer.observe_lateness(late)
+    }));
+    metrics.set_scheduler_running(true);
     let stopped = tokio_util::sync::CancellationToken::new();
     let done = stopped.clone();
     tasks.spawn(async move {
         scheduler.run_updating(checks, run_now, cancel).await;
+        metrics.set_scheduler_running(false);
         done.cancel();
     });
     stopped

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::limits;
+use crate::metrics::{self, Metrics};
 use crate::probe::{ProbeIdentity, Runner};
 use crate::scheduler::{CheckSet, Scheduler};
 use crate::spool::Spool;
@@ -51,6 +52,10 @@ pub struct ProbeArgs {
     /// Checks running at once.
     #[arg(long, default_value_t = limits::PROBE_CONCURRENCY_DEFAULT)]
     pub concurrency: usize,
+    /// Serve this probe's own Prometheus metrics (scheduler lateness, spool
+    /// backlog, browser sessions) at http://ADDR/metrics. Off by default.
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Name of the cached specs document in the spool directory.
@@ -108,8 +113,27 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         on_lateness: None,
     };
-    let shipper_cancel =
-        super::spawn_scheduler(&mut tasks, scheduler, checks_rx, run_now_rx, cancel.clone());
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+        tracing::info!("metrics on http://{addr}/metrics");
+        tasks.spawn(serve_metrics(
+            listener,
+            metrics.clone(),
+            spool.clone(),
+            cancel.clone(),
+        ));
+    }
+    let shipper_cancel = super::spawn_scheduler(
+        &mut tasks,
+        scheduler,
+        checks_rx,
+        run_now_rx,
+        metrics,
+        cancel.clone(),
+    );
     let sink = Arc::new(HttpSink(uplink));
     tasks.spawn(uplink::ship_spooled(
         results_rx,
@@ -131,4 +155,42 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(pending = spool.pending(), "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The probe's `/metrics`: what saturates a probe (its scheduler's
+/// lateness, its spool, its browser sessions). Results are counted where
+/// they are judged, on the aggregator.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    spool: Arc<Spool>,
+    cancel: CancellationToken,
+) {
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move |headers: HeaderMap| {
+            let metrics = metrics.clone();
+            let spool = spool.clone();
+            async move {
+                let snapshot = metrics::Snapshot {
+                    local_spool_pending: Some(spool.pending()),
+                    browser_sessions_in_use: metrics.browser_sessions_in_use(),
+                    now: chrono::Utc::now(),
+                    ..metrics::Snapshot::default()
+                };
+                match metrics.encode(&snapshot) {
+                    Ok(text) => metrics::respond(text, headers.get(header::ACCEPT)),
+                    Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }
+        }),
+    );
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "the metrics listener failed");
+    }
 }

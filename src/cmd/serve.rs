@@ -118,8 +118,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         on_lateness: None,
     };
-    let shipper_cancel =
-        super::spawn_scheduler(&mut tasks, scheduler, checks_rx, run_now_rx, cancel.clone());
+    let shipper_cancel = super::spawn_scheduler(
+        &mut tasks,
+        scheduler,
+        checks_rx,
+        run_now_rx,
+        service.aggregator.metrics().clone(),
+        cancel.clone(),
+    );
     let sink: Arc<dyn transport::ResultSink> = Arc::new(LocalSink {
         aggregator: service.aggregator.clone(),
     });
@@ -292,6 +298,8 @@ impl AggregatorService {
             max_age: self.alert_max_age,
         };
         tasks.spawn(dispatcher.run(cancel.clone()));
+        tasks.spawn(rollup_loop(self.storage.clone(), cancel.clone()));
+        tasks.spawn(latency_loop(aggregator.clone(), cancel.clone()));
         tasks.spawn(retention_loop(
             self.storage.clone(),
             self.retention,
@@ -359,6 +367,50 @@ async fn tick_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
         }
         if let Err(error) = aggregator.tick(Utc::now()).await {
             tracing::error!(%error, "cannot record staleness");
+        }
+    }
+}
+
+/// Rolls up finished hours of results (status page, latency baselines).
+async fn rollup_loop(storage: Storage, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(limits::ROLLUP_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        // A backlog (first start on old data) is worked off a day at a time,
+        // yielding between, so ingestion never waits long.
+        loop {
+            match storage
+                .roll_up(Utc::now(), limits::ROLLUP_HOURS_PER_GO)
+                .await
+            {
+                Ok(hours) if hours == limits::ROLLUP_HOURS_PER_GO && !cancel.is_cancelled() => {
+                    tokio::task::yield_now().await;
+                }
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::error!(%error, "rolling up results failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Judges `p95_above_baseline` for the checks that have it.
+async fn latency_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(limits::LATENCY_JUDGE_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        if let Err(error) = aggregator.judge_latency(Utc::now()).await {
+            tracing::error!(%error, "judging latency against baselines failed");
         }
     }
 }

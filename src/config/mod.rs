@@ -85,7 +85,7 @@ impl Secrets {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     pub checks: Vec<Arc<Check>>,
     pub channels: BTreeMap<String, Channel>,
@@ -145,6 +145,8 @@ pub struct Check {
     pub alert: AlertRules,
     pub labels: BTreeMap<String, String>,
     pub description: Option<String>,
+    /// How the public status page shows it.
+    pub status_page: StatusPageOptions,
     /// The YAML it was decoded from, to send to remote probes.
     pub source: Option<Arc<remote::CheckSource>>,
 }
@@ -341,6 +343,15 @@ impl fmt::Display for StatusRange {
     }
 }
 
+/// `status_page:` of a check: what the public page may show.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusPageOptions {
+    /// Not on the status page (nor its JSON twin) at all.
+    pub hidden: bool,
+    /// On the page, without its URL or address.
+    pub hide_target: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct AlertRules {
     /// `None`: the alert files' `defaults.channels`.
@@ -350,6 +361,9 @@ pub struct AlertRules {
     /// `None`: a majority of the live regions.
     pub quorum: Option<u32>,
     pub remind_every: Option<Duration>,
+    /// Degraded when the recent p95 exceeds this factor times the check's
+    /// own 7-day p95 (`p95_above_baseline: 2x`).
+    pub p95_above_baseline: Option<f64>,
 }
 
 impl Default for AlertRules {
@@ -360,6 +374,7 @@ impl Default for AlertRules {
             successes: limits::ALERT_SUCCESSES_DEFAULT,
             quorum: None,
             remind_every: None,
+            p95_above_baseline: None,
         }
     }
 }
@@ -681,7 +696,7 @@ fn parse_file(file: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<
 }
 
 const CHECK_KINDS: [&str; 6] = ["http", "tcp", "tls", "dns", "browser", "heartbeat"];
-const CHECK_KEYS: [&str; 16] = [
+const CHECK_KEYS: [&str; 17] = [
     "name",
     "description",
     "http",
@@ -698,6 +713,7 @@ const CHECK_KEYS: [&str; 16] = [
     "expect",
     "alert",
     "labels",
+    "status_page",
 ];
 
 /// Names a checks file uses, with positions, for the cross-file pass.
@@ -942,6 +958,10 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
         Some(n) => ctx.string(n, &what("description")),
         None => None,
     };
+    let status_page = match fields.get("status_page") {
+        Some(n) => decode_status_page(ctx, &name, n),
+        None => Some(StatusPageOptions::default()),
+    };
     Some(Check {
         name: valid_name?,
         kind: kind?,
@@ -952,8 +972,43 @@ fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Option<Check> {
         alert: alert?,
         labels: labels?,
         description,
+        status_page: status_page?,
         source: None,
     })
+}
+
+fn decode_status_page(ctx: &mut Ctx, name: &str, node: &Node) -> Option<StatusPageOptions> {
+    let fields = ctx.fields(
+        node,
+        &format!("`status_page` of check `{name}`"),
+        &["hidden", "hide_target"],
+    )?;
+    let mut options = StatusPageOptions::default();
+    let mut ok = true;
+    for (key, slot) in [
+        ("hidden", &mut options.hidden),
+        ("hide_target", &mut options.hide_target),
+    ] {
+        if let Some(n) = fields.get(key) {
+            match ctx.bool(n, &format!("`{key}`")) {
+                Some(v) => *slot = v,
+                None => ok = false,
+            }
+        }
+    }
+    ok.then_some(options)
+}
+
+/// `2x`, `1.5x` or a bare factor: how many times its baseline a check's
+/// p95 may reach. More than 1, at most 100.
+fn parse_baseline_factor(text: &str) -> Result<f64, String> {
+    let number = text.trim().strip_suffix('x').unwrap_or(text.trim());
+    match number.trim().parse::<f64>() {
+        Ok(f) if f > 1.0 && f <= 100.0 => Ok(f),
+        _ => Err(format!(
+            "`p95_above_baseline` must be a factor above 1 such as `2x` or `1.5x`, found `{text}`"
+        )),
+    }
 }
 
 fn decode_kind(ctx: &mut Ctx, name: &str, kind: &str, spec: &Node) -> Option<CheckKind> {
@@ -1395,6 +1450,7 @@ fn decode_alert_rules(
             "successes",
             "quorum",
             "remind_every",
+            "p95_above_baseline",
         ],
     )?;
     let mut rules = AlertRules::default();
@@ -1426,6 +1482,19 @@ fn decode_alert_rules(
     if let Some(n) = fields.get("remind_every") {
         rules.remind_every = ctx.duration(n, "`remind_every`");
         ok &= rules.remind_every.is_some();
+    }
+    if let Some(n) = fields.get("p95_above_baseline") {
+        match ctx
+            .string(n, "`p95_above_baseline`")
+            .map(|text| parse_baseline_factor(&text))
+        {
+            Some(Ok(factor)) => rules.p95_above_baseline = Some(factor),
+            Some(Err(message)) => {
+                ctx.error(n.pos, message);
+                ok = false;
+            }
+            None => ok = false,
+        }
     }
     ok.then_some(rules)
 }

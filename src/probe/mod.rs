@@ -35,6 +35,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 4] = [Outcome::Ok, Outcome::Fail, Outcome::Timeout, Outcome::Error];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",

@@ -1,0 +1,759 @@
+//! Prometheus metrics (DESIGN.md, "Metrics"): what the probes found, and
+//! the four golden signals of Lookout itself.
+//!
+//! Two kinds of series live here. Counters and histograms (`http_*`,
+//! `lookout_probe_duration_seconds`, `lookout_probe_results_total`,
+//! `lookout_scheduler_lateness_seconds`) accumulate in a
+//! `prometheus_client` registry as events happen. Gauges that describe the
+//! present (the latest result of each check in each region, the check
+//! states, backlogs, ages) are built afresh at every scrape from a
+//! [`Snapshot`], so a check that was removed from the config stops being
+//! exported at once and nothing can go stale in a cache.
+//!
+//! Label sets stay bounded whatever arrives: HTTP series carry the matched
+//! route *template* (unmatched paths share one value), a method outside the
+//! standard ones is `OTHER`, and probe series are keyed by configured check
+//! and region names only.
+//!
+//! `prometheus_client` writes OpenMetrics. Prometheus negotiates that
+//! format; anything else (curl, `promtool check metrics`) gets the classic
+//! text format 0.0.4, translated from it by [`to_prometheus_text`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::probe::{Outcome, ProbeResult};
+use crate::rules::Status;
+
+/// Bucket bounds (seconds) for probe run times: from a 5 ms loopback check to
+/// a 30 s browser flow.
+const PROBE_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0,
+];
+/// Bucket bounds (seconds) for the API: most answers take a millisecond;
+/// the probes' long-polls take up to 25 s.
+const API_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+/// Bucket bounds (seconds) for how late a scheduled run started.
+const LATENESS_BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+/// The `route` label of requests no route matched (404s, scanners).
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckRegion {
+    check: String,
+    region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckRegionOutcome {
+    check: String,
+    region: String,
+    outcome: &'static str,
+}
+
+/// Counts the browser sessions in use, wherever they are kept.
+pub type SessionsInUse = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// The series that accumulate. One per process, shared by the API
+/// middleware, the aggregator (results) and the scheduler (lateness).
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<RouteLabels, Histogram>,
+    http_in_progress: Gauge,
+    probe_duration: Family<CheckRegion, Histogram>,
+    probe_results: Family<CheckRegionOutcome, Counter>,
+    scheduler_lateness: Histogram,
+    /// The newest result of each (check, region), for the `probe_*` gauges.
+    latest: Mutex<HashMap<(String, String), ProbeResult>>,
+    /// Where browser sessions are counted (set once a browser pool exists).
+    browser_sessions: std::sync::OnceLock<SessionsInUse>,
+    /// The local scheduler, for `/health`: running or not, and when a check
+    /// last started (unix ms; 0: never).
+    scheduler_running: AtomicBool,
+    scheduler_last_start_ms: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered by Lookout, by method, matched route template and status",
+            http_requests.clone(),
+        );
+        let http_duration =
+            Family::<RouteLabels, Histogram>::new_with_constructor(api_histogram as fn() -> _);
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time to answer an HTTP request, by method and matched route template",
+            Unit::Seconds,
+            http_duration.clone(),
+        );
+        let http_in_progress = Gauge::default();
+        registry.register(
+            "http_in_progress_requests",
+            "HTTP requests being answered now",
+            http_in_progress.clone(),
+        );
+        let probe_duration =
+            Family::<CheckRegion, Histogram>::new_with_constructor(probe_histogram as fn() -> _);
+        registry.register_with_unit(
+            "lookout_probe_duration",
+            "Run time of each probe run, by check and region (for p50/p95/p99)",
+            Unit::Seconds,
+            probe_duration.clone(),
+        );
+        let probe_results = Family::<CheckRegionOutcome, Counter>::default();
+        registry.register(
+            "lookout_probe_results",
+            "Probe results received, by check, region and outcome (ok, fail, timeout, error)",
+            probe_results.clone(),
+        );
+        let scheduler_lateness = Histogram::new(LATENESS_BUCKETS);
+        registry.register_with_unit(
+            "lookout_scheduler_lateness",
+            "How late scheduled runs started against their deadline (this process's scheduler)",
+            Unit::Seconds,
+            scheduler_lateness.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            http_in_progress,
+            probe_duration,
+            probe_results,
+            scheduler_lateness,
+            latest: Mutex::new(HashMap::new()),
+            browser_sessions: std::sync::OnceLock::new(),
+            scheduler_running: AtomicBool::new(false),
+            scheduler_last_start_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Where `lookout_browser_sessions_in_use` comes from; the first call wins.
+    pub fn count_browser_sessions_with(&self, count: SessionsInUse) {
+        let _ = self.browser_sessions.set(count);
+    }
+
+    pub fn browser_sessions_in_use(&self) -> u64 {
+        self.browser_sessions.get().map_or(0, |count| count())
+    }
+
+    /// The local scheduler started (`true`) or stopped.
+    pub fn set_scheduler_running(&self, running: bool) {
+        self.scheduler_running.store(running, Ordering::Relaxed);
+    }
+
+    /// Whether this process runs a scheduler that is alive, and when it
+    /// last started a check; `None` when it has none (an aggregator alone).
+    pub fn scheduler(&self) -> Option<(bool, Option<DateTime<Utc>>)> {
+        let running = self.scheduler_running.load(Ordering::Relaxed);
+        let last = self.scheduler_last_start_ms.load(Ordering::Relaxed);
+        if !running && last == 0 {
+            return None;
+        }
+        Some((
+            running,
+            DateTime::from_timestamp_millis(last).filter(|_| last > 0),
+        ))
+    }
+
+    /// A result was accepted (stored) by the aggregator.
+    pub fn observe_result(&self, result: &ProbeResult) {
+        let key = CheckRegion {
+            check: result.check.clone(),
+            region: result.region.clone(),
+        };
+        self.probe_duration
+            .get_or_create(&key)
+            .observe(result.duration_ms / 1000.0);
+        self.probe_results
+            .get_or_create(&CheckRegionOutcome {
+                check: result.check.clone(),
+                region: result.region.clone(),
+                outcome: result.outcome.as_str(),
+            })
+            .inc();
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = latest.entry((result.check.clone(), result.region.clone()));
+        match slot {
+            std::collections::hash_map::Entry::Occupied(mut held) => {
+                if held.get().started_at <= result.started_at {
+                    held.insert(result.clone());
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(empty) => {
+                empty.insert(result.clone());
+            }
+        }
+    }
+
+    /// Drops the series of checks no longer configured (after a reload), so
+    /// removed checks do not linger in every scrape.
+    pub fn retain_checks(&self, keep: &dyn Fn(&str) -> bool) {
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: Vec<(String, String)> = latest
+            .keys()
+            .filter(|(check, _)| !keep(check))
+            .cloned()
+            .collect();
+        for (check, region) in gone {
+            latest.remove(&(check.clone(), region.clone()));
+            let key = CheckRegion {
+                check: check.clone(),
+                region: region.clone(),
+            };
+            self.probe_duration.remove(&key);
+            for outcome in Outcome::ALL {
+                self.probe_results.remove(&CheckRegionOutcome {
+                    check: check.clone(),
+                    region: region.clone(),
+                    outcome: outcome.as_str(),
+                });
+            }
+        }
+    }
+
+    /// How late a scheduled run started.
+    pub fn observe_lateness(&self, late: std::time::Duration) {
+        self.scheduler_lateness.observe(late.as_secs_f64());
+        self.scheduler_last_start_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// The newest result of every (check, region) seen.
+    pub fn latest_results(&self) -> Vec<ProbeResult> {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest.values().cloned().collect()
+    }
+
+    /// The whole exposition: the accumulated series and `snapshot`'s, in
+    /// OpenMetrics text.
+    pub fn encode(&self, snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode_registry(&mut out, &self.registry)?;
+        encode_registry(&mut out, &snapshot.registry())?;
+        encode_eof(&mut out)?;
+        Ok(out)
+    }
+}
+
+fn api_histogram() -> Histogram {
+    Histogram::new(API_BUCKETS)
+}
+
+fn probe_histogram() -> Histogram {
+    Histogram::new(PROBE_BUCKETS)
+}
+
+/// A method as a bounded label value.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Axum middleware (installed with `Router::layer`, so the matched route is
+/// known): counts, times and tracks every request.
+pub async fn track_http(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_string())
+        .unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
+    let method = method_label(request.method());
+    let started = std::time::Instant::now();
+    metrics.http_in_progress.inc();
+    // Decrements even when the client goes away and the future is dropped.
+    let _in_progress = InProgress(&metrics.http_in_progress);
+    let response = next.run(request).await;
+    metrics
+        .http_duration
+        .get_or_create(&RouteLabels {
+            method,
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+struct InProgress<'a>(&'a Gauge);
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The present, as one scrape reports it: gathered by the caller (which may
+/// await storage), then encoded with the accumulated series.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Every configured check: name, target (secrets masked) and state.
+    pub checks: Vec<CheckSnapshot>,
+    /// The newest result of each (check, region) of configured checks.
+    pub results: Vec<ProbeResult>,
+    /// Each region: when its latest result arrived, and its spool backlog.
+    pub regions: Vec<RegionSnapshot>,
+    /// Alert deliveries not yet delivered nor dead.
+    pub outbox_pending: Option<u64>,
+    /// Browser sessions in use in this process.
+    pub browser_sessions_in_use: u64,
+    /// Results waiting in this process's own spool (a remote probe).
+    pub local_spool_pending: Option<u64>,
+    /// Heartbeat pings with a token no check has.
+    pub unknown_pings: u64,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+pub struct CheckSnapshot {
+    pub name: String,
+    /// `http`, `tcp`, ...: the HTTP phase series are for http checks only.
+    pub kind: &'static str,
+    pub target: String,
+    pub status: Status,
+}
+
+#[derive(Debug)]
+pub struct RegionSnapshot {
+    pub region: String,
+    pub last_result: Option<DateTime<Utc>>,
+    pub spool_pending: Option<u64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeTarget {
+    check: String,
+    region: String,
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbePhase {
+    check: String,
+    region: String,
+    target: String,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabel {
+    check: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckStateLabels {
+    check: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegionLabel {
+    region: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+impl Snapshot {
+    fn registry(&self) -> Registry {
+        let mut registry = Registry::default();
+        let checks: HashMap<&str, &CheckSnapshot> =
+            self.checks.iter().map(|c| (c.name.as_str(), c)).collect();
+
+        let success = Family::<ProbeTarget, Gauge>::default();
+        let duration = Family::<ProbeTarget, FloatGauge>::default();
+        let status_code = Family::<ProbeTarget, Gauge>::default();
+        let phases = Family::<ProbePhase, FloatGauge>::default();
+        let cert_expiry = Family::<ProbeTarget, Gauge>::default();
+        let dns_lookup = Family::<ProbeTarget, FloatGauge>::default();
+        for result in &self.results {
+            let Some(check) = checks.get(result.check.as_str()) else {
+                continue;
+            };
+            let labels = ProbeTarget {
+                check: result.check.clone(),
+                region: result.region.clone(),
+                target: check.target.clone(),
+            };
+            success
+                .get_or_create(&labels)
+                .set(i64::from(result.outcome == Outcome::Ok));
+            duration
+                .get_or_create(&labels)
+                .set(result.duration_ms / 1000.0);
+            if let Some(status) = result.status {
+                status_code.get_or_create(&labels).set(i64::from(status));
+            }
+            let p = &result.phases_ms;
+            let http_phases = if check.kind == "http" {
+                vec![
+                    ("resolve", p.dns),
+                    ("connect", p.connect),
+                    ("tls", p.tls),
+                    ("processing", p.ttfb),
+                    ("transfer", p.transfer),
+                ]
+            } else {
+                Vec::new()
+            };
+            for (phase, ms) in http_phases {
+                if let Some(ms) = ms {
+                    phases
+                        .get_or_create(&ProbePhase {
+                            check: labels.check.clone(),
+                            region: labels.region.clone(),
+                            target: labels.target.clone(),
+                            phase,
+                        })
+                        .set(ms / 1000.0);
+                }
+            }
+            if let Some(expiry) = result.cert_expiry {
+                cert_expiry.get_or_create(&labels).set(expiry.timestamp());
+            }
+            if let Some(ms) = p.dns {
+                dns_lookup.get_or_create(&labels).set(ms / 1000.0);
+            }
+        }
+        registry.register(
+            "probe_success",
+            "Whether the latest run succeeded (1) or not (0), as blackbox_exporter",
+            success,
+        );
+        registry.register_with_unit(
+            "probe_duration",
+            "Run time of the latest run, as blackbox_exporter",
+            Unit::Seconds,
+            duration,
+        );
+        registry.register(
+            "probe_http_status_code",
+            "HTTP status of the latest run, as blackbox_exporter",
+            status_code,
+        );
+        registry.register_with_unit(
+            "probe_http_duration",
+            "Phases of the latest HTTP run (resolve, connect, tls, processing, transfer); tls is folded into connect for http checks",
+            Unit::Seconds,
+            phases,
+        );
+        registry.register(
+            "probe_ssl_earliest_cert_expiry",
+            "Earliest certificate expiry seen by the latest run, unix seconds",
+            cert_expiry,
+        );
+        registry.register_with_unit(
+            "probe_dns_lookup_time",
+            "DNS resolution time of the latest run",
+            Unit::Seconds,
+            dns_lookup,
+        );
+
+        let up = Family::<CheckLabel, Gauge>::default();
+        let state = Family::<CheckStateLabels, Gauge>::default();
+        for check in &self.checks {
+            let labels = CheckLabel {
+                check: check.name.clone(),
+            };
+            match check.status {
+                Status::Up | Status::Degraded => up.get_or_create(&labels).set(1),
+                Status::Down => up.get_or_create(&labels).set(0),
+                Status::Unknown => 0,
+            };
+            for candidate in Status::ALL {
+                state
+                    .get_or_create(&CheckStateLabels {
+                        check: check.name.clone(),
+                        state: candidate.as_str(),
+                    })
+                    .set(i64::from(candidate == check.status));
+            }
+        }
+        registry.register(
+            "lookout_check_up",
+            "The aggregated state across regions: 1 up (or degraded), 0 down; absent while unknown",
+            up,
+        );
+        registry.register(
+            "lookout_check_state",
+            "1 for the check's current state (up, degraded, down, unknown), 0 for the others",
+            state,
+        );
+
+        let age = Family::<RegionLabel, FloatGauge>::default();
+        let spool = Family::<RegionLabel, Gauge>::default();
+        for region in &self.regions {
+            let labels = RegionLabel {
+                region: region.region.clone(),
+            };
+            if let Some(last) = region.last_result {
+                let seconds = (self.now - last).num_milliseconds().max(0) as f64 / 1000.0;
+                age.get_or_create(&labels).set(seconds);
+            }
+            if let Some(pending) = region.spool_pending {
+                spool
+                    .get_or_create(&labels)
+                    .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            }
+        }
+        registry.register_with_unit(
+            "lookout_region_last_result_age",
+            "Time since each region's latest result arrived (saturation: a silent probe)",
+            Unit::Seconds,
+            age,
+        );
+        if self.local_spool_pending.is_none() {
+            registry.register(
+                "lookout_spool_pending",
+                "Results waiting in each region's probe spool, as the probe last reported",
+                spool,
+            );
+        } else {
+            let own = Gauge::<i64>::default();
+            own.set(gauge_value(self.local_spool_pending.unwrap_or(0)));
+            registry.register(
+                "lookout_spool_pending",
+                "Results waiting in this probe's spool for the aggregator",
+                own,
+            );
+        }
+        if let Some(pending) = self.outbox_pending {
+            let outbox = Gauge::<i64>::default();
+            outbox.set(gauge_value(pending));
+            registry.register(
+                "lookout_alert_outbox_pending",
+                "Alert deliveries waiting to be sent or retried",
+                outbox,
+            );
+        }
+        let browsers = Gauge::<i64>::default();
+        browsers.set(gauge_value(self.browser_sessions_in_use));
+        registry.register(
+            "lookout_browser_sessions_in_use",
+            "Browser sessions (WebDriver) open in this process",
+            browsers,
+        );
+        let pings = Counter::<u64>::default();
+        pings.inc_by(self.unknown_pings);
+        registry.register(
+            "lookout_heartbeat_unknown_pings",
+            "Heartbeat pings with a token no check has (the tokens are never logged)",
+            pings,
+        );
+        registry
+    }
+}
+
+fn gauge_value(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// Answers a scrape in the format the scraper asked for.
+pub fn respond(openmetrics: String, accept: Option<&HeaderValue>) -> Response {
+    let wants_openmetrics = accept
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+            openmetrics,
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
+            to_prometheus_text(&openmetrics),
+        )
+            .into_response()
+    }
+}
+
+/// OpenMetrics text, as `prometheus_client` writes it, in the classic
+/// Prometheus text format 0.0.4: counters are declared under their sample
+/// name (`x_total`, not `x`), and `# UNIT` and `# EOF` are dropped. The two
+/// formats are otherwise the same for the gauges, counters and histograms
+/// used here.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut counters: Vec<&str> = Vec::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some(name) = rest.strip_suffix(" counter")
+        {
+            counters.push(name);
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let declared = line
+            .strip_prefix("# HELP ")
+            .map(|rest| ("# HELP ", rest))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("# TYPE ", rest)));
+        if let Some((prefix, rest)) = declared
+            && let Some((name, tail)) = rest.split_once(' ')
+            && counters.contains(&name)
+        {
+            out.push_str(prefix);
+            out.push_str(name);
+            out.push_str("_total ");
+            out.push_str(tail);
+            out.push('\n');
+            continue;
+        }
+        // A counter's creation time has no place in 0.0.4.
+        if counters
+            .iter()
+            .any(|c| line.starts_with(c) && line[c.len()..].starts_with("_created"))
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_declared_under_their_sample_name_in_the_classic_format() {
+        let metrics = Metrics::new();
+        let result = ProbeResult::for_test("api", Outcome::Fail, Utc::now());
+        metrics.observe_result(&result);
+        let text = to_prometheus_text(&metrics.encode(&Snapshot::default()).unwrap());
+        assert!(
+            text.contains("# TYPE lookout_probe_results_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "lookout_probe_results_total{check=\"api\",region=\"local\",outcome=\"fail\"} 1\n"
+        ));
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("# UNIT"));
+        assert!(text.contains("# TYPE lookout_probe_duration_seconds histogram\n"));
+    }
+
+    #[test]
+    fn removed_checks_leave_no_series() {
+        let metrics = Metrics::new();
+        metrics.observe_result(&ProbeResult::for_test("gone", Outcome::Ok, Utc::now()));
+        metrics.observe_result(&ProbeResult::for_test("kept", Outcome::Ok, Utc::now()));
+        metrics.retain_checks(&|name| name == "kept");
+        let text = metrics.encode(&Snapshot::default()).unwrap();
+        assert!(!text.contains("\"gone\""), "{text}");
+        assert!(text.contains("\"kept\""), "{text}");
+    }
+
+    #[test]
+    fn a_late_result_does_not_replace_a_newer_one() {
+        let metrics = Metrics::new();
+        let now = Utc::now();
+        let newer = ProbeResult::for_test("api", Outcome::Ok, now);
+        let older = ProbeResult::for_test("api", Outcome::Fail, now - chrono::Duration::seconds(5));
+        metrics.observe_result(&newer);
+        metrics.observe_result(&older);
+        assert_eq!(metrics.latest_results()[0].outcome, Outcome::Ok);
+    }
+
+    #[test]
+    fn the_snapshot_exports_states_and_ages() {
+        let now = Utc::now();
+        let snapshot = Snapshot {
+            checks: vec![CheckSnapshot {
+                name: "api".into(),
+                kind: "http",
+                target: "http://x/".into(),
+                status: Status::Down,
+            }],
+            results: vec![ProbeResult::for_test("api", Outcome::Fail, now)],
+            regions: vec![RegionSnapshot {
+                region: "eu".into(),
+                last_result: Some(now - chrono::Duration::seconds(3)),
+                spool_pending: Some(7),
+            }],
+            outbox_pending: Some(2),
+            now,
+            ..Snapshot::default()
+        };
+        let text = to_prometheus_text(&Metrics::new().encode(&snapshot).unwrap());
+        for expected in [
+            "lookout_check_up{check=\"api\"} 0\n",
+            "lookout_check_state{check=\"api\",state=\"down\"} 1\n",
+            "lookout_check_state{check=\"api\",state=\"up\"} 0\n",
+            "probe_success{check=\"api\",region=\"local\",target=\"http://x/\"} 0\n",
+            "lookout_region_last_result_age_seconds{region=\"eu\"} 3.0\n",
+            "lookout_spool_pending{region=\"eu\"} 7\n",
+            "lookout_alert_outbox_pending 2\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The status page's figures: overall state, uptime over 24 h / 7 d / 30 d,
+//! 90 days of daily status, latency percentiles per region, recent
+//! incidents. `GET /` renders them as HTML (`page.rs`), `GET /api/v1/status`
+//! as JSON: the same [`StatusReport`], so every figure the page shows has a
+//! machine-readable twin.
+//!
+//! Everything here is pure: storage gathers the inputs ([`Inputs`]), and
+//! [`compute`] turns them into a report. Uptime and daily status come from
+//! the incident events (the aggregated verdict across regions, not single
+//! results), so a one-region blip that never made the check go down does
+//! not dent the uptime. Time in `unknown` (before the first verdict) counts
+//! on neither side. Latency comes from hourly roll-ups (`rollup.rs`) plus the
+//! raw results of the hour not rolled up yet, so a 30-day page reads a few
+//! rows per check and hour, never every result.
+
+pub mod page;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::config::{Check, Config};
+use crate::rollup::{HOUR_MS, HourRollup, LatencyHistogram, hour_of};
+use crate::rules::{CheckState, Status, Transition, Verdict};
+
+/// Days in the daily status bar.
+pub const DAYS_SHOWN: usize = 90;
+/// Hours in the latency chart.
+pub const LATENCY_HOURS: usize = 24;
+/// Incidents listed.
+pub const INCIDENTS_SHOWN: usize = 20;
+
+/// What the page says at a glance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overall {
+    /// Every check up (or not judged yet).
+    Operational,
+    /// Nothing down, something degraded.
+    DegradedPerformance,
+    /// Some checks down, fewer than half.
+    PartialOutage,
+    /// Half of the checks or more down.
+    MajorOutage,
+}
+
+impl Overall {
+    pub fn headline(self) -> &'static str {
+        match self {
+            Overall::Operational => "All systems operational",
+            Overall::DegradedPerformance => "Degraded performance",
+            Overall::PartialOutage => "Partial outage",
+            Overall::MajorOutage => "Major outage",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusReport {
+    pub overall: Overall,
+    pub generated_at: DateTime<Utc>,
+    pub counts: Counts,
+    pub checks: Vec<CheckStatus>,
+    pub incidents: Vec<Incident>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    pub up: usize,
+    pub degraded: usize,
+    pub down: usize,
+    pub unknown: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckStatus {
+    pub name: String,
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `None` when the check hides it (`status_page.hide_target`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub status: Status,
+    pub since: Option<DateTime<Utc>>,
+    /// Percent of the judged time the check was not down, per window;
+    /// `None` when nothing was judged in it.
+    pub uptime: Uptime,
+    /// Oldest first, `DAYS_SHOWN` of them, today last.
+    pub days: Vec<Day>,
+    /// Per region: percentiles over the last 24 h and the hourly series.
+    pub latency: BTreeMap<String, RegionLatency>,
+    /// Per region: what the latest result said.
+    pub regions: BTreeMap<String, RegionNow>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Uptime {
+    #[serde(rename = "24h")]
+    pub day: Option<f64>,
+    #[serde(rename = "7d")]
+    pub week: Option<f64>,
+    #[serde(rename = "30d")]
+    pub month: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DayStatus {
+    Up,
+    Degraded,
+    Down,
+    /// Nothing judged that day.
+    None,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Day {
+    pub date: NaiveDate,
+    pub status: DayStatus,
+    pub down_s: i64,
+    pub degraded_s: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RegionLatency {
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    /// Ok results in the window.
+    pub samples: u64,
+    /// `LATENCY_HOURS` points, oldest first; empty hours have no figures.
+    pub hours: Vec<HourPoint>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HourPoint {
+    pub hour: DateTime<Utc>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RegionNow {
+    pub verdict: Verdict,
+    pub stale: bool,
+    pub outcome: crate::probe::Outcome,
+    pub duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub result_id: Uuid,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Incident {
+    pub check: String,
+    pub id: Uuid,
+    /// The worst state it reached.
+    pub status: Status,
+    pub started: DateTime<Utc>,
+    /// `None` while it lasts.
+    pub ended: Option<DateTime<Utc>>,
+    pub duration_s: i64,
+    pub summary: String,
+}
+
+/// What `compute` reads, gathered by the caller.
+pub struct Inputs<'a> {
+    pub config: &'a Config,
+    pub states: &'a HashMap<String, CheckState>,
+    /// Incident events of the last `DAYS_SHOWN` days, oldest first.
+    pub events: &'a [Transition],
+    /// Hourly roll-ups of the last `LATENCY_HOURS` hours.
+    pub rollups: &'a [HourRollup],
+    /// How far roll-ups reach: later hours come from `raw`.
+    pub rolled_until_ms: Option<i64>,
+    /// Raw results (check, region, started_at_ms, ok, duration_ms) of the
+    /// hours not rolled up.
+    pub raw: &'a [(String, String, i64, bool, f64)],
+    pub now: DateTime<Utc>,
+}
+
+/// Which checks a public page shows.
+pub fn visible(check: &Check) -> bool {
+    !check.status_page.hidden
+}
+
+pub fn compute(inputs: &Inputs<'_>) -> StatusReport {
+    let now = inputs.now;
+    let mut events_by_check: HashMap<&str, Vec<&Transition>> = HashMap::new();
+    for event in inputs.events {
+        events_by_check
+            .entry(event.check.as_str())
+            .or_default()
+            .push(event);
+    }
+    let latency = latency_by_check(inputs);
+    let default_state = CheckState::default();
+    let mut counts = Counts::default();
+    let mut checks = Vec::new();
+    for check in inputs.config.checks.iter().filter(|c| visible(c)) {
+        let state = inputs.states.get(&check.name).unwrap_or(&default_state);
+        match state.status {
+            Status::Up => counts.up += 1,
+            Status::Degraded => counts.degraded += 1,
+            Status::Down => counts.down += 1,
+            Status::Unknown => counts.unknown += 1,
+        }
+        let events = events_by_check
+            .get(check.name.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let window_start = now - Duration::days(DAYS_SHOWN as i64);
+        let segments = segments(events, state, window_start, now);
+        checks.push(CheckStatus {
+            name: check.name.clone(),
+            kind: check.kind_name(),
+            description: check.description.clone(),
+            target: (!check.status_page.hide_target)
+                .then(|| inputs.config.secrets.redact(&check.target())),
+            status: state.status,
+            since: state.since,
+            uptime: Uptime {
+                day: uptime(&segments, now - Duration::hours(24), now),
+                week: uptime(&segments, now - Duration::days(7), now),
+                month: uptime(&segments, now - Duration::days(30), now),
+            },
+            days: days(&segments, now),
+            latency: latency
+                .get(check.name.as_str())
+                .cloned()
+                .unwrap_or_default(),
+            regions: state
+                .regions
+                .iter()
+                .map(|(name, region)| {
+                    (
+                        name.clone(),
+                        RegionNow {
+                            verdict: region.verdict,
+                            stale: region.stale,
+                            outcome: region.last.outcome,
+                            duration_ms: region.last.duration_ms,
+                            error: region.last.error.clone(),
+                            result_id: region.last.id,
+                        },
+                    )
+                })
+                .collect(),
+        });
+    }
+    // Worst first, so what is broken is at the top.
+    checks.sort_by_key(|c| (severity_rank(c.status), c.name.clone()));
+    let shown: std::collections::HashSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+    let incidents = incidents(inputs.events, &shown, now);
+    StatusReport {
+        overall: overall(&counts),
+        generated_at: now,
+        counts,
+        checks,
+        incidents,
+    }
+}
+
+fn severity_rank(status: Status) -> u8 {
+    match status {
+        Status::Down => 0,
+        Status::Degraded => 1,
+        Status::Up => 2,
+        Status::Unknown => 3,
+    }
+}
+
+pub fn overall(counts: &Counts) -> Overall {
+    let judged = counts.up + counts.degraded + counts.down;
+    if counts.down > 0 && counts.down * 2 >= judged {
+        Overall::MajorOutage
+    } else if counts.down > 0 {
+        Overall::PartialOutage
+    } else if counts.degraded > 0 {
+        Overall::DegradedPerformance
+    } else {
+        Overall::Operational
+    }
+}
+
+/// A stretch of time in one state: [start, end) in unix ms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Segment {
+    pub start: i64,
+    pub end: i64,
+    pub status: Status,
+}
+
+/// The check's states over [from, now], from its events (oldest first)
+/// and its current state.
+pub fn segments(
+    events: &[&Transition],
+    state: &CheckState,
+    from: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<Segment> {
+    let (from, now) = (from.timestamp_millis(), now.timestamp_millis());
+    let mut out = Vec::new();
+    let mut push = |start: i64, end: i64, status: Status| {
+        let (start, end) = (start.max(from), end.min(now));
+        if end > start {
+            out.push(Segment { start, end, status });
+        }
+    };
+    match events.first() {
+        None => match state.since.map(|s| s.timestamp_millis()) {
+            // No change in the window: the current state held all along,
+            // from when it began.
+            Some(since) => {
+                push(from, since, Status::Unknown);
+                push(since, now, state.status);
+            }
+            None => push(from, now, state.status),
+        },
+        Some(first) => {
+            let mut cursor = from;
+            let mut status = first.from;
+            for event in events {
+                let at = event.at.timestamp_millis();
+                push(cursor, at, status);
+                cursor = cursor.max(at);
+                status = event.to;
+            }
+            push(cursor, now, status);
+        }
+    }
+    out
+}
+
+/// Seconds (down, degraded, not down) within [from, to).
+fn time_in(segments: &[Segment], from: i64, to: i64) -> (i64, i64, i64) {
+    let (mut down, mut degraded, mut fine) = (0, 0, 0);
+    for s in segments {
+        let overlap = (s.end.min(to) - s.start.max(from)).max(0);
+        match s.status {
+            Status::Down => down += overlap,
+            Status::Degraded => degraded += overlap,
+            Status::Up => fine += overlap,
+            Status::Unknown => {}
+        }
+    }
+    (down / 1000, degraded / 1000, (fine + degraded) / 1000)
+}
+
+/// Percent of the judged time in [from, to) that was not down.
+pub fn uptime(segments: &[Segment], from: DateTime<Utc>, to: DateTime<Utc>) -> Option<f64> {
+    let (down, _, not_down) = time_in(segments, from.timestamp_millis(), to.timestamp_millis());
+    let judged = down + not_down;
+    (judged > 0).then(|| not_down as f64 * 100.0 / judged as f64)
+}
+
+/// One `Day` per UTC day, `DAYS_SHOWN` of them ending today.
+pub fn days(segments: &[Segment], now: DateTime<Utc>) -> Vec<Day> {
+    let today = now.date_naive();
+    (0..DAYS_SHOWN as i64)
+        .rev()
+        .map(|back| {
+            let date = today - Duration::days(back);
+            let start = Utc
+                .from_utc_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default())
+                .timestamp_millis();
+            let end = (start + 86_400_000).min(now.timestamp_millis());
+            let (down_s, degraded_s, not_down_s) = time_in(segments, start, end);
+            let status = if down_s > 0 {
+                DayStatus::Down
+            } else if degraded_s > 0 {
+                DayStatus::Degraded
+            } else if not_down_s > 0 {
+                DayStatus::Up
+            } else {
+                DayStatus::None
+            };
+            Day {
+                date,
+                status,
+                down_s,
+                degraded_s,
+            }
+        })
+        .collect()
+}
+
+/// Per check, per region: the last `LATENCY_HOURS` hours of ok run times.
+fn latency_by_check<'a>(
+    inputs: &'a Inputs<'_>,
+) -> HashMap<&'a str, BTreeMap<String, RegionLatency>> {
+    let current_hour = hour_of(inputs.now.timestamp_millis());
+    let first_hour = current_hour - (LATENCY_HOURS as i64 - 1) * HOUR_MS;
+    let rolled_until = inputs.rolled_until_ms.unwrap_or(i64::MIN);
+    // (check, region) -> hour index -> histogram
+    let mut hours: HashMap<(&str, &str), Vec<LatencyHistogram>> = HashMap::new();
+    let mut slot = |check: &'a str, region: &'a str, hour: i64| -> Option<usize> {
+        if hour < first_hour || hour > current_hour {
+            return None;
+        }
+        let index = ((hour - first_hour) / HOUR_MS) as usize;
+        hours
+            .entry((check, region))
+            .or_insert_with(|| vec![LatencyHistogram::default(); LATENCY_HOURS]);
+        Some(index)
+    };
+    let mut pending: Vec<(&str, &str, usize, &LatencyHistogram)> = Vec::new();
+    for rollup in inputs.rollups {
+        // Hours at or past the mark are taken from the raw results.
+        if rollup.hour_ms >= rolled_until {
+            continue;
+        }
+        if let Some(index) = slot(&rollup.check, &rollup.region, rollup.hour_ms) {
+            pending.push((&rollup.check, &rollup.region, index, &rollup.latency));
+        }
+    }
+    let mut raw: Vec<(&str, &str, usize, f64)> = Vec::new();
+    for (check, region, at, ok, ms) in inputs.raw {
+        let hour = hour_of(*at);
+        if !*ok || hour < rolled_until {
+            continue;
+        }
+        if let Some(index) = slot(check, region, hour) {
+            raw.push((check, region, index, *ms));
+        }
+    }
+    for (check, region, index, histogram) in pending {
+        if let Some(series) = hours.get_mut(&(check, region)) {
+            series[index].merge(histogram);
+        }
+    }
+    for (check, region, index, ms) in raw {
+        if let Some(series) = hours.get_mut(&(check, region)) {
+            series[index].record(ms);
+        }
+    }
+    let mut out: HashMap<&str, BTreeMap<String, RegionLatency>> = HashMap::new();
+    for ((check, region), series) in hours {
+        let mut total = LatencyHistogram::new();
+        let points = series
+            .iter()
+            .enumerate()
+            .map(|(index, histogram)| {
+                total.merge(histogram);
+                HourPoint {
+                    hour: DateTime::from_timestamp_millis(first_hour + index as i64 * HOUR_MS)
+                        .unwrap_or_default(),
+                    p50_ms: histogram.quantile(0.5),
+                    p95_ms: histogram.quantile(0.95),
+                }
+            })
+            .collect();
+        out.entry(check).or_default().insert(
+            region.to_string(),
+            RegionLatency {
+                p50_ms: total.quantile(0.5),
+                p95_ms: total.quantile(0.95),
+                samples: total.count(),
+                hours: points,
+            },
+        );
+    }
+    out
+}
+
+/// Incidents of the shown checks, newest first: the events that share an
+/// incident id, from the first to the one that closed it.
+fn incidents(
+    events: &[Transition],
+    shown: &std::collections::HashSet<&str>,
+    now: DateTime<Utc>,
+) -> Vec<Incident> {
+    let mut by_id: BTreeMap<Uuid, Incident> = BTreeMap::new();
+    for event in events {
+        let Some(id) = event.incident else { continue };
+        if !shown.contains(event.check.as_str()) {
+            continue;
+        }
+        let incident = by_id.entry(id).or_insert_with(|| Incident {
+            check: event.check.clone(),
+            id,
+            status: event.to,
+            started: event.at,
+            ended: None,
+            duration_s: 0,
+            summary: event.summary.clone(),
+        });
+        if event.to == Status::Down && incident.status != Status::Down {
+            incident.status = Status::Down;
+            incident.summary = event.summary.clone();
+        }
+        if !event.to.is_incident() {
+            incident.ended = Some(event.at);
+        }
+    }
+    let mut list: Vec<Incident> = by_id
+        .into_values()
+        .map(|mut incident| {
+            let end = incident.ended.unwrap_or(now);
+            incident.duration_s = (end - incident.started).num_seconds().max(0);
+            incident
+        })
+        .collect();
+    list.sort_by_key(|incident| std::cmp::Reverse(incident.started));
+    list.truncate(INCIDENTS_SHOWN);
+    list
+}
+
+#[cfg(test)]
+mod tests;

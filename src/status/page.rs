@@ -1,0 +1,281 @@
+//! The status page as HTML: server-rendered with `maud` (every value
+//! escaped), inline CSS, inline SVG charts, no JavaScript. Readable on a
+//! phone (one column below 40em), dark when the reader's system is, and
+//! `?refresh=N` reloads it every N seconds.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::{CheckStatus, DayStatus, Incident, RegionLatency, StatusReport};
+use crate::rules::Status;
+
+const STYLE: &str = r#"
+:root{--bg:#f6f7f9;--card:#fff;--fg:#1d2330;--muted:#667085;--line:#e4e7ec;
+--up:#12b76a;--degraded:#f79009;--down:#f04438;--none:#d0d5dd;--unknown:#98a2b3}
+@media (prefers-color-scheme:dark){:root{--bg:#0f1115;--card:#171a21;--fg:#e6e8ec;
+--muted:#98a2b3;--line:#2a2f3a;--none:#344054}}
+*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--fg);
+font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif}
+main{max-width:60em;margin:0 auto;padding:1em}
+h1{font-size:1.3em;margin:.2em 0 .8em}h2{font-size:1.05em;margin:1.6em 0 .6em}
+.banner{border-radius:10px;padding:1em 1.2em;color:#fff;font-size:1.25em;font-weight:600}
+.banner small{display:block;font-weight:400;font-size:.7em;opacity:.9}
+.operational{background:var(--up)}.degraded_performance{background:var(--degraded)}
+.partial_outage{background:var(--down)}.major_outage{background:#b42318}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:.9em 1.1em;margin:.7em 0}
+.head{display:flex;flex-wrap:wrap;gap:.3em 1em;align-items:baseline;justify-content:space-between}
+.name{font-weight:600;font-size:1.05em}.name a{color:inherit;text-decoration:none}
+.badge{display:inline-block;border-radius:99px;padding:.05em .7em;font-size:.85em;font-weight:600;color:#fff}
+.badge.up{background:var(--up)}.badge.degraded{background:var(--degraded)}
+.badge.down{background:var(--down)}.badge.unknown{background:var(--unknown)}
+.muted{color:var(--muted);font-size:.88em}.target{word-break:break-all}
+.uptime{display:flex;gap:1.2em;flex-wrap:wrap;margin:.4em 0}
+.uptime b{font-variant-numeric:tabular-nums}
+svg.days{width:100%;height:34px;display:block;margin:.3em 0}
+svg.days rect.up{fill:var(--up)}svg.days rect.degraded{fill:var(--degraded)}
+svg.days rect.down{fill:var(--down)}svg.days rect.none{fill:var(--none)}
+.lat{display:grid;grid-template-columns:repeat(auto-fill,minmax(17em,1fr));gap:.5em 1em;margin-top:.4em}
+.lat svg{width:100%;height:46px;display:block}
+.lat polyline{fill:none;stroke-width:1.5}.p50{stroke:var(--up)}.p95{stroke:var(--degraded)}
+.d50{fill:var(--up)}.d95{fill:var(--degraded)}.k50{color:var(--up)}.k95{color:var(--degraded)}
+.err{color:var(--down);font-size:.9em;word-break:break-word}
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.35em .4em;border-top:1px solid var(--line);vertical-align:top}
+th{font-size:.85em;color:var(--muted);font-weight:500}
+footer{margin:2em 0 1em;color:var(--muted);font-size:.85em}
+a{color:inherit}
+@media (max-width:40em){main{padding:.6em}.banner{font-size:1.1em}}
+"#;
+
+/// The whole page; `refresh` seconds adds an auto-refresh; `single` is set
+/// on a check's own page (`/checks/{name}`).
+pub fn render(report: &StatusReport, refresh: Option<u64>, single: Option<&str>) -> Markup {
+    let title = match single {
+        Some(name) => format!("{name} · Lookout status"),
+        None => "Lookout status".to_string(),
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                @if let Some(seconds) = refresh {
+                    meta http-equiv="refresh" content=(seconds);
+                }
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                main {
+                    h1 {
+                        @if single.is_some() { a href="/" { "Lookout status" } " / " (single.unwrap_or_default()) }
+                        @else { "Lookout status" }
+                    }
+                    @if single.is_none() {
+                        div class={"banner " (overall_class(report))} data-overall=(overall_class(report)) {
+                            (report.overall.headline())
+                            small {
+                                (report.counts.up) " up · " (report.counts.degraded) " degraded · "
+                                (report.counts.down) " down"
+                                @if report.counts.unknown > 0 { " · " (report.counts.unknown) " not judged yet" }
+                            }
+                        }
+                    }
+                    @for check in &report.checks { (check_card(check)) }
+                    @if report.checks.is_empty() { p class="muted" { "No checks to show." } }
+                    h2 { "Recent incidents" }
+                    (incidents(&report.incidents))
+                    footer {
+                        "Updated " (report.generated_at.format("%Y-%m-%d %H:%M:%S UTC"))
+                        " · " a href={"/api/v1/status" (single.map(|n| format!("/{n}")).unwrap_or_default())} { "JSON" }
+                        " · " a href="?refresh=30" { "auto-refresh" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn overall_class(report: &StatusReport) -> &'static str {
+    match report.overall {
+        super::Overall::Operational => "operational",
+        super::Overall::DegradedPerformance => "degraded_performance",
+        super::Overall::PartialOutage => "partial_outage",
+        super::Overall::MajorOutage => "major_outage",
+    }
+}
+
+fn check_card(check: &CheckStatus) -> Markup {
+    html! {
+        section class="card" id={"check-" (check.name)} data-check=(check.name) data-status=(check.status.as_str()) {
+            div class="head" {
+                span class="name" { a href={"/checks/" (check.name)} { (check.name) } }
+                span {
+                    span class={"badge " (check.status.as_str())} { (status_word(check.status)) }
+                    @if let Some(since) = check.since {
+                        " " span class="muted" { "since " (since.format("%Y-%m-%d %H:%M UTC")) }
+                    }
+                }
+            }
+            @if let Some(description) = &check.description { div class="muted" { (description) } }
+            @if let Some(target) = &check.target { div class="muted target" { (check.kind) " · " (target) } }
+            div class="uptime" {
+                span { "24h " b { (percent(check.uptime.day)) } }
+                span { "7d " b { (percent(check.uptime.week)) } }
+                span { "30d " b { (percent(check.uptime.month)) } }
+            }
+            (day_bar(check))
+            @for (region, now) in &check.regions {
+                @if let Some(error) = now.error.as_ref().filter(|_| now.outcome != crate::probe::Outcome::Ok) {
+                    div class="err" { (region) ": " (error) }
+                }
+            }
+            @if !check.latency.is_empty() {
+                div class="lat" {
+                    @for (region, latency) in &check.latency { (latency_chart(region, latency)) }
+                }
+            }
+        }
+    }
+}
+
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Up => "Operational",
+        Status::Degraded => "Degraded",
+        Status::Down => "Down",
+        Status::Unknown => "Not judged yet",
+    }
+}
+
+fn percent(value: Option<f64>) -> String {
+    match value {
+        // Never round a real outage up to 100%.
+        Some(v) if v < 100.0 => format!("{:.2}%", (v * 100.0).floor() / 100.0),
+        Some(_) => "100%".to_string(),
+        None => "–".to_string(),
+    }
+}
+
+/// 90 thin bars, one a day, oldest on the left, each with a tooltip.
+fn day_bar(check: &CheckStatus) -> Markup {
+    let width = 4.0;
+    let gap = 1.0;
+    let total = check.days.len() as f64 * (width + gap);
+    html! {
+        svg class="days" viewBox={"0 0 " (total) " 34"} preserveAspectRatio="none" role="img"
+            aria-label={"Daily status of " (check.name) " over " (check.days.len()) " days"} {
+            @for (i, day) in check.days.iter().enumerate() {
+                rect class=(day_class(day.status)) x=(i as f64 * (width + gap)) y="0" width=(width) height="34" rx="1" {
+                    title { (day.date) ": " (day_text(day)) }
+                }
+            }
+        }
+    }
+}
+
+fn day_class(status: DayStatus) -> &'static str {
+    match status {
+        DayStatus::Up => "up",
+        DayStatus::Degraded => "degraded",
+        DayStatus::Down => "down",
+        DayStatus::None => "none",
+    }
+}
+
+fn day_text(day: &super::Day) -> String {
+    match day.status {
+        DayStatus::None => "no data".to_string(),
+        DayStatus::Up => "no incident".to_string(),
+        _ => {
+            let mut parts = Vec::new();
+            if day.down_s > 0 {
+                parts.push(format!("down {}", human_duration(day.down_s)));
+            }
+            if day.degraded_s > 0 {
+                parts.push(format!("degraded {}", human_duration(day.degraded_s)));
+            }
+            parts.join(", ")
+        }
+    }
+}
+
+pub fn human_duration(seconds: i64) -> String {
+    crate::schedule::format_duration_approx(std::time::Duration::from_secs(
+        u64::try_from(seconds).unwrap_or(0),
+    ))
+}
+
+/// p50 and p95 per hour over the last 24 h, as two polylines.
+fn latency_chart(region: &str, latency: &RegionLatency) -> Markup {
+    let (w, h) = (240.0, 46.0);
+    let max = latency
+        .hours
+        .iter()
+        .filter_map(|p| p.p95_ms)
+        .fold(1.0_f64, f64::max);
+    let n = latency.hours.len().max(2) as f64 - 1.0;
+    let points = |pick: &dyn Fn(&super::HourPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+        latency
+            .hours
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| pick(p).map(|v| (i as f64 * w / n, h - 2.0 - v / max * (h - 4.0))))
+            .collect()
+    };
+    let joined = |list: &[(f64, f64)]| -> String {
+        list.iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let p95 = points(&|p| p.p95_ms);
+    let p50 = points(&|p| p.p50_ms);
+    html! {
+        div data-region=(region) {
+            div class="muted" {
+                (region) " · " span class="k50" { "p50" } " " b { (ms(latency.p50_ms)) }
+                " · " span class="k95" { "p95" } " " b { (ms(latency.p95_ms)) }
+            }
+            svg viewBox={"0 0 " (w) " " (h)} preserveAspectRatio="none" role="img"
+                aria-label={"Latency in " (region) " over 24 hours"} {
+                polyline class="p95" points=(joined(&p95)) {}
+                polyline class="p50" points=(joined(&p50)) {}
+                // Points too, so a single hour of data still shows.
+                @for (x, y) in &p95 { circle class="d95" cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="1.6" {} }
+                @for (x, y) in &p50 { circle class="d50" cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="1.6" {} }
+            }
+        }
+    }
+}
+
+fn ms(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v >= 1000.0 => format!("{:.2}s", v / 1000.0),
+        Some(v) => format!("{v:.0}ms"),
+        None => "–".to_string(),
+    }
+}
+
+fn incidents(list: &[Incident]) -> Markup {
+    html! {
+        @if list.is_empty() {
+            p class="muted" { "No incidents in the last 90 days." }
+        } @else {
+            table {
+                tr { th { "Check" } th { "Started" } th { "Lasted" } th { "What happened" } }
+                @for incident in list {
+                    tr data-incident=(incident.id) {
+                        td { a href={"/checks/" (incident.check)} { (incident.check) } br; span class={"badge " (incident.status.as_str())} { (status_word(incident.status)) } }
+                        td { (incident.started.format("%Y-%m-%d %H:%M UTC")) }
+                        td {
+                            (human_duration(incident.duration_s))
+                            @if incident.ended.is_none() { " (ongoing)" }
+                        }
+                        td { (incident.summary) }
+                    }
+                }
+            }
+        }
+    }
+}
