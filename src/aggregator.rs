@@ -1342,6 +1342,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_p95_far_above_the_checks_own_baseline_is_degraded_until_it_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let config = config_with("    alert: { p95_above_baseline: 2x }\n", "");
+        let aggregator = Aggregator::new(config, storage.clone()).await.unwrap();
+        let now = Utc::now();
+        // Two days of a steady 100 ms, then the last minutes at 500 ms.
+        let mut history: Vec<ProbeResult> = (0..200)
+            .map(|i| {
+                let mut r = ProbeResult::for_test(
+                    "api",
+                    Outcome::Ok,
+                    now - chrono::Duration::hours(48) + chrono::Duration::minutes(10 * i),
+                );
+                r.duration_ms = 100.0;
+                r
+            })
+            .collect();
+        history.sort_by_key(|r| r.started_at);
+        aggregator.ingest(history).await.unwrap();
+        while storage.roll_up(now, 24).await.unwrap() > 0 {}
+        assert_eq!(aggregator.state("api").await.unwrap().status, Status::Up);
+        let slow: Vec<ProbeResult> = (0..6)
+            .map(|i| {
+                let mut r = ProbeResult::for_test(
+                    "api",
+                    Outcome::Ok,
+                    now - chrono::Duration::seconds(60 - i),
+                );
+                r.duration_ms = 500.0;
+                r
+            })
+            .collect();
+        aggregator.ingest(slow).await.unwrap();
+        aggregator.judge_latency(Utc::now()).await.unwrap();
+        let state = aggregator.state("api").await.unwrap();
+        assert_eq!(state.status, Status::Degraded);
+        let events = aggregator.recent_events("api", 1).await.unwrap();
+        assert!(
+            events[0].summary.contains("above 2x its 7-day p95"),
+            "{}",
+            events[0].summary
+        );
+        // Judged again once the slow runs are out of the recent window.
+        aggregator
+            .judge_latency(now + chrono::Duration::minutes(20))
+            .await
+            .unwrap();
+        assert_eq!(aggregator.state("api").await.unwrap().status, Status::Up);
+    }
+
+    #[tokio::test]
     async fn state_is_restored_from_storage() {
         let dir = tempfile::tempdir().unwrap();
         {

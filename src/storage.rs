@@ -1075,6 +1075,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn finished_hours_are_rolled_up_and_late_results_roll_them_up_again() {
+        use crate::rollup::{HOUR_MS, hour_of};
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let current = hour_of(now.timestamp_millis());
+        let two_hours_ago =
+            DateTime::from_timestamp_millis(current - 2 * HOUR_MS + 60_000).unwrap();
+        let mut batch = Batch::default();
+        for i in 0..4 {
+            let mut r = result("api", two_hours_ago + chrono::Duration::seconds(i));
+            r.duration_ms = 100.0;
+            batch.results.push((r, now));
+        }
+        let mut failed = ProbeResult::for_test("api", Outcome::Timeout, two_hours_ago);
+        failed.duration_ms = 9_000.0;
+        batch.results.push((failed, now));
+        // The current hour is not over: not rolled up.
+        batch.results.push((result("api", now), now));
+        storage.write_batch(batch).await.unwrap();
+
+        assert_eq!(storage.roll_up(now, 24).await.unwrap(), 2);
+        assert_eq!(storage.roll_up(now, 24).await.unwrap(), 0, "nothing new");
+        let (rollups, mark) = storage.rollups_since(current - 3 * HOUR_MS).await.unwrap();
+        assert_eq!(mark, Some(current));
+        assert_eq!(rollups.len(), 1);
+        assert_eq!((rollups[0].total, rollups[0].ok), (5, 4));
+        let p50 = rollups[0].latency.quantile(0.5).unwrap();
+        assert!((p50 - 100.0).abs() < 5.0, "{p50}");
+
+        // A spooled result arrives late for that hour: rolled up again.
+        let mut late = Batch::default();
+        late.results.push((
+            result("api", two_hours_ago + chrono::Duration::minutes(5)),
+            now,
+        ));
+        storage.write_batch(late).await.unwrap();
+        assert_eq!(storage.roll_up(now, 24).await.unwrap(), 1);
+        let (rollups, _) = storage.rollups_since(current - 3 * HOUR_MS).await.unwrap();
+        assert_eq!((rollups[0].total, rollups[0].ok), (6, 5));
+        let baseline = storage
+            .check_latency("api".into(), current - 3 * HOUR_MS, current)
+            .await
+            .unwrap();
+        assert_eq!(baseline.count(), 5);
+    }
+
+    #[tokio::test]
     async fn reopening_runs_migrations_once_and_keeps_data() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();

@@ -33,7 +33,7 @@ h1{font-size:1.3em;margin:.2em 0 .8em}h2{font-size:1.05em;margin:1.6em 0 .6em}
 svg.days{width:100%;height:34px;display:block;margin:.3em 0}
 svg.days rect.up{fill:var(--up)}svg.days rect.degraded{fill:var(--degraded)}
 svg.days rect.down{fill:var(--down)}svg.days rect.none{fill:var(--none)}
-.lat{display:grid;grid-template-columns:repeat(auto-fill,minmax(17em,1fr));gap:.5em 1em;margin-top:.4em}
+.lat{display:grid;grid-template-columns:repeat(auto-fit,minmax(17em,1fr));gap:.5em 1em;margin-top:.4em}
 .lat svg{width:100%;height:46px;display:block}
 .lat polyline{fill:none;stroke-width:1.5}.p50{stroke:var(--up)}.p95{stroke:var(--degraded)}
 .d50{fill:var(--up)}.d95{fill:var(--degraded)}.k50{color:var(--up)}.k95{color:var(--degraded)}
