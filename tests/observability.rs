@@ -568,6 +568,39 @@ async fn the_status_page_in_headless_chromium_shows_up_degraded_and_down() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_probe_serves_its_own_saturation_metrics() {
+    let spool = tempfile::tempdir().unwrap();
+    let args: Vec<std::ffi::OsString> = [
+        "probe",
+        "--region",
+        "eu-west",
+        // Nobody listens there: the probe keeps going, and spools.
+        "--aggregator",
+        "http://127.0.0.1:9/",
+        "--spool",
+        spool.path().to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let probe = Server::spawn(
+        &args,
+        &[("LOOKOUT_PROBE_TOKEN", "a-token-of-sixteen-chars")],
+        "metrics on ",
+    );
+    let response = client().get(&probe.base).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert_eq!(value(&text, "lookout_spool_pending"), Some(0.0), "{text}");
+    assert_eq!(value(&text, "lookout_browser_sessions_in_use"), Some(0.0));
+    assert!(text.contains("# TYPE lookout_scheduler_lateness_seconds histogram"));
+    let (ok, said) = promtool(&["check", "metrics"], Some(&text), Path::new("."));
+    assert!(ok, "promtool check metrics:\n{said}\n{text}");
+}
+
 #[test]
 fn the_monitoring_deploy_files_pass_promtool() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring");

@@ -118,7 +118,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-        tracing::info!("metrics on http://{addr}/metrics");
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!("metrics on http://{bound}/metrics");
         tasks.spawn(serve_metrics(
             listener,
             metrics.clone(),
