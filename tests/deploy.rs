@@ -20,9 +20,11 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn deploy_files_only_use_flags_lookout_has() {
     let known = [help(&["aggregator"]), help(&["probe"]), help(&["serve"])].join("\n");
-    // Flags of other programs in the same files (apt, useradd, docker, kubectl, chromium).
+    // Flags of other programs in the same files (apt, useradd, docker,
+    // kubectl, chromium, prometheus).
     let foreign = [
         "--build",
+        "--config",
         "--create-home",
         "--from",
         "--from-literal",

@@ -46,6 +46,23 @@ fn three_states(target: &common::Target) -> ConfigDirs {
     ))
 }
 
+/// `lookout serve` on `three_states`, once each check has its state.
+async fn settled_three_states() -> (common::Target, ConfigDirs, Server) {
+    let target = start_target().await;
+    let dirs = three_states(&target);
+    let server = Server::start(&dirs);
+    wait_states(
+        &server,
+        &[
+            ("web-up", "up"),
+            ("api-down", "down"),
+            ("search-slow", "degraded"),
+        ],
+    )
+    .await;
+    (target, dirs, server)
+}
+
 async fn wait_states(server: &Server, want: &[(&str, &str)]) {
     let http = client();
     let base = server.base.clone();
@@ -129,19 +146,8 @@ fn promtool(args: &[&str], stdin: Option<&str>, dir: &Path) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_real_probe_runs_have_names_labels_and_values_and_pass_promtool() {
-    let target = start_target().await;
-    let dirs = three_states(&target);
-    let server = Server::start(&dirs);
+    let (target, _dirs, server) = settled_three_states().await;
     let base = server.base.clone();
-    wait_states(
-        &server,
-        &[
-            ("web-up", "up"),
-            ("api-down", "down"),
-            ("search-slow", "degraded"),
-        ],
-    )
-    .await;
     let _ = client().get(format!("{base}/health")).send().await.unwrap();
     let (content_type, text) = scrape(&base, None).await;
     assert!(
@@ -446,19 +452,8 @@ fn artifacts_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_in_headless_chromium_shows_up_degraded_and_down() {
-    let target = start_target().await;
-    let dirs = three_states(&target);
-    let server = Server::start(&dirs);
+    let (_target, _dirs, server) = settled_three_states().await;
     let base = server.base.clone();
-    wait_states(
-        &server,
-        &[
-            ("web-up", "up"),
-            ("api-down", "down"),
-            ("search-slow", "degraded"),
-        ],
-    )
-    .await;
     let png = artifacts_dir().join("status-page.png");
     let url = format!("{base}/?refresh=30");
     // The page's figures may be a few seconds old: load until it has them.
