@@ -495,8 +495,13 @@ async fn the_status_page_in_headless_chromium_shows_up_degraded_and_down() {
     );
     assert!(up.contains("The shop's front page"));
     assert!(up.contains("100%"), "a check that never failed: {up}");
-    assert!(up.contains("<svg class=\"days\""), "the 90-day bar");
-    assert_eq!(up.matches("<rect").count(), 90);
+    let bar_start = up.find("<div class=\"days\"").expect("the 90-day bar");
+    let bar = &up[bar_start..bar_start + up[bar_start..].find("</div>").unwrap()];
+    assert_eq!(bar.matches("<i ").count(), 90, "{bar}");
+    assert!(
+        bar.ends_with("<i class=\"up\"></i>"),
+        "today was fine: {bar}"
+    );
     assert!(
         up.contains("data-region=\"local\""),
         "latency per region: {up}"

@@ -120,8 +120,14 @@ pub enum DayStatus {
 pub struct Day {
     pub date: NaiveDate,
     pub status: DayStatus,
+    #[serde(skip_serializing_if = "is_zero")]
     pub down_s: i64,
+    #[serde(skip_serializing_if = "is_zero")]
     pub degraded_s: i64,
+}
+
+fn is_zero(seconds: &i64) -> bool {
+    *seconds == 0
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -30,13 +30,13 @@ h1{font-size:1.3em;margin:.2em 0 .8em}h2{font-size:1.05em;margin:1.6em 0 .6em}
 .muted{color:var(--muted);font-size:.88em}.target{word-break:break-all}
 .uptime{display:flex;gap:1.2em;flex-wrap:wrap;margin:.4em 0}
 .uptime b{font-variant-numeric:tabular-nums}
-svg.days{width:100%;height:34px;display:block;margin:.3em 0}
-svg.days rect.up{fill:var(--up)}svg.days rect.degraded{fill:var(--degraded)}
-svg.days rect.down{fill:var(--down)}svg.days rect.none{fill:var(--none)}
+.days{display:flex;gap:1px;height:34px;margin:.3em 0}.days i{flex:1;border-radius:1px}
+.days i.up{background:var(--up)}.days i.degraded{background:var(--degraded)}
+.days i.down{background:var(--down)}.days i.none{background:var(--none)}
 .lat{display:grid;grid-template-columns:repeat(auto-fit,minmax(17em,1fr));gap:.5em 1em;margin-top:.4em}
 .lat svg{width:100%;height:46px;display:block}
-.lat polyline{fill:none;stroke-width:1.5}.p50{stroke:var(--up)}.p95{stroke:var(--degraded)}
-.d50{fill:var(--up)}.d95{fill:var(--degraded)}.k50{color:var(--up)}.k95{color:var(--degraded)}
+.lat polyline{fill:none;stroke-width:2;stroke-linecap:round}.p50{stroke:var(--up)}.p95{stroke:var(--degraded)}
+.k50{color:var(--up)}.k95{color:var(--degraded)}
 .err{color:var(--down);font-size:.9em;word-break:break-word}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.35em .4em;border-top:1px solid var(--line);vertical-align:top}
 th{font-size:.85em;color:var(--muted);font-weight:500}
@@ -86,6 +86,7 @@ pub fn render(report: &StatusReport, refresh: Option<u64>, single: Option<&str>)
                     h2 { "Recent incidents" }
                     (incidents(&report.incidents))
                     footer {
+                        "Daily bars: the last 90 days, today on the right; grey: no data. "
                         "Updated " (report.generated_at.format("%Y-%m-%d %H:%M:%S UTC"))
                         " · " a href={"/api/v1/status" (single.map(|n| format!("/{n}")).unwrap_or_default())} { "JSON" }
                         " · " a href="?refresh=30" { "auto-refresh" }
@@ -157,17 +158,17 @@ fn percent(value: Option<f64>) -> String {
     }
 }
 
-/// 90 thin bars, one a day, oldest on the left, each with a tooltip.
+/// 90 thin bars, one a day, oldest on the left. Days with downtime carry a
+/// tooltip saying how much; the others (good, or no data: grey) stay a few
+/// bytes, so a page of a thousand checks stays small.
 fn day_bar(check: &CheckStatus) -> Markup {
-    let width = 4.0;
-    let gap = 1.0;
-    let total = check.days.len() as f64 * (width + gap);
     html! {
-        svg class="days" viewBox={"0 0 " (total) " 34"} preserveAspectRatio="none" role="img"
-            aria-label={"Daily status of " (check.name) " over " (check.days.len()) " days"} {
-            @for (i, day) in check.days.iter().enumerate() {
-                rect class=(day_class(day.status)) x=(i as f64 * (width + gap)) y="0" width=(width) height="34" rx="1" {
-                    title { (day.date) ": " (day_text(day)) }
+        div class="days" role="img" aria-label={"Daily status of " (check.name) " over " (check.days.len()) " days"} {
+            @for day in &check.days {
+                @if matches!(day.status, DayStatus::Up | DayStatus::None) {
+                    i class=(day_class(day.status)) {}
+                } @else {
+                    i class=(day_class(day.status)) title={(day.date) ": " (day_text(day))} {}
                 }
             }
         }
@@ -229,8 +230,15 @@ fn latency_chart(region: &str, latency: &RegionLatency) -> Markup {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let p95 = points(&|p| p.p95_ms);
-    let p50 = points(&|p| p.p50_ms);
+    // A single hour of data is drawn as a short dash, so it still shows.
+    let dash = |mut list: Vec<(f64, f64)>| {
+        if let [(x, y)] = list[..] {
+            list = vec![(x - 3.0, y), (x, y)];
+        }
+        list
+    };
+    let p95 = dash(points(&|p| p.p95_ms));
+    let p50 = dash(points(&|p| p.p50_ms));
     html! {
         div data-region=(region) {
             div class="muted" {
@@ -241,9 +249,6 @@ fn latency_chart(region: &str, latency: &RegionLatency) -> Markup {
                 aria-label={"Latency in " (region) " over 24 hours"} {
                 polyline class="p95" points=(joined(&p95)) {}
                 polyline class="p50" points=(joined(&p50)) {}
-                // Points too, so a single hour of data still shows.
-                @for (x, y) in &p95 { circle class="d95" cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="1.6" {} }
-                @for (x, y) in &p50 { circle class="d50" cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="1.6" {} }
             }
         }
     }
