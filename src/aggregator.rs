@@ -1050,6 +1050,9 @@ fn heartbeat_result(
         cert_expiry: None,
         degraded: None,
         notes: Vec::new(),
+        steps: Vec::new(),
+        screenshot: None,
+        page: None,
     }
 }
 

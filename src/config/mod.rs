@@ -7,6 +7,7 @@
 //! this one loader, so what validates is exactly what runs.
 
 pub mod alerting;
+pub mod browser;
 mod decode;
 pub mod probes;
 pub mod remote;
@@ -166,6 +167,16 @@ impl Check {
             CheckKind::Tls(tls) => tls.address.to_string(),
             CheckKind::Dns(dns) => format!("{} {}", dns.record_type.as_str(), dns.name),
             CheckKind::Heartbeat(_) => "heartbeat".to_string(),
+            CheckKind::Browser(spec) => match spec.first_url() {
+                Some(url) => {
+                    let mut url = url.clone();
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("****"));
+                    }
+                    url.to_string()
+                }
+                None => "browser flow".to_string(),
+            },
         }
     }
 
@@ -176,6 +187,7 @@ impl Check {
             CheckKind::Tls(_) => "tls",
             CheckKind::Dns(_) => "dns",
             CheckKind::Heartbeat(_) => "heartbeat",
+            CheckKind::Browser(_) => "browser",
         }
     }
 
@@ -192,6 +204,7 @@ pub enum CheckKind {
     Tls(TlsSpec),
     Dns(DnsSpec),
     Heartbeat(HeartbeatSpec),
+    Browser(browser::BrowserSpec),
 }
 
 /// `host:port`, with IPv6 literals in brackets (`[::1]:53`).
@@ -963,6 +976,7 @@ fn decode_kind(ctx: &mut Ctx, name: &str, kind: &str, spec: &Node) -> Option<Che
         "tls" => decode_tls(ctx, name, spec).map(CheckKind::Tls),
         "dns" => decode_dns(ctx, name, spec).map(CheckKind::Dns),
         "heartbeat" => decode_heartbeat(ctx, name, spec).map(CheckKind::Heartbeat),
+        "browser" => browser::decode_browser(ctx, name, spec).map(CheckKind::Browser),
         other => {
             ctx.error(
                 spec.pos,
