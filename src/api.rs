@@ -52,6 +52,7 @@ pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Route
         .route("/ping/{token}", get(ping).post(ping))
         .route("/ping/{token}/{action}", get(ping_action).post(ping_action))
         .route("/api/v1/probes", get(list_probes))
+        .route("/api/v1/results/{id}/screenshot", get(result_screenshot))
         .merge(crate::probe_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             limits::API_BODY_BYTES_MAX,
@@ -293,6 +294,36 @@ async fn health(State(aggregator): State<Arc<Aggregator>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// A browser result's screenshot: image/png, or 404.
+async fn result_screenshot(
+    State(aggregator): State<Arc<Aggregator>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such result" })),
+        )
+            .into_response();
+    };
+    match aggregator.storage().screenshot(id.to_string()).await {
+        Ok(Some(png)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "image/png"),
+                (axum::http::header::CACHE_CONTROL, "private, max-age=3600"),
+            ],
+            png,
+        )
+            .into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no screenshot for this result" })),
+        )
+            .into_response(),
+        Err(error) => storage_failure(error),
+    }
 }
 
 fn not_found(name: &str) -> Response {

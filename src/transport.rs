@@ -164,3 +164,23 @@ async fn deliver(sink: &dyn ResultSink, batch: Vec<ProbeResult>, cancel: &Cancel
         }
     }
 }
+
+/// Keeps a batch's browser screenshots within `BATCH_SCREENSHOT_BYTES_MAX`
+/// (base64 bytes), the newest first: older results lose theirs, with a
+/// note, so a backlog of failing flows still fits the 16 MiB body bound.
+pub fn bound_screenshots(results: &mut [ProbeResult]) {
+    let mut total = 0usize;
+    for result in results.iter_mut().rev() {
+        let Some(shot) = &result.screenshot else {
+            continue;
+        };
+        if total + shot.len() > limits::BATCH_SCREENSHOT_BYTES_MAX {
+            result.screenshot = None;
+            result
+                .notes
+                .push("screenshot left out: the batch had too many".to_string());
+        } else {
+            total += shot.len();
+        }
+    }
+}
