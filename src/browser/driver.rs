@@ -35,6 +35,10 @@ pub struct LocalDriver {
     port: u16,
     /// Reaped: its pid (and group id) may belong to someone else now.
     reaped: bool,
+    /// Its XDG config and cache home: Chromium's crash handler (which
+    /// leaves the process group) keeps its database there, so it is found
+    /// by this path, and nothing is written to the user's ~/.config.
+    home: PathBuf,
 }
 
 impl LocalDriver {
@@ -57,7 +61,10 @@ impl LocalDriver {
 
     async fn start_on(binary: &Path, port: u16) -> Result<LocalDriver, DriverError> {
         use std::os::unix::process::CommandExt;
-        let child = Command::new(binary)
+        let home =
+            std::env::temp_dir().join(format!("lookout-chromedriver-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&home).map_err(DriverError::Spawn)?;
+        let spawned = Command::new(binary)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .stdin(Stdio::null())
@@ -66,12 +73,21 @@ impl LocalDriver {
             // Its own process group: Chromium and its helpers join it, and
             // one killpg stops them all.
             .process_group(0)
-            .spawn()
-            .map_err(DriverError::Spawn)?;
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&home);
+                return Err(DriverError::Spawn(error));
+            }
+        };
         let mut driver = LocalDriver {
             child,
             port,
             reaped: false,
+            home,
         };
         let deadline = tokio::time::Instant::now() + limits::CHROMEDRIVER_READY_TIMEOUT;
         loop {
@@ -116,6 +132,7 @@ impl LocalDriver {
             _ => {
                 let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
                 self.reaped = true;
+                self.forget_home();
                 false
             }
         }
@@ -149,6 +166,13 @@ impl LocalDriver {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.reaped = true;
+        self.forget_home();
+    }
+
+    /// Kills what still runs from its home (crash handlers), removes it.
+    fn forget_home(&self) {
+        kill_browser_of_profile(&self.home);
+        let _ = std::fs::remove_dir_all(&self.home);
     }
 }
 
@@ -184,15 +208,18 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Kills the Chromium that runs with the profile `dir`, and its
-/// descendants: a browser that hung and would not close through WebDriver.
+/// Kills the Chromium that runs with the profile `dir` (or, for a
+/// chromedriver's home, its crash handlers), and their descendants: a
+/// browser that hung and would not close through WebDriver.
 /// Returns how many processes were signalled.
 pub fn kill_browser_of_profile(dir: &Path) -> usize {
-    let flag = format!("--user-data-dir={}", dir.display());
+    // Every process whose command line names `dir`: the browser has
+    // `--user-data-dir=DIR`, crash handlers `--database=DIR/...`.
+    let dir = dir.display().to_string();
     let processes = list_processes();
     let mut doomed: Vec<i32> = processes
         .iter()
-        .filter(|p| p.cmdline.iter().any(|arg| arg == &flag))
+        .filter(|p| !p.zombie && p.cmdline.iter().any(|arg| arg.contains(&dir)))
         .map(|p| p.pid)
         .collect();
     // Their descendants too (renderers, the zygote, the GPU process).
@@ -200,7 +227,7 @@ pub fn kill_browser_of_profile(dir: &Path) -> usize {
     while i < doomed.len() && doomed.len() < processes.len() {
         let parent = doomed[i];
         for p in &processes {
-            if p.ppid == parent && !doomed.contains(&p.pid) {
+            if p.ppid == parent && !p.zombie && !doomed.contains(&p.pid) {
                 doomed.push(p.pid);
             }
         }
@@ -216,6 +243,10 @@ pub fn kill_browser_of_profile(dir: &Path) -> usize {
 pub struct ProcessInfo {
     pub pid: i32,
     pub ppid: i32,
+    /// Its process group.
+    pub pgid: i32,
+    /// Exited, waiting to be reaped: not running.
+    pub zombie: bool,
     pub cmdline: Vec<String>,
 }
 
@@ -238,13 +269,23 @@ pub fn list_processes() -> Vec<ProcessInfo> {
         };
         // The command name may hold spaces and parentheses: the fields
         // after the last ')' are fixed.
-        let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
+        let Some(fields) = stat.rsplit_once(')').map(|(_, rest)| {
+            rest.split_whitespace()
+                .take(4)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        }) else {
             continue;
         };
+        // state, ppid, pgrp
+        let (Some(state), Some(ppid), Some(pgid)) = (
+            fields.first(),
+            fields.get(1).and_then(|p| p.parse::<i32>().ok()),
+            fields.get(2).and_then(|p| p.parse::<i32>().ok()),
+        ) else {
+            continue;
+        };
+        let zombie = state == "Z" || state == "X";
         let cmdline = std::fs::read(entry.path().join("cmdline"))
             .map(|bytes| {
                 bytes
@@ -254,7 +295,13 @@ pub fn list_processes() -> Vec<ProcessInfo> {
                     .collect()
             })
             .unwrap_or_default();
-        out.push(ProcessInfo { pid, ppid, cmdline });
+        out.push(ProcessInfo {
+            pid,
+            ppid,
+            pgid,
+            zombie,
+            cmdline,
+        });
     }
     out
 }

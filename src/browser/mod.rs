@@ -288,6 +288,7 @@ impl BrowserPool {
             "--disable-default-apps".to_string(),
             "--disable-sync".to_string(),
             "--disable-extensions".to_string(),
+            "--disable-crash-reporter".to_string(),
             "--disable-features=Translate,OptimizationHints,MediaRouter".to_string(),
             "--metrics-recording-only".to_string(),
             "--no-first-run".to_string(),
