@@ -116,6 +116,10 @@ impl LocalDriver {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

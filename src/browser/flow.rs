@@ -19,9 +19,12 @@ use crate::probe::{Outcome, PageInfo, Phases, Report, StepResult, round_ms};
 /// element before "no element matches": a page still settling after a
 /// navigation gets this much grace, a broken page fails quickly.
 const FIND_WAIT: Duration = Duration::from_secs(2);
-/// After a failure or a timeout, capturing the page (screenshot, URL,
-/// title) gets this long: a hung browser must not hold the result.
-const CAPTURE_TIMEOUT: Duration = Duration::from_millis(600);
+/// After a timeout, capturing the page (screenshot, URL, title) gets this
+/// long: a hung browser must not hold the result past its deadline.
+const CAPTURE_AFTER_TIMEOUT: Duration = Duration::from_millis(600);
+/// After a failed step, capturing gets what is left of the check's
+/// timeout, and at least this.
+const CAPTURE_MIN: Duration = Duration::from_secs(2);
 
 /// Why a step failed, in words for people.
 #[derive(Debug, thiserror::Error)]
@@ -121,25 +124,32 @@ pub(super) async fn run(pool: &BrowserPool, slot: Arc<Slot>, flow: Flow<'_>) -> 
             }
         }
     }
-    // On failure, the page as it was: bounded, a hung browser gives nothing.
+    // On failure, the page as it was: bounded, a hung browser gives
+    // nothing. A failed step leaves the rest of the check's time (at least
+    // CAPTURE_MIN); a timeout only CAPTURE_AFTER_TIMEOUT past it.
     if report.outcome != Outcome::Ok
         && let Some(session) = &client
     {
-        let captured = tokio::time::timeout(CAPTURE_TIMEOUT, capture(session)).await;
-        match captured {
-            Ok((png, page)) => {
-                if png.is_some() {
-                    progress.screenshot = png;
-                }
-                report.page = Some(PageInfo {
-                    url: page.url.map(|u| flow.secrets.redact(&u)),
-                    title: page.title.map(|t| flow.secrets.redact(&t)),
-                });
-            }
-            Err(_) => progress
+        let until = if timed_out {
+            Instant::now() + CAPTURE_AFTER_TIMEOUT
+        } else {
+            deadline.max(Instant::now() + CAPTURE_MIN)
+        };
+        let mut png = None;
+        let mut page = PageInfo::default();
+        let captured = tokio::time::timeout_at(until, capture(session, &mut png, &mut page)).await;
+        if captured.is_err() && png.is_none() {
+            progress
                 .notes
-                .push("the browser did not answer; no screenshot".to_string()),
+                .push("the browser did not answer in time; no screenshot".to_string());
         }
+        if png.is_some() {
+            progress.screenshot = png;
+        }
+        report.page = Some(PageInfo {
+            url: page.url.map(|u| flow.secrets.redact(&u)),
+            title: page.title.map(|t| flow.secrets.redact(&t)),
+        });
     }
     // Close: at once after success or failure; after a timeout in the
     // background (the browser may hang), the slot staying taken until then.
@@ -434,10 +444,10 @@ fn round3(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }
 
-/// The page as it is: a PNG, and its URL and title, each if it answers.
-async fn capture(client: &Client) -> (Option<Vec<u8>>, PageInfo) {
-    let png = client.screenshot().await.ok();
-    let url = client.current_url().await.ok().map(|u| u.to_string());
-    let title = client.title().await.ok();
-    (png, PageInfo { url, title })
+/// The page as it is: a PNG, and its URL and title, each if it answers
+/// (what arrived before a deadline is kept).
+async fn capture(client: &Client, png: &mut Option<Vec<u8>>, page: &mut PageInfo) {
+    page.url = client.current_url().await.ok().map(|u| u.to_string());
+    page.title = client.title().await.ok();
+    *png = client.screenshot().await.ok();
 }

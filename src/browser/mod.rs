@@ -209,6 +209,7 @@ impl BrowserPool {
     /// Runs one flow: waits for a session slot (not counted against the
     /// timeout), then runs every step within `flow.timeout`.
     pub async fn run(&self, flow: Flow<'_>) -> Report {
+        let queued = tokio::time::Instant::now();
         let permit = match self.inner.permits.clone().acquire_owned().await {
             Ok(permit) => permit,
             Err(_) => return Report::error(SessionError::Closed.to_string(), Phases::default()),
@@ -222,7 +223,27 @@ impl BrowserPool {
             profile,
             _permit: permit,
         });
-        flow::run(self, slot, flow).await
+        let waited = queued.elapsed();
+        let mut report = flow::run(self, slot, flow).await;
+        report.waited = waited;
+        if waited >= Duration::from_millis(1) {
+            report.notes.push(format!(
+                "waited {}ms for a browser session",
+                waited.as_millis()
+            ));
+        }
+        report
+    }
+
+    /// The local chromedriver's home directory (its XDG config and cache),
+    /// when one runs: crash handlers are found by it.
+    pub async fn chromedriver_home(&self) -> Option<PathBuf> {
+        self.inner
+            .local
+            .lock()
+            .await
+            .as_ref()
+            .map(|d| d.home().to_path_buf())
     }
 
     /// Creates a WebDriver session for `slot`. The creation runs in a task

@@ -71,15 +71,25 @@ impl Secrets {
         }
     }
 
-    /// `text` with every secret value replaced by `****`.
+    /// `text` with every secret value replaced by `****`, also where it
+    /// appears URL-encoded (a value typed into a form lands in a URL as
+    /// `alice%40example.com`).
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
+        let mut forms: Vec<String> = Vec::with_capacity(self.0.len());
+        for secret in &self.0 {
+            let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            if encoded != *secret {
+                forms.push(encoded.replace('+', "%20"));
+                forms.push(encoded);
+            }
+            forms.push(secret.clone());
+        }
         // Longest first, so a secret containing another is masked whole.
-        let mut secrets: Vec<&String> = self.0.iter().collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        for secret in secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "****");
+        forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for form in &forms {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), "****");
             }
         }
         out

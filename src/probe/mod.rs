@@ -284,7 +284,12 @@ impl Runner {
                 Phases::default(),
             ),
         };
-        let elapsed = clock.elapsed();
+        // A run that waited for a browser session started when it got one.
+        let elapsed = clock.elapsed().saturating_sub(report.waited);
+        let started_at = chrono::Duration::from_std(report.waited)
+            .ok()
+            .and_then(|waited| started_at.checked_add_signed(waited))
+            .unwrap_or(started_at);
         self.finish(check, started_at, elapsed, report)
     }
 
@@ -356,6 +361,9 @@ pub struct Report {
     pub steps: Vec<StepResult>,
     pub screenshot: Option<String>,
     pub page: Option<PageInfo>,
+    /// Time spent queued for a resource (a browser session) before the run
+    /// really started: not part of its duration.
+    pub waited: Duration,
 }
 
 impl Report {
