@@ -620,3 +620,147 @@ fn bad_steps_are_reported_with_their_positions() {
         );
     }
 }
+
+/// `lookout serve` end to end: a failing flow's screenshot is stored apart,
+/// served at /api/v1/results/{id}/screenshot, linked from the alert and
+/// attached to its email; the secret typed in the flow appears nowhere; on
+/// SIGTERM, serve stops its chromedriver and every browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_the_screenshot_links_it_and_mails_it() {
+    common::smtp::require_aiosmtpd();
+    let app = start_app().await;
+    let sink = common::smtp::Sink::start(&[]);
+    let yaml = login_flow(&app, "login-flow", "goodbye", "30s").replace(
+        "every: 1m",
+        "every: 20s\n    alert: { failures: 1, channels: [mail] }",
+    );
+    let dirs = ConfigDirs::new(&yaml);
+    std::fs::write(
+        dirs.alerts().join("mail.yaml"),
+        format!(
+            "channels:\n  mail:\n    email:\n      smtp: {}\n      from: \"Lookout <lookout@test.invalid>\"\n      to: [oncall@test.invalid]\n",
+            sink.url()
+        ),
+    )
+    .unwrap();
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--public-url".into(),
+        "http://status.test/".into(),
+        "--browser-sessions".into(),
+        "1".into(),
+    ];
+    args.extend(dirs.flags());
+    let server = common::Server::spawn(&args, &[("SYNTH_USER", SECRET_USER)], "listening on ");
+    let http = common::client();
+    let base = server.base.clone();
+    let results = common::wait_for("a browser result", Duration::from_secs(60), || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let (_, body) =
+                common::get_json(&http, &format!("{base}/api/v1/checks/login-flow/results")).await;
+            body["results"]
+                .as_array()
+                .filter(|r| !r.is_empty())
+                .cloned()
+        }
+    })
+    .await;
+    let result = &results[0];
+    assert_eq!(result["outcome"], "fail", "{result}");
+    assert_eq!(
+        result["steps"].as_array().map(Vec::len),
+        Some(6),
+        "{result}"
+    );
+    assert!(result.get("screenshot").is_none(), "stored apart: {result}");
+    let id = result["id"].as_str().unwrap().to_string();
+    let link = format!("/api/v1/results/{id}/screenshot");
+    assert!(
+        result["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str() == Some(&format!("screenshot: {link}"))),
+        "{result}"
+    );
+    let response = http.get(format!("{base}{link}")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "image/png"
+    );
+    let png = response.bytes().await.unwrap();
+    assert!(png.starts_with(PNG_SIGNATURE));
+    for missing in [
+        format!("/api/v1/results/{}/screenshot", uuid::Uuid::now_v7()),
+        "/api/v1/results/not-a-uuid/screenshot".to_string(),
+    ] {
+        let response = http.get(format!("{base}{missing}")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 404, "{missing}");
+    }
+
+    // The alert links the screenshot and the email carries it.
+    let messages = common::wait_for("the alert email", Duration::from_secs(60), || async {
+        let messages = sink.messages();
+        (!messages.is_empty()).then_some(messages)
+    })
+    .await;
+    let (raw, envelope) = &messages[0];
+    assert!(raw.contains("multipart/mixed"), "{raw}");
+    let attachment = envelope["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["content_type"] == "image/png")
+        .unwrap_or_else(|| panic!("no PNG part: {envelope}"));
+    assert_eq!(attachment["head_hex"], "89504e470d0a1a0a", "{attachment}");
+    assert_eq!(attachment["bytes"].as_u64(), Some(png.len() as u64));
+    let text = envelope["parts"][0]["content"].as_str().unwrap_or("");
+    assert!(
+        text.contains(&format!(
+            "Screenshot of the failing page: http://status.test{link}"
+        )),
+        "{text}"
+    );
+    assert!(raw.contains("Content-Type: image/png"), "{raw}");
+    assert!(raw.contains("Content-Disposition: attachment"), "{raw}");
+    assert!(raw.contains(&format!("login-flow-{id}.png")), "{raw}");
+    let (_, alerts) =
+        common::get_json(&http, &format!("{base}/api/v1/alerts?state=delivered")).await;
+    let event = &alerts["alerts"][0]["event"];
+    assert_eq!(
+        event["screenshot"],
+        format!("http://status.test/api/v1/results/{id}/screenshot"),
+        "{alerts}"
+    );
+
+    // The browser ran under serve; find its chromedriver to check on later.
+    let serve_pid = server.child.id() as i32;
+    let chromedriver = lookout::browser::driver::list_processes()
+        .into_iter()
+        .find(|p| {
+            p.ppid == serve_pid
+                && p.cmdline
+                    .first()
+                    .is_some_and(|c| c.ends_with("chromedriver"))
+        })
+        .map(|p| p.pid)
+        .expect("serve runs its chromedriver");
+    let api_text = serde_json::to_string(&results).unwrap() + &alerts.to_string();
+    let log = server.terminate_and_log();
+    for text in [&api_text, &log, raw] {
+        assert!(!text.contains(SECRET_USER), "secret leaked:\n{text}");
+        assert!(
+            !text.contains("s3cret%40"),
+            "secret leaked encoded:\n{text}"
+        );
+    }
+    let left = survivors(chromedriver, None);
+    assert!(
+        left.is_empty(),
+        "left running after serve stopped: {left:#?}"
+    );
+}
