@@ -137,7 +137,10 @@ impl BrowserPool {
                 freed: Notify::new(),
                 closed: AtomicBool::new(false),
                 chromium: if local { find_chromium() } else { None },
-                no_sandbox: local && needs_no_sandbox(),
+                // A WebDriver server given by URL is almost always a
+                // container (Selenium images, a chromedriver sidecar), where
+                // the sandbox cannot start; locally, decide from here.
+                no_sandbox: !local || needs_no_sandbox(),
             }),
         }
     }
@@ -367,12 +370,15 @@ fn find_chromium() -> Option<PathBuf> {
     ])
 }
 
-/// Chromium's sandbox needs user namespaces, which root and most
-/// containers do not get: there it runs with `--no-sandbox`.
+/// Chromium's sandbox cannot start as root, nor in most containers (the
+/// default seccomp profiles, Kubernetes' `restricted` level): there it runs
+/// with `--no-sandbox`. Elsewhere it keeps its sandbox.
 fn needs_no_sandbox() -> bool {
     nix::unistd::geteuid().is_root()
         || std::path::Path::new("/.dockerenv").exists()
         || std::path::Path::new("/run/.containerenv").exists()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        || std::env::var_os("container").is_some()
 }
 
 /// WebDriver errors carry a stack of lines (session info, backtrace).
