@@ -68,8 +68,11 @@ async fn bench() {
     });
 
     println!("browser flow: 6 steps, {RUNS} runs each, a fresh browser per run");
-    let lookout = through_lookout(&base).await;
-    let direct = straight_to_chromedriver(&base).await;
+    let lookout_parts = through_lookout(&base).await;
+    let direct_parts = straight_to_chromedriver(&base).await;
+    let column = |parts: &[Parts], f: fn(&Parts) -> f64| parts.iter().map(f).collect::<Vec<f64>>();
+    let lookout = column(&lookout_parts, |p| p.total);
+    let direct = column(&direct_parts, |p| p.total);
     let (lm, dm) = (median(&lookout), median(&direct));
     println!(
         "  through Lookout:        median {lm:7.0} ms  (min {:.0}, max {:.0}, n={})",
@@ -88,6 +91,14 @@ async fn bench() {
         lm - dm,
         (lm - dm) / dm * 100.0
     );
+    for (name, parts) in [("Lookout", &lookout_parts), ("direct", &direct_parts)] {
+        println!(
+            "  {name:<8} medians: session start {:5.0} ms, steps {:5.0} ms, close and the rest {:5.0} ms",
+            median(&column(parts, |p| p.start)),
+            median(&column(parts, |p| p.steps)),
+            median(&column(parts, |p| p.rest)),
+        );
+    }
 
     println!("\nmemory of chromedriver's process group with N sessions open (Lookout)");
     for sessions in SESSION_COUNTS {
@@ -134,7 +145,16 @@ fn runner(config: &lookout::config::Config, pool: &BrowserPool) -> Runner {
     .with_browser(pool.clone())
 }
 
-async fn through_lookout(base: &str) -> Vec<f64> {
+/// One run's wall time (ms), and its parts: starting the session, the
+/// steps, and what follows (closing, cleanup).
+struct Parts {
+    total: f64,
+    start: f64,
+    steps: f64,
+    rest: f64,
+}
+
+async fn through_lookout(base: &str) -> Vec<Parts> {
     let config = load(&flow_yaml(base, "flow", ".dashboard", "Welcome"));
     let pool = BrowserPool::new(BrowserOptions {
         webdriver: None,
@@ -149,8 +169,16 @@ async fn through_lookout(base: &str) -> Vec<f64> {
     while times.len() < RUNS && started.elapsed() < MEASURE_WALL_MAX {
         let clock = Instant::now();
         let result = runner.run(&config.checks[0]).await;
+        let total = clock.elapsed().as_secs_f64() * 1000.0;
         assert_eq!(result.outcome, Outcome::Ok, "{result:?}");
-        times.push(clock.elapsed().as_secs_f64() * 1000.0);
+        let start = result.steps.first().map(|s| s.at_ms).unwrap_or(0.0);
+        let end = result.steps.last().map(|s| s.at_ms + s.ms).unwrap_or(0.0);
+        times.push(Parts {
+            total,
+            start,
+            steps: end - start,
+            rest: total - end,
+        });
     }
     pool.shutdown().await;
     times
@@ -184,12 +212,14 @@ fn capabilities() -> fantoccini::wd::Capabilities {
     caps
 }
 
-async fn direct_flow(url: &str, base: &str) {
+async fn direct_flow(url: &str, base: &str) -> Parts {
     use fantoccini::Locator;
+    let clock = Instant::now();
     let mut builder =
         fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
     builder.capabilities(capabilities());
     let client = builder.connect(url).await.expect("session");
+    let start = clock.elapsed().as_secs_f64() * 1000.0;
     client.goto(&format!("{base}/login")).await.expect("goto");
     client
         .find(Locator::Css("#email"))
@@ -226,19 +256,25 @@ async fn direct_flow(url: &str, base: &str) {
         .await
         .expect("text");
     assert!(text.contains("Welcome"));
+    let end = clock.elapsed().as_secs_f64() * 1000.0;
     client.close().await.expect("close");
+    let total = clock.elapsed().as_secs_f64() * 1000.0;
+    Parts {
+        total,
+        start,
+        steps: end - start,
+        rest: total - end,
+    }
 }
 
-async fn straight_to_chromedriver(base: &str) -> Vec<f64> {
+async fn straight_to_chromedriver(base: &str) -> Vec<Parts> {
     let driver = LocalDriver::start().await.expect("chromedriver");
     let url = driver.url();
     direct_flow(&url, base).await;
     let started = Instant::now();
     let mut times = Vec::new();
     while times.len() < RUNS && started.elapsed() < MEASURE_WALL_MAX {
-        let clock = Instant::now();
-        direct_flow(&url, base).await;
-        times.push(clock.elapsed().as_secs_f64() * 1000.0);
+        times.push(direct_flow(&url, base).await);
     }
     driver.stop().await;
     times

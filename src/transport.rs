@@ -184,3 +184,31 @@ pub fn bound_screenshots(results: &mut [ProbeResult]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_the_newest_screenshots_within_its_bound() {
+        let shot = "A".repeat(limits::BATCH_SCREENSHOT_BYTES_MAX / 3 + 1);
+        let mut results: Vec<ProbeResult> = (0..4)
+            .map(|_| {
+                let mut r =
+                    ProbeResult::for_test("flow", crate::probe::Outcome::Fail, chrono::Utc::now());
+                r.screenshot = Some(shot.clone());
+                r
+            })
+            .collect();
+        results.push(ProbeResult::for_test(
+            "other",
+            crate::probe::Outcome::Ok,
+            chrono::Utc::now(),
+        ));
+        bound_screenshots(&mut results);
+        let kept: Vec<bool> = results.iter().map(|r| r.screenshot.is_some()).collect();
+        assert_eq!(kept, [false, false, true, true, false]);
+        assert_eq!(results[0].notes.len(), 1);
+        assert!(results[4].notes.is_empty());
+    }
+}

@@ -35,6 +35,11 @@ use crate::limits;
 use crate::probe::{Phases, Report, StepResult};
 use driver::LocalDriver;
 
+/// How long shutdown waits for sessions to close by themselves (a hung one
+/// gets `BROWSER_CLOSE_GRACE` to close, then its slot's cleanup) before it
+/// stops chromedriver under them.
+const SHUTDOWN_SESSIONS_WAIT: Duration = Duration::from_secs(8);
+
 /// Told of each step as it finishes: the check's name, the step's 1-based
 /// index, and how it went.
 pub type StepObserver = Arc<dyn Fn(&str, usize, &StepResult) + Send + Sync>;
@@ -80,10 +85,36 @@ struct Inner {
 struct Slot {
     inner: Arc<Inner>,
     profile: Option<PathBuf>,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Slot {
+    fn drop(&mut self) {
+        // Scanning /proc and removing a profile of a few thousand files is
+        // blocking work: off the async threads, the slot staying taken (the
+        // permit and the count held) until it is done.
+        let release = Release {
+            inner: self.inner.clone(),
+            profile: self.profile.take(),
+            _permit: self.permit.take(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(release));
+            }
+            Err(_) => drop(release),
+        }
+    }
+}
+
+/// What a slot gives back, in its own drop: runs on a blocking thread.
+struct Release {
+    inner: Arc<Inner>,
+    profile: Option<PathBuf>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Release {
     fn drop(&mut self) {
         if let Some(profile) = &self.profile {
             let killed = driver::kill_browser_of_profile(profile);
@@ -167,23 +198,33 @@ impl BrowserPool {
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.permits.close();
-        let deadline = tokio::time::Instant::now() + limits::BROWSER_CLOSE_GRACE;
-        loop {
-            let freed = self.inner.freed.notified();
-            if self.sessions_in_use() == 0 {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                tracing::warn!(
-                    sessions = self.sessions_in_use(),
-                    "browser sessions still open at shutdown; stopping chromedriver anyway"
-                );
-                break;
-            }
+        if !self.sessions_freed_within(SHUTDOWN_SESSIONS_WAIT).await {
+            tracing::warn!(
+                sessions = self.sessions_in_use(),
+                "browser sessions still open at shutdown; stopping chromedriver anyway"
+            );
         }
         if let Some(driver) = self.inner.local.lock().await.take() {
             driver.stop().await;
             tracing::debug!("chromedriver stopped");
+        }
+        // Closes still waiting on the stopped chromedriver fail at once now,
+        // and their slots are given back.
+        self.sessions_freed_within(limits::CHROMEDRIVER_STOP_GRACE)
+            .await;
+    }
+
+    /// Waits until no session is in use, at most `wait`; whether it got there.
+    async fn sessions_freed_within(&self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let freed = self.inner.freed.notified();
+            if self.sessions_in_use() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return self.sessions_in_use() == 0;
+            }
         }
     }
 
@@ -224,7 +265,7 @@ impl BrowserPool {
         let slot = Arc::new(Slot {
             inner: self.inner.clone(),
             profile,
-            _permit: permit,
+            permit: Some(permit),
         });
         let waited = queued.elapsed();
         let mut report = flow::run(self, slot, flow).await;
