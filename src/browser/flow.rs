@@ -241,7 +241,12 @@ async fn run_step(
         }
         Step::Fill { target, text } => {
             let element = find(client, target, FIND_WAIT).await?;
-            element.clear().await?;
+            // Replace what is there; clearing costs a round of focus and
+            // change events, so only when there is something to clear.
+            let current = element.prop("value").await?;
+            if current.is_some_and(|v| !v.is_empty()) {
+                element.clear().await?;
+            }
             element.send_keys(text).await?;
             Ok(None)
         }
