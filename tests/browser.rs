@@ -767,3 +767,35 @@ async fn serve_keeps_the_screenshot_links_it_and_mails_it() {
         "left running after serve stopped: {left:#?}"
     );
 }
+
+/// `--webdriver URL`: an existing WebDriver server is used as it is (here a
+/// chromedriver the test starts itself); the pool starts none of its own.
+#[tokio::test]
+async fn an_existing_webdriver_server_is_used_when_given() {
+    let app = start_app().await;
+    let driver = lookout::browser::driver::LocalDriver::start()
+        .await
+        .expect("chromedriver on PATH");
+    let pool = BrowserPool::new(BrowserOptions {
+        webdriver: Some(url::Url::parse(&driver.url()).unwrap()),
+        sessions: 1,
+    });
+    let good = run_flow(&app, &pool, "ok").await;
+    let broken = run_flow(&app, &pool, "no-email").await;
+    assert_eq!(good.outcome, Outcome::Ok, "{good:#?}");
+    assert_eq!(broken.outcome, Outcome::Fail, "{broken:#?}");
+    assert!(png_of(&broken).starts_with(PNG_SIGNATURE));
+    assert_eq!(
+        pool.chromedriver_pid().await,
+        None,
+        "no chromedriver of its own"
+    );
+    pool.shutdown().await;
+    // The sessions were closed on the server: only chromedriver is left.
+    let group = driver.pid() as i32;
+    common::wait_for("the browsers to exit", Duration::from_secs(10), || async {
+        (survivors(group, None).len() == 1).then_some(())
+    })
+    .await;
+    driver.stop().await;
+}
