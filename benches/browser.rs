@@ -98,6 +98,16 @@ async fn bench() {
             median(&column(parts, |p| p.steps)),
             median(&column(parts, |p| p.rest)),
         );
+        let each: Vec<String> = (0..6)
+            .map(|i| {
+                let times: Vec<f64> = parts
+                    .iter()
+                    .filter_map(|p| p.each.get(i).copied())
+                    .collect();
+                format!("{:.0}", median(&times))
+            })
+            .collect();
+        println!("  {name:<8} step medians (ms): {}", each.join(", "));
     }
 
     println!("\nmemory of chromedriver's process group with N sessions open (Lookout)");
@@ -152,6 +162,8 @@ struct Parts {
     start: f64,
     steps: f64,
     rest: f64,
+    /// Each step's time.
+    each: Vec<f64>,
 }
 
 async fn through_lookout(base: &str) -> Vec<Parts> {
@@ -178,6 +190,7 @@ async fn through_lookout(base: &str) -> Vec<Parts> {
             start,
             steps: end - start,
             rest: total - end,
+            each: result.steps.iter().map(|s| s.ms).collect(),
         });
     }
     pool.shutdown().await;
@@ -220,7 +233,9 @@ async fn direct_flow(url: &str, base: &str) -> Parts {
     builder.capabilities(capabilities());
     let client = builder.connect(url).await.expect("session");
     let start = clock.elapsed().as_secs_f64() * 1000.0;
+    let mut marks = vec![start];
     client.goto(&format!("{base}/login")).await.expect("goto");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
     client
         .find(Locator::Css("#email"))
         .await
@@ -228,6 +243,7 @@ async fn direct_flow(url: &str, base: &str) -> Parts {
         .send_keys("bench@example.com")
         .await
         .expect("type");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
     client
         .find(Locator::Css("#password"))
         .await
@@ -235,6 +251,7 @@ async fn direct_flow(url: &str, base: &str) -> Parts {
         .send_keys("not-a-secret")
         .await
         .expect("type");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
     client
         .find(Locator::Css("button[type=submit]"))
         .await
@@ -242,12 +259,14 @@ async fn direct_flow(url: &str, base: &str) -> Parts {
         .click()
         .await
         .expect("click");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
     client
         .wait()
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css(".dashboard"))
         .await
         .expect("dashboard");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
     let text = client
         .find(Locator::Css("h1"))
         .await
@@ -257,6 +276,8 @@ async fn direct_flow(url: &str, base: &str) -> Parts {
         .expect("text");
     assert!(text.contains("Welcome"));
     let end = clock.elapsed().as_secs_f64() * 1000.0;
+    marks.push(end);
+    let each = marks.windows(2).map(|w| w[1] - w[0]).collect();
     client.close().await.expect("close");
     let total = clock.elapsed().as_secs_f64() * 1000.0;
     Parts {
@@ -264,6 +285,7 @@ async fn direct_flow(url: &str, base: &str) -> Parts {
         start,
         steps: end - start,
         rest: total - end,
+        each,
     }
 }
 
