@@ -799,3 +799,29 @@ async fn an_existing_webdriver_server_is_used_when_given() {
     .await;
     driver.stop().await;
 }
+
+/// A chromedriver that dies is started again by the next flow, and the
+/// browsers it left are not left running.
+#[tokio::test]
+async fn a_chromedriver_that_died_is_started_again() {
+    let app = start_app().await;
+    let pool = pool(1);
+    let first = run_flow(&app, &pool, "ok").await;
+    assert_eq!(first.outcome, Outcome::Ok, "{first:#?}");
+    let dead = pool.chromedriver_pid().await.expect("chromedriver ran") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(dead),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = run_flow(&app, &pool, "ok").await;
+    assert_eq!(second.outcome, Outcome::Ok, "{second:#?}");
+    let again = pool.chromedriver_pid().await.expect("chromedriver runs") as i32;
+    assert_ne!(again, dead);
+    pool.shutdown().await;
+    for group in [dead, again] {
+        let left = survivors(group, None);
+        assert!(left.is_empty(), "left running: {left:#?}");
+    }
+}
