@@ -657,6 +657,9 @@ async fn serve_keeps_the_screenshot_links_it_and_mails_it() {
     ];
     args.extend(dirs.flags());
     let server = common::Server::spawn(&args, &[("SYNTH_USER", SECRET_USER)], "listening on ");
+    // Should the test fail, `server` is SIGKILLed on drop and cannot stop
+    // its chromedriver: this guard (dropped first) does.
+    let _guard = KillChromedriverOf(server.child.id() as i32);
     let http = common::client();
     let base = server.base.clone();
     let results = common::wait_for("a browser result", Duration::from_secs(60), || {
@@ -823,5 +826,26 @@ async fn a_chromedriver_that_died_is_started_again() {
     for group in [dead, again] {
         let left = survivors(group, None);
         assert!(left.is_empty(), "left running: {left:#?}");
+    }
+}
+
+/// Kills the process group of every chromedriver whose parent is the
+/// given process (a `lookout serve` a failing test is about to SIGKILL).
+struct KillChromedriverOf(i32);
+
+impl Drop for KillChromedriverOf {
+    fn drop(&mut self) {
+        for p in lookout::browser::driver::list_processes() {
+            if p.ppid == self.0
+                && p.cmdline
+                    .first()
+                    .is_some_and(|c| c.ends_with("chromedriver"))
+            {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(p.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }
