@@ -354,6 +354,9 @@ fn result(check: &str, outcome: Outcome) -> ProbeResult {
         cert_expiry: None,
         degraded: None,
         notes: Vec::new(),
+        steps: Vec::new(),
+        screenshot: None,
+        page: None,
     }
 }
 

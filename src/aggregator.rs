@@ -278,13 +278,14 @@ impl Aggregator {
         let mut batch = Batch::default();
         let mut effects = Vec::new();
         let mut seen_in_batch = std::collections::HashSet::new();
-        for result in results {
+        for mut result in results {
             let id = result.id.to_string();
             if known.contains(&id) || !seen_in_batch.insert(id) {
                 report.duplicates += 1;
                 continue;
             }
             report.accepted += 1;
+            take_screenshot(&mut result, &mut batch);
             match config.check(&result.check) {
                 Some(check) => {
                     let state = working
@@ -682,7 +683,7 @@ impl Aggregator {
                 tracing::warn!(check = %check.name, "{}", event.summary);
                 queue_alert(&mut batch, check, &config, transition.id, event, now);
             }
-            let Some(event) = alert::from_transition(
+            let Some(mut event) = alert::from_transition(
                 check,
                 transition,
                 self.public_url.as_ref(),
@@ -690,6 +691,17 @@ impl Aggregator {
             ) else {
                 continue;
             };
+            // A browser check going down shows the page it failed on.
+            if !event.event.is_recovery()
+                && let Some(shot) = batch
+                    .screenshots
+                    .iter()
+                    .filter(|s| s.check == check.name)
+                    .max_by_key(|s| s.at)
+            {
+                event.screenshot_result = Some(shot.result_id);
+                event.screenshot = alert::screenshot_url(self.public_url.as_ref(), shot.result_id);
+            }
             let state = working.get_mut(&transition.check);
             let flapping = state.as_ref().is_some_and(|s| s.flapping);
             let muted = self
@@ -906,6 +918,20 @@ impl Aggregator {
             .storage
             .raw_latencies_since(raw_since, limits::STATUS_RAW_RESULTS_MAX)
             .await?;
+        // Failing browser runs may have a screenshot to link.
+        let failing_browser_runs: Vec<String> = config
+            .checks
+            .iter()
+            .filter(|c| c.kind_name() == "browser")
+            .filter_map(|c| states.get(&c.name))
+            .flat_map(|s| s.regions.values())
+            .filter(|r| r.last.outcome != Outcome::Ok)
+            .map(|r| r.last.id.to_string())
+            .collect();
+        let screenshots = self
+            .storage
+            .screenshots_present(failing_browser_runs)
+            .await?;
         Ok(crate::status::compute(&crate::status::Inputs {
             config: &config,
             states: &states,
@@ -913,6 +939,7 @@ impl Aggregator {
             rollups: &rollups,
             rolled_until_ms: rolled_until,
             raw: &raw,
+            screenshots: &screenshots,
             now,
         }))
     }
@@ -1218,6 +1245,37 @@ fn reminder_due(state: &CheckState, every: std::time::Duration, now: DateTime<Ut
         .is_ok_and(|elapsed| elapsed >= every)
 }
 
+/// Moves a browser result's screenshot out of it (stored apart, see
+/// `storage::Screenshot`), leaving a note where to fetch it. Anything that
+/// is not a PNG is dropped.
+fn take_screenshot(result: &mut ProbeResult, batch: &mut Batch) {
+    use base64::Engine;
+    const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let Some(encoded) = result.screenshot.take() else {
+        return;
+    };
+    match base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()) {
+        Ok(png)
+            if png.starts_with(PNG_SIGNATURE)
+                && png.len() <= limits::BROWSER_SCREENSHOT_BYTES_MAX =>
+        {
+            result.notes.push(format!(
+                "screenshot: /api/v1/results/{}/screenshot",
+                result.id
+            ));
+            batch.screenshots.push(crate::storage::Screenshot {
+                result_id: result.id,
+                check: result.check.clone(),
+                at: result.started_at,
+                png,
+            });
+        }
+        _ => result
+            .notes
+            .push("screenshot dropped: not a PNG within the size limit".to_string()),
+    }
+}
+
 fn heartbeat_result(
     check: &str,
     started_at: DateTime<Utc>,
@@ -1239,6 +1297,9 @@ fn heartbeat_result(
         cert_expiry: None,
         degraded: None,
         notes: Vec::new(),
+        steps: Vec::new(),
+        screenshot: None,
+        page: None,
     }
 }
 

@@ -58,6 +58,7 @@ pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Route
         .route("/checks/{name}", get(check_page))
         .route("/api/v1/status", get(status_json))
         .route("/api/v1/status/{name}", get(check_status_json))
+        .route("/api/v1/results/{id}/screenshot", get(result_screenshot))
         .merge(crate::probe_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(
             limits::API_BODY_BYTES_MAX,
@@ -434,6 +435,36 @@ fn regions_health(probes: &[crate::aggregator::ProbeStatus]) -> (bool, String) {
         (true, "ok".to_string())
     } else {
         (true, format!("ok; stale: {}", stale.join(", ")))
+    }
+}
+
+/// A browser result's screenshot: image/png, or 404.
+async fn result_screenshot(
+    State(aggregator): State<Arc<Aggregator>>,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no such result" })),
+        )
+            .into_response();
+    };
+    match aggregator.storage().screenshot(id.to_string()).await {
+        Ok(Some(png)) => (
+            [
+                (axum::http::header::CONTENT_TYPE, "image/png"),
+                (axum::http::header::CACHE_CONTROL, "private, max-age=3600"),
+            ],
+            png,
+        )
+            .into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no screenshot for this result" })),
+        )
+            .into_response(),
+        Err(error) => storage_failure(error),
     }
 }
 

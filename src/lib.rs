@@ -5,6 +5,7 @@
 //! - `schedule`: durations, intervals and cron; pure.
 //! - `scheduler`: runs every check on its cadence, one task per check.
 //! - `probe`: runs one check and describes the outcome as a `ProbeResult`.
+//! - `browser`: browser flows over WebDriver (chromedriver, session pool).
 //! - `transport`: carries results from a probe to the aggregator.
 //! - `aggregator`: stores results, applies `rules`, records incident events.
 //! - `alert`: alert events, their rendering, email and webhook delivery.
@@ -17,6 +18,7 @@
 pub mod aggregator;
 pub mod alert;
 pub mod api;
+pub mod browser;
 pub mod cmd;
 pub mod config;
 pub mod heartbeat;

@@ -173,3 +173,40 @@ pub const PROBE_SPECS_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Quiet time after a change in `checks/`, `alerts/` or `probes.yaml`
 /// before reloading: editors write files in several steps.
 pub const CONFIG_RELOAD_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Browser sessions (Chromium instances) running at once in one probe
+/// (`--browser-sessions`): each costs a few hundred MiB and a core while it
+/// loads pages, so a small machine runs two; further flows queue.
+pub const BROWSER_SESSIONS_DEFAULT: usize = 2;
+/// Steps in one browser flow: a flow is a short user journey, not a crawler.
+pub const BROWSER_STEPS_MAX: usize = 100;
+/// A `wait_for` step without its own `timeout` waits this long (and never
+/// longer than what is left of the check's timeout).
+pub const BROWSER_WAIT_FOR_DEFAULT: Duration = Duration::from_secs(10);
+/// How often `wait_for` looks for its element.
+pub const BROWSER_WAIT_POLL: Duration = Duration::from_millis(100);
+/// A PNG screenshot larger than this is dropped (with a note): results
+/// travel in 16 MiB batches, and the aggregator keeps screenshots.
+pub const BROWSER_SCREENSHOT_BYTES_MAX: usize = 1024 * 1024;
+/// Every browser window has this size, so screenshots and layouts compare
+/// from run to run.
+pub const BROWSER_WINDOW_WIDTH: u32 = 1280;
+pub const BROWSER_WINDOW_HEIGHT: u32 = 800;
+/// Closing a session (after success, failure or timeout) gets this long;
+/// past it the browser is killed.
+pub const BROWSER_CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Creating a session (starting Chromium) gets this long when the check's
+/// own timeout is longer.
+pub const BROWSER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a freshly started chromedriver gets to answer `/status`.
+pub const CHROMEDRIVER_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// After asking chromedriver to stop (SIGTERM), how long before SIGKILL.
+pub const CHROMEDRIVER_STOP_GRACE: Duration = Duration::from_secs(2);
+/// Screenshots the aggregator keeps per check (the newest), and in all:
+/// they are for looking at recent failures, not an archive.
+pub const SCREENSHOTS_PER_CHECK_MAX: usize = 20;
+pub const SCREENSHOTS_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// Bytes of screenshots in one result batch a probe sends: past it, the
+/// screenshots of the oldest results in the batch are left out (noted), so
+/// a batch stays well under `RESULTS_BODY_BYTES_MAX`.
+pub const BATCH_SCREENSHOT_BYTES_MAX: usize = 8 * 1024 * 1024;

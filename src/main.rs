@@ -83,6 +83,8 @@ enum Command {
         /// Region name stamped on the results and the User-Agent.
         #[arg(long, default_value = "local")]
         region: String,
+        #[command(flatten)]
+        browser: cmd::BrowserArgs,
     },
 }
 
@@ -128,7 +130,8 @@ fn main() -> ExitCode {
                 dirs,
                 json,
                 region,
-            } => cmd::check::run(&dirs.checks, &dirs.alerts, &names, json, &region).await,
+                browser,
+            } => cmd::check::run(&dirs.checks, &dirs.alerts, &names, json, &region, &browser).await,
         }
     })
 }

@@ -137,6 +137,18 @@ const MIGRATIONS: &[M<'static>] = &[
         );
         CREATE TABLE rollup_dirty (hour_ms INTEGER PRIMARY KEY);",
     ),
+    // Browser checks' screenshots (PNG), apart from the result JSON so
+    // listing results stays light; bounded per check and in total.
+    M::up(
+        "CREATE TABLE screenshots (
+            result_id TEXT PRIMARY KEY,
+            check_name TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            png BLOB NOT NULL
+        );
+        CREATE INDEX screenshots_by_check ON screenshots (check_name, at_ms DESC);
+        CREATE INDEX screenshots_by_age ON screenshots (at_ms);",
+    ),
 ];
 
 /// What one ingested batch writes.
@@ -148,6 +160,17 @@ pub struct Batch {
     /// Alert deliveries the events raised, one per channel.
     pub deliveries: Vec<Delivery>,
     pub probe_events: Vec<ProbeEvent>,
+    /// Browser screenshots (PNG) of results in this batch, by result id.
+    pub screenshots: Vec<Screenshot>,
+}
+
+/// A browser check's screenshot, kept apart from its result.
+#[derive(Clone, Debug)]
+pub struct Screenshot {
+    pub result_id: uuid::Uuid,
+    pub check: String,
+    pub at: DateTime<Utc>,
+    pub png: Vec<u8>,
 }
 
 /// Where a delivery stands.
@@ -360,8 +383,44 @@ impl Storage {
                     ])?;
                 }
             }
+            if !batch.screenshots.is_empty() {
+                store_screenshots(&tx, &batch.screenshots)?;
+            }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Which of `result_ids` have a stored screenshot (the status page
+    /// links those).
+    pub async fn screenshots_present(
+        &self,
+        result_ids: Vec<String>,
+    ) -> Result<std::collections::HashSet<String>, StorageError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT 1 FROM screenshots WHERE result_id = ?1")?;
+            let mut present = std::collections::HashSet::new();
+            for id in result_ids {
+                if stmt.exists(params![id])? {
+                    present.insert(id);
+                }
+            }
+            Ok(present)
+        })
+        .await
+    }
+
+    /// A stored screenshot (PNG) by result id.
+    pub async fn screenshot(&self, result_id: String) -> Result<Option<Vec<u8>>, StorageError> {
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT png FROM screenshots WHERE result_id = ?1",
+                    params![result_id],
+                    |row| row.get::<_, Vec<u8>>(0),
+                )
+                .optional()?)
         })
         .await
     }
@@ -694,7 +753,7 @@ impl Storage {
         let rollups_cutoff = at_least(limits::ROLLUPS_KEPT);
         let cutoff = cutoff.timestamp_millis();
         // Pending deliveries are never pruned: they are alerts still owed.
-        let tables: [(&str, &str, i64); 5] = [
+        let tables: [(&str, &str, i64); 6] = [
             (
                 "results",
                 "rowid IN (SELECT rowid FROM results WHERE started_at_ms < ?1 LIMIT ?2)",
@@ -719,6 +778,11 @@ impl Storage {
                 "latency_hourly",
                 "(check_name, hour_ms, region) IN (SELECT check_name, hour_ms, region FROM latency_hourly WHERE hour_ms < ?1 LIMIT ?2)",
                 rollups_cutoff,
+            ),
+            (
+                "screenshots",
+                "rowid IN (SELECT rowid FROM screenshots WHERE at_ms < ?1 LIMIT ?2)",
+                cutoff,
             ),
         ];
         let mut total = 0;
@@ -1007,6 +1071,54 @@ impl Storage {
 }
 
 /// The JSON `body` column of every row `sql` selects, decoded.
+/// Inserts screenshots, then keeps the newest `SCREENSHOTS_PER_CHECK_MAX`
+/// of each check and at most `SCREENSHOTS_BYTES_MAX` in all (oldest go).
+fn store_screenshots(
+    tx: &rusqlite::Transaction<'_>,
+    screenshots: &[Screenshot],
+) -> Result<(), StorageError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO screenshots (result_id, check_name, at_ms, png) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut checks: Vec<&str> = Vec::new();
+    for shot in screenshots {
+        insert.execute(params![
+            shot.result_id.to_string(),
+            shot.check,
+            shot.at.timestamp_millis(),
+            shot.png,
+        ])?;
+        if !checks.contains(&shot.check.as_str()) {
+            checks.push(&shot.check);
+        }
+    }
+    let mut keep_newest = tx.prepare_cached(
+        "DELETE FROM screenshots WHERE check_name = ?1 AND result_id NOT IN
+         (SELECT result_id FROM screenshots WHERE check_name = ?1 ORDER BY at_ms DESC, result_id DESC LIMIT ?2)",
+    )?;
+    for check in checks {
+        keep_newest.execute(params![check, limits::SCREENSHOTS_PER_CHECK_MAX as i64])?;
+    }
+    // The total cap: drop the oldest until under it. Each round removes
+    // one batch's worth at most, and rounds are bounded.
+    for _ in 0..limits::SCREENSHOTS_PER_CHECK_MAX {
+        let total: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(length(png)), 0) FROM screenshots",
+            [],
+            |row| row.get(0),
+        )?;
+        if total as u64 <= limits::SCREENSHOTS_BYTES_MAX {
+            break;
+        }
+        tx.execute(
+            "DELETE FROM screenshots WHERE result_id IN
+             (SELECT result_id FROM screenshots ORDER BY at_ms, result_id LIMIT ?1)",
+            params![screenshots.len().max(1) as i64],
+        )?;
+    }
+    Ok(())
+}
+
 fn json_bodies<T: serde::de::DeserializeOwned>(
     conn: &rusqlite::Connection,
     sql: &str,
@@ -1158,6 +1270,8 @@ mod tests {
                 target: String::new(),
                 labels: Default::default(),
                 region: None,
+                screenshot: None,
+                screenshot_result: None,
             },
             state: DeliveryState::Pending,
             attempts: 0,

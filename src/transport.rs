@@ -164,3 +164,51 @@ async fn deliver(sink: &dyn ResultSink, batch: Vec<ProbeResult>, cancel: &Cancel
         }
     }
 }
+
+/// Keeps a batch's browser screenshots within `BATCH_SCREENSHOT_BYTES_MAX`
+/// (base64 bytes), the newest first: older results lose theirs, with a
+/// note, so a backlog of failing flows still fits the 16 MiB body bound.
+pub fn bound_screenshots(results: &mut [ProbeResult]) {
+    let mut total = 0usize;
+    for result in results.iter_mut().rev() {
+        let Some(shot) = &result.screenshot else {
+            continue;
+        };
+        if total + shot.len() > limits::BATCH_SCREENSHOT_BYTES_MAX {
+            result.screenshot = None;
+            result
+                .notes
+                .push("screenshot left out: the batch had too many".to_string());
+        } else {
+            total += shot.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_keeps_the_newest_screenshots_within_its_bound() {
+        let shot = "A".repeat(limits::BATCH_SCREENSHOT_BYTES_MAX / 3 + 1);
+        let mut results: Vec<ProbeResult> = (0..4)
+            .map(|_| {
+                let mut r =
+                    ProbeResult::for_test("flow", crate::probe::Outcome::Fail, chrono::Utc::now());
+                r.screenshot = Some(shot.clone());
+                r
+            })
+            .collect();
+        results.push(ProbeResult::for_test(
+            "other",
+            crate::probe::Outcome::Ok,
+            chrono::Utc::now(),
+        ));
+        bound_screenshots(&mut results);
+        let kept: Vec<bool> = results.iter().map(|r| r.screenshot.is_some()).collect();
+        assert_eq!(kept, [false, false, true, true, false]);
+        assert_eq!(results[0].notes.len(), 1);
+        assert!(results[4].notes.is_empty());
+    }
+}

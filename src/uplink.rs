@@ -227,7 +227,8 @@ impl HttpSink {
 }
 
 impl ResultSink for HttpSink {
-    fn submit(&self, batch: Vec<ProbeResult>) -> SubmitFuture<'_> {
+    fn submit(&self, mut batch: Vec<ProbeResult>) -> SubmitFuture<'_> {
+        crate::transport::bound_screenshots(&mut batch);
         Box::pin(self.0.post_results(batch))
     }
 }

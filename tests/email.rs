@@ -40,6 +40,7 @@ fn alert() -> EmailMessage {
         subject: "[DOWN] api-health — HTTP 500 in 2/3 regions".into(),
         text: "TEXT-MARKER api-health is down — since 12:00 UTC\n".into(),
         html: "<p>HTML-MARKER <b>api-health</b> is down — since 12:00 UTC</p>\n".into(),
+        attachments: Vec::new(),
     }
 }
 

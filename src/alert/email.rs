@@ -50,6 +50,9 @@ pub struct EmailMessage {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// Files attached after the two bodies (a browser check's screenshot):
+    /// file name, MIME type, bytes.
+    pub attachments: Vec<(String, String, Vec<u8>)>,
 }
 
 /// Sends `message` to every address in `channel.to`, over one new SMTP
@@ -111,11 +114,22 @@ fn build_message(channel: &EmailChannel, message: &EmailMessage) -> Result<Messa
             .map_err(|e| permanent(format!("invalid `to` address `{to}`: {e}")))?;
         builder = builder.to(mailbox);
     }
+    let bodies = MultiPart::alternative_plain_html(message.text.clone(), message.html.clone());
+    let body = if message.attachments.is_empty() {
+        bodies
+    } else {
+        let mut mixed = MultiPart::mixed().multipart(bodies);
+        for (name, mime, bytes) in &message.attachments {
+            let content_type = lettre::message::header::ContentType::parse(mime)
+                .map_err(|e| permanent(format!("invalid attachment type `{mime}`: {e}")))?;
+            mixed = mixed.singlepart(
+                lettre::message::Attachment::new(name.clone()).body(bytes.clone(), content_type),
+            );
+        }
+        mixed
+    };
     builder
-        .multipart(MultiPart::alternative_plain_html(
-            message.text.clone(),
-            message.html.clone(),
-        ))
+        .multipart(body)
         .map_err(|e| permanent(format!("cannot build the email: {e}")))
 }
 
@@ -365,6 +379,7 @@ mod tests {
             subject: "[DOWN] api — HTTP 500".into(),
             text: "text part".into(),
             html: "<p>html part</p>".into(),
+            attachments: Vec::new(),
         }
     }
 

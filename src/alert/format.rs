@@ -161,6 +161,9 @@ pub fn email_text(event: &AlertEvent) -> String {
             one_line(&event.check)
         );
     }
+    if let Some(shot) = &event.screenshot {
+        let _ = writeln!(out, "Screenshot of the failing page: {shot}");
+    }
     out.push_str("\n-- \nSent by Lookout.\n");
     out
 }
@@ -242,6 +245,13 @@ pub fn email_html(event: &AlertEvent) -> String {
             "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"color:#0969da\">View {} on the status page</a></p>",
             escape_html(url),
             escape_html(&event.check)
+        );
+    }
+    if let Some(shot) = event.screenshot.as_deref().filter(|u| is_web_url(u)) {
+        let _ = writeln!(
+            out,
+            "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"color:#0969da\">Screenshot of the failing page</a></p>",
+            escape_html(shot)
         );
     }
     out.push_str(
@@ -1136,6 +1146,8 @@ mod tests {
             target: "https://api.example.com/health".to_string(),
             labels: BTreeMap::from([("team".to_string(), "payments".to_string())]),
             region: None,
+            screenshot: None,
+            screenshot_result: None,
         }
     }
 
@@ -1169,6 +1181,8 @@ mod tests {
             target: String::new(),
             labels: BTreeMap::new(),
             region: None,
+            screenshot: None,
+            screenshot_result: None,
         }
     }
 

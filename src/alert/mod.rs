@@ -101,6 +101,23 @@ pub struct AlertEvent {
     /// For `probe_stale` / `probe_back`: the region whose probe it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// browser checks: the failing run's screenshot
+    /// (`GET /api/v1/results/{id}/screenshot`), when a public URL is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot: Option<String>,
+    /// The result whose screenshot that is (emails attach it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot_result: Option<Uuid>,
+}
+
+/// The link to a result's screenshot.
+pub fn screenshot_url(public_url: Option<&url::Url>, result: Uuid) -> Option<String> {
+    public_url
+        .and_then(|base| {
+            base.join(&format!("api/v1/results/{result}/screenshot"))
+                .ok()
+        })
+        .map(|u| u.to_string())
 }
 
 /// Why a delivery did not go through, and whether trying again can help.
@@ -163,6 +180,8 @@ pub fn from_transition(
         target: secrets.redact(&check.target()),
         labels: check.labels.clone(),
         region: None,
+        screenshot: None,
+        screenshot_result: None,
     })
 }
 
@@ -223,6 +242,8 @@ pub fn for_state(
         target: secrets.redact(&check.target()),
         labels: check.labels.clone(),
         region: None,
+        screenshot: None,
+        screenshot_result: None,
     }
 }
 
@@ -262,5 +283,7 @@ pub fn for_probe(
         target: format!("probe in region {region}"),
         labels: BTreeMap::from([("region".to_string(), region.to_string())]),
         region: Some(region.to_string()),
+        screenshot: None,
+        screenshot_result: None,
     }
 }

@@ -237,7 +237,16 @@ impl Attempt {
             first.id
         };
         let events: Vec<AlertEvent> = members.iter().map(|m| m.event.clone()).collect();
-        let outcome = send_events(&self.config, &self.client, &first.channel, &events, id).await;
+        let screenshots = self.screenshots(&first.channel, &events).await;
+        let outcome = send_events(
+            &self.config,
+            &self.client,
+            &first.channel,
+            &events,
+            id,
+            screenshots,
+        )
+        .await;
         let now = Utc::now();
         let checks: Vec<&str> = events.iter().map(|e| e.check.as_str()).collect();
         let checks = checks.join(", ");
@@ -292,6 +301,41 @@ impl Attempt {
     }
 }
 
+impl Attempt {
+    /// The screenshots to attach to an email: those of its browser-check
+    /// alerts that storage still keeps (retention may have dropped one).
+    async fn screenshots(
+        &self,
+        channel: &str,
+        events: &[AlertEvent],
+    ) -> Vec<(String, String, Vec<u8>)> {
+        let is_email = self
+            .config
+            .channels
+            .get(channel)
+            .is_some_and(|c| matches!(c.kind, ChannelKind::Email(_)));
+        if !is_email {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for event in events {
+            let Some(id) = event.screenshot_result else {
+                continue;
+            };
+            match self.storage.screenshot(id.to_string()).await {
+                Ok(Some(png)) => out.push((
+                    format!("{}-{id}.png", event.check),
+                    "image/png".to_string(),
+                    png,
+                )),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot read a screenshot to attach"),
+            }
+        }
+        out
+    }
+}
+
 /// Sends one delivery to its channel, as the config has it now.
 pub async fn send(
     config: &Config,
@@ -304,6 +348,7 @@ pub async fn send(
         &delivery.channel,
         std::slice::from_ref(&delivery.event),
         delivery.id,
+        Vec::new(),
     )
     .await
 }
@@ -315,6 +360,7 @@ async fn send_events(
     channel: &str,
     events: &[AlertEvent],
     id: uuid::Uuid,
+    attachments: Vec<(String, String, Vec<u8>)>,
 ) -> Result<(), DeliveryError> {
     let Some(channel) = config.channels.get(channel) else {
         return Err(DeliveryError::Permanent {
@@ -329,6 +375,7 @@ async fn send_events(
                 subject: format::group_subject(events),
                 text: format::group_email_text(events),
                 html: format::group_email_html(events),
+                attachments,
             };
             email::send(mail, &message).await
         }

@@ -44,6 +44,8 @@ pub async fn test(checks: &Path, alerts: &Path, channel: &str) -> ExitCode {
         target: String::new(),
         labels: BTreeMap::new(),
         region: None,
+        screenshot: None,
+        screenshot_result: None,
     };
     let delivery = Delivery {
         id: Uuid::now_v7(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures_util::{StreamExt, stream};
 
 use crate::limits;
-use crate::probe::{Outcome, ProbeIdentity, Runner};
+use crate::probe::{Outcome, ProbeIdentity, Runner, StepResult};
 use crate::rules::degraded_reason;
 
 pub async fn run(
@@ -17,6 +17,7 @@ pub async fn run(
     names: &[String],
     json: bool,
     region: &str,
+    browser: &super::BrowserArgs,
 ) -> ExitCode {
     let config = match super::load_or_report(checks_dir, alerts_dir) {
         Ok(config) => config,
@@ -51,13 +52,22 @@ pub async fn run(
         region: region.to_string(),
         probe: crate::hostname(),
     };
-    let runner = Runner::new(identity, Arc::clone(&config.secrets));
+    let pool = browser.pool();
+    let mut runner = Runner::new(identity, Arc::clone(&config.secrets)).with_browser(pool.clone());
+    if !json {
+        // Browser steps, a line each as it finishes (stdout stays the table).
+        runner =
+            runner.with_step_observer(Arc::new(|check: &str, index: usize, step: &StepResult| {
+                eprintln!("{}", describe_step(check, index, step));
+            }));
+    }
     // Many at once, each bounded by its own timeout; the cap keeps a large
     // config within the process's file descriptors.
     let results: Vec<_> = stream::iter(selected.iter().map(|check| runner.run(check)))
         .buffered(limits::PROBE_CONCURRENCY_DEFAULT)
         .collect()
         .await;
+    pool.shutdown().await;
     let mut failed = 0;
     let width = selected
         .iter()
@@ -97,6 +107,9 @@ pub async fn run(
             for note in &result.notes {
                 detail.push_str(&format!(" [{note}]"));
             }
+            if let Some(url) = result.page.as_ref().and_then(|p| p.url.as_ref()) {
+                detail.push_str(&format!(" [page {url}]"));
+            }
             println!(
                 "{:<width$}  {:<8}  {:>9.1}  {}",
                 check.name,
@@ -114,4 +127,21 @@ pub async fn run(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `login-flow  step 2 fill #email  fail  12ms: no element matches`.
+fn describe_step(check: &str, index: usize, step: &StepResult) -> String {
+    let mut line = format!(
+        "{check}  step {index} {}  {}  {:.0}ms",
+        step.name,
+        if step.ok { "ok" } else { "FAIL" },
+        step.ms
+    );
+    if let Some(load) = step.load_ms {
+        line.push_str(&format!(" (page load {load:.0}ms)"));
+    }
+    if let Some(error) = &step.error {
+        line.push_str(&format!(": {error}"));
+    }
+    line
 }

@@ -25,6 +25,37 @@ pub struct ConfigDirs {
     pub alerts: std::path::PathBuf,
 }
 
+/// Browser checks: where sessions come from and how many at once.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BrowserArgs {
+    /// An existing WebDriver server for browser checks (e.g.
+    /// http://127.0.0.1:9515), instead of starting chromedriver from PATH.
+    #[arg(long)]
+    pub webdriver: Option<url::Url>,
+    /// Browser sessions at once; further flows wait their turn (time spent
+    /// waiting does not count against a check's timeout).
+    #[arg(long, default_value_t = crate::limits::BROWSER_SESSIONS_DEFAULT, value_parser = parse_sessions)]
+    pub browser_sessions: usize,
+}
+
+/// `--browser-sessions`: 1 to 64 (each session is a whole browser).
+fn parse_sessions(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err("expected a number from 1 to 64".to_string()),
+    }
+}
+
+impl BrowserArgs {
+    /// The pool; chromedriver starts only when the first flow runs.
+    pub fn pool(&self) -> crate::browser::BrowserPool {
+        crate::browser::BrowserPool::new(crate::browser::BrowserOptions {
+            webdriver: self.webdriver.clone(),
+            sessions: self.browser_sessions,
+        })
+    }
+}
+
 /// Exit codes of DESIGN.md.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;

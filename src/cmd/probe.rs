@@ -41,10 +41,8 @@ pub struct ProbeArgs {
     /// Directory for results waiting to be sent (created if missing).
     #[arg(long, default_value = "./spool")]
     pub spool: PathBuf,
-    /// An existing WebDriver server for browser checks, instead of a local
-    /// chromedriver.
-    #[arg(long)]
-    pub webdriver: Option<Url>,
+    #[command(flatten)]
+    pub browser: super::BrowserArgs,
     /// Trust this CA (PEM) for the aggregator's certificate, besides the
     /// system's roots (an aggregator with a private CA).
     #[arg(long)]
@@ -73,9 +71,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         args.ca_file.as_deref(),
     )?
     .with_spool(spool.clone());
-    if args.webdriver.is_some() {
-        tracing::debug!("--webdriver is used by browser checks");
-    }
+    // chromedriver starts with the first browser flow, if any.
+    let browser = args.browser.pool();
     tracing::info!(
         region = %args.region,
         aggregator = %args.aggregator,
@@ -108,12 +105,17 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
                 probe: crate::hostname(),
             },
             Arc::default(),
-        ),
+        )
+        .with_browser(browser.clone()),
         results: results_tx,
         concurrency: args.concurrency,
         on_lateness: None,
     };
     let metrics = Arc::new(Metrics::new());
+    let sessions = browser.sessions_gauge();
+    metrics.count_browser_sessions_with(Box::new(move || {
+        sessions.load(std::sync::atomic::Ordering::Relaxed) as u64
+    }));
     if let Some(addr) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -154,6 +156,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
             limits::SHUTDOWN_GRACE
         );
     }
+    browser.shutdown().await;
     tracing::info!(pending = spool.pending(), "stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -84,6 +84,8 @@ pub struct ServeArgs {
     /// Checks running at once.
     #[arg(long, default_value_t = limits::PROBE_CONCURRENCY_DEFAULT)]
     pub concurrency: usize,
+    #[command(flatten)]
+    pub browser: super::BrowserArgs,
 }
 
 /// How often the aggregator lets time pass for staleness.
@@ -102,6 +104,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cancel = service.cancel.clone();
     let mut tasks = JoinSet::new();
 
+    // chromedriver starts with the first browser flow, if any.
+    let browser = args.browser.pool();
+    let sessions = browser.sessions_gauge();
+    service
+        .aggregator
+        .metrics()
+        .count_browser_sessions_with(Box::new(move || {
+            sessions.load(std::sync::atomic::Ordering::Relaxed) as u64
+        }));
     let (results_tx, results_rx) = mpsc::channel(limits::RESULT_QUEUE_CAPACITY);
     let (checks_tx, checks_rx) = watch::channel(checks_for_region(&config, &args.region, true));
     let (run_now_tx, run_now_rx) = mpsc::channel(limits::RUN_NOW_QUEUE_MAX);
@@ -111,7 +122,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             probe: crate::hostname(),
         },
         config.secrets.clone(),
-    );
+    )
+    .with_browser(browser.clone());
     let scheduler = Scheduler {
         runner,
         results: results_tx,
@@ -153,7 +165,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let on_reload: reload::OnReload = Box::new(move |config: &Arc<Config>| {
         checks_tx.send_replace(checks_for_region(config, &region, false));
     });
-    service.run(Some(on_reload), tasks).await
+    let served = service.run(Some(on_reload), tasks).await;
+    browser.shutdown().await;
+    served
 }
 
 /// The checks `region` runs, with the config's secrets.

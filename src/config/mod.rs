@@ -7,6 +7,7 @@
 //! this one loader, so what validates is exactly what runs.
 
 pub mod alerting;
+pub mod browser;
 mod decode;
 pub mod probes;
 pub mod remote;
@@ -70,15 +71,25 @@ impl Secrets {
         }
     }
 
-    /// `text` with every secret value replaced by `****`.
+    /// `text` with every secret value replaced by `****`, also where it
+    /// appears URL-encoded (a value typed into a form lands in a URL as
+    /// `alice%40example.com`).
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
+        let mut forms: Vec<String> = Vec::with_capacity(self.0.len());
+        for secret in &self.0 {
+            let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            if encoded != *secret {
+                forms.push(encoded.replace('+', "%20"));
+                forms.push(encoded);
+            }
+            forms.push(secret.clone());
+        }
         // Longest first, so a secret containing another is masked whole.
-        let mut secrets: Vec<&String> = self.0.iter().collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        for secret in secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "****");
+        forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for form in &forms {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), "****");
             }
         }
         out
@@ -168,6 +179,16 @@ impl Check {
             CheckKind::Tls(tls) => tls.address.to_string(),
             CheckKind::Dns(dns) => format!("{} {}", dns.record_type.as_str(), dns.name),
             CheckKind::Heartbeat(_) => "heartbeat".to_string(),
+            CheckKind::Browser(spec) => match spec.first_url() {
+                Some(url) => {
+                    let mut url = url.clone();
+                    if url.password().is_some() {
+                        let _ = url.set_password(Some("****"));
+                    }
+                    url.to_string()
+                }
+                None => "browser flow".to_string(),
+            },
         }
     }
 
@@ -178,6 +199,7 @@ impl Check {
             CheckKind::Tls(_) => "tls",
             CheckKind::Dns(_) => "dns",
             CheckKind::Heartbeat(_) => "heartbeat",
+            CheckKind::Browser(_) => "browser",
         }
     }
 
@@ -194,6 +216,7 @@ pub enum CheckKind {
     Tls(TlsSpec),
     Dns(DnsSpec),
     Heartbeat(HeartbeatSpec),
+    Browser(browser::BrowserSpec),
 }
 
 /// `host:port`, with IPv6 literals in brackets (`[::1]:53`).
@@ -1018,6 +1041,7 @@ fn decode_kind(ctx: &mut Ctx, name: &str, kind: &str, spec: &Node) -> Option<Che
         "tls" => decode_tls(ctx, name, spec).map(CheckKind::Tls),
         "dns" => decode_dns(ctx, name, spec).map(CheckKind::Dns),
         "heartbeat" => decode_heartbeat(ctx, name, spec).map(CheckKind::Heartbeat),
+        "browser" => browser::decode_browser(ctx, name, spec).map(CheckKind::Browser),
         other => {
             ctx.error(
                 spec.pos,

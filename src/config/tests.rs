@@ -479,3 +479,99 @@ fn heartbeat_tokens_must_be_unique() {
         vec!["h.yaml:4:5: heartbeat `two` has the same token as `one`; each needs its own"]
     );
 }
+
+#[test]
+fn a_browser_flow_decodes_to_its_steps_with_shorthands() {
+    let d = dirs(
+        &[(
+            "flow.yaml",
+            r##"checks:
+  - name: flow
+    browser:
+      steps:
+        - goto: https://user:pw@app.example.com/login
+        - fill: { css: "#token", text: "${API_TOKEN}" }
+        - select: { xpath: "//select", label: "Pro plan" }
+        - press: Enter
+        - press: { css: "#q", key: tab }
+        - click: { link_text: "Sign in" }
+        - wait_for: { css: ".ok" }
+        - expect_url: /dashboard
+        - expect_title: { regex: "^Dash" }
+        - screenshot
+    every: 1m
+"##,
+        )],
+        &[],
+    );
+    let config = load(&d).unwrap();
+    let check = &config.checks[0];
+    assert_eq!(check.kind_name(), "browser");
+    assert_eq!(check.target(), "https://user:****@app.example.com/login");
+    let CheckKind::Browser(spec) = &check.kind else {
+        panic!("not a browser check")
+    };
+    let names: Vec<String> = spec.steps.iter().map(|s| s.describe()).collect();
+    assert_eq!(
+        names,
+        [
+            "goto https://user:****@app.example.com/login",
+            "fill #token",
+            "select xpath //select",
+            "press Enter",
+            "press Tab on #q",
+            "click link \"Sign in\"",
+            "wait_for .ok",
+            "expect_url contains \"/dashboard\"",
+            "expect_title matches /^Dash/",
+            "screenshot",
+        ]
+    );
+    assert!(matches!(
+        &spec.steps[6],
+        browser::Step::WaitFor { timeout, .. } if *timeout == limits::BROWSER_WAIT_FOR_DEFAULT
+    ));
+    // The typed value came from the environment: a secret.
+    assert_eq!(config.secrets.redact("x tok-123456 y"), "x **** y");
+}
+
+#[test]
+fn a_browser_flow_starts_with_goto_and_has_steps() {
+    for (steps, error) in [
+        ("[]", "flow.yaml:4:14: `steps` needs at least one step"),
+        (
+            "[{ click: { css: a } }]",
+            "flow.yaml:4:15: a browser flow starts with `goto: URL`",
+        ),
+        (
+            "[{ goto: https://a.example/, click: { css: a } }]",
+            "flow.yaml:4:50: step 1 has more than one action (`click` is the second)",
+        ),
+    ] {
+        let d = dirs(
+            &[(
+                "flow.yaml",
+                &format!(
+                    "checks:\n  - name: flow\n    browser:\n      steps: {steps}\n    every: 1m\n"
+                ),
+            )],
+            &[],
+        );
+        let errors = load(&d).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains(error)),
+            "{steps}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn secrets_are_masked_url_encoded_too() {
+    let mut secrets = Secrets::default();
+    secrets.add("alice@example.com");
+    secrets.add("p a&ss");
+    assert_eq!(
+        secrets.redact("/d?email=alice%40example.com&pw=p+a%26ss&raw=alice@example.com p%20a%26ss"),
+        "/d?email=****&pw=****&raw=**** ****"
+    );
+}

@@ -97,6 +97,42 @@ pub struct ProbeResult {
     /// Extra facts about the run that are not an error ("body truncated at 1 MiB").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// browser: one entry per step run, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
+    /// browser: the page as a PNG (base64), on failure or from a
+    /// `screenshot` step. The aggregator stores it apart from the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot: Option<String>,
+    /// browser, on failure: where the page was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<PageInfo>,
+}
+
+/// One step of a browser flow, as it ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// `fill #email`, `goto https://...` (secrets masked).
+    pub name: String,
+    /// When the step started, in ms from the run's start.
+    pub at_ms: f64,
+    pub ms: f64,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `goto`: the page's load time from the browser's own navigation
+    /// timing (`loadEventEnd - startTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_ms: Option<f64>,
+}
+
+/// The page a browser flow ended on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PageInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 #[cfg(test)]
@@ -121,6 +157,9 @@ impl ProbeResult {
             cert_expiry: None,
             degraded: None,
             notes: vec![],
+            steps: vec![],
+            screenshot: None,
+            page: None,
         }
     }
 }
@@ -154,6 +193,10 @@ pub struct Runner {
     identity: Arc<ProbeIdentity>,
     secrets: Arc<Secrets>,
     http: http::Clients,
+    /// Browser sessions for `browser` checks; without it they cannot run.
+    browser: Option<crate::browser::BrowserPool>,
+    /// Told of every browser step as it finishes (`lookout check`).
+    on_step: Option<crate::browser::StepObserver>,
 }
 
 impl Runner {
@@ -162,6 +205,24 @@ impl Runner {
             identity: Arc::new(identity),
             secrets,
             http: http::Clients::default(),
+            browser: None,
+            on_step: None,
+        }
+    }
+
+    /// The same runner, running `browser` checks with `pool`.
+    pub fn with_browser(self, pool: crate::browser::BrowserPool) -> Runner {
+        Runner {
+            browser: Some(pool),
+            ..self
+        }
+    }
+
+    /// The same runner, telling `observer` of each browser step as it ends.
+    pub fn with_step_observer(self, observer: crate::browser::StepObserver) -> Runner {
+        Runner {
+            on_step: Some(observer),
+            ..self
         }
     }
 
@@ -203,12 +264,34 @@ impl Runner {
                 let run = tokio::time::timeout(check.timeout, dns::run(spec, &mut phases)).await;
                 within(run, phases, check.timeout, |_| "waiting for the DNS answer")
             }
+            CheckKind::Browser(spec) => match &self.browser {
+                Some(pool) => {
+                    let flow = crate::browser::Flow {
+                        check: &check.name,
+                        spec,
+                        timeout: check.timeout,
+                        user_agent: self.identity.user_agent(&check.name),
+                        secrets: &self.secrets,
+                        on_step: self.on_step.as_ref(),
+                    };
+                    pool.run(flow).await
+                }
+                None => Report::error(
+                    "browser checks are not enabled in this process".into(),
+                    Phases::default(),
+                ),
+            },
             CheckKind::Heartbeat(_) => Report::error(
                 "a heartbeat is pushed to the aggregator (POST /ping/TOKEN); there is nothing to run here".into(),
                 Phases::default(),
             ),
         };
-        let elapsed = clock.elapsed();
+        // A run that waited for a browser session started when it got one.
+        let elapsed = clock.elapsed().saturating_sub(report.waited);
+        let started_at = chrono::Duration::from_std(report.waited)
+            .ok()
+            .and_then(|waited| started_at.checked_add_signed(waited))
+            .unwrap_or(started_at);
         self.finish(check, started_at, elapsed, report)
     }
 
@@ -234,6 +317,9 @@ impl Runner {
             cert_expiry: report.cert_expiry,
             degraded: report.degraded,
             notes: report.notes,
+            steps: report.steps,
+            screenshot: report.screenshot,
+            page: report.page,
         }
     }
 }
@@ -274,6 +360,12 @@ pub struct Report {
     pub cert_expiry: Option<DateTime<Utc>>,
     pub degraded: Option<String>,
     pub notes: Vec<String>,
+    pub steps: Vec<StepResult>,
+    pub screenshot: Option<String>,
+    pub page: Option<PageInfo>,
+    /// Time spent queued for a resource (a browser session) before the run
+    /// really started: not part of its duration.
+    pub waited: Duration,
 }
 
 impl Report {

@@ -49,6 +49,9 @@ fn input(spec: &str) -> (Option<ProbeResult>, DateTime<Utc>) {
         cert_expiry: None,
         degraded: None,
         notes: vec![],
+        steps: Vec::new(),
+        screenshot: None,
+        page: None,
     };
     (Some(result), at)
 }

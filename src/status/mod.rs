@@ -156,6 +156,9 @@ pub struct RegionNow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub result_id: Uuid,
+    /// A browser check's screenshot of its failing latest run, when kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screenshot: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -184,6 +187,8 @@ pub struct Inputs<'a> {
     /// Raw results (check, region, started_at_ms, ok, duration_ms) of the
     /// hours not rolled up.
     pub raw: &'a [(String, String, i64, bool, f64)],
+    /// Result ids (of latest runs) whose screenshot is kept.
+    pub screenshots: &'a std::collections::HashSet<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -250,6 +255,10 @@ pub fn compute(inputs: &Inputs<'_>) -> StatusReport {
                             duration_ms: region.last.duration_ms,
                             error: region.last.error.clone(),
                             result_id: region.last.id,
+                            screenshot: inputs
+                                .screenshots
+                                .contains(&region.last.id.to_string())
+                                .then(|| format!("/api/v1/results/{}/screenshot", region.last.id)),
                         },
                     )
                 })

@@ -38,6 +38,7 @@ h1{font-size:1.3em;margin:.2em 0 .8em}h2{font-size:1.05em;margin:1.6em 0 .6em}
 .lat polyline{fill:none;stroke-width:2;stroke-linecap:round}.p50{stroke:var(--up)}.p95{stroke:var(--degraded)}
 .k50{color:var(--up)}.k95{color:var(--degraded)}
 .err{color:var(--down);font-size:.9em;word-break:break-word}
+.shot img{max-width:min(100%,24em);border:1px solid var(--line);border-radius:6px;margin:.3em 0}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.35em .4em;border-top:1px solid var(--line);vertical-align:top}
 th{font-size:.85em;color:var(--muted);font-weight:500}
 footer{margin:2em 0 1em;color:var(--muted);font-size:.85em}
@@ -129,6 +130,11 @@ fn check_card(check: &CheckStatus) -> Markup {
             @for (region, now) in &check.regions {
                 @if let Some(error) = now.error.as_ref().filter(|_| now.outcome != crate::probe::Outcome::Ok) {
                     div class="err" { (region) ": " (error) }
+                }
+                @if let Some(screenshot) = &now.screenshot {
+                    a class="shot" href=(screenshot) {
+                        img src=(screenshot) loading="lazy" alt={"Screenshot of the failing run in " (region)};
+                    }
                 }
             }
             @if !check.latency.is_empty() {

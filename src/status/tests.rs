@@ -203,6 +203,7 @@ fn latency_merges_rollups_with_the_hour_not_rolled_up() {
         rollups: &rollups,
         rolled_until_ms: Some(at(10).timestamp_millis()),
         raw: &raw,
+        screenshots: &Default::default(),
         now,
     };
     let by_check = latency_by_check(&inputs);

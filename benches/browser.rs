@@ -1,0 +1,378 @@
+//! What a browser flow costs through Lookout, and what a browser session
+//! costs in memory.
+//!
+//! Run with `cargo bench --bench browser` (needs chromium and chromedriver
+//! on PATH). Against a login app on 127.0.0.1 served by this process:
+//!
+//! 1. Overhead: a 6-step flow (goto, fill, fill, click, wait_for,
+//!    expect_text) run `RUNS` times through Lookout (`Runner::run` with a
+//!    `BrowserPool`: a fresh session and profile per run, steps judged,
+//!    page timing read, session closed), against the same steps sent
+//!    straight to chromedriver with fantoccini (a fresh session per run with
+//!    the same Chromium flags, closed after). Both start a browser per run,
+//!    as a probe does; the difference of the medians is what Lookout adds.
+//! 2. Memory: 1, 2 and 4 sessions open at once through Lookout (flows
+//!    parked on a `wait_for` that never succeeds), with the RSS and PSS of
+//!    chromedriver's process group summed from /proc while they are open.
+//!    RSS counts shared pages once per process, so it overstates; PSS
+//!    shares them out and is the better "what it costs" figure.
+//!
+//! Every loop is bounded in count and time; figures are printed, nothing is
+//! asserted about them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::response::Html;
+use axum::routing::get;
+use lookout::browser::driver::{LocalDriver, list_processes};
+use lookout::browser::{BrowserOptions, BrowserPool};
+use lookout::probe::{Outcome, ProbeIdentity, Runner};
+use serde_json::json;
+
+const RUNS: usize = 10;
+/// Each measurement stops here even if it has not done all its runs.
+const MEASURE_WALL_MAX: Duration = Duration::from_secs(180);
+const SESSION_COUNTS: [usize; 3] = [1, 2, 4];
+/// How long the parked flows wait (their `wait_for` timeout).
+const PARKED: &str = "12s";
+/// When, after the parked flows start, memory is sampled.
+const SAMPLE_AFTER: Duration = Duration::from_secs(8);
+
+const LOGIN: &str = r#"<!doctype html><html><head><title>Sign in</title></head><body>
+<form action="/dashboard" method="get">
+<input id="email" name="email"><input id="password" name="password" type="password">
+<button type="submit">Sign in</button></form></body></html>"#;
+const DASHBOARD: &str = r#"<!doctype html><html><head><title>Dashboard</title></head><body>
+<div class="dashboard"><h1>Welcome back</h1></div></body></html>"#;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let app = Router::new()
+        .route("/login", get(|| async { Html(LOGIN) }))
+        .route("/dashboard", get(|| async { Html(DASHBOARD) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    println!("browser flow: 6 steps, {RUNS} runs each, a fresh browser per run");
+    let lookout_parts = through_lookout(&base).await;
+    let direct_parts = straight_to_chromedriver(&base).await;
+    let column = |parts: &[Parts], f: fn(&Parts) -> f64| parts.iter().map(f).collect::<Vec<f64>>();
+    let lookout = column(&lookout_parts, |p| p.total);
+    let direct = column(&direct_parts, |p| p.total);
+    let (lm, dm) = (median(&lookout), median(&direct));
+    println!(
+        "  through Lookout:        median {lm:7.0} ms  (min {:.0}, max {:.0}, n={})",
+        min(&lookout),
+        max(&lookout),
+        lookout.len()
+    );
+    println!(
+        "  fantoccini, direct:     median {dm:7.0} ms  (min {:.0}, max {:.0}, n={})",
+        min(&direct),
+        max(&direct),
+        direct.len()
+    );
+    println!(
+        "  Lookout's overhead:     {:+.0} ms per flow ({:+.1} %)",
+        lm - dm,
+        (lm - dm) / dm * 100.0
+    );
+    for (name, parts) in [("Lookout", &lookout_parts), ("direct", &direct_parts)] {
+        println!(
+            "  {name:<8} medians: session start {:5.0} ms, steps {:5.0} ms, close and the rest {:5.0} ms",
+            median(&column(parts, |p| p.start)),
+            median(&column(parts, |p| p.steps)),
+            median(&column(parts, |p| p.rest)),
+        );
+        let each: Vec<String> = (0..6)
+            .map(|i| {
+                let times: Vec<f64> = parts
+                    .iter()
+                    .filter_map(|p| p.each.get(i).copied())
+                    .collect();
+                format!("{:.0}", median(&times))
+            })
+            .collect();
+        println!("  {name:<8} step medians (ms): {}", each.join(", "));
+    }
+
+    println!("\nmemory of chromedriver's process group with N sessions open (Lookout)");
+    for sessions in SESSION_COUNTS {
+        memory_with(&base, sessions).await;
+    }
+}
+
+fn flow_yaml(base: &str, name: &str, wait: &str, last: &str) -> String {
+    format!(
+        r##"checks:
+  - name: {name}
+    browser:
+      steps:
+        - goto: {base}/login
+        - fill: {{ css: "#email", text: "bench@example.com" }}
+        - fill: {{ css: "#password", text: "not-a-secret" }}
+        - click: {{ css: "button[type=submit]" }}
+        - wait_for: {{ css: "{wait}", timeout: {PARKED} }}
+        - expect_text: {{ css: "h1", contains: "{last}" }}
+    every: 1m
+    timeout: 60s
+"##
+    )
+}
+
+fn load(yaml: &str) -> lookout::config::Config {
+    let dir = std::env::temp_dir().join(format!("lookout-bench-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(dir.join("checks")).expect("temp dir");
+    std::fs::write(dir.join("checks/c.yaml"), yaml).expect("write");
+    let config = lookout::config::load(&dir.join("checks"), &dir.join("alerts"))
+        .unwrap_or_else(|e| panic!("bench config: {:?}", e.0));
+    let _ = std::fs::remove_dir_all(&dir);
+    config
+}
+
+fn runner(config: &lookout::config::Config, pool: &BrowserPool) -> Runner {
+    Runner::new(
+        ProbeIdentity {
+            region: "bench".into(),
+            probe: "bench".into(),
+        },
+        config.secrets.clone(),
+    )
+    .with_browser(pool.clone())
+}
+
+/// One run's wall time (ms), and its parts: starting the session, the
+/// steps, and what follows (closing, cleanup).
+struct Parts {
+    total: f64,
+    start: f64,
+    steps: f64,
+    rest: f64,
+    /// Each step's time.
+    each: Vec<f64>,
+}
+
+async fn through_lookout(base: &str) -> Vec<Parts> {
+    let config = load(&flow_yaml(base, "flow", ".dashboard", "Welcome"));
+    let pool = BrowserPool::new(BrowserOptions {
+        webdriver: None,
+        sessions: 1,
+    });
+    let runner = runner(&config, &pool);
+    // One run to start chromedriver and warm the page cache, not counted.
+    let warm = runner.run(&config.checks[0]).await;
+    assert_eq!(warm.outcome, Outcome::Ok, "{warm:?}");
+    let started = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < RUNS && started.elapsed() < MEASURE_WALL_MAX {
+        let clock = Instant::now();
+        let result = runner.run(&config.checks[0]).await;
+        let total = clock.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(result.outcome, Outcome::Ok, "{result:?}");
+        let start = result.steps.first().map(|s| s.at_ms).unwrap_or(0.0);
+        let end = result.steps.last().map(|s| s.at_ms + s.ms).unwrap_or(0.0);
+        times.push(Parts {
+            total,
+            start,
+            steps: end - start,
+            rest: total - end,
+            each: result.steps.iter().map(|s| s.ms).collect(),
+        });
+    }
+    pool.shutdown().await;
+    times
+}
+
+/// The same capabilities Lookout sends (headless, fixed window, no
+/// background traffic, no sandbox as root), without the profile it makes.
+fn capabilities() -> fantoccini::wd::Capabilities {
+    let mut args = vec![
+        "--headless=new",
+        "--window-size=1280,800",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-sync",
+        "--disable-extensions",
+        "--no-first-run",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+    ];
+    if nix::unistd::geteuid().is_root() {
+        args.push("--no-sandbox");
+    }
+    let mut chrome = json!({ "args": args });
+    if let Some(binary) = lookout::browser::driver::find_on_path(&["chromium", "google-chrome"]) {
+        chrome["binary"] = json!(binary.display().to_string());
+    }
+    let mut caps = fantoccini::wd::Capabilities::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert("goog:chromeOptions".into(), chrome);
+    caps
+}
+
+async fn direct_flow(url: &str, base: &str) -> Parts {
+    use fantoccini::Locator;
+    let clock = Instant::now();
+    let mut builder =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    builder.capabilities(capabilities());
+    let client = builder.connect(url).await.expect("session");
+    let start = clock.elapsed().as_secs_f64() * 1000.0;
+    let mut marks = vec![start];
+    client.goto(&format!("{base}/login")).await.expect("goto");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
+    client
+        .find(Locator::Css("#email"))
+        .await
+        .expect("email")
+        .send_keys("bench@example.com")
+        .await
+        .expect("type");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
+    client
+        .find(Locator::Css("#password"))
+        .await
+        .expect("password")
+        .send_keys("not-a-secret")
+        .await
+        .expect("type");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
+    client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".dashboard"))
+        .await
+        .expect("dashboard");
+    marks.push(clock.elapsed().as_secs_f64() * 1000.0);
+    let text = client
+        .find(Locator::Css("h1"))
+        .await
+        .expect("h1")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("Welcome"));
+    let end = clock.elapsed().as_secs_f64() * 1000.0;
+    marks.push(end);
+    let each = marks.windows(2).map(|w| w[1] - w[0]).collect();
+    client.close().await.expect("close");
+    let total = clock.elapsed().as_secs_f64() * 1000.0;
+    Parts {
+        total,
+        start,
+        steps: end - start,
+        rest: total - end,
+        each,
+    }
+}
+
+async fn straight_to_chromedriver(base: &str) -> Vec<Parts> {
+    let driver = LocalDriver::start().await.expect("chromedriver");
+    let url = driver.url();
+    direct_flow(&url, base).await;
+    let started = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < RUNS && started.elapsed() < MEASURE_WALL_MAX {
+        times.push(direct_flow(&url, base).await);
+    }
+    driver.stop().await;
+    times
+}
+
+async fn memory_with(base: &str, sessions: usize) {
+    let config = load(&flow_yaml(base, "parked", ".never", "-"));
+    let pool = BrowserPool::new(BrowserOptions {
+        webdriver: None,
+        sessions,
+    });
+    let runner = Arc::new(runner(&config, &pool));
+    let check = config.checks[0].clone();
+    let mut flows = tokio::task::JoinSet::new();
+    for _ in 0..sessions {
+        let (runner, check) = (runner.clone(), check.clone());
+        flows.spawn(async move { runner.run(&check).await });
+    }
+    tokio::time::sleep(SAMPLE_AFTER).await;
+    let in_use = pool.sessions_in_use();
+    let (rss, pss, processes) = match pool.chromedriver_pid().await {
+        Some(pid) => group_memory(pid as i32),
+        None => (0, 0, 0),
+    };
+    while flows.join_next().await.is_some() {}
+    pool.shutdown().await;
+    println!(
+        "  {sessions} session(s) (in use: {in_use}): {processes:3} processes, RSS {:6.0} MiB, PSS {:6.0} MiB, PSS per session {:5.0} MiB",
+        rss as f64 / 1024.0,
+        pss as f64 / 1024.0,
+        pss as f64 / 1024.0 / sessions as f64
+    );
+}
+
+/// RSS and PSS (KiB) summed over the live processes of `group`.
+fn group_memory(group: i32) -> (u64, u64, usize) {
+    let members: Vec<i32> = list_processes()
+        .into_iter()
+        .filter(|p| p.pgid == group && !p.zombie)
+        .map(|p| p.pid)
+        .collect();
+    let (mut rss, mut pss) = (0, 0);
+    for pid in &members {
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        for line in rollup.lines() {
+            let kib = |l: &str| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            if line.starts_with("Rss:") {
+                rss += kib(line);
+            } else if line.starts_with("Pss:") {
+                pss += kib(line);
+            }
+        }
+    }
+    (rss, pss, members.len())
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}

@@ -1,0 +1,432 @@
+//! Browser flows: a `browser` check drives headless Chromium through its
+//! steps over WebDriver (fantoccini), and reports each step, the page's load
+//! timing, and on failure a screenshot, the URL and the title.
+//!
+//! `BrowserPool` is what a probe holds: the WebDriver server (a local
+//! chromedriver it starts and owns, `driver.rs`, or an existing one given
+//! with `--webdriver`), and a limit on sessions running at once, with
+//! queueing. Time spent queued does not count against a check's timeout:
+//! the timeout starts when the flow has its session slot, so a busy probe
+//! makes flows late, never failed.
+//!
+//! Cleanup is structural. A session slot (`Slot`) owns the semaphore permit,
+//! the gauge count and the temporary Chromium profile; it is shared by the
+//! flow, the task creating the session and the task closing it, and when the
+//! last of them lets go it kills whatever browser still runs with that
+//! profile and removes the profile. So success, failure, timeout, a hung
+//! browser and a cancelled run all end the same way: no browser left, the
+//! slot free again.
+
+pub mod driver;
+mod flow;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use url::Url;
+
+use crate::config::Secrets;
+use crate::config::browser::BrowserSpec;
+use crate::limits;
+use crate::probe::{Phases, Report, StepResult};
+use driver::LocalDriver;
+
+/// How long shutdown waits for sessions to close by themselves (a hung one
+/// gets `BROWSER_CLOSE_GRACE` to close, then its slot's cleanup) before it
+/// stops chromedriver under them.
+const SHUTDOWN_SESSIONS_WAIT: Duration = Duration::from_secs(8);
+
+/// Told of each step as it finishes: the check's name, the step's 1-based
+/// index, and how it went.
+pub type StepObserver = Arc<dyn Fn(&str, usize, &StepResult) + Send + Sync>;
+
+/// Where the browser sessions come from, and how many at once.
+#[derive(Clone, Debug)]
+pub struct BrowserOptions {
+    /// An existing WebDriver server; `None`: start chromedriver from PATH.
+    pub webdriver: Option<Url>,
+    /// Sessions at once; more flows wait their turn.
+    pub sessions: usize,
+}
+
+impl Default for BrowserOptions {
+    fn default() -> Self {
+        BrowserOptions {
+            webdriver: None,
+            sessions: limits::BROWSER_SESSIONS_DEFAULT,
+        }
+    }
+}
+
+/// The probe's browser sessions. Cheap to clone (shared inside).
+#[derive(Clone)]
+pub struct BrowserPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    remote: Option<Url>,
+    local: tokio::sync::Mutex<Option<LocalDriver>>,
+    permits: Arc<Semaphore>,
+    in_use: Arc<AtomicUsize>,
+    /// Woken whenever a slot is given back (shutdown waits on it).
+    freed: Notify,
+    closed: AtomicBool,
+    chromium: Option<PathBuf>,
+    no_sandbox: bool,
+}
+
+/// One flow at a time per slot; dropping it (wherever the last holder is)
+/// kills what is left of its browser, removes its profile and frees it.
+struct Slot {
+    inner: Arc<Inner>,
+    profile: Option<PathBuf>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Scanning /proc and removing a profile of a few thousand files is
+        // blocking work: off the async threads, the slot staying taken (the
+        // permit and the count held) until it is done.
+        let release = Release {
+            inner: self.inner.clone(),
+            profile: self.profile.take(),
+            _permit: self.permit.take(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || drop(release));
+            }
+            Err(_) => drop(release),
+        }
+    }
+}
+
+/// What a slot gives back, in its own drop: runs on a blocking thread.
+struct Release {
+    inner: Arc<Inner>,
+    profile: Option<PathBuf>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(profile) = &self.profile {
+            let killed = driver::kill_browser_of_profile(profile);
+            if killed > 0 {
+                tracing::debug!(killed, "killed browser processes left by a session");
+            }
+            if let Err(error) = std::fs::remove_dir_all(profile)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(%error, profile = %profile.display(), "cannot remove a browser profile");
+            }
+        }
+        self.inner.in_use.fetch_sub(1, Ordering::SeqCst);
+        self.inner.freed.notify_waiters();
+    }
+}
+
+/// One run of a flow, as the runner hands it over.
+pub struct Flow<'a> {
+    pub check: &'a str,
+    pub spec: &'a BrowserSpec,
+    pub timeout: Duration,
+    pub user_agent: String,
+    pub secrets: &'a Secrets,
+    pub on_step: Option<&'a StepObserver>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Driver(#[from] driver::DriverError),
+    #[error("cannot create the browser profile directory: {0}")]
+    Profile(std::io::Error),
+    #[error("the WebDriver server refused a session: {0}")]
+    NewSession(String),
+    #[error("starting the browser took longer than {0}s")]
+    StartTimeout(u64),
+    #[error("the probe is shutting down")]
+    Closed,
+}
+
+impl BrowserPool {
+    pub fn new(options: BrowserOptions) -> BrowserPool {
+        let local = options.webdriver.is_none();
+        BrowserPool {
+            inner: Arc::new(Inner {
+                remote: options.webdriver,
+                local: tokio::sync::Mutex::new(None),
+                permits: Arc::new(Semaphore::new(options.sessions.max(1))),
+                in_use: Arc::new(AtomicUsize::new(0)),
+                freed: Notify::new(),
+                closed: AtomicBool::new(false),
+                chromium: if local { find_chromium() } else { None },
+                // A WebDriver server given by URL is almost always a
+                // container (Selenium images, a chromedriver sidecar), where
+                // the sandbox cannot start; locally, decide from here.
+                no_sandbox: !local || needs_no_sandbox(),
+            }),
+        }
+    }
+
+    /// Browser sessions running now (starting, running steps, or closing):
+    /// the `lookout_browser_sessions_in_use` gauge.
+    pub fn sessions_in_use(&self) -> usize {
+        self.inner.in_use.load(Ordering::SeqCst)
+    }
+
+    /// The same count as a shared atomic, for a metrics registry to read.
+    pub fn sessions_gauge(&self) -> Arc<AtomicUsize> {
+        self.inner.in_use.clone()
+    }
+
+    /// The local chromedriver's process id, when one runs (tests look for
+    /// its descendants).
+    pub async fn chromedriver_pid(&self) -> Option<u32> {
+        self.inner.local.lock().await.as_ref().map(|d| d.pid())
+    }
+
+    /// Stops taking flows, waits (bounded) for sessions to close, then
+    /// stops the local chromedriver and every browser it started.
+    pub async fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.permits.close();
+        if !self.sessions_freed_within(SHUTDOWN_SESSIONS_WAIT).await {
+            tracing::warn!(
+                sessions = self.sessions_in_use(),
+                "browser sessions still open at shutdown; stopping chromedriver anyway"
+            );
+        }
+        if let Some(driver) = self.inner.local.lock().await.take() {
+            driver.stop().await;
+            tracing::debug!("chromedriver stopped");
+        }
+        // Closes still waiting on the stopped chromedriver fail at once now,
+        // and their slots are given back.
+        self.sessions_freed_within(limits::CHROMEDRIVER_STOP_GRACE)
+            .await;
+    }
+
+    /// Waits until no session is in use, at most `wait`; whether it got there.
+    async fn sessions_freed_within(&self, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let freed = self.inner.freed.notified();
+            if self.sessions_in_use() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return self.sessions_in_use() == 0;
+            }
+        }
+    }
+
+    /// The WebDriver URL, starting (or restarting) the local chromedriver.
+    async fn webdriver_url(&self) -> Result<String, SessionError> {
+        if let Some(remote) = &self.inner.remote {
+            return Ok(remote.as_str().trim_end_matches('/').to_string());
+        }
+        let mut local = self.inner.local.lock().await;
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(SessionError::Closed);
+        }
+        if let Some(driver) = local.as_mut() {
+            if driver.is_alive() {
+                return Ok(driver.url());
+            }
+            tracing::warn!("chromedriver exited; starting it again");
+        }
+        let driver = LocalDriver::start().await?;
+        let url = driver.url();
+        tracing::info!(%url, pid = driver.pid(), "chromedriver started");
+        *local = Some(driver);
+        Ok(url)
+    }
+
+    /// Runs one flow: waits for a session slot (not counted against the
+    /// timeout), then runs every step within `flow.timeout`.
+    pub async fn run(&self, flow: Flow<'_>) -> Report {
+        let queued = tokio::time::Instant::now();
+        let permit = match self.inner.permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return Report::error(SessionError::Closed.to_string(), Phases::default()),
+        };
+        self.inner.in_use.fetch_add(1, Ordering::SeqCst);
+        let profile = self.inner.remote.is_none().then(|| {
+            std::env::temp_dir().join(format!("lookout-chromium-{}", uuid::Uuid::now_v7()))
+        });
+        let slot = Arc::new(Slot {
+            inner: self.inner.clone(),
+            profile,
+            permit: Some(permit),
+        });
+        let waited = queued.elapsed();
+        let mut report = flow::run(self, slot, flow).await;
+        report.waited = waited;
+        if waited >= Duration::from_millis(1) {
+            report.notes.push(format!(
+                "waited {}ms for a browser session",
+                waited.as_millis()
+            ));
+        }
+        report
+    }
+
+    /// The local chromedriver's home directory (its XDG config and cache),
+    /// when one runs: crash handlers are found by it.
+    pub async fn chromedriver_home(&self) -> Option<PathBuf> {
+        self.inner
+            .local
+            .lock()
+            .await
+            .as_ref()
+            .map(|d| d.home().to_path_buf())
+    }
+
+    /// Creates a WebDriver session for `slot`. The creation runs in a task
+    /// of its own holding the slot: if the flow gives up waiting (timeout,
+    /// cancellation), a session created later is closed by that task and
+    /// never leaks.
+    async fn new_session(
+        &self,
+        slot: &Arc<Slot>,
+        user_agent: &str,
+        timeout: Duration,
+    ) -> Result<fantoccini::Client, SessionError> {
+        let url = self.webdriver_url().await?;
+        if let Some(profile) = &slot.profile {
+            std::fs::create_dir_all(profile).map_err(SessionError::Profile)?;
+        }
+        let caps = self.capabilities(slot.profile.as_ref(), user_agent, timeout);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let holder = slot.clone();
+        tokio::spawn(async move {
+            let mut builder = fantoccini::ClientBuilder::new(
+                hyper_util::client::legacy::connect::HttpConnector::new(),
+            );
+            builder.capabilities(caps);
+            let made =
+                tokio::time::timeout(limits::BROWSER_START_TIMEOUT, builder.connect(&url)).await;
+            let made = match made {
+                Ok(Ok(client)) => Ok(client),
+                Ok(Err(error)) => Err(SessionError::NewSession(first_line(&error.to_string()))),
+                Err(_) => Err(SessionError::StartTimeout(
+                    limits::BROWSER_START_TIMEOUT.as_secs(),
+                )),
+            };
+            if let Err(Ok(client)) = tx.send(made) {
+                // Nobody waits for it any more: close it at once.
+                close_session(client).await;
+            }
+            drop(holder);
+        });
+        match rx.await {
+            Ok(made) => made,
+            Err(_) => Err(SessionError::Closed),
+        }
+    }
+
+    fn capabilities(
+        &self,
+        profile: Option<&PathBuf>,
+        user_agent: &str,
+        timeout: Duration,
+    ) -> fantoccini::wd::Capabilities {
+        let mut args = vec![
+            "--headless=new".to_string(),
+            format!(
+                "--window-size={},{}",
+                limits::BROWSER_WINDOW_WIDTH,
+                limits::BROWSER_WINDOW_HEIGHT
+            ),
+            // No traffic of the browser's own: updates, sync, metrics,
+            // safe-browsing lists, translation. The probe measures the site.
+            "--disable-background-networking".to_string(),
+            "--disable-component-update".to_string(),
+            "--disable-default-apps".to_string(),
+            "--disable-sync".to_string(),
+            "--disable-extensions".to_string(),
+            "--disable-crash-reporter".to_string(),
+            "--disable-features=Translate,OptimizationHints,MediaRouter".to_string(),
+            "--metrics-recording-only".to_string(),
+            "--no-first-run".to_string(),
+            "--no-default-browser-check".to_string(),
+            "--password-store=basic".to_string(),
+            "--mute-audio".to_string(),
+            "--disable-gpu".to_string(),
+            // Containers give /dev/shm 64 MiB; Chromium would crash on it.
+            "--disable-dev-shm-usage".to_string(),
+            format!("--user-agent={user_agent}"),
+        ];
+        if let Some(profile) = profile {
+            args.push(format!("--user-data-dir={}", profile.display()));
+        }
+        if self.inner.no_sandbox {
+            // Chromium's sandbox cannot start as root or in most containers.
+            args.push("--no-sandbox".to_string());
+        }
+        let mut chrome = json!({ "args": args });
+        if let Some(binary) = &self.inner.chromium {
+            chrome["binary"] = json!(binary.display().to_string());
+        }
+        let ms = timeout.as_millis().min(u128::from(u32::MAX)) as u64;
+        let mut caps = fantoccini::wd::Capabilities::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert("goog:chromeOptions".into(), chrome);
+        caps.insert("pageLoadStrategy".into(), json!("normal"));
+        caps.insert("unhandledPromptBehavior".into(), json!("dismiss"));
+        caps.insert(
+            "timeouts".into(),
+            json!({ "implicit": 0, "pageLoad": ms, "script": ms }),
+        );
+        caps
+    }
+}
+
+/// Closes a session, bounded: a browser that does not answer is killed
+/// when its slot is let go.
+async fn close_session(client: fantoccini::Client) {
+    match tokio::time::timeout(limits::BROWSER_CLOSE_GRACE, client.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "closing a browser session failed"),
+        Err(_) => tracing::warn!("a browser session did not close in time; killing it"),
+    }
+}
+
+/// The Chromium binary for goog:chromeOptions (Debian names it
+/// `chromium`, which chromedriver does not look for by itself).
+fn find_chromium() -> Option<PathBuf> {
+    driver::find_on_path(&[
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ])
+}
+
+/// Chromium's sandbox cannot start as root, nor in most containers (the
+/// default seccomp profiles, Kubernetes' `restricted` level): there it runs
+/// with `--no-sandbox`. Elsewhere it keeps its sandbox.
+fn needs_no_sandbox() -> bool {
+    nix::unistd::geteuid().is_root()
+        || std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        || std::env::var_os("container").is_some()
+}
+
+/// WebDriver errors carry a stack of lines (session info, backtrace).
+fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string()
+}
