@@ -50,11 +50,7 @@ async fn start_app() -> App {
         .route("/{variant}/login", get(login))
         .route("/{variant}/dashboard", get(dashboard))
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
+    let addr = common::serve_on_loopback(app).await;
     App {
         base: format!("http://{addr}"),
         state,

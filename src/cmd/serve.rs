@@ -371,37 +371,45 @@ impl AggregatorService {
     }
 }
 
-async fn tick_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
-    let mut interval = tokio::time::interval(TICK_EVERY);
+/// Runs `work` every `period` (missed ticks skipped, never bunched) until
+/// `cancel` fires.
+async fn every<F, Fut>(period: Duration, cancel: CancellationToken, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = cancel.cancelled() => return,
         }
+        work().await;
+    }
+}
+
+async fn tick_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
+    every(TICK_EVERY, cancel, || async {
         if let Err(error) = aggregator.tick(Utc::now()).await {
             tracing::error!(%error, "cannot record staleness");
         }
-    }
+    })
+    .await;
 }
 
 /// Rolls up finished hours of results (status page, latency baselines).
 async fn rollup_loop(storage: Storage, cancel: CancellationToken) {
-    let mut interval = tokio::time::interval(limits::ROLLUP_EVERY);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = cancel.cancelled() => return,
-        }
-        // A backlog (first start on old data) is worked off a day at a time,
-        // yielding between, so ingestion never waits long.
+    let stop = cancel.clone();
+    every(limits::ROLLUP_EVERY, cancel, || async {
+        // A backlog (first start on old data) is worked off a day at a
+        // time, yielding between, so ingestion never waits long.
         loop {
             match storage
                 .roll_up(Utc::now(), limits::ROLLUP_HOURS_PER_GO)
                 .await
             {
-                Ok(hours) if hours == limits::ROLLUP_HOURS_PER_GO && !cancel.is_cancelled() => {
+                Ok(hours) if hours == limits::ROLLUP_HOURS_PER_GO && !stop.is_cancelled() => {
                     tokio::task::yield_now().await;
                 }
                 Ok(_) => break,
@@ -411,31 +419,22 @@ async fn rollup_loop(storage: Storage, cancel: CancellationToken) {
                 }
             }
         }
-    }
+    })
+    .await;
 }
 
 /// Judges `p95_above_baseline` for the checks that have it.
 async fn latency_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
-    let mut interval = tokio::time::interval(limits::LATENCY_JUDGE_EVERY);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = cancel.cancelled() => return,
-        }
+    every(limits::LATENCY_JUDGE_EVERY, cancel, || async {
         if let Err(error) = aggregator.judge_latency(Utc::now()).await {
             tracing::error!(%error, "judging latency against baselines failed");
         }
-    }
+    })
+    .await;
 }
 
 async fn retention_loop(storage: Storage, retention: Duration, cancel: CancellationToken) {
-    let mut interval = tokio::time::interval(limits::RETENTION_PRUNE_EVERY);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = cancel.cancelled() => return,
-        }
+    every(limits::RETENTION_PRUNE_EVERY, cancel, || async {
         let cutoff = chrono::Duration::from_std(retention)
             .ok()
             .and_then(|keep| Utc::now().checked_sub_signed(keep))
@@ -448,7 +447,8 @@ async fn retention_loop(storage: Storage, retention: Duration, cancel: Cancellat
             Ok(deleted) => tracing::info!(deleted, "pruned results older than the retention"),
             Err(error) => tracing::error!(%error, "pruning old results failed"),
         }
-    }
+    })
+    .await;
 }
 
 /// Cancels on SIGINT or SIGTERM.

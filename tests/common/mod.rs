@@ -74,12 +74,18 @@ pub async fn start_target() -> Target {
         .route("/flip", get(flip))
         .route("/ua", get(record_user_agent))
         .with_state(state.clone());
+    let addr = serve_on_loopback(app).await;
+    Target { addr, state }
+}
+
+/// Serves `app` on 127.0.0.1 (a free port) in the current tokio runtime.
+pub async fn serve_on_loopback(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
-    Target { addr, state }
+    addr
 }
 
 /// 50 MiB, produced lazily so the test can count how much was pulled.
