@@ -696,7 +696,7 @@ impl Aggregator {
                 && let Some(shot) = batch
                     .screenshots
                     .iter()
-                    .filter(|s| s.check == check.name)
+                    .filter(|s| s.check == check.name && s.failed)
                     .max_by_key(|s| s.at)
             {
                 event.screenshot_result = Some(shot.result_id);
@@ -954,6 +954,9 @@ impl Aggregator {
         let mut verdicts = Vec::new();
         for check in config.checks.iter() {
             let Some(factor) = check.alert.p95_above_baseline else {
+                // The rule may have been removed by a reload: an anomaly it
+                // left must not keep the check degraded.
+                verdicts.push((check.clone(), None));
                 continue;
             };
             let recent_from =
@@ -1267,6 +1270,7 @@ fn take_screenshot(result: &mut ProbeResult, batch: &mut Batch) {
                 result_id: result.id,
                 check: result.check.clone(),
                 at: result.started_at,
+                failed: result.outcome != Outcome::Ok,
                 png,
             });
         }
@@ -1446,12 +1450,25 @@ mod tests {
             "{}",
             events[0].summary
         );
-        // Judged again once the slow runs are out of the recent window.
-        aggregator
-            .judge_latency(now + chrono::Duration::minutes(20))
-            .await
-            .unwrap();
-        assert_eq!(aggregator.state("api").await.unwrap().status, Status::Up);
+        // Fast again: judged on the runs of the next window, it recovers.
+        let later = now + chrono::Duration::minutes(20);
+        let fast: Vec<ProbeResult> = (0..6)
+            .map(|i| {
+                let mut r = ProbeResult::for_test(
+                    "api",
+                    Outcome::Ok,
+                    later - chrono::Duration::seconds(60 - i),
+                );
+                r.duration_ms = 110.0;
+                r
+            })
+            .collect();
+        aggregator.ingest(fast).await.unwrap();
+        aggregator.judge_latency(later).await.unwrap();
+        let state = aggregator.state("api").await.unwrap();
+        assert_eq!((state.status, state.latency_anomaly), (Status::Up, None));
+        let events = aggregator.recent_events("api", 1).await.unwrap();
+        assert_eq!(events[0].to, Status::Up, "{}", events[0].summary);
     }
 
     #[tokio::test]

@@ -450,8 +450,15 @@ async fn result_screenshot(
         )
             .into_response();
     };
+    let shown = |check: &str| {
+        aggregator
+            .config()
+            .check(check)
+            .is_some_and(|c| !c.status_page.hidden)
+    };
     match aggregator.storage().screenshot(id.to_string()).await {
-        Ok(Some(png)) => (
+        // A check hidden from the status page keeps its pages to itself.
+        Ok(Some((check, png))) if shown(&check) => (
             [
                 (axum::http::header::CONTENT_TYPE, "image/png"),
                 (axum::http::header::CACHE_CONTROL, "private, max-age=3600"),
@@ -459,7 +466,7 @@ async fn result_screenshot(
             png,
         )
             .into_response(),
-        Ok(None) => (
+        Ok(_) => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": "no screenshot for this result" })),
         )

@@ -210,3 +210,8 @@ pub const SCREENSHOTS_BYTES_MAX: u64 = 256 * 1024 * 1024;
 /// screenshots of the oldest results in the batch are left out (noted), so
 /// a batch stays well under `RESULTS_BODY_BYTES_MAX`.
 pub const BATCH_SCREENSHOT_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Screenshots attached to one alert email at most, in bytes: a grouped
+/// alert of many failing flows stays under common mail servers' message
+/// limits (10 MiB and up, after base64); the rest are linked.
+pub const EMAIL_ATTACHMENTS_BYTES_MAX: usize = 6 * 1024 * 1024;

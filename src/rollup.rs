@@ -4,8 +4,8 @@
 //! instead of every result.
 //!
 //! A [`LatencyHistogram`] counts run times in logarithmic buckets, each 10%
-//! wider than the one before, from 1 ms to about 93 s (slower runs share
-//! the last bucket). Quantiles read from it are within 5% of the exact
+//! wider than the one before, from 1 ms to about 25 minutes (slower runs
+//! share the last bucket; no check timeout is that long). Quantiles read from it are within 5% of the exact
 //! value, which is finer than run-to-run noise of any network check.
 //! Histograms merge by adding counts, so an hour, a day or a week is the
 //! sum of its hours. On disk a histogram is its non-empty buckets, five
@@ -18,8 +18,8 @@
 /// Each bucket's upper bound is this factor times the previous one's.
 const GROWTH: f64 = 1.1;
 /// Buckets: bound `GROWTH^i` ms for i in 0..BUCKETS; the last also takes
-/// anything slower (1.1^119 ms is about 84 s).
-const BUCKETS: usize = 120;
+/// anything slower (1.1^149 ms is about 25 minutes). Fits a `u8` index.
+const BUCKETS: usize = 150;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LatencyHistogram {

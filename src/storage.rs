@@ -170,6 +170,8 @@ pub struct Screenshot {
     pub result_id: uuid::Uuid,
     pub check: String,
     pub at: DateTime<Utc>,
+    /// Taken by a run that failed (alerts show only those).
+    pub failed: bool,
     pub png: Vec<u8>,
 }
 
@@ -412,13 +414,16 @@ impl Storage {
     }
 
     /// A stored screenshot (PNG) by result id.
-    pub async fn screenshot(&self, result_id: String) -> Result<Option<Vec<u8>>, StorageError> {
-        self.with(move |conn| {
+    pub async fn screenshot(
+        &self,
+        result_id: String,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        self.read(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT png FROM screenshots WHERE result_id = ?1",
+                    "SELECT check_name, png FROM screenshots WHERE result_id = ?1",
                     params![result_id],
-                    |row| row.get::<_, Vec<u8>>(0),
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)),
                 )
                 .optional()?)
         })
@@ -513,93 +518,50 @@ impl Storage {
         now: DateTime<Utc>,
         hours_max: usize,
     ) -> Result<usize, StorageError> {
-        use crate::rollup::{HOUR_MS, HourRollup, LatencyHistogram, hour_of};
+        use crate::rollup::{HOUR_MS, hour_of};
         let current_hour = hour_of(now.timestamp_millis());
-        self.with(move |conn| {
-            let mark: Option<i64> = conn
-                .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| row.get(0))
-                .optional()?;
-            let start = match mark {
-                Some(mark) => mark,
-                None => {
-                    let oldest: Option<i64> =
-                        conn.query_row("SELECT MIN(started_at_ms) FROM results", [], |row| row.get(0))?;
-                    hour_of(oldest.unwrap_or(current_hour))
-                }
-            };
-            let mut hours: Vec<i64> = {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT hour_ms FROM rollup_dirty WHERE hour_ms < ?1 ORDER BY hour_ms LIMIT ?2",
-                )?;
-                let rows = stmt.query_map(params![start, hours_max as i64], |row| row.get(0))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            let mut next = start;
-            while hours.len() < hours_max && next < current_hour {
-                hours.push(next);
-                next += HOUR_MS;
-            }
-            for hour in &hours {
-                let tx = conn.transaction()?;
-                let mut rollups: std::collections::HashMap<(String, String), HourRollup> =
-                    std::collections::HashMap::new();
-                {
-                    let mut stmt = tx.prepare_cached(
-                        "SELECT check_name, region, outcome, duration_ms FROM results
-                         WHERE started_at_ms >= ?1 AND started_at_ms < ?2",
-                    )?;
-                    let mut rows = stmt.query(params![hour, hour + HOUR_MS])?;
-                    while let Some(row) = rows.next()? {
-                        let check: String = row.get(0)?;
-                        let region: String = row.get(1)?;
-                        let ok = row.get_ref(2)?.as_str().unwrap_or_default() == "ok";
-                        let ms: f64 = row.get(3)?;
-                        let entry = rollups
-                            .entry((check.clone(), region.clone()))
-                            .or_insert_with(|| HourRollup {
-                                check,
-                                region,
-                                hour_ms: *hour,
-                                total: 0,
-                                ok: 0,
-                                latency: LatencyHistogram::new(),
-                            });
-                        entry.total += 1;
-                        if ok {
-                            entry.ok += 1;
-                            entry.latency.record(ms);
-                        }
+        let (start, hours) = self
+            .with(move |conn| {
+                let mark: Option<i64> = conn
+                    .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| {
+                        row.get(0)
+                    })
+                    .optional()?;
+                let start = match mark {
+                    Some(mark) => mark,
+                    None => {
+                        let oldest: Option<i64> = conn.query_row(
+                            "SELECT MIN(started_at_ms) FROM results",
+                            [],
+                            |row| row.get(0),
+                        )?;
+                        hour_of(oldest.unwrap_or(current_hour))
                     }
-                }
-                tx.execute("DELETE FROM latency_hourly WHERE hour_ms = ?1", params![hour])?;
-                {
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO latency_hourly (check_name, region, hour_ms, total, ok, hist)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                };
+                let mut hours: Vec<i64> = {
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT hour_ms FROM rollup_dirty WHERE hour_ms < ?1 ORDER BY hour_ms LIMIT ?2",
                     )?;
-                    for rollup in rollups.values() {
-                        insert.execute(params![
-                            rollup.check,
-                            rollup.region,
-                            rollup.hour_ms,
-                            rollup.total as i64,
-                            rollup.ok as i64,
-                            rollup.latency.encode(),
-                        ])?;
-                    }
+                    let rows =
+                        stmt.query_map(params![start, hours_max as i64], |row| row.get(0))?;
+                    rows.collect::<Result<_, _>>()?
+                };
+                let mut next = start;
+                while hours.len() < hours_max && next < current_hour {
+                    hours.push(next);
+                    next += HOUR_MS;
                 }
-                tx.execute("DELETE FROM rollup_dirty WHERE hour_ms = ?1", params![hour])?;
-                let reached = (hour + HOUR_MS).max(start);
-                tx.execute(
-                    "INSERT INTO rollup_mark (id, rolled_until_ms) VALUES (1, ?1)
-                     ON CONFLICT (id) DO UPDATE SET rolled_until_ms = MAX(rolled_until_ms, excluded.rolled_until_ms)",
-                    params![reached],
-                )?;
-                tx.commit()?;
-            }
-            Ok(hours.len())
-        })
-        .await
+                Ok((start, hours))
+            })
+            .await?;
+        // One transaction per hour, each its own turn on the connection, so
+        // ingestion waits at most one hour's roll-up.
+        for hour in &hours {
+            let hour = *hour;
+            self.with(move |conn| roll_up_hour(conn, hour, start))
+                .await?;
+        }
+        Ok(hours.len())
     }
 
     /// Every hourly roll-up from `since_ms` on (hour starts), and how far
@@ -655,8 +617,8 @@ impl Storage {
     }
 
     /// Raw results from `since_ms` on, as (check, region, started_at_ms,
-    /// ok, duration_ms), oldest first: the hour not rolled up yet. At most
-    /// `limit` rows.
+    /// ok, duration_ms), newest first: the hour not rolled up yet. At most
+    /// `limit` rows (the newest).
     pub async fn raw_latencies_since(
         &self,
         since_ms: i64,
@@ -665,7 +627,7 @@ impl Storage {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT check_name, region, started_at_ms, outcome, duration_ms FROM results
-                 WHERE started_at_ms >= ?1 ORDER BY started_at_ms LIMIT ?2",
+                 WHERE started_at_ms >= ?1 ORDER BY started_at_ms DESC LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![since_ms, limit as i64], |row| {
                 Ok((
@@ -710,9 +672,14 @@ impl Storage {
         self.read(move |conn| {
             json_bodies(
                 conn,
-                "SELECT body FROM events WHERE at_ms >= ?1 ORDER BY at_ms, id LIMIT ?2",
+                "SELECT body FROM events WHERE at_ms >= ?1 ORDER BY at_ms DESC, id DESC LIMIT ?2",
                 params![since_ms, limit as i64],
             )
+            .map(|mut newest_first: Vec<Transition>| {
+                // Capped, the oldest are the ones left out.
+                newest_first.reverse();
+                newest_first
+            })
         })
         .await
     }
@@ -1068,6 +1035,72 @@ impl Storage {
         })
         .await
     }
+}
+
+/// Rolls up the results of the hour starting at `hour` into
+/// `latency_hourly`, in one transaction, and moves the mark past it.
+fn roll_up_hour(conn: &mut Connection, hour: i64, start: i64) -> Result<(), StorageError> {
+    use crate::rollup::{HOUR_MS, HourRollup, LatencyHistogram};
+    let tx = conn.transaction()?;
+    let mut rollups: std::collections::HashMap<(String, String), HourRollup> =
+        std::collections::HashMap::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT check_name, region, outcome, duration_ms FROM results
+             WHERE started_at_ms >= ?1 AND started_at_ms < ?2",
+        )?;
+        let mut rows = stmt.query(params![hour, hour + HOUR_MS])?;
+        while let Some(row) = rows.next()? {
+            let check: String = row.get(0)?;
+            let region: String = row.get(1)?;
+            let ok = row.get_ref(2)?.as_str().unwrap_or_default() == "ok";
+            let ms: f64 = row.get(3)?;
+            let entry = rollups
+                .entry((check.clone(), region.clone()))
+                .or_insert_with(|| HourRollup {
+                    check,
+                    region,
+                    hour_ms: hour,
+                    total: 0,
+                    ok: 0,
+                    latency: LatencyHistogram::new(),
+                });
+            entry.total += 1;
+            if ok {
+                entry.ok += 1;
+                entry.latency.record(ms);
+            }
+        }
+    }
+    tx.execute(
+        "DELETE FROM latency_hourly WHERE hour_ms = ?1",
+        params![hour],
+    )?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO latency_hourly (check_name, region, hour_ms, total, ok, hist)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for rollup in rollups.values() {
+            insert.execute(params![
+                rollup.check,
+                rollup.region,
+                rollup.hour_ms,
+                rollup.total as i64,
+                rollup.ok as i64,
+                rollup.latency.encode(),
+            ])?;
+        }
+    }
+    tx.execute("DELETE FROM rollup_dirty WHERE hour_ms = ?1", params![hour])?;
+    let reached = (hour + HOUR_MS).max(start);
+    tx.execute(
+        "INSERT INTO rollup_mark (id, rolled_until_ms) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET rolled_until_ms = MAX(rolled_until_ms, excluded.rolled_until_ms)",
+        params![reached],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// The JSON `body` column of every row `sql` selects, decoded.

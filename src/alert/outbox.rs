@@ -318,16 +318,23 @@ impl Attempt {
             return Vec::new();
         }
         let mut out = Vec::new();
+        let mut bytes = 0;
         for event in events {
             let Some(id) = event.screenshot_result else {
                 continue;
             };
             match self.storage.screenshot(id.to_string()).await {
-                Ok(Some(png)) => out.push((
-                    format!("{}-{id}.png", event.check),
-                    "image/png".to_string(),
-                    png,
-                )),
+                // A grouped email of many failing flows stays small enough
+                // for mail servers; the others are linked in the text.
+                Ok(Some((_, png))) if bytes + png.len() > limits::EMAIL_ATTACHMENTS_BYTES_MAX => {}
+                Ok(Some((_, png))) => {
+                    bytes += png.len();
+                    out.push((
+                        format!("{}-{id}.png", event.check),
+                        "image/png".to_string(),
+                        png,
+                    ))
+                }
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, "cannot read a screenshot to attach"),
             }

@@ -315,7 +315,7 @@ async fn run_step(
             }
         }
         Step::Screenshot => {
-            progress.screenshot = Some(client.screenshot().await?);
+            progress.screenshot = Some(masked_screenshot(client).await?);
             Ok(None)
         }
     }
@@ -362,7 +362,7 @@ async fn find(
     loop {
         match client.find(locator(target)).await {
             Ok(element) => return Ok(element),
-            Err(error) if error.is_no_such_element() => {
+            Err(error) if error.is_no_such_element() || mid_navigation(&error) => {
                 if Instant::now() + limits::BROWSER_WAIT_POLL > deadline {
                     return Err(StepError::NoElement);
                 }
@@ -371,6 +371,21 @@ async fn find(
             Err(error) => return Err(error.into()),
         }
     }
+}
+
+/// Whether a command failed only because the page was being replaced
+/// (a click that submitted a form): chromedriver answers "aborted by
+/// navigation", or the old page's script context is gone. Looking again
+/// on the new page is the right answer.
+fn mid_navigation(error: &CmdError) -> bool {
+    let text = error.to_string();
+    [
+        "aborted by navigation",
+        "Execution context was destroyed",
+        "no such execution context",
+    ]
+    .iter()
+    .any(|sign| text.contains(sign))
 }
 
 /// Waits until `target` is present and displayed.
@@ -385,12 +400,13 @@ async fn wait_visible(client: &Client, target: &Selector, wait: Duration) -> Res
                 match element.is_displayed().await {
                     Ok(true) => return Ok(()),
                     Ok(false) => {}
-                    // Replaced while we looked (a re-render): look again.
-                    Err(error) if error.is_stale_element_reference() => {}
+                    // Replaced while we looked (a re-render, a new page):
+                    // look again.
+                    Err(error) if error.is_stale_element_reference() || mid_navigation(&error) => {}
                     Err(error) => return Err(error.into()),
                 }
             }
-            Err(error) if error.is_no_such_element() => {}
+            Err(error) if error.is_no_such_element() || mid_navigation(&error) => {}
             Err(error) => return Err(error.into()),
         }
         if Instant::now() + limits::BROWSER_WAIT_POLL > deadline {
@@ -454,5 +470,34 @@ fn round3(ms: f64) -> f64 {
 async fn capture(client: &Client, png: &mut Option<Vec<u8>>, page: &mut PageInfo) {
     page.url = client.current_url().await.ok().map(|u| u.to_string());
     page.title = client.title().await.ok();
-    *png = client.screenshot().await.ok();
+    *png = masked_screenshot(client).await.ok();
+}
+
+/// A screenshot in which what was typed into form fields shows as dots:
+/// the values often come from the environment (users, one-time codes,
+/// keys), and screenshots go to the status page and alert emails. Only the
+/// display changes; the fields keep their values.
+async fn masked_screenshot(client: &Client) -> Result<Vec<u8>, CmdError> {
+    const MASK: &str = "for (const field of document.querySelectorAll('input, textarea')) {
+            const kind = (field.getAttribute('type') || 'text').toLowerCase();
+            if (!['hidden', 'checkbox', 'radio', 'submit', 'button', 'reset', 'image', 'file', 'range', 'color'].includes(kind)) {
+                field.style.setProperty('-webkit-text-security', 'disc', 'important');
+            }
+        }";
+    // A page that refuses scripts still gets its screenshot.
+    let _ = client.execute(MASK, vec![]).await;
+    client.screenshot().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_cut_short_by_a_new_page_is_looked_at_again() {
+        let aborted = CmdError::NotW3C(serde_json::Value::String("aborted by navigation".into()));
+        assert!(mid_navigation(&aborted));
+        let other = CmdError::NotW3C(serde_json::Value::String("session deleted".into()));
+        assert!(!mid_navigation(&other));
+    }
 }

@@ -63,10 +63,22 @@ pub async fn run(
     }
     // Many at once, each bounded by its own timeout; the cap keeps a large
     // config within the process's file descriptors.
-    let results: Vec<_> = stream::iter(selected.iter().map(|check| runner.run(check)))
+    let runs = stream::iter(selected.iter().map(|check| runner.run(check)))
         .buffered(limits::PROBE_CONCURRENCY_DEFAULT)
-        .collect()
-        .await;
+        .collect::<Vec<_>>();
+    // Ctrl-C or SIGTERM still stops the browsers this run started (their
+    // chromedriver is in its own process group, out of the signal's reach).
+    let interrupted = tokio_util::sync::CancellationToken::new();
+    let signals = tokio::spawn(super::serve::shutdown_on_signal(interrupted.clone()));
+    let results: Vec<_> = tokio::select! {
+        results = runs => results,
+        _ = interrupted.cancelled() => {
+            pool.shutdown().await;
+            eprintln!("interrupted: no result");
+            return ExitCode::from(super::EXIT_FAILURE);
+        }
+    };
+    signals.abort();
     pool.shutdown().await;
     let mut failed = 0;
     let width = selected

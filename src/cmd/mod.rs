@@ -108,9 +108,18 @@ pub(crate) fn spawn_scheduler(
     let stopped = tokio_util::sync::CancellationToken::new();
     let done = stopped.clone();
     tasks.spawn(async move {
+        // Cleared however the task ends, a panic included: /health says so.
+        let _running = SchedulerRunning(metrics);
         scheduler.run_updating(checks, run_now, cancel).await;
-        metrics.set_scheduler_running(false);
         done.cancel();
     });
     stopped
+}
+
+struct SchedulerRunning(std::sync::Arc<crate::metrics::Metrics>);
+
+impl Drop for SchedulerRunning {
+    fn drop(&mut self) {
+        self.0.set_scheduler_running(false);
+    }
 }

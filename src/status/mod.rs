@@ -253,7 +253,13 @@ pub fn compute(inputs: &Inputs<'_>) -> StatusReport {
                             stale: region.stale,
                             outcome: region.last.outcome,
                             duration_ms: region.last.duration_ms,
-                            error: region.last.error.clone(),
+                            error: region.last.error.as_ref().map(|error| {
+                                if check.status_page.hide_target {
+                                    hide_target_in(error, &check.target())
+                                } else {
+                                    inputs.config.secrets.redact(error)
+                                }
+                            }),
                             result_id: region.last.id,
                             screenshot: inputs
                                 .screenshots
@@ -276,6 +282,31 @@ pub fn compute(inputs: &Inputs<'_>) -> StatusReport {
         checks,
         incidents,
     }
+}
+
+/// `text` without the target or its host, for checks whose target the
+/// page must not show (`status_page.hide_target`).
+pub fn hide_target_in(text: &str, target: &str) -> String {
+    let mut hidden = vec![target.to_string()];
+    match url::Url::parse(target) {
+        Ok(url) if url.host_str().is_some() => {
+            hidden.extend(url.host_str().map(str::to_string));
+        }
+        // host:port (tcp, tls) and "TYPE name" (dns).
+        _ => {
+            if let Some((_, name)) = target.split_once(' ') {
+                hidden.push(name.to_string());
+            } else if let Some((host, _)) = target.rsplit_once(':') {
+                hidden.push(host.trim_matches(|c| c == '[' || c == ']').to_string());
+            }
+        }
+    }
+    hidden.sort_by_key(|h| std::cmp::Reverse(h.len()));
+    let mut out = text.to_string();
+    for needle in hidden.iter().filter(|h| h.len() >= 3) {
+        out = out.replace(needle.as_str(), "[hidden]");
+    }
+    out
 }
 
 fn severity_rank(status: Status) -> u8 {

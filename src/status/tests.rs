@@ -216,3 +216,22 @@ fn latency_merges_rollups_with_the_hour_not_rolled_up() {
     assert!((before.p95_ms.unwrap() - 100.0).abs() / 100.0 < 0.05);
     assert!(eu.hours[0].p50_ms.is_none());
 }
+
+#[test]
+fn a_hidden_target_is_taken_out_of_error_text() {
+    assert_eq!(
+        hide_target_in(
+            "step 3 expect_url: URL \"https://intra.example.com/x\" does not contain \"/y\"",
+            "https://intra.example.com/login"
+        ),
+        "step 3 expect_url: URL \"https://[hidden]/x\" does not contain \"/y\""
+    );
+    assert_eq!(
+        hide_target_in("connection refused (10.1.2.3:5432)", "10.1.2.3:5432"),
+        "connection refused ([hidden])"
+    );
+    assert_eq!(
+        hide_target_in("no answer for db.internal", "A db.internal"),
+        "no answer for [hidden]"
+    );
+}
