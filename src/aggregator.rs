@@ -981,7 +981,20 @@ impl Aggregator {
                     let rank =
                         ((recent.len() as f64 * 0.95).ceil() as usize).clamp(1, recent.len());
                     let p95 = recent[rank - 1];
-                    (p95 > base * factor).then(|| {
+                    // Hysteresis: once degraded, it takes a clear drop (not
+                    // a p95 hovering at the line) to be up again.
+                    let anomalous_now = self
+                        .states
+                        .lock()
+                        .await
+                        .get(&check.name)
+                        .is_some_and(|s| s.latency_anomaly.is_some());
+                    let line = if anomalous_now {
+                        base * factor * limits::LATENCY_RECOVERY_RATIO
+                    } else {
+                        base * factor
+                    };
+                    (p95 > line).then(|| {
                         format!(
                             "p95 {p95:.0}ms over the last {} is above {factor}x its 7-day p95 ({base:.0}ms)",
                             crate::schedule::format_duration(limits::LATENCY_RECENT_WINDOW)
@@ -1450,8 +1463,27 @@ mod tests {
             "{}",
             events[0].summary
         );
+        // Just under the line it crossed: still degraded (hysteresis).
+        let hovering_at = now + chrono::Duration::minutes(20);
+        let hovering: Vec<ProbeResult> = (0..6)
+            .map(|i| {
+                let mut r = ProbeResult::for_test(
+                    "api",
+                    Outcome::Ok,
+                    hovering_at - chrono::Duration::seconds(60 - i),
+                );
+                r.duration_ms = 190.0;
+                r
+            })
+            .collect();
+        aggregator.ingest(hovering).await.unwrap();
+        aggregator.judge_latency(hovering_at).await.unwrap();
+        assert_eq!(
+            aggregator.state("api").await.unwrap().status,
+            Status::Degraded
+        );
         // Fast again: judged on the runs of the next window, it recovers.
-        let later = now + chrono::Duration::minutes(20);
+        let later = now + chrono::Duration::minutes(40);
         let fast: Vec<ProbeResult> = (0..6)
             .map(|i| {
                 let mut r = ProbeResult::for_test(

@@ -86,6 +86,10 @@ pub const LATENCY_BASELINE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 pub const LATENCY_RECENT_MIN_RESULTS: usize = 5;
 pub const LATENCY_BASELINE_MIN_RESULTS: u64 = 50;
 pub const LATENCY_JUDGE_EVERY: Duration = Duration::from_secs(60);
+/// A check made degraded by `p95_above_baseline` is up again only once its
+/// p95 falls below this share of the line it crossed, so a p95 hovering at
+/// the line does not flip the state every minute.
+pub const LATENCY_RECOVERY_RATIO: f64 = 0.8;
 
 /// How often the retention pruner runs.
 pub const RETENTION_PRUNE_EVERY: Duration = Duration::from_secs(3600);
