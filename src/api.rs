@@ -67,6 +67,9 @@ pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Route
             StatusCode::REQUEST_TIMEOUT,
             limits::API_REQUEST_TIMEOUT,
         ))
+        // The status page and its JSON are megabytes for a large fleet, and
+        // compress tenfold; images (screenshots) are left as they are.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track_http,

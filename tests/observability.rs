@@ -554,6 +554,14 @@ async fn the_status_page_in_headless_chromium_shows_up_degraded_and_down() {
     assert_eq!((code, one["checks"].as_array().unwrap().len()), (200, 1));
     let (code, _) = get_json(&client(), &format!("{base}/api/v1/status/internal-db")).await;
     assert_eq!(code, 404, "hidden checks have no page");
+    // Browsers get the page compressed.
+    let zipped = client()
+        .get(format!("{base}/"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
     let page = client()
         .get(format!("{base}/checks/api-down"))
         .send()
