@@ -1419,6 +1419,21 @@ mod tests {
         );
     }
 
+    /// Six ok runs of `api` taking `ms`, in the minute before `end`.
+    fn ok_runs(end: DateTime<Utc>, ms: f64) -> Vec<ProbeResult> {
+        (0..6)
+            .map(|i| {
+                let mut r = ProbeResult::for_test(
+                    "api",
+                    Outcome::Ok,
+                    end - chrono::Duration::seconds(60 - i),
+                );
+                r.duration_ms = ms;
+                r
+            })
+            .collect()
+    }
+
     #[tokio::test]
     async fn a_p95_far_above_the_checks_own_baseline_is_degraded_until_it_settles() {
         let dir = tempfile::tempdir().unwrap();
@@ -1442,18 +1457,7 @@ mod tests {
         aggregator.ingest(history).await.unwrap();
         while storage.roll_up(now, 24).await.unwrap() > 0 {}
         assert_eq!(aggregator.state("api").await.unwrap().status, Status::Up);
-        let slow: Vec<ProbeResult> = (0..6)
-            .map(|i| {
-                let mut r = ProbeResult::for_test(
-                    "api",
-                    Outcome::Ok,
-                    now - chrono::Duration::seconds(60 - i),
-                );
-                r.duration_ms = 500.0;
-                r
-            })
-            .collect();
-        aggregator.ingest(slow).await.unwrap();
+        aggregator.ingest(ok_runs(now, 500.0)).await.unwrap();
         aggregator.judge_latency(Utc::now()).await.unwrap();
         let state = aggregator.state("api").await.unwrap();
         assert_eq!(state.status, Status::Degraded);
@@ -1465,18 +1469,10 @@ mod tests {
         );
         // Just under the line it crossed: still degraded (hysteresis).
         let hovering_at = now + chrono::Duration::minutes(20);
-        let hovering: Vec<ProbeResult> = (0..6)
-            .map(|i| {
-                let mut r = ProbeResult::for_test(
-                    "api",
-                    Outcome::Ok,
-                    hovering_at - chrono::Duration::seconds(60 - i),
-                );
-                r.duration_ms = 190.0;
-                r
-            })
-            .collect();
-        aggregator.ingest(hovering).await.unwrap();
+        aggregator
+            .ingest(ok_runs(hovering_at, 190.0))
+            .await
+            .unwrap();
         aggregator.judge_latency(hovering_at).await.unwrap();
         assert_eq!(
             aggregator.state("api").await.unwrap().status,
@@ -1484,18 +1480,7 @@ mod tests {
         );
         // Fast again: judged on the runs of the next window, it recovers.
         let later = now + chrono::Duration::minutes(40);
-        let fast: Vec<ProbeResult> = (0..6)
-            .map(|i| {
-                let mut r = ProbeResult::for_test(
-                    "api",
-                    Outcome::Ok,
-                    later - chrono::Duration::seconds(60 - i),
-                );
-                r.duration_ms = 110.0;
-                r
-            })
-            .collect();
-        aggregator.ingest(fast).await.unwrap();
+        aggregator.ingest(ok_runs(later, 110.0)).await.unwrap();
         aggregator.judge_latency(later).await.unwrap();
         let state = aggregator.state("api").await.unwrap();
         assert_eq!((state.status, state.latency_anomaly), (Status::Up, None));

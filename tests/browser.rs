@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Html;
 use axum::routing::get;
 use base64::Engine;
@@ -63,12 +63,11 @@ fn record(state: &AppState, variant: &str, path: &str, headers: &HeaderMap) {
         .lock()
         .unwrap()
         .push((variant.to_string(), path.to_string(), Instant::now()));
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    state.user_agents.lock().unwrap().push(ua);
+    state
+        .user_agents
+        .lock()
+        .unwrap()
+        .push(common::user_agent(headers));
 }
 
 async fn login(

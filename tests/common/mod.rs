@@ -115,13 +115,17 @@ async fn flip(State(state): State<TargetState>) -> Response {
 }
 
 async fn record_user_agent(State(state): State<TargetState>, headers: HeaderMap) -> &'static str {
-    let ua = headers
+    state.user_agents.lock().unwrap().push(user_agent(&headers));
+    "seen"
+}
+
+/// The request's User-Agent, or "" without one.
+pub fn user_agent(headers: &HeaderMap) -> String {
+    headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-        .to_string();
-    state.user_agents.lock().unwrap().push(ua);
-    "seen"
+        .to_string()
 }
 
 /// A temporary `checks/` + `alerts/` pair.
