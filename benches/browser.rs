@@ -171,6 +171,7 @@ async fn through_lookout(base: &str) -> Vec<Parts> {
     let pool = BrowserPool::new(BrowserOptions {
         webdriver: None,
         sessions: 1,
+        profiles_in: None,
     });
     let runner = runner(&config, &pool);
     // One run to start chromedriver and warm the page cache, not counted.
@@ -307,6 +308,7 @@ async fn memory_with(base: &str, sessions: usize) {
     let pool = BrowserPool::new(BrowserOptions {
         webdriver: None,
         sessions,
+        profiles_in: None,
     });
     let runner = Arc::new(runner(&config, &pool));
     let check = config.checks[0].clone();

@@ -172,6 +172,7 @@ fn pool(sessions: usize) -> BrowserPool {
     BrowserPool::new(BrowserOptions {
         webdriver: None,
         sessions,
+        profiles_in: None,
     })
 }
 
@@ -357,7 +358,14 @@ async fn a_flow_past_its_timeout_ends_within_a_second_of_it_and_leaves_no_browse
 #[tokio::test]
 async fn no_browser_process_outlives_its_pool() {
     let app = start_app().await;
-    let pool = pool(2);
+    // Its own directory for profiles: other tests' runs come and go in the
+    // system's temporary directory meanwhile.
+    let profiles = tempfile::tempdir().unwrap();
+    let pool = BrowserPool::new(BrowserOptions {
+        webdriver: None,
+        sessions: 2,
+        profiles_in: Some(profiles.path().to_path_buf()),
+    });
     // While the flows run, how many processes chromedriver's group holds.
     let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let sampler = {
@@ -400,25 +408,15 @@ async fn no_browser_process_outlives_its_pool() {
     let left = survivors(group, Some(&home));
     assert!(left.is_empty(), "left running: {left:#?}");
     assert!(!home.exists(), "chromedriver's home is removed");
-    let profiles: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+    let left_behind: Vec<_> = std::fs::read_dir(profiles.path())
         .unwrap()
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("lookout-chromium-")
-        })
-        .filter(|e| {
-            // Another test's live profile is not ours: only count those
-            // no process uses any more.
-            let path = e.path().display().to_string();
-            !lookout::browser::driver::list_processes()
-                .iter()
-                .any(|p| p.cmdline.iter().any(|a| a.contains(&path)))
-        })
         .map(|e| e.path())
         .collect();
-    assert!(profiles.is_empty(), "profiles left behind: {profiles:?}");
+    assert!(
+        left_behind.is_empty(),
+        "profiles left behind: {left_behind:?}"
+    );
 }
 
 #[tokio::test]
@@ -806,6 +804,7 @@ async fn an_existing_webdriver_server_is_used_when_given() {
     let pool = BrowserPool::new(BrowserOptions {
         webdriver: Some(url::Url::parse(&driver.url()).unwrap()),
         sessions: 1,
+        profiles_in: None,
     });
     let good = run_flow(&app, &pool, "ok").await;
     let broken = run_flow(&app, &pool, "no-email").await;

@@ -51,6 +51,9 @@ pub struct BrowserOptions {
     pub webdriver: Option<Url>,
     /// Sessions at once; more flows wait their turn.
     pub sessions: usize,
+    /// Where each run's fresh Chromium profile is made (and removed after);
+    /// `None`: the system's temporary directory.
+    pub profiles_in: Option<PathBuf>,
 }
 
 impl Default for BrowserOptions {
@@ -58,6 +61,7 @@ impl Default for BrowserOptions {
         BrowserOptions {
             webdriver: None,
             sessions: limits::BROWSER_SESSIONS_DEFAULT,
+            profiles_in: None,
         }
     }
 }
@@ -78,6 +82,7 @@ struct Inner {
     closed: AtomicBool,
     chromium: Option<PathBuf>,
     no_sandbox: bool,
+    profiles_in: PathBuf,
 }
 
 /// One flow at a time per slot; dropping it (wherever the last holder is)
@@ -172,6 +177,7 @@ impl BrowserPool {
                 // container (Selenium images, a chromedriver sidecar), where
                 // the sandbox cannot start; locally, decide from here.
                 no_sandbox: !local || needs_no_sandbox(),
+                profiles_in: options.profiles_in.unwrap_or_else(std::env::temp_dir),
             }),
         }
     }
@@ -260,7 +266,9 @@ impl BrowserPool {
         };
         self.inner.in_use.fetch_add(1, Ordering::SeqCst);
         let profile = self.inner.remote.is_none().then(|| {
-            std::env::temp_dir().join(format!("lookout-chromium-{}", uuid::Uuid::now_v7()))
+            self.inner
+                .profiles_in
+                .join(format!("lookout-chromium-{}", uuid::Uuid::now_v7()))
         });
         let slot = Arc::new(Slot {
             inner: self.inner.clone(),

@@ -52,6 +52,7 @@ impl BrowserArgs {
         crate::browser::BrowserPool::new(crate::browser::BrowserOptions {
             webdriver: self.webdriver.clone(),
             sessions: self.browser_sessions,
+            profiles_in: None,
         })
     }
 }
