@@ -335,7 +335,7 @@ impl Aggregator {
             .collect();
         self.commit(&mut states, working, batch, effects, &mut report)
             .await?;
-        for result in &accepted {
+        for result in accepted {
             self.metrics.observe_result(result);
         }
         self.note_probes_reported(&reporting, received_at, &back);

@@ -122,7 +122,7 @@ async fn check_page(
 /// `GET /api/v1/status`: every figure of the status page, as JSON.
 async fn status_json(State(aggregator): State<Arc<Aggregator>>) -> Response {
     match aggregator.status_report().await {
-        Ok(report) => Json(report.as_ref().clone()).into_response(),
+        Ok(report) => Json(report.as_ref()).into_response(),
         Err(error) => storage_failure(error),
     }
 }
@@ -146,13 +146,20 @@ async fn one_check(
     name: &str,
 ) -> Result<Option<crate::status::StatusReport>, crate::storage::StorageError> {
     let report = aggregator.status_report().await?;
-    let mut one = report.as_ref().clone();
-    one.checks.retain(|c| c.name == name);
-    if one.checks.is_empty() {
+    let Some(check) = report.checks.iter().find(|c| c.name == name) else {
         return Ok(None);
-    }
-    one.incidents.retain(|i| i.check == name);
-    Ok(Some(one))
+    };
+    Ok(Some(crate::status::StatusReport {
+        checks: vec![check.clone()],
+        incidents: report
+            .incidents
+            .iter()
+            .filter(|i| i.check == name)
+            .cloned()
+            .collect(),
+        counts: report.counts.clone(),
+        ..*report
+    }))
 }
 
 /// `GET /metrics`: Prometheus text (OpenMetrics when asked for).

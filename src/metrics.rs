@@ -202,8 +202,9 @@ impl Metrics {
         ))
     }
 
-    /// A result was accepted (stored) by the aggregator.
-    pub fn observe_result(&self, result: &ProbeResult) {
+    /// A result was accepted (stored) by the aggregator; the newest of each
+    /// check and region is kept for the `probe_*` gauges.
+    pub fn observe_result(&self, result: ProbeResult) {
         let key = CheckRegion {
             check: result.check.clone(),
             region: result.region.clone(),
@@ -223,11 +224,11 @@ impl Metrics {
         match slot {
             std::collections::hash_map::Entry::Occupied(mut held) => {
                 if held.get().started_at <= result.started_at {
-                    held.insert(result.clone());
+                    held.insert(result);
                 }
             }
             std::collections::hash_map::Entry::Vacant(empty) => {
-                empty.insert(result.clone());
+                empty.insert(result);
             }
         }
     }
@@ -687,7 +688,7 @@ mod tests {
     fn counters_are_declared_under_their_sample_name_in_the_classic_format() {
         let metrics = Metrics::new();
         let result = ProbeResult::for_test("api", Outcome::Fail, Utc::now());
-        metrics.observe_result(&result);
+        metrics.observe_result(result);
         let text = to_prometheus_text(&metrics.encode(&Snapshot::default()).unwrap());
         assert!(
             text.contains("# TYPE lookout_probe_results_total counter\n"),
@@ -704,8 +705,8 @@ mod tests {
     #[test]
     fn removed_checks_leave_no_series() {
         let metrics = Metrics::new();
-        metrics.observe_result(&ProbeResult::for_test("gone", Outcome::Ok, Utc::now()));
-        metrics.observe_result(&ProbeResult::for_test("kept", Outcome::Ok, Utc::now()));
+        metrics.observe_result(ProbeResult::for_test("gone", Outcome::Ok, Utc::now()));
+        metrics.observe_result(ProbeResult::for_test("kept", Outcome::Ok, Utc::now()));
         metrics.retain_checks(&|name| name == "kept");
         let text = metrics.encode(&Snapshot::default()).unwrap();
         assert!(!text.contains("\"gone\""), "{text}");
@@ -718,8 +719,8 @@ mod tests {
         let now = Utc::now();
         let newer = ProbeResult::for_test("api", Outcome::Ok, now);
         let older = ProbeResult::for_test("api", Outcome::Fail, now - chrono::Duration::seconds(5));
-        metrics.observe_result(&newer);
-        metrics.observe_result(&older);
+        metrics.observe_result(newer);
+        metrics.observe_result(older);
         assert_eq!(metrics.latest_results()[0].outcome, Outcome::Ok);
     }
 

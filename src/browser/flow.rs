@@ -279,41 +279,10 @@ async fn run_step(
         }
         Step::ExpectText { target, text } => {
             let element = find(client, target, FIND_WAIT).await?;
-            let found = element.text().await?;
-            if text.matches(&found) {
-                Ok(None)
-            } else {
-                Err(StepError::Expectation(format!(
-                    "text {:?} does not {}",
-                    shorten(&found),
-                    describe_match(text)
-                )))
-            }
+            expect("text", &element.text().await?, text)
         }
-        Step::ExpectUrl(expected) => {
-            let url = client.current_url().await?;
-            if expected.matches(url.as_str()) {
-                Ok(None)
-            } else {
-                Err(StepError::Expectation(format!(
-                    "URL {:?} does not {}",
-                    shorten(url.as_str()),
-                    describe_match(expected)
-                )))
-            }
-        }
-        Step::ExpectTitle(expected) => {
-            let title = client.title().await?;
-            if expected.matches(&title) {
-                Ok(None)
-            } else {
-                Err(StepError::Expectation(format!(
-                    "title {:?} does not {}",
-                    shorten(&title),
-                    describe_match(expected)
-                )))
-            }
-        }
+        Step::ExpectUrl(expected) => expect("URL", client.current_url().await?.as_str(), expected),
+        Step::ExpectTitle(expected) => expect("title", &client.title().await?, expected),
         Step::Screenshot => {
             progress.screenshot = Some(masked_screenshot(client).await?);
             Ok(None)
@@ -322,6 +291,23 @@ async fn run_step(
 }
 
 /// `contains "Welcome"` reads as `does not contain "Welcome"`.
+/// An `expect_*` step's verdict on what the page showed as `what`.
+fn expect(
+    what: &str,
+    found: &str,
+    expected: &crate::config::browser::TextMatch,
+) -> Result<Option<f64>, StepError> {
+    if expected.matches(found) {
+        Ok(None)
+    } else {
+        Err(StepError::Expectation(format!(
+            "{what} {:?} does not {}",
+            shorten(found),
+            describe_match(expected)
+        )))
+    }
+}
+
 fn describe_match(m: &crate::config::browser::TextMatch) -> String {
     use crate::config::browser::TextMatch;
     match m {
