@@ -41,6 +41,11 @@ pub struct Aggregator {
     heartbeat_starts: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
     /// Pings with a token no check has; counted, never logged with the token.
     unknown_pings: AtomicU64,
+    /// Each heartbeat's last stored ping (monotonic) and its kind: pings
+    /// of the same kind closer than `HEARTBEAT_PING_GAP_MIN` are coalesced.
+    last_pings: std::sync::Mutex<HashMap<String, (tokio::time::Instant, Ping)>>,
+    /// Pings coalesced since start.
+    coalesced_pings: AtomicU64,
     /// Where the status page is reachable, for links in alerts.
     public_url: Option<url::Url>,
     /// Woken when new deliveries are committed to the outbox.
@@ -93,6 +98,17 @@ pub struct IngestReport {
     pub duplicates: usize,
     pub unknown_checks: usize,
     pub transitions: usize,
+    /// Results of a probe's batch that were not taken (neither stored nor
+    /// judged), each with why; the rest of the batch was.
+    pub refused: Vec<Refused>,
+}
+
+/// A result a probe may not post, answered per result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Refused {
+    pub id: Uuid,
+    pub check: String,
+    pub reason: String,
 }
 
 /// A check as the API shows it.
@@ -115,7 +131,7 @@ impl Aggregator {
             storage.load_states().await?.into_iter().collect();
         // Time stood still while we were down: give every region a fresh
         // staleness window from now, or a restart would report them all stale.
-        let now = Utc::now();
+        let now = crate::clock::now();
         let silences = storage.live_silences(now).await?;
         for state in states.values_mut() {
             // Not heartbeats: their anchor is the last ping, and a job that
@@ -154,6 +170,8 @@ impl Aggregator {
             started_at: now,
             heartbeat_starts: std::sync::Mutex::new(HashMap::new()),
             unknown_pings: AtomicU64::new(0),
+            last_pings: std::sync::Mutex::new(HashMap::new()),
+            coalesced_pings: AtomicU64::new(0),
             public_url: None,
             alert_wake: Arc::new(tokio::sync::Notify::new()),
             silences: std::sync::RwLock::new(silences),
@@ -210,7 +228,7 @@ impl Aggregator {
                 region: region.to_string(),
                 ..ProbeStatus::default()
             });
-        probe.last_contact = Some(Utc::now());
+        probe.last_contact = Some(crate::clock::now());
         if spool_pending.is_some() {
             probe.spool_pending = spool_pending;
         }
@@ -246,7 +264,43 @@ impl Aggregator {
                 probe.clock_skew_ms = Some(skew.num_milliseconds());
             }
         }
-        self.ingest(results).await
+        // A token speaks for its region's checks only: a result for a
+        // check the region does not run, a heartbeat or an unknown check
+        // would page (or fill storage) on a probe's word alone.
+        let config = self.config();
+        let mut admitted = Vec::with_capacity(results.len());
+        let mut refused = Vec::new();
+        for result in results {
+            let reason = match config.check(&result.check) {
+                None => Some("no check of that name".to_string()),
+                Some(check) if !check.is_probed() => {
+                    Some("a heartbeat check: only its pings count".to_string())
+                }
+                Some(check) if !runs_in(check, region) => Some(format!(
+                    "region {region} does not run this check (its `regions` leave it out)"
+                )),
+                Some(_) => None,
+            };
+            match reason {
+                Some(reason) => refused.push(Refused {
+                    id: result.id,
+                    check: result.check,
+                    reason,
+                }),
+                None => admitted.push(result),
+            }
+        }
+        if !refused.is_empty() {
+            tracing::warn!(
+                %region,
+                refused = refused.len(),
+                first = %refused[0].check,
+                "refused results for checks region {region} does not run"
+            );
+        }
+        let mut report = self.ingest(admitted).await?;
+        report.refused = refused;
+        Ok(report)
     }
 
     /// Notified whenever deliveries are added to the outbox.
@@ -272,7 +326,7 @@ impl Aggregator {
         let mut states = self.states.lock().await;
         let ids: Vec<String> = results.iter().map(|r| r.id.to_string()).collect();
         let known = self.storage.known_result_ids(ids).await?;
-        let received_at = Utc::now();
+        let received_at = crate::clock::now();
         let mut report = IngestReport::default();
         let mut working: HashMap<String, CheckState> = HashMap::new();
         let mut batch = Batch::default();
@@ -657,7 +711,7 @@ impl Aggregator {
         report: &mut IngestReport,
     ) -> Result<(), StorageError> {
         let config = self.config();
-        let now = Utc::now();
+        let now = crate::clock::now();
         for effect in &effects {
             let Effect::StateChanged(transition) = effect else {
                 continue;
@@ -771,7 +825,7 @@ impl Aggregator {
         &self,
         silence: Silence,
     ) -> Result<Result<Silence, String>, StorageError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         {
             let silences = self.silences.read().unwrap_or_else(|p| p.into_inner());
             if silences.iter().filter(|s| s.active_at(now)).count() >= limits::SILENCES_ACTIVE_MAX {
@@ -802,7 +856,7 @@ impl Aggregator {
 
     /// Silences still in force.
     pub fn silences(&self) -> Vec<Silence> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let silences = self.silences.read().unwrap_or_else(|p| p.into_inner());
         silences
             .iter()
@@ -820,7 +874,7 @@ impl Aggregator {
             tracing::debug!("ping with an unknown token");
             return Ok(None);
         };
-        let now = Utc::now();
+        let now = crate::clock::now();
         // The guard must not live across an await: scope it.
         let started = {
             let mut starts = self
@@ -833,6 +887,19 @@ impl Aggregator {
             }
             starts.remove(&check.name)
         };
+        {
+            let mut last = self.last_pings.lock().unwrap_or_else(|p| p.into_inner());
+            let at = tokio::time::Instant::now();
+            if let Some((previous, kind)) = last.get(&check.name)
+                && *kind == ping
+                && at.saturating_duration_since(*previous) < limits::HEARTBEAT_PING_GAP_MIN
+            {
+                // Says nothing the stored one did not: counted only.
+                self.coalesced_pings.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(check.name.clone()));
+            }
+            last.insert(check.name.clone(), (at, ping));
+        }
         // The result is dated at its arrival, so a late job's success is
         // newer than the missed-ping report before it; the run time (from
         // /start) goes in duration_ms.
@@ -848,7 +915,14 @@ impl Aggregator {
             _ => (Outcome::Ok, None),
         };
         let result = heartbeat_result(&check.name, started_at, duration_ms, outcome, error);
-        self.ingest(vec![result]).await?;
+        if let Err(error) = self.ingest(vec![result]).await {
+            // Not stored: the job's retry must not be taken for a repeat.
+            self.last_pings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&check.name);
+            return Err(error);
+        }
         Ok(Some(check.name.clone()))
     }
 
@@ -895,7 +969,7 @@ impl Aggregator {
         {
             return Ok(report.clone());
         }
-        let report = Arc::new(self.compute_status(Utc::now()).await?);
+        let report = Arc::new(self.compute_status(crate::clock::now()).await?);
         *cache = Some((tokio::time::Instant::now(), report.clone()));
         Ok(report)
     }
@@ -1075,9 +1149,10 @@ impl Aggregator {
                 .collect(),
             outbox_pending,
             unknown_pings: self.unknown_pings(),
+            coalesced_pings: self.coalesced_pings.load(Ordering::Relaxed),
             browser_sessions_in_use: self.metrics.browser_sessions_in_use(),
             local_spool_pending: None,
-            now: Utc::now(),
+            now: crate::clock::now(),
         }
     }
 
@@ -1393,7 +1468,8 @@ mod tests {
                 accepted: 3,
                 duplicates: 0,
                 unknown_checks: 0,
-                transitions: 2
+                transitions: 2,
+                refused: vec![],
             }
         );
         let again = aggregator.ingest(batch).await.unwrap();
@@ -1403,7 +1479,8 @@ mod tests {
                 accepted: 0,
                 duplicates: 3,
                 unknown_checks: 0,
-                transitions: 0
+                transitions: 0,
+                refused: vec![],
             }
         );
         assert_eq!(aggregator.state("api").await.unwrap().status, Status::Down);
@@ -1938,7 +2015,7 @@ mod tests {
             results: vec![old],
             sent_at: Some(probe_now),
         };
-        let (results, skew) = batch.on_clock_of(received);
+        let (results, skew) = batch.on_clock_of(received).unwrap();
         assert_eq!(
             results[0].started_at,
             received - chrono::Duration::seconds(2)
@@ -1951,7 +2028,8 @@ mod tests {
             results: vec![future],
             sent_at: Some(probe_now),
         }
-        .on_clock_of(received);
+        .on_clock_of(received)
+        .unwrap();
         assert_eq!(results[0].started_at, received);
     }
 }

@@ -19,6 +19,7 @@ pub mod aggregator;
 pub mod alert;
 pub mod api;
 pub mod browser;
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod heartbeat;

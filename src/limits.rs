@@ -219,3 +219,45 @@ pub const BATCH_SCREENSHOT_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// alert of many failing flows stays under common mail servers' message
 /// limits (10 MiB and up, after base64); the rest are linked.
 pub const EMAIL_ATTACHMENTS_BYTES_MAX: usize = 6 * 1024 * 1024;
+
+// Hardening: clocks, result batches, fast confirmation, heartbeats, storage.
+
+/// How fast Lookout's clock (`clock::now`) may close a gap to the system
+/// clock: 1 % of the time that passes. A step of the system clock (NTP, a
+/// VM restore) is then absorbed over 100 times its size, and any duration
+/// measured meanwhile is off by at most 1 %, far inside every window the
+/// rules use.
+pub const CLOCK_SLEW_RATE: f64 = 0.01;
+/// A timestamp in a result batch further than this from the aggregator's
+/// clock is refused (400 naming the field): no probe's clock is a century
+/// off, and beyond it time arithmetic can overflow.
+pub const RESULT_TIME_SPAN_MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// The oldest a result may be dated when it arrives (its age on the probe's
+/// clock is clamped to this): a spool holds weeks of results, and results
+/// older than any retention are of no use to the rules.
+pub const RESULT_AGE_MAX: Duration = Duration::from_secs(400 * 86_400);
+/// Largest duration (of a run, a phase, a step) a result may report:
+/// checks time out in seconds and browser flows in minutes; more is garbage.
+pub const RESULT_DURATION_MAX: Duration = Duration::from_secs(86_400);
+/// Strings in a result a probe posts are cut to these many characters
+/// (error and degraded reasons, notes, step names and errors, page title),
+/// and lists to these many entries, before they cost storage or a page.
+pub const RESULT_TEXT_CHARS_MAX: usize = 1_000;
+pub const RESULT_URL_CHARS_MAX: usize = 2_048;
+pub const RESULT_NOTES_MAX: usize = 20;
+/// Longest check, region or probe name a result may carry (names are a
+/// few dozen characters; an unknown one is refused, never stored).
+pub const RESULT_NAME_CHARS_MAX: usize = 200;
+/// Heartbeat pings of one check closer together than this are coalesced:
+/// counted, not each stored and judged (a job pinging in a loop must not
+/// write thousands of rows a second). A ping of another kind (a `/fail`
+/// after successes) is never coalesced.
+pub const HEARTBEAT_PING_GAP_MIN: Duration = Duration::from_secs(1);
+/// A check is run early (fast confirmation's run-now) at most once per its
+/// interval, and never more often than this: a target never gets more than
+/// about twice its configured rate from one probe, however results arrive
+/// or how often the aggregator asks.
+pub const RUN_NOW_FLOOR_MIN: Duration = Duration::from_millis(500);
+/// How often the database file's identity is compared with the one opened,
+/// so a deleted or replaced file is noticed within seconds.
+pub const STORAGE_FILE_CHECK_EVERY: Duration = Duration::from_secs(1);

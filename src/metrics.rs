@@ -263,7 +263,7 @@ impl Metrics {
     pub fn observe_lateness(&self, late: std::time::Duration) {
         self.scheduler_lateness.observe(late.as_secs_f64());
         self.scheduler_last_start_ms
-            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+            .store(crate::clock::now().timestamp_millis(), Ordering::Relaxed);
     }
 
     /// The newest result of every (check, region) seen.
@@ -367,6 +367,8 @@ pub struct Snapshot {
     pub local_spool_pending: Option<u64>,
     /// Heartbeat pings with a token no check has.
     pub unknown_pings: u64,
+    /// Heartbeat pings counted but not stored: too soon after the last.
+    pub coalesced_pings: u64,
     pub now: DateTime<Utc>,
 }
 
@@ -604,6 +606,13 @@ impl Snapshot {
             "lookout_heartbeat_unknown_pings",
             "Heartbeat pings with a token no check has (the tokens are never logged)",
             pings,
+        );
+        let coalesced = Counter::<u64>::default();
+        coalesced.inc_by(self.coalesced_pings);
+        registry.register(
+            "lookout_heartbeat_coalesced_pings",
+            "Heartbeat pings counted but not stored: they came too soon after the last of the same kind",
+            coalesced,
         );
         registry
     }

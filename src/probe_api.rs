@@ -15,7 +15,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
-use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -210,7 +209,7 @@ async fn results(
         Err(refused) => return refused.into_response(),
     };
     aggregator.note_probe_contact(&region, spool_pending(&headers));
-    let received_at = Utc::now();
+    let received_at = crate::clock::now();
     let batch: ResultBatch = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
         Err(error) => {
@@ -235,12 +234,22 @@ async fn results(
         }
         .into_response();
     }
-    let (results, skew) = batch.on_clock_of(received_at);
+    let (results, skew) = match batch.on_clock_of(received_at) {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            tracing::warn!(%region, %error, "refused a result batch");
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": error.to_string(), "field": error.field })),
+            )
+                .into_response();
+        }
+    };
     match aggregator.ingest_from_probe(&region, results, skew).await {
         Ok(report) => Json(json!({
             "accepted": report.accepted,
             "duplicates": report.duplicates,
-            "unknown_checks": report.unknown_checks,
+            "refused": report.refused,
         }))
         .into_response(),
         Err(error) => {

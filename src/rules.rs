@@ -13,10 +13,10 @@
 //!
 //! Staleness is judged on the aggregator's own receive time, never on the
 //! probe's `started_at`, so a probe whose clock is off cannot make itself
-//! look fresh or stale. Per region, results are ordered by the probe's own
-//! `started_at` (one clock, so skew cancels out): a result older than the
-//! last one seen (a late resend from a spool) is stored but does not move
-//! the counters.
+//! look fresh or stale. Per region, results are judged in the order they
+//! arrive, never by their timestamps: a probe's clock (or a wall-clock step)
+//! cannot reorder them or freeze a region. The spool sends oldest first, and
+//! a resent result is skipped by id before it gets here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -369,9 +369,6 @@ fn apply_result(
         });
     }
     region.last_seen = region.last_seen.max(received_at);
-    if result.started_at < region.last.started_at {
-        return; // a late resend: already overtaken by a newer result
-    }
     region.last = LastResult::from(result);
     if ok {
         region.consecutive_successes = region.consecutive_successes.saturating_add(1);

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Check, Secrets};
+use crate::limits;
 use crate::probe::{ProbeResult, Runner};
 use crate::schedule::{Schedule, stable_offset};
 
@@ -198,13 +199,24 @@ impl CheckTask {
             Some(deadline) => deadline,
             None => return,
         };
+        let floor = early_run_floor(&self.check.schedule);
+        let mut last_early: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
                 Some(()) = self.wake.recv() => {
                     // Asked to run now: this run takes the place of the
-                    // next tick's, and the cadence resumes from it.
-                    deadline = Instant::now();
+                    // next tick's, and the cadence resumes from it. At most
+                    // one early run per interval, so however often the
+                    // aggregator asks, the target sees at most about twice
+                    // its configured rate.
+                    let now = Instant::now();
+                    if last_early.is_some_and(|at| now.saturating_duration_since(at) < floor) {
+                        tracing::debug!(check = %self.check.name, "asked to run now again within its interval; waiting for its tick");
+                        continue;
+                    }
+                    last_early = Some(now);
+                    deadline = now;
                 }
                 _ = self.cancel.cancelled() => return,
             }
@@ -244,6 +256,15 @@ impl CheckTask {
                 None => return,
             }
         }
+    }
+}
+
+/// The least time between two early (run-now) runs of a check: its
+/// interval, or a minute for cron schedules (their finest step).
+fn early_run_floor(schedule: &Schedule) -> Duration {
+    match schedule {
+        Schedule::Every(every) => (*every).max(limits::RUN_NOW_FLOOR_MIN),
+        Schedule::Cron(_) => Duration::from_secs(60),
     }
 }
 

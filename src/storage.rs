@@ -39,6 +39,11 @@ pub enum StorageError {
     Json(#[from] serde_json::Error),
     #[error("storage task failed: {0}")]
     Task(String),
+    /// The database file was deleted, or another file put in its place,
+    /// under the running process: writes would go to a file nobody will
+    /// ever open again, so none are made.
+    #[error("the database file {path} was {what} while Lookout had it open; restart Lookout once it is back (nothing is written meanwhile)")]
+    FileGone { path: String, what: &'static str },
 }
 
 const MIGRATIONS: &[M<'static>] = &[
@@ -226,6 +231,54 @@ pub struct Storage {
     /// A second, read-only connection for the status page's long reads: in
     /// WAL mode they run beside ingestion instead of queueing behind it.
     reader: Arc<Mutex<Connection>>,
+    /// The file the connections opened, to notice it deleted or replaced.
+    file: Arc<DbFile>,
+}
+
+/// The database file as opened: its path and identity (device, inode).
+struct DbFile {
+    path: std::path::PathBuf,
+    identity: (u64, u64),
+    /// Whether its loss has been logged (once, not per write).
+    reported: std::sync::atomic::AtomicBool,
+}
+
+impl DbFile {
+    fn open(path: std::path::PathBuf) -> Result<DbFile, StorageError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&path).map_err(|source| StorageError::DataDir {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(DbFile {
+            path,
+            identity: (meta.dev(), meta.ino()),
+            reported: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// An error if the path no longer names the file that was opened: one
+    /// `stat` per use of the connection, cheap beside any SQLite statement.
+    fn check(&self) -> Result<(), StorageError> {
+        use std::os::unix::fs::MetadataExt;
+        use std::sync::atomic::Ordering;
+        let what = match std::fs::metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
+                self.reported.store(false, Ordering::Relaxed);
+                return Ok(());
+            }
+            Ok(_) => "replaced",
+            Err(_) => "deleted",
+        };
+        let error = StorageError::FileGone {
+            path: self.path.display().to_string(),
+            what,
+        };
+        if !self.reported.swap(true, Ordering::Relaxed) {
+            tracing::error!(%error, "storage is gone");
+        }
+        Err(error)
+    }
 }
 
 impl Storage {
@@ -248,7 +301,14 @@ impl Storage {
         Ok(Storage {
             conn: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
+            file: Arc::new(DbFile::open(dir.join("lookout.db"))?),
         })
+    }
+
+    /// An error if the database file was deleted or replaced since it was
+    /// opened (checked before every use of the connections, too).
+    pub fn check_file(&self) -> Result<(), StorageError> {
+        self.file.check()
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
@@ -256,6 +316,7 @@ impl Storage {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     {
+        self.file.check()?;
         let conn = self.reader.clone();
         tokio::task::spawn_blocking(move || {
             let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
@@ -271,8 +332,11 @@ impl Storage {
         F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
     {
         let conn = self.conn.clone();
+        let file = self.file.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            // Checked under the lock, right before the statements run.
+            file.check()?;
             f(&mut guard)
         })
         .await
@@ -333,7 +397,7 @@ impl Storage {
                     "INSERT INTO check_state (check_name, state, updated_at_ms) VALUES (?1, ?2, ?3)
                      ON CONFLICT (check_name) DO UPDATE SET state = excluded.state, updated_at_ms = excluded.updated_at_ms",
                 )?;
-                let now = Utc::now().timestamp_millis();
+                let now = crate::clock::now().timestamp_millis();
                 for (check, state) in &batch.states {
                     upsert_state.execute(params![check, serde_json::to_string(state)?, now])?;
                 }
@@ -708,7 +772,7 @@ impl Storage {
         cutoff: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StorageError> {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let at_least = |keep: std::time::Duration| {
             let floor = chrono::Duration::from_std(keep)
                 .ok()
@@ -891,7 +955,7 @@ impl Storage {
         error: Option<String>,
     ) -> Result<(), StorageError> {
         self.with(move |conn| {
-            let now = Utc::now().timestamp_millis();
+            let now = crate::clock::now().timestamp_millis();
             let done = (state != DeliveryState::Pending).then_some(now);
             conn.execute(
                 "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at_ms = ?3,
@@ -1014,7 +1078,7 @@ impl Storage {
     /// A real write and read, for `/health`.
     pub async fn health_probe(&self) -> Result<(), StorageError> {
         self.with(|conn| {
-            let now = Utc::now().timestamp_millis();
+            let now = crate::clock::now().timestamp_millis();
             conn.execute(
                 "INSERT INTO health_probe (id, touched_at_ms) VALUES (1, ?1)
                  ON CONFLICT (id) DO UPDATE SET touched_at_ms = excluded.touched_at_ms",

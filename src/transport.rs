@@ -48,35 +48,200 @@ pub struct ResultBatch {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// Why a result batch is refused as a whole (400): a value no working probe
+/// sends, named by its field (`results[3].started_at`).
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct BatchError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl BatchError {
+    fn new(field: impl Into<String>, problem: impl Into<String>) -> BatchError {
+        BatchError {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
 impl ResultBatch {
-    /// The results, their `started_at` moved onto the aggregator's clock:
-    /// `received_at` minus the age the probe's clock gives them. A probe
-    /// whose clock is minutes off is then ordered and aged correctly, and
-    /// results from two regions compare on one clock. (The error is the
-    /// network latency of the request: milliseconds.)
-    /// Also returns how far the probe's clock is behind ours (negative:
-    /// ahead), latency included, when the batch said when it was sent.
+    /// The results as the aggregator takes them: every value checked, every
+    /// string and list bounded, and `started_at` moved onto the aggregator's
+    /// clock. Also returns how far the probe's clock is behind ours
+    /// (negative: ahead), latency included, when the batch said when it was
+    /// sent.
+    ///
+    /// Dating: `received_at` minus the result's age on the probe's own
+    /// clock (`sent_at - started_at`), so a probe whose clock is minutes off
+    /// is aged correctly and results of two regions compare on one clock
+    /// (the error is the request's latency). Without `sent_at` the probe's
+    /// time is taken as it is, but never later than the arrival. Either way
+    /// the age is at most `RESULT_AGE_MAX`. A timestamp more than
+    /// `RESULT_TIME_SPAN_MAX` from `received_at`, or a duration that is
+    /// negative or longer than `RESULT_DURATION_MAX`, refuses the batch.
     pub fn on_clock_of(
         self,
         received_at: DateTime<Utc>,
-    ) -> (Vec<ProbeResult>, Option<chrono::Duration>) {
-        let Some(sent_at) = self.sent_at else {
-            return (self.results, None);
+    ) -> Result<(Vec<ProbeResult>, Option<chrono::Duration>), BatchError> {
+        let span = chrono::Duration::from_std(limits::RESULT_TIME_SPAN_MAX)
+            .unwrap_or(chrono::Duration::MAX);
+        let age_max =
+            chrono::Duration::from_std(limits::RESULT_AGE_MAX).unwrap_or(chrono::Duration::MAX);
+        let plausible = |at: DateTime<Utc>, field: String| {
+            let off = at.signed_duration_since(received_at);
+            if off > span || off < -span {
+                Err(BatchError::new(
+                    field,
+                    format!(
+                        "{} is more than {} years from the aggregator's clock",
+                        at.to_rfc3339(),
+                        limits::RESULT_TIME_SPAN_MAX.as_secs() / (365 * 86_400)
+                    ),
+                ))
+            } else {
+                Ok(at)
+            }
         };
-        let skew = received_at.signed_duration_since(sent_at);
-        let results = self
-            .results
-            .into_iter()
-            .map(|mut result| {
-                // Never in the future of its arrival, whatever was sent.
-                let age = sent_at
-                    .signed_duration_since(result.started_at)
-                    .max(chrono::Duration::zero());
-                result.started_at = received_at - age;
-                result
-            })
-            .collect();
-        (results, Some(skew))
+        let sent_at = match self.sent_at {
+            Some(at) => Some(plausible(at, "sent_at".to_string())?),
+            None => None,
+        };
+        let mut results = self.results;
+        for (i, result) in results.iter_mut().enumerate() {
+            let started_at = plausible(result.started_at, format!("results[{i}].started_at"))?;
+            // The age on the probe's own clock (or ours, without sent_at);
+            // never negative (not in the future of its arrival), never
+            // older than anything we keep.
+            let age = sent_at
+                .unwrap_or(received_at)
+                .signed_duration_since(started_at)
+                .clamp(chrono::Duration::zero(), age_max);
+            result.started_at = received_at - age;
+            if let Some(expiry) = result.cert_expiry {
+                // Certificates say "9999-12-31" for "never": clamped, kept.
+                result.cert_expiry = Some(expiry.clamp(received_at - span, received_at + span));
+            }
+            bound_result(result, i)?;
+        }
+        let skew = sent_at.map(|sent_at| received_at.signed_duration_since(sent_at));
+        Ok((results, skew))
+    }
+}
+
+/// Checks a posted result's numbers and cuts its strings and lists to
+/// their limits (noting that it did), so nothing a probe sends costs more
+/// than a real result or breaks arithmetic later.
+fn bound_result(result: &mut ProbeResult, i: usize) -> Result<(), BatchError> {
+    let duration_ms_max = limits::RESULT_DURATION_MAX.as_millis() as f64;
+    let duration = |ms: f64, field: &str| {
+        if (0.0..=duration_ms_max).contains(&ms) {
+            Ok(())
+        } else {
+            Err(BatchError::new(
+                format!("results[{i}].{field}"),
+                format!(
+                    "{ms} ms is not a duration between 0 and {}",
+                    crate::schedule::format_duration(limits::RESULT_DURATION_MAX)
+                ),
+            ))
+        }
+    };
+    duration(result.duration_ms, "duration_ms")?;
+    let phases = &result.phases_ms;
+    for (ms, field) in [
+        (phases.dns, "phases_ms.dns"),
+        (phases.connect, "phases_ms.connect"),
+        (phases.tls, "phases_ms.tls"),
+        (phases.ttfb, "phases_ms.ttfb"),
+        (phases.transfer, "phases_ms.transfer"),
+    ] {
+        if let Some(ms) = ms {
+            duration(ms, field)?;
+        }
+    }
+    for (s, step) in result.steps.iter().enumerate() {
+        duration(step.at_ms, &format!("steps[{s}].at_ms"))?;
+        duration(step.ms, &format!("steps[{s}].ms"))?;
+        if let Some(ms) = step.load_ms {
+            duration(ms, &format!("steps[{s}].load_ms"))?;
+        }
+    }
+    for (name, field) in [
+        (&result.check, "check"),
+        (&result.region, "region"),
+        (&result.probe, "probe"),
+    ] {
+        if name.chars().count() > limits::RESULT_NAME_CHARS_MAX {
+            return Err(BatchError::new(
+                format!("results[{i}].{field}"),
+                format!(
+                    "longer than {} characters",
+                    limits::RESULT_NAME_CHARS_MAX
+                ),
+            ));
+        }
+    }
+    let mut cut = false;
+    let text = limits::RESULT_TEXT_CHARS_MAX;
+    for value in [&mut result.error, &mut result.degraded].into_iter().flatten() {
+        cut |= truncate_chars(value, text);
+    }
+    if result.notes.len() > limits::RESULT_NOTES_MAX {
+        result.notes.truncate(limits::RESULT_NOTES_MAX);
+        cut = true;
+    }
+    for note in &mut result.notes {
+        cut |= truncate_chars(note, text);
+    }
+    if result.steps.len() > limits::BROWSER_STEPS_MAX {
+        result.steps.truncate(limits::BROWSER_STEPS_MAX);
+        cut = true;
+    }
+    for step in &mut result.steps {
+        cut |= truncate_chars(&mut step.name, text);
+        if let Some(error) = &mut step.error {
+            cut |= truncate_chars(error, text);
+        }
+    }
+    if let Some(page) = &mut result.page {
+        if let Some(url) = &mut page.url {
+            cut |= truncate_chars(url, limits::RESULT_URL_CHARS_MAX);
+        }
+        if let Some(title) = &mut page.title {
+            cut |= truncate_chars(title, text);
+        }
+    }
+    // A PNG of at most BROWSER_SCREENSHOT_BYTES_MAX, in base64.
+    if result
+        .screenshot
+        .as_ref()
+        .is_some_and(|shot| shot.len() > limits::BROWSER_SCREENSHOT_BYTES_MAX / 3 * 4 + 4)
+    {
+        result.screenshot = None;
+        result
+            .notes
+            .push("screenshot left out: larger than a probe sends".to_string());
+    }
+    if cut {
+        result.notes.truncate(limits::RESULT_NOTES_MAX - 1);
+        result
+            .notes
+            .push("some text of this result was cut to the aggregator's limits".to_string());
+    }
+    Ok(())
+}
+
+/// Cuts `text` to `max` characters (marking the cut with `…`); true if it did.
+fn truncate_chars(text: &mut String, max: usize) -> bool {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((at, _)) if text.chars().count() > max => {
+            text.truncate(at);
+            text.push('…');
+            true
+        }
+        _ => false,
     }
 }
 
@@ -188,6 +353,97 @@ pub fn bound_screenshots(results: &mut [ProbeResult]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn batch_of(results: Vec<ProbeResult>, sent_at: Option<DateTime<Utc>>) -> ResultBatch {
+        ResultBatch { results, sent_at }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_result_from_the_future_without_sent_at_is_dated_at_its_arrival() {
+        let received = at("2026-12-01T12:00:00Z");
+        let mut result = ProbeResult::for_test("api", crate::probe::Outcome::Ok, received);
+        result.started_at = at("2099-01-01T00:00:00Z");
+        let (results, skew) = batch_of(vec![result], None).on_clock_of(received).unwrap();
+        assert_eq!(results[0].started_at, received);
+        assert_eq!(skew, None);
+        // And one from long ago is no older than anything kept.
+        let mut result = ProbeResult::for_test("api", crate::probe::Outcome::Ok, received);
+        result.started_at = at("1990-01-01T00:00:00Z");
+        let (results, _) = batch_of(vec![result], None).on_clock_of(received).unwrap();
+        let age = received - results[0].started_at;
+        assert_eq!(age.to_std().unwrap(), limits::RESULT_AGE_MAX);
+    }
+
+    #[test]
+    fn extreme_values_refuse_the_batch_naming_the_field() {
+        let received = at("2026-12-01T12:00:00Z");
+        let ok = ProbeResult::for_test("api", crate::probe::Outcome::Ok, received);
+        let cases: Vec<(ResultBatch, &str)> = vec![
+            (
+                batch_of(vec![ok.clone()], Some(at("9999-12-31T23:59:59Z"))),
+                "sent_at",
+            ),
+            (
+                {
+                    let mut r = ok.clone();
+                    r.started_at = DateTime::<Utc>::MIN_UTC;
+                    batch_of(vec![ok.clone(), r], Some(received))
+                },
+                "results[1].started_at",
+            ),
+            (
+                {
+                    let mut r = ok.clone();
+                    r.duration_ms = -1.0;
+                    batch_of(vec![r], None)
+                },
+                "results[0].duration_ms",
+            ),
+            (
+                {
+                    let mut r = ok.clone();
+                    r.phases_ms.ttfb = Some(1e300);
+                    batch_of(vec![r], None)
+                },
+                "results[0].phases_ms.ttfb",
+            ),
+            (
+                {
+                    let mut r = ok.clone();
+                    r.region = "r".repeat(10_000);
+                    batch_of(vec![r], None)
+                },
+                "results[0].region",
+            ),
+        ];
+        for (batch, field) in cases {
+            let error = batch.on_clock_of(received).unwrap_err();
+            assert_eq!(error.field, field, "{error}");
+        }
+    }
+
+    #[test]
+    fn long_strings_and_lists_are_cut_with_a_note() {
+        let received = at("2026-12-01T12:00:00Z");
+        let mut r = ProbeResult::for_test("flow", crate::probe::Outcome::Fail, received);
+        r.error = Some("e".repeat(1024 * 1024));
+        r.notes = vec!["n".repeat(5000); 500];
+        r.cert_expiry = Some(DateTime::<Utc>::MAX_UTC);
+        let (results, _) = batch_of(vec![r], Some(received)).on_clock_of(received).unwrap();
+        let r = &results[0];
+        assert_eq!(
+            r.error.as_ref().unwrap().chars().count(),
+            limits::RESULT_TEXT_CHARS_MAX
+        );
+        assert!(r.error.as_ref().unwrap().ends_with('…'));
+        assert_eq!(r.notes.len(), limits::RESULT_NOTES_MAX);
+        assert!(r.notes.last().unwrap().contains("cut to the aggregator's limits"));
+        assert!(r.cert_expiry.unwrap().signed_duration_since(received).num_days() < 40_000);
+    }
 
     #[test]
     fn a_batch_keeps_the_newest_screenshots_within_its_bound() {

@@ -26,7 +26,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures_util::FutureExt;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -71,7 +70,7 @@ impl Dispatcher {
             }
             match self
                 .storage
-                .due_deliveries(Utc::now(), limits::ALERT_BATCH)
+                .due_deliveries(crate::clock::now(), limits::ALERT_BATCH)
                 .await
             {
                 Ok(due) => {
@@ -172,7 +171,7 @@ impl Dispatcher {
             Ok(upcoming) => upcoming
                 .into_iter()
                 .find(|(id, _)| !in_flight.contains(id))
-                .map(|(_, at)| (at - Utc::now()).to_std().unwrap_or_default())
+                .map(|(_, at)| (at - crate::clock::now()).to_std().unwrap_or_default())
                 .unwrap_or(limits::ALERT_POLL_EVERY)
                 .min(limits::ALERT_POLL_EVERY),
             Err(_) => limits::ALERT_POLL_EVERY,
@@ -247,7 +246,7 @@ impl Attempt {
             screenshots,
         )
         .await;
-        let now = Utc::now();
+        let now = crate::clock::now();
         let checks: Vec<&str> = events.iter().map(|e| e.check.as_str()).collect();
         let checks = checks.join(", ");
         // Mask secrets before the reason reaches a log line or the table.

@@ -242,7 +242,7 @@ impl Runner {
     /// Runs `check` once. The check's timeout bounds the whole run; this
     /// never returns an error, only a result saying what happened.
     pub async fn run(&self, check: &Check) -> ProbeResult {
-        let started_at = Utc::now();
+        let started_at = crate::clock::now();
         let clock = tokio::time::Instant::now();
         let report = match &check.kind {
             CheckKind::Http(spec) => {

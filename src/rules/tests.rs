@@ -292,13 +292,15 @@ fn transitions_carry_incident_and_summary() {
 }
 
 #[test]
-fn a_late_resend_does_not_move_the_counters() {
+fn results_are_judged_in_arrival_order_whatever_their_timestamps() {
+    // A result dated in the future (a probe's clock, a wall-clock step
+    // back) must not freeze the region: the next results still count.
     let mut state = CheckState::default();
     let r = rules(2, 1, None);
-    let (ok_new, _) = input("l:ok@10");
-    let (fail_old_1, _) = input("l:fail@5");
-    let (fail_old_2, _) = input("l:fail@6");
-    for result in [ok_new, fail_old_1, fail_old_2].iter().flatten() {
+    let (ok_future, _) = input("l:ok@1000");
+    let (fail_1, _) = input("l:fail@5");
+    let (fail_2, _) = input("l:fail@6");
+    for result in [ok_future, fail_1, fail_2].iter().flatten() {
         step(
             "api",
             &mut state,
@@ -310,6 +312,7 @@ fn a_late_resend_does_not_move_the_counters() {
             &mut Uuid::now_v7,
         );
     }
-    assert_eq!(state.status, Status::Up);
-    assert_eq!(state.regions["l"].consecutive_failures, 0);
+    assert_eq!(state.status, Status::Down);
+    assert_eq!(state.regions["l"].consecutive_failures, 2);
+    assert_eq!(state.regions["l"].last.started_at, t(6));
 }
