@@ -42,7 +42,9 @@ pub enum StorageError {
     /// The database file was deleted, or another file put in its place,
     /// under the running process: writes would go to a file nobody will
     /// ever open again, so none are made.
-    #[error("the database file {path} was {what} while Lookout had it open; restart Lookout once it is back (nothing is written meanwhile)")]
+    #[error(
+        "the database file {path} was {what} while Lookout had it open; restart Lookout once it is back (nothing is written meanwhile)"
+    )]
     FileGone { path: String, what: &'static str },
 }
 

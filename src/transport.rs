@@ -176,16 +176,16 @@ fn bound_result(result: &mut ProbeResult, i: usize) -> Result<(), BatchError> {
         if name.chars().count() > limits::RESULT_NAME_CHARS_MAX {
             return Err(BatchError::new(
                 format!("results[{i}].{field}"),
-                format!(
-                    "longer than {} characters",
-                    limits::RESULT_NAME_CHARS_MAX
-                ),
+                format!("longer than {} characters", limits::RESULT_NAME_CHARS_MAX),
             ));
         }
     }
     let mut cut = false;
     let text = limits::RESULT_TEXT_CHARS_MAX;
-    for value in [&mut result.error, &mut result.degraded].into_iter().flatten() {
+    for value in [&mut result.error, &mut result.degraded]
+        .into_iter()
+        .flatten()
+    {
         cut |= truncate_chars(value, text);
     }
     if result.notes.len() > limits::RESULT_NOTES_MAX {
@@ -359,7 +359,9 @@ mod tests {
     }
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -433,7 +435,9 @@ mod tests {
         r.error = Some("e".repeat(1024 * 1024));
         r.notes = vec!["n".repeat(5000); 500];
         r.cert_expiry = Some(DateTime::<Utc>::MAX_UTC);
-        let (results, _) = batch_of(vec![r], Some(received)).on_clock_of(received).unwrap();
+        let (results, _) = batch_of(vec![r], Some(received))
+            .on_clock_of(received)
+            .unwrap();
         let r = &results[0];
         assert_eq!(
             r.error.as_ref().unwrap().chars().count(),
@@ -441,8 +445,19 @@ mod tests {
         );
         assert!(r.error.as_ref().unwrap().ends_with('…'));
         assert_eq!(r.notes.len(), limits::RESULT_NOTES_MAX);
-        assert!(r.notes.last().unwrap().contains("cut to the aggregator's limits"));
-        assert!(r.cert_expiry.unwrap().signed_duration_since(received).num_days() < 40_000);
+        assert!(
+            r.notes
+                .last()
+                .unwrap()
+                .contains("cut to the aggregator's limits")
+        );
+        assert!(
+            r.cert_expiry
+                .unwrap()
+                .signed_duration_since(received)
+                .num_days()
+                < 40_000
+        );
     }
 
     #[test]
