@@ -23,6 +23,7 @@ use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
 use crate::hub::ProbeHub;
 use crate::limits;
 use crate::metrics::{self, Metrics};
+use crate::policy::{self, OnTick, Told};
 use crate::probe::ProbeResult;
 use crate::probe::{Outcome, Phases, round_ms};
 use crate::rules::{
@@ -538,57 +539,24 @@ impl Aggregator {
             let Some(current) = states.get(&check.name) else {
                 continue;
             };
-            let muted = self.muted(&config, check, now).is_some();
-            let settled = current.flapping
-                && current
-                    .changes
-                    .last()
-                    .is_none_or(|last| stable_since(*last, now));
-            if settled || (current.held && !muted && !current.flapping) {
-                // Stable again, or the hold is over: announce what people
-                // have not heard yet.
-                let mut state = current.clone();
-                state.flapping = false;
-                if muted {
+            let held_now = self.muted(&config, check, now).is_some();
+            match policy::on_tick(current, held_now, check.alert.remind_every, now) {
+                OnTick::Update { state, alert } => {
+                    if let Some(alert) = alert {
+                        let event = alert::for_state(
+                            check,
+                            &state,
+                            alert.kind,
+                            alert.previously,
+                            self.public_url.as_ref(),
+                            &config.secrets,
+                        );
+                        queue_alert(&mut reminders, check, &config, Uuid::now_v7(), event, now);
+                    }
                     working.insert(check.name.clone(), state);
                     continue;
                 }
-                state.held = false;
-                if let Some(kind) = alert::catch_up_kind(state.alerted, state.status) {
-                    let event = alert::for_state(
-                        check,
-                        &state,
-                        kind,
-                        self.public_url.as_ref(),
-                        &config.secrets,
-                    );
-                    queue_alert(&mut reminders, check, &config, Uuid::now_v7(), event, now);
-                    state.alerted = Some(state.status);
-                    state.alerted_incident = state.incident.or(state.alerted_incident);
-                }
-                working.insert(check.name.clone(), state);
-                continue;
-            }
-            if let Some(every) = check.alert.remind_every
-                && !muted
-                && !current.held
-                && !current.flapping
-                && current.alerted == Some(Status::Down)
-                && current.status == Status::Down
-                && reminder_due(current, every, now)
-            {
-                let mut state = current.clone();
-                state.reminded_at = Some(now);
-                let event = alert::for_state(
-                    check,
-                    &state,
-                    alert::AlertKind::Reminder,
-                    self.public_url.as_ref(),
-                    &config.secrets,
-                );
-                queue_alert(&mut reminders, check, &config, Uuid::now_v7(), event, now);
-                working.insert(check.name.clone(), state);
-                continue;
+                OnTick::Judge => {}
             }
             let rules = Rules::for_check(check, now);
             if !rules::tick_due(current, &rules, now) {
@@ -720,61 +688,50 @@ impl Aggregator {
             let Some(check) = config.check(&transition.check) else {
                 continue;
             };
-            let flapping_now = working
-                .get_mut(&transition.check)
-                .is_some_and(|state| note_change(state, transition.at));
-            if flapping_now
-                && self.muted(&config, check, now).is_none()
-                && let Some(state) = working.get(&transition.check)
-            {
+            let Some(state) = working.get_mut(&transition.check) else {
+                continue;
+            };
+            let hold = self.muted(&config, check, now);
+            let decided = policy::on_change(state, transition, hold.as_deref());
+            if decided.flapping_alert {
                 let event = alert::for_state(
                     check,
                     state,
                     alert::AlertKind::Flapping,
+                    state.alerted,
                     self.public_url.as_ref(),
                     &config.secrets,
                 );
                 tracing::warn!(check = %check.name, "{}", event.summary);
                 queue_alert(&mut batch, check, &config, transition.id, event, now);
             }
-            let Some(mut event) = alert::from_transition(
-                check,
-                transition,
-                self.public_url.as_ref(),
-                &config.secrets,
-            ) else {
-                continue;
-            };
-            // A browser check going down shows the page it failed on.
-            if !event.event.is_recovery()
-                && let Some(shot) = batch
-                    .screenshots
-                    .iter()
-                    .filter(|s| s.check == check.name && s.failed)
-                    .max_by_key(|s| s.at)
-            {
-                event.screenshot_result = Some(shot.result_id);
-                event.screenshot = alert::screenshot_url(self.public_url.as_ref(), shot.result_id);
-            }
-            let state = working.get_mut(&transition.check);
-            let flapping = state.as_ref().is_some_and(|s| s.flapping);
-            let muted = self
-                .muted(&config, check, now)
-                .or_else(|| flapping.then(|| "flapping".to_string()));
-            match muted {
-                Some(why) => {
+            match decided.told {
+                Told::Nothing => {}
+                Told::Held(why) => {
                     tracing::info!(check = %check.name, to = %transition.to, "alert held back: {why}");
-                    if let Some(state) = state {
-                        state.held = true;
-                    }
                 }
-                None => {
-                    queue_alert(&mut batch, check, &config, transition.id, event, now);
-                    if let Some(state) = state {
-                        state.held = false;
-                        state.alerted = Some(transition.to);
-                        state.alerted_incident = transition.incident.or(state.alerted_incident);
+                Told::Alert(_) => {
+                    let Some(mut event) = alert::from_transition(
+                        check,
+                        transition,
+                        self.public_url.as_ref(),
+                        &config.secrets,
+                    ) else {
+                        continue;
+                    };
+                    // A browser check going down shows the page it failed on.
+                    if !event.event.is_recovery()
+                        && let Some(shot) = batch
+                            .screenshots
+                            .iter()
+                            .filter(|s| s.check == check.name && s.failed)
+                            .max_by_key(|s| s.at)
+                    {
+                        event.screenshot_result = Some(shot.result_id);
+                        event.screenshot =
+                            alert::screenshot_url(self.public_url.as_ref(), shot.result_id);
                     }
+                    queue_alert(&mut batch, check, &config, transition.id, event, now);
                 }
             }
         }
@@ -1299,41 +1256,6 @@ fn queue_alert_to(
             group_id: None,
         });
     }
-}
-
-/// Records a state change; true when it makes the check start flapping.
-fn note_change(state: &mut CheckState, at: DateTime<Utc>) -> bool {
-    let window = chrono::Duration::from_std(limits::FLAP_WINDOW).unwrap_or(chrono::Duration::MAX);
-    state
-        .changes
-        .retain(|t| at.signed_duration_since(*t) < window);
-    state.changes.push(at);
-    if state.changes.len() > limits::FLAP_CHANGES_MAX + 1 {
-        state.changes.remove(0);
-    }
-    if !state.flapping && state.changes.len() > limits::FLAP_CHANGES_MAX {
-        state.flapping = true;
-        state.held = true;
-        return true;
-    }
-    false
-}
-
-/// No state change for a whole flapping window since `last`.
-fn stable_since(last: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    (now - last)
-        .to_std()
-        .is_ok_and(|quiet| quiet >= limits::FLAP_WINDOW)
-}
-
-/// Whether a check down since `since` (or last reminded) is due a reminder.
-fn reminder_due(state: &CheckState, every: std::time::Duration, now: DateTime<Utc>) -> bool {
-    let Some(anchor) = state.reminded_at.or(state.since) else {
-        return false;
-    };
-    (now - anchor)
-        .to_std()
-        .is_ok_and(|elapsed| elapsed >= every)
 }
 
 /// Moves a browser result's screenshot out of it (stored apart, see

@@ -26,6 +26,7 @@ pub mod heartbeat;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod policy;
 pub mod probe;
 pub mod probe_api;
 pub mod reload;

@@ -151,12 +151,7 @@ pub fn from_transition(
     public_url: Option<&url::Url>,
     secrets: &Secrets,
 ) -> Option<AlertEvent> {
-    let kind = match (transition.from, transition.to) {
-        (_, Status::Down) => AlertKind::Down,
-        (_, Status::Degraded) => AlertKind::Degraded,
-        (from, Status::Up) if from.is_incident() => AlertKind::Up,
-        _ => return None,
-    };
+    let kind = crate::policy::alert_kind(transition.from, transition.to)?;
     let duration_s = (kind == AlertKind::Up)
         .then(|| {
             transition
@@ -185,23 +180,14 @@ pub fn from_transition(
     })
 }
 
-/// What to announce when a hold ends, given what was last announced: the
-/// current state, if people have not heard of it and it matters.
-pub fn catch_up_kind(alerted: Option<Status>, now: Status) -> Option<AlertKind> {
-    match now {
-        Status::Down if alerted != Some(Status::Down) => Some(AlertKind::Down),
-        Status::Degraded if alerted != Some(Status::Degraded) => Some(AlertKind::Degraded),
-        Status::Up if alerted.is_some_and(Status::is_incident) => Some(AlertKind::Up),
-        _ => None,
-    }
-}
-
 /// An alert about `check`'s current state, not tied to a transition: a
-/// reminder, or what a maintenance window or silence held back.
+/// reminder, what a maintenance window or silence held back, or flapping.
+/// `previously`: what people had last heard.
 pub fn for_state(
     check: &Check,
     state: &CheckState,
     kind: AlertKind,
+    previously: Option<Status>,
     public_url: Option<&url::Url>,
     secrets: &Secrets,
 ) -> AlertEvent {
@@ -231,7 +217,7 @@ pub fn for_state(
         event: kind,
         check: check.name.clone(),
         status: state.status,
-        previous_status: state.alerted.unwrap_or(state.status),
+        previous_status: previously.unwrap_or(state.status),
         since,
         // A recovery after a hold closes the incident people were paged for.
         incident: state.incident.or(state.alerted_incident),
