@@ -39,19 +39,21 @@ fn state(status: Status, alerted: Option<Status>, held: bool) -> CheckState {
     }
 }
 
+/// (from, to, hold, already flapping) -> told, held and alerted afterwards.
+type ChangeCase = (
+    Status,
+    Status,
+    Option<&'static str>,
+    bool,
+    Told,
+    bool,
+    Option<Status>,
+);
+
 #[test]
 fn changes_are_alerted_held_or_not_news() {
     use Status::*;
-    // (from, to, hold, already flapping) -> told, held afterwards, alerted afterwards
-    let cases: Vec<(
-        Status,
-        Status,
-        Option<&str>,
-        bool,
-        Told,
-        bool,
-        Option<Status>,
-    )> = vec![
+    let cases: Vec<ChangeCase> = vec![
         (Unknown, Up, None, false, Told::Nothing, false, None),
         (
             Unknown,
