@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::alert::silence::Silence;
 use crate::alert::{self, AlertEvent};
+use crate::clock::Clock;
 use crate::config::probes::ProbeTokens;
 use crate::config::{Check, CheckKind, Config, Secrets};
 use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
@@ -61,6 +62,8 @@ pub struct Aggregator {
     fast_confirmation: bool,
     /// Counters and histograms of the results it accepts, for `/metrics`.
     metrics: Arc<Metrics>,
+    /// Where `now` comes from for every decision and date.
+    clock: Clock,
     /// The status page's latest figures, and when they were computed: a
     /// burst of visitors costs one computation per `STATUS_CACHE_FOR`.
     status_cache: Mutex<Option<(tokio::time::Instant, Arc<StatusReport>)>>,
@@ -132,7 +135,8 @@ impl Aggregator {
             storage.load_states().await?.into_iter().collect();
         // Time stood still while we were down: give every region a fresh
         // staleness window from now, or a restart would report them all stale.
-        let now = crate::clock::now();
+        let clock = storage.clock().clone();
+        let now = clock.now();
         let silences = storage.live_silences(now).await?;
         for state in states.values_mut() {
             // Not heartbeats: their anchor is the last ping, and a job that
@@ -178,6 +182,7 @@ impl Aggregator {
             silences: std::sync::RwLock::new(silences),
             metrics: Arc::new(Metrics::new()),
             status_cache: Mutex::new(None),
+            clock,
         })
     }
 
@@ -229,7 +234,7 @@ impl Aggregator {
                 region: region.to_string(),
                 ..ProbeStatus::default()
             });
-        probe.last_contact = Some(crate::clock::now());
+        probe.last_contact = Some(self.clock.now());
         if spool_pending.is_some() {
             probe.spool_pending = spool_pending;
         }
@@ -316,6 +321,11 @@ impl Aggregator {
             .clone()
     }
 
+    /// The clock it judges and dates by (its storage's).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     pub fn storage(&self) -> &Storage {
         &self.storage
     }
@@ -327,7 +337,7 @@ impl Aggregator {
         let mut states = self.states.lock().await;
         let ids: Vec<String> = results.iter().map(|r| r.id.to_string()).collect();
         let known = self.storage.known_result_ids(ids).await?;
-        let received_at = crate::clock::now();
+        let received_at = self.clock.now();
         let mut report = IngestReport::default();
         let mut working: HashMap<String, CheckState> = HashMap::new();
         let mut batch = Batch::default();
@@ -679,7 +689,7 @@ impl Aggregator {
         report: &mut IngestReport,
     ) -> Result<(), StorageError> {
         let config = self.config();
-        let now = crate::clock::now();
+        let now = self.clock.now();
         for effect in &effects {
             let Effect::StateChanged(transition) = effect else {
                 continue;
@@ -782,7 +792,7 @@ impl Aggregator {
         &self,
         silence: Silence,
     ) -> Result<Result<Silence, String>, StorageError> {
-        let now = crate::clock::now();
+        let now = self.clock.now();
         {
             let silences = self.silences.read().unwrap_or_else(|p| p.into_inner());
             if silences.iter().filter(|s| s.active_at(now)).count() >= limits::SILENCES_ACTIVE_MAX {
@@ -813,7 +823,7 @@ impl Aggregator {
 
     /// Silences still in force.
     pub fn silences(&self) -> Vec<Silence> {
-        let now = crate::clock::now();
+        let now = self.clock.now();
         let silences = self.silences.read().unwrap_or_else(|p| p.into_inner());
         silences
             .iter()
@@ -831,7 +841,7 @@ impl Aggregator {
             tracing::debug!("ping with an unknown token");
             return Ok(None);
         };
-        let now = crate::clock::now();
+        let now = self.clock.now();
         // The guard must not live across an await: scope it.
         let started = {
             let mut starts = self
@@ -926,7 +936,7 @@ impl Aggregator {
         {
             return Ok(report.clone());
         }
-        let report = Arc::new(self.compute_status(crate::clock::now()).await?);
+        let report = Arc::new(self.compute_status(self.clock.now()).await?);
         *cache = Some((tokio::time::Instant::now(), report.clone()));
         Ok(report)
     }
@@ -1109,7 +1119,7 @@ impl Aggregator {
             coalesced_pings: self.coalesced_pings.load(Ordering::Relaxed),
             browser_sessions_in_use: self.metrics.browser_sessions_in_use(),
             local_spool_pending: None,
-            now: crate::clock::now(),
+            now: self.clock.now(),
         }
     }
 

@@ -15,12 +15,47 @@
 //! aggregator, serve's loops and the probes take `now` from. Cron schedules
 //! keep the system clock: "at 03:00" means the clock on the wall.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
 use crate::limits;
+
+/// Where a component takes `now` from: Lookout's clock, or a manual one
+/// that tests set and advance. Passed in, so that what judges or dates
+/// never reads a clock of its own.
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    /// `clock::now()`: the system clock, slewed, never stepping.
+    #[default]
+    System,
+    /// Stands still until set or advanced.
+    Manual(Arc<Mutex<DateTime<Utc>>>),
+}
+
+impl Clock {
+    pub fn manual(at: DateTime<Utc>) -> Clock {
+        Clock::Manual(Arc::new(Mutex::new(at)))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => now(),
+            Clock::Manual(at) => *at.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    /// Moves a manual clock on by `by` (a system clock moves by itself).
+    pub fn advance(&self, by: std::time::Duration) {
+        if let Clock::Manual(at) = self {
+            let mut at = at.lock().unwrap_or_else(|p| p.into_inner());
+            *at = at
+                .checked_add_signed(chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        }
+    }
+}
 
 /// Lookout's current time: monotonic, within 1 % per elapsed time of the
 /// system clock, and converging on it.
@@ -138,6 +173,16 @@ mod tests {
         // 5 s at 10 ms per second: caught up after 500 s, followed after.
         assert_eq!(readings[510].1, 0);
         assert_eq!(readings[599].1, 0);
+    }
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let start = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let clock = Clock::manual(start);
+        assert_eq!(clock.now(), start);
+        clock.advance(Duration::from_secs(90));
+        assert_eq!(clock.now(), start + chrono::Duration::seconds(90));
+        assert_eq!(clock.clone().now(), clock.now());
     }
 
     #[test]

@@ -209,7 +209,7 @@ async fn results(
         Err(refused) => return refused.into_response(),
     };
     aggregator.note_probe_contact(&region, spool_pending(&headers));
-    let received_at = crate::clock::now();
+    let received_at = aggregator.clock().now();
     let batch: ResultBatch = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
         Err(error) => {

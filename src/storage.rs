@@ -20,6 +20,7 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::alert::AlertEvent;
 use crate::alert::silence::Silence;
+use crate::clock::Clock;
 use crate::limits;
 use crate::probe::ProbeResult;
 use crate::rules::{CheckState, ProbeEvent, Transition};
@@ -235,6 +236,9 @@ pub struct Storage {
     reader: Arc<Mutex<Connection>>,
     /// The file the connections opened, to notice it deleted or replaced.
     file: Arc<DbFile>,
+    /// Where bookkeeping times (`updated_at`, `done_at`) come from; also
+    /// the clock of the aggregator built on this storage.
+    clock: Clock,
 }
 
 /// The database file as opened: its path and identity (device, inode).
@@ -304,7 +308,18 @@ impl Storage {
             conn: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
             file: Arc::new(DbFile::open(dir.join("lookout.db"))?),
+            clock: Clock::System,
         })
+    }
+
+    /// This storage, and everything built on it, on `clock` (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Storage {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// An error if the database file was deleted or replaced since it was
@@ -362,6 +377,7 @@ impl Storage {
 
     /// Writes a batch in one transaction. Results already stored are ignored.
     pub async fn write_batch(&self, batch: Batch) -> Result<(), StorageError> {
+        let written_at = self.clock.now().timestamp_millis();
         self.with(move |conn| {
             let tx = conn.transaction()?;
             {
@@ -399,9 +415,12 @@ impl Storage {
                     "INSERT INTO check_state (check_name, state, updated_at_ms) VALUES (?1, ?2, ?3)
                      ON CONFLICT (check_name) DO UPDATE SET state = excluded.state, updated_at_ms = excluded.updated_at_ms",
                 )?;
-                let now = crate::clock::now().timestamp_millis();
                 for (check, state) in &batch.states {
-                    upsert_state.execute(params![check, serde_json::to_string(state)?, now])?;
+                    upsert_state.execute(params![
+                        check,
+                        serde_json::to_string(state)?,
+                        written_at
+                    ])?;
                 }
                 let mut insert_event = tx.prepare_cached(
                     "INSERT OR IGNORE INTO events (id, check_name, incident, from_status, to_status, at_ms, body)
@@ -774,7 +793,7 @@ impl Storage {
         cutoff: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StorageError> {
-        let now = crate::clock::now();
+        let now = self.clock.now();
         let at_least = |keep: std::time::Duration| {
             let floor = chrono::Duration::from_std(keep)
                 .ok()
@@ -956,8 +975,8 @@ impl Storage {
         next_attempt_at: DateTime<Utc>,
         error: Option<String>,
     ) -> Result<(), StorageError> {
+        let now = self.clock.now().timestamp_millis();
         self.with(move |conn| {
-            let now = crate::clock::now().timestamp_millis();
             let done = (state != DeliveryState::Pending).then_some(now);
             conn.execute(
                 "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at_ms = ?3,
@@ -1079,8 +1098,8 @@ impl Storage {
 
     /// A real write and read, for `/health`.
     pub async fn health_probe(&self) -> Result<(), StorageError> {
-        self.with(|conn| {
-            let now = crate::clock::now().timestamp_millis();
+        let now = self.clock.now().timestamp_millis();
+        self.with(move |conn| {
             conn.execute(
                 "INSERT INTO health_probe (id, touched_at_ms) VALUES (1, ?1)
                  ON CONFLICT (id) DO UPDATE SET touched_at_ms = excluded.touched_at_ms",

@@ -70,7 +70,7 @@ impl Dispatcher {
             }
             match self
                 .storage
-                .due_deliveries(crate::clock::now(), limits::ALERT_BATCH)
+                .due_deliveries(self.storage.clock().now(), limits::ALERT_BATCH)
                 .await
             {
                 Ok(due) => {
@@ -171,7 +171,11 @@ impl Dispatcher {
             Ok(upcoming) => upcoming
                 .into_iter()
                 .find(|(id, _)| !in_flight.contains(id))
-                .map(|(_, at)| (at - crate::clock::now()).to_std().unwrap_or_default())
+                .map(|(_, at)| {
+                    (at - self.storage.clock().now())
+                        .to_std()
+                        .unwrap_or_default()
+                })
                 .unwrap_or(limits::ALERT_POLL_EVERY)
                 .min(limits::ALERT_POLL_EVERY),
             Err(_) => limits::ALERT_POLL_EVERY,
@@ -246,7 +250,7 @@ impl Attempt {
             screenshots,
         )
         .await;
-        let now = crate::clock::now();
+        let now = self.storage.clock().now();
         let checks: Vec<&str> = events.iter().map(|e| e.check.as_str()).collect();
         let checks = checks.join(", ");
         // Mask secrets before the reason reaches a log line or the table.

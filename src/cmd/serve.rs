@@ -393,7 +393,7 @@ async fn tick_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
     every(TICK_EVERY, cancel, || async {
         // Noticed (and logged, once) even while nothing else writes.
         let _ = aggregator.storage().check_file();
-        if let Err(error) = aggregator.tick(crate::clock::now()).await {
+        if let Err(error) = aggregator.tick(aggregator.clock().now()).await {
             tracing::error!(%error, "cannot record staleness");
         }
     })
@@ -408,7 +408,7 @@ async fn rollup_loop(storage: Storage, cancel: CancellationToken) {
         // time, yielding between, so ingestion never waits long.
         loop {
             match storage
-                .roll_up(crate::clock::now(), limits::ROLLUP_HOURS_PER_GO)
+                .roll_up(storage.clock().now(), limits::ROLLUP_HOURS_PER_GO)
                 .await
             {
                 Ok(hours) if hours == limits::ROLLUP_HOURS_PER_GO && !stop.is_cancelled() => {
@@ -428,7 +428,7 @@ async fn rollup_loop(storage: Storage, cancel: CancellationToken) {
 /// Judges `p95_above_baseline` for the checks that have it.
 async fn latency_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
     every(limits::LATENCY_JUDGE_EVERY, cancel, || async {
-        if let Err(error) = aggregator.judge_latency(crate::clock::now()).await {
+        if let Err(error) = aggregator.judge_latency(aggregator.clock().now()).await {
             tracing::error!(%error, "judging latency against baselines failed");
         }
     })
@@ -439,7 +439,7 @@ async fn retention_loop(storage: Storage, retention: Duration, cancel: Cancellat
     every(limits::RETENTION_PRUNE_EVERY, cancel, || async {
         let cutoff = chrono::Duration::from_std(retention)
             .ok()
-            .and_then(|keep| crate::clock::now().checked_sub_signed(keep))
+            .and_then(|keep| storage.clock().now().checked_sub_signed(keep))
             .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         match storage
             .prune_older_than(cutoff, limits::RETENTION_PRUNE_BATCH)

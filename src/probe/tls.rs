@@ -117,8 +117,8 @@ pub async fn run(spec: &TlsSpec, phases: &mut Phases) -> Report {
     // The verdict is in; say goodbye politely, but do not wait on the peer.
     let _ = tokio::time::timeout(CLOSE_GRACE, stream.shutdown()).await;
 
-    let degraded =
-        earliest.and_then(|(index, at)| expiring_soon(index, at, Utc::now(), spec.expires_within));
+    let degraded = earliest
+        .and_then(|(index, at)| expiring_soon(index, at, crate::clock::now(), spec.expires_within));
     report(Outcome::Ok, None, degraded)
 }
 
