@@ -1,0 +1,141 @@
+//! Heartbeat checks at the aggregator: pings (coalesced above a sane rate,
+//! `/start` timing the run) become results of region `push`, and pings that
+//! did not come become synthetic `timeout` results.
+
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::config::CheckKind;
+use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
+use crate::limits;
+use crate::probe::ProbeResult;
+use crate::probe::{Outcome, Phases, round_ms};
+use crate::storage::StorageError;
+
+use super::*;
+
+impl Aggregator {
+    /// Records a heartbeat ping. Returns the check's name, or `None` for a
+    /// token no check has (counted in `unknown_pings`).
+    pub async fn ping(&self, token: &str, ping: Ping) -> Result<Option<String>, StorageError> {
+        let config = self.config();
+        let Some(check) = heartbeat::find_by_token(&config, token) else {
+            self.unknown_pings.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("ping with an unknown token");
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        // The guard must not live across an await: scope it.
+        let started = {
+            let mut starts = self
+                .heartbeat_starts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if ping == Ping::Start {
+                starts.insert(check.name.clone(), tokio::time::Instant::now());
+                return Ok(Some(check.name.clone()));
+            }
+            starts.remove(&check.name)
+        };
+        {
+            let mut last = self.last_pings.lock().unwrap_or_else(|p| p.into_inner());
+            let at = tokio::time::Instant::now();
+            if let Some((previous, kind)) = last.get(&check.name)
+                && *kind == ping
+                && at.saturating_duration_since(*previous) < limits::HEARTBEAT_PING_GAP_MIN
+            {
+                // Says nothing the stored one did not: counted only.
+                self.coalesced_pings.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(check.name.clone()));
+            }
+            last.insert(check.name.clone(), (at, ping));
+        }
+        // The result is dated at its arrival, so a late job's success is
+        // newer than the missed-ping report before it; the run time (from
+        // /start) goes in duration_ms.
+        let duration_ms = started
+            .map(|clock| round_ms(clock.elapsed()))
+            .unwrap_or(0.0);
+        let started_at = now;
+        let (outcome, error) = match ping {
+            Ping::Fail => (
+                Outcome::Fail,
+                Some("the job reported a failure (/fail)".to_string()),
+            ),
+            _ => (Outcome::Ok, None),
+        };
+        let result = heartbeat_result(&check.name, started_at, duration_ms, outcome, error);
+        if let Err(error) = self.ingest(vec![result]).await {
+            // Not stored: the job's retry must not be taken for a repeat.
+            self.last_pings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&check.name);
+            return Err(error);
+        }
+        Ok(Some(check.name.clone()))
+    }
+
+    /// Pings with unknown tokens since start.
+    pub fn unknown_pings(&self) -> u64 {
+        self.unknown_pings.load(Ordering::Relaxed)
+    }
+
+    /// A synthetic `timeout` result for every heartbeat overdue at `now`.
+    /// The anchor is the last result of its `push` region (a ping, or the
+    /// previous missed-ping report), so silence is reported once per period.
+    pub(super) async fn missed_heartbeats(&self, now: DateTime<Utc>) -> Vec<ProbeResult> {
+        let config = self.config();
+        let states = self.states.lock().await;
+        let mut missed = Vec::new();
+        for check in &config.checks {
+            let CheckKind::Heartbeat(spec) = &check.kind else {
+                continue;
+            };
+            let region = states
+                .get(&check.name)
+                .and_then(|s| s.regions.get(HEARTBEAT_REGION));
+            let anchor = region.map(|r| r.last_seen).unwrap_or(self.started_at);
+            let pinged_before = region.is_some_and(|r| r.last.outcome != Outcome::Timeout);
+            if let Some(reason) = heartbeat::overdue(spec, anchor, pinged_before, now) {
+                missed.push(heartbeat_result(
+                    &check.name,
+                    now,
+                    0.0,
+                    Outcome::Timeout,
+                    Some(reason),
+                ));
+            }
+        }
+        missed
+    }
+}
+
+fn heartbeat_result(
+    check: &str,
+    started_at: DateTime<Utc>,
+    duration_ms: f64,
+    outcome: Outcome,
+    error: Option<String>,
+) -> ProbeResult {
+    ProbeResult {
+        id: Uuid::now_v7(),
+        check: check.to_string(),
+        region: HEARTBEAT_REGION.to_string(),
+        probe: "aggregator".to_string(),
+        started_at,
+        duration_ms,
+        outcome,
+        status: None,
+        phases_ms: Phases::default(),
+        error,
+        cert_expiry: None,
+        degraded: None,
+        notes: Vec::new(),
+        steps: Vec::new(),
+        screenshot: None,
+        page: None,
+    }
+}

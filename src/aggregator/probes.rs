@@ -1,0 +1,319 @@
+//! The aggregator's view of its probes: contact and reports (liveness),
+//! clock skew and spool backlog as they say, a probe going stale or coming
+//! back (its own events and alerts), and fast confirmation (asking regions
+//! to run a check now).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::alert;
+use crate::config::Config;
+use crate::rules::{CheckState, ProbeEvent, Rules, Status, Verdict};
+use crate::storage::{Batch, StorageError};
+
+use super::*;
+
+/// A region's probe as the aggregator sees it (`GET /api/v1/probes`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProbeStatus {
+    pub region: String,
+    /// When its latest result arrived (the aggregator's clock).
+    pub last_result: Option<DateTime<Utc>>,
+    /// When it last asked for checks or run-now requests.
+    pub last_contact: Option<DateTime<Utc>>,
+    /// No result within its staleness window: its checks are judged by the
+    /// other regions, and an alert said so.
+    pub stale: bool,
+    /// When it went stale or came back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// How far its clock is behind the aggregator's (negative: ahead), as
+    /// measured on its last batch; corrected for, shown for the operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
+    /// Results waiting in its spool, as it last reported (saturation: a
+    /// growing backlog means it cannot deliver).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_pending: Option<u64>,
+    #[serde(skip)]
+    pub(super) incident: Option<Uuid>,
+}
+
+impl Aggregator {
+    /// A probe asked for something: it is alive, whatever its results say.
+    /// It reports its spool backlog with every request.
+    pub fn note_probe_contact(&self, region: &str, spool_pending: Option<u64>) {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        let probe = probes
+            .entry(region.to_string())
+            .or_insert_with(|| ProbeStatus {
+                region: region.to_string(),
+                ..ProbeStatus::default()
+            });
+        probe.last_contact = Some(self.clock.now());
+        if spool_pending.is_some() {
+            probe.spool_pending = spool_pending;
+        }
+    }
+
+    /// Every region's probe: those with a token and those that reported.
+    pub fn probes(&self) -> Vec<ProbeStatus> {
+        let mut probes = self
+            .probes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for region in self.hub.regions() {
+            probes.entry(region.clone()).or_insert_with(|| ProbeStatus {
+                region,
+                ..ProbeStatus::default()
+            });
+        }
+        probes.into_values().collect()
+    }
+
+    /// Back events (with their alerts) for the stale probes among `regions`.
+    pub(super) fn probes_back(
+        &self,
+        config: &Config,
+        regions: &[String],
+        now: DateTime<Utc>,
+        batch: &mut Batch,
+    ) -> Vec<String> {
+        let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut back = Vec::new();
+        for region in regions {
+            let Some(probe) = probes.get(region).filter(|p| p.stale) else {
+                continue;
+            };
+            let lasted = probe
+                .since
+                .and_then(|since| (now - since).to_std().ok())
+                .unwrap_or_default();
+            let summary = format!(
+                "probe {region} is reporting again after {} without results",
+                crate::schedule::format_duration_approx(lasted)
+            );
+            let incident = probe.incident.unwrap_or_else(Uuid::now_v7);
+            let event = ProbeEvent {
+                id: Uuid::now_v7(),
+                region: region.clone(),
+                stale: false,
+                at: now,
+                incident,
+                summary: summary.clone(),
+            };
+            let alert = alert::for_probe(
+                region,
+                false,
+                summary,
+                now,
+                incident,
+                Some(lasted.as_secs()),
+            );
+            queue_alert_to(
+                batch,
+                &channels_for_region(config, region),
+                config,
+                event.id,
+                alert,
+                now,
+            );
+            batch.probe_events.push(event);
+            back.push(region.clone());
+        }
+        back
+    }
+
+    /// Once a batch is stored: its regions reported at `at`.
+    pub(super) fn note_probes_reported(
+        &self,
+        regions: &[String],
+        at: DateTime<Utc>,
+        back: &[String],
+    ) {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        for region in regions {
+            let probe = probes.entry(region.clone()).or_insert_with(|| ProbeStatus {
+                region: region.clone(),
+                ..ProbeStatus::default()
+            });
+            probe.last_result = Some(at);
+            if back.contains(region) {
+                tracing::info!(%region, "probe {region} is reporting again");
+                probe.stale = false;
+                probe.since = Some(at);
+                probe.incident = None;
+            }
+        }
+    }
+
+    /// Fast confirmation: a result that starts to move a region towards a
+    /// new verdict asks the regions that have not moved yet to run the check
+    /// now, instead of at their next tick. A failure seen in one region is
+    /// then confirmed (or cleared) by the others in about one round-trip,
+    /// and the reporting region re-runs to reach its own `failures` count.
+    ///
+    /// It stops by itself: a region that has reached its verdict no longer
+    /// asks, so a region that keeps failing on its own (its network, not the
+    /// target) costs nothing extra once it counts as failing.
+    pub(super) fn ask_for_confirmation(
+        &self,
+        config: &Config,
+        states: &HashMap<String, CheckState>,
+        results: &[(String, String, bool)],
+    ) {
+        if !self.fast_confirmation {
+            return;
+        }
+        for (check, region, ok) in results {
+            let (Some(state), Some(_)) = (states.get(check), config.check(check)) else {
+                continue;
+            };
+            let Some(reporter) = state.regions.get(region) else {
+                continue;
+            };
+            let targets: Vec<&String> = if !ok && reporter.verdict != Verdict::Failing {
+                // A failure on its way to counting: everyone not yet failing.
+                state
+                    .regions
+                    .iter()
+                    .filter(|(_, r)| !r.stale && r.verdict != Verdict::Failing)
+                    .map(|(name, _)| name)
+                    .collect()
+            } else if *ok && state.status == Status::Down {
+                // A recovery seen somewhere: the regions still failing.
+                state
+                    .regions
+                    .iter()
+                    .filter(|(_, r)| !r.stale && r.verdict == Verdict::Failing)
+                    .map(|(name, _)| name)
+                    .collect()
+            } else {
+                continue;
+            };
+            for target in targets {
+                self.hub.request_run_now(target, check);
+            }
+        }
+    }
+
+    /// Stale events (with their alerts) for probes silent past their
+    /// window: the shortest staleness window (`3 x interval + timeout`) of
+    /// the checks their region runs, since their last result.
+    pub(super) async fn probes_gone_stale(&self, now: DateTime<Utc>) -> Result<(), StorageError> {
+        let config = self.config();
+        let mut regions: Vec<String> = self.hub.regions();
+        {
+            let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+            regions.extend(probes.keys().cloned());
+        }
+        regions.sort();
+        regions.dedup();
+        let mut batch = Batch::default();
+        let mut gone = Vec::new();
+        for region in regions {
+            let Some(window) = probe_window(&config, &region, now) else {
+                continue; // it runs nothing: nothing is expected of it
+            };
+            let (last, stale) = {
+                let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+                let probe = probes.get(&region);
+                (
+                    probe.and_then(|p| p.last_result),
+                    probe.is_some_and(|p| p.stale),
+                )
+            };
+            let anchor = last.unwrap_or(self.started_at).max(self.started_at);
+            let silent = (now - anchor).to_std().unwrap_or_default();
+            if stale || silent <= window {
+                continue;
+            }
+            let summary = match last {
+                Some(last) => format!(
+                    "probe {region} stopped reporting: no result since {} ({} ago; expected within {}); its checks are judged by the other regions",
+                    last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    crate::schedule::format_duration_approx(silent),
+                    crate::schedule::format_duration(window)
+                ),
+                None => format!(
+                    "probe {region} stopped reporting: no result for {} (expected within {}); its checks are judged by the other regions",
+                    crate::schedule::format_duration_approx(silent),
+                    crate::schedule::format_duration(window)
+                ),
+            };
+            let incident = Uuid::now_v7();
+            let event = ProbeEvent {
+                id: Uuid::now_v7(),
+                region: region.clone(),
+                stale: true,
+                at: now,
+                incident,
+                summary: summary.clone(),
+            };
+            tracing::warn!(%region, "{summary}");
+            let alert = alert::for_probe(&region, true, summary, now, incident, None);
+            queue_alert_to(
+                &mut batch,
+                &channels_for_region(&config, &region),
+                &config,
+                event.id,
+                alert,
+                now,
+            );
+            batch.probe_events.push(event);
+            gone.push((region, incident));
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let alerts_queued = !batch.deliveries.is_empty();
+        self.storage.write_batch(batch).await?;
+        if alerts_queued {
+            self.alert_wake.notify_one();
+        }
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        for (region, incident) in gone {
+            let probe = probes.entry(region.clone()).or_insert_with(|| ProbeStatus {
+                region: region.clone(),
+                ..ProbeStatus::default()
+            });
+            probe.stale = true;
+            probe.since = Some(now);
+            probe.incident = Some(incident);
+        }
+        Ok(())
+    }
+}
+
+/// Who hears about a region's probe: every channel of a check it runs
+/// (those people lose a vantage point), else `defaults.channels`.
+fn channels_for_region(config: &Config, region: &str) -> Vec<String> {
+    let mut channels: Vec<String> = Vec::new();
+    for check in config.checks.iter().filter(|c| runs_in(c, region)) {
+        for channel in config.channels_for(check) {
+            if !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
+    }
+    if channels.is_empty() {
+        config.default_channels.clone()
+    } else {
+        channels
+    }
+}
+
+/// How long `region`'s probe may be silent before it is stale: the
+/// shortest staleness window of the checks it runs; `None` if it runs none.
+fn probe_window(config: &Config, region: &str, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    config
+        .checks
+        .iter()
+        .filter(|c| runs_in(c, region))
+        .map(|c| Rules::for_check(c, now).stale_after)
+        .min()
+}

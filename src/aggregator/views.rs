@@ -1,0 +1,178 @@
+//! What the API, the status page and `/metrics` read of the aggregator:
+//! check views, states, events, the status report (cached) and the metrics
+//! snapshot. Reads only.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::config::{Check, Secrets};
+use crate::limits;
+use crate::metrics;
+use crate::probe::Outcome;
+use crate::rules::{CheckState, Status, Transition};
+use crate::status::StatusReport;
+use crate::storage::StorageError;
+
+use super::*;
+
+/// A check as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct CheckView {
+    pub name: String,
+    pub kind: &'static str,
+    pub target: String,
+    pub schedule: String,
+    pub status: Status,
+    pub since: Option<DateTime<Utc>>,
+    pub incident: Option<Uuid>,
+    pub regions: serde_json::Value,
+}
+
+impl Aggregator {
+    /// The status page's figures, at most `STATUS_CACHE_FOR` old.
+    pub async fn status_report(&self) -> Result<Arc<StatusReport>, StorageError> {
+        // Held while computing, so concurrent visitors wait for one result.
+        let mut cache = self.status_cache.lock().await;
+        if let Some((at, report)) = cache.as_ref()
+            && at.elapsed() < limits::STATUS_CACHE_FOR
+        {
+            return Ok(report.clone());
+        }
+        let report = Arc::new(self.compute_status(self.clock.now()).await?);
+        *cache = Some((tokio::time::Instant::now(), report.clone()));
+        Ok(report)
+    }
+
+    /// Computes the status page's figures afresh (no cache).
+    pub async fn compute_status(&self, now: DateTime<Utc>) -> Result<StatusReport, StorageError> {
+        use crate::rollup::{HOUR_MS, hour_of};
+        let config = self.config();
+        let states = self.states.lock().await.clone();
+        let days = chrono::Duration::days(crate::status::DAYS_SHOWN as i64);
+        let events = self
+            .storage
+            .events_since((now - days).timestamp_millis(), limits::STATUS_EVENTS_MAX)
+            .await?;
+        let first_hour =
+            hour_of(now.timestamp_millis()) - (crate::status::LATENCY_HOURS as i64 - 1) * HOUR_MS;
+        let (rollups, rolled_until) = self.storage.rollups_since(first_hour).await?;
+        let raw_since = rolled_until.unwrap_or(first_hour).max(first_hour);
+        let raw = self
+            .storage
+            .raw_latencies_since(raw_since, limits::STATUS_RAW_RESULTS_MAX)
+            .await?;
+        // Failing browser runs may have a screenshot to link.
+        let failing_browser_runs: Vec<String> = config
+            .checks
+            .iter()
+            .filter(|c| c.kind_name() == "browser")
+            .filter_map(|c| states.get(&c.name))
+            .flat_map(|s| s.regions.values())
+            .filter(|r| r.last.outcome != Outcome::Ok)
+            .map(|r| r.last.id.to_string())
+            .collect();
+        let screenshots = self
+            .storage
+            .screenshots_present(failing_browser_runs)
+            .await?;
+        Ok(crate::status::compute(&crate::status::Inputs {
+            config: &config,
+            states: &states,
+            events: &events,
+            rollups: &rollups,
+            rolled_until_ms: rolled_until,
+            raw: &raw,
+            screenshots: &screenshots,
+            now,
+        }))
+    }
+
+    /// What `/metrics` reports of the present: every check's state, the
+    /// newest results, the regions, the outbox backlog.
+    pub async fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let config = self.config();
+        let checks = {
+            let states = self.states.lock().await;
+            config
+                .checks
+                .iter()
+                .map(|check| metrics::CheckSnapshot {
+                    name: check.name.clone(),
+                    kind: check.kind_name(),
+                    target: config.secrets.redact(&check.target()),
+                    status: states
+                        .get(&check.name)
+                        .map(|s| s.status)
+                        .unwrap_or_default(),
+                })
+                .collect()
+        };
+        let outbox_pending = match self.storage.pending_delivery_count().await {
+            Ok(count) => Some(count),
+            Err(error) => {
+                tracing::error!(%error, "cannot count the alert outbox for /metrics");
+                None
+            }
+        };
+        metrics::Snapshot {
+            checks,
+            results: self.metrics.latest_results(),
+            regions: self
+                .probes()
+                .into_iter()
+                .map(|p| metrics::RegionSnapshot {
+                    region: p.region,
+                    last_result: p.last_result,
+                    spool_pending: p.spool_pending,
+                })
+                .collect(),
+            outbox_pending,
+            unknown_pings: self.unknown_pings(),
+            coalesced_pings: self.coalesced_pings.load(Ordering::Relaxed),
+            browser_sessions_in_use: self.metrics.browser_sessions_in_use(),
+            local_spool_pending: None,
+            now: self.clock.now(),
+        }
+    }
+
+    pub async fn state(&self, check: &str) -> Option<CheckState> {
+        self.states.lock().await.get(check).cloned()
+    }
+
+    pub async fn views(&self) -> Vec<CheckView> {
+        let config = self.config();
+        let states = self.states.lock().await;
+        config
+            .checks
+            .iter()
+            .map(|check| view(check, states.get(&check.name), &config.secrets))
+            .collect()
+    }
+
+    pub async fn recent_events(
+        &self,
+        check: &str,
+        limit: usize,
+    ) -> Result<Vec<Transition>, StorageError> {
+        self.storage.recent_events(check.to_string(), limit).await
+    }
+}
+
+fn view(check: &Check, state: Option<&CheckState>, secrets: &Secrets) -> CheckView {
+    let default = CheckState::default();
+    let state = state.unwrap_or(&default);
+    CheckView {
+        name: check.name.clone(),
+        kind: check.kind_name(),
+        target: secrets.redact(&check.target()),
+        schedule: check.schedule.describe(),
+        status: state.status,
+        since: state.since,
+        incident: state.incident,
+        regions: serde_json::to_value(&state.regions).unwrap_or_default(),
+    }
+}
