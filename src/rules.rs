@@ -216,6 +216,10 @@ pub struct RegionSummary {
     pub duration_ms: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why its latest ok result was degraded (slower than `max_latency`, a
+    /// certificate expiring soon), so alerts can count and name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// A region's probe stopped reporting (`stale`) or reports again: stored
@@ -445,6 +449,7 @@ pub fn region_summaries(state: &CheckState) -> BTreeMap<String, RegionSummary> {
                     status: r.last.status,
                     duration_ms: r.last.duration_ms,
                     error: r.last.error.clone(),
+                    degraded: r.degraded.clone(),
                 },
             )
         })
