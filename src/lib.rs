@@ -30,6 +30,7 @@ pub mod policy;
 pub mod probe;
 pub mod probe_api;
 pub mod reload;
+pub mod result;
 pub mod rollup;
 pub mod rules;
 pub mod schedule;

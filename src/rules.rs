@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::Check;
-use crate::probe::{Outcome, ProbeResult};
+use crate::result::{Outcome, ProbeResult};
 use crate::schedule::format_duration;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Hash)]

@@ -22,7 +22,7 @@ use crate::alert::AlertEvent;
 use crate::alert::silence::Silence;
 use crate::clock::Clock;
 use crate::limits;
-use crate::probe::ProbeResult;
+use crate::result::ProbeResult;
 use crate::rules::{CheckState, ProbeEvent, Transition};
 
 #[derive(Debug, thiserror::Error)]
@@ -1254,7 +1254,7 @@ fn json_bodies<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Outcome;
+    use crate::result::Outcome;
     use uuid::Uuid;
 
     fn result(check: &str, started_at: DateTime<Utc>) -> ProbeResult {

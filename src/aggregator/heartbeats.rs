@@ -10,8 +10,8 @@ use uuid::Uuid;
 use crate::config::CheckKind;
 use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
 use crate::limits;
-use crate::probe::ProbeResult;
-use crate::probe::{Outcome, Phases, round_ms};
+use crate::probe::round_ms;
+use crate::result::{Outcome, Phases, ProbeResult};
 use crate::storage::StorageError;
 
 use super::*;

@@ -2,7 +2,7 @@
 //! fast confirmation, probe liveness, latency baselines.
 
 use super::*;
-use crate::probe::Outcome;
+use crate::result::Outcome;
 
 fn config() -> Arc<Config> {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::config::{Check, Secrets};
 use crate::limits;
 use crate::metrics;
-use crate::probe::Outcome;
+use crate::result::Outcome;
 use crate::rules::{CheckState, Status, Transition};
 use crate::status::StatusReport;
 use crate::storage::StorageError;

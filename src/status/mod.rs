@@ -151,7 +151,7 @@ pub struct HourPoint {
 pub struct RegionNow {
     pub verdict: Verdict,
     pub stale: bool,
-    pub outcome: crate::probe::Outcome,
+    pub outcome: crate::result::Outcome,
     pub duration_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -128,7 +128,7 @@ fn check_card(check: &CheckStatus) -> Markup {
             }
             (day_bar(check))
             @for (region, now) in &check.regions {
-                @if let Some(error) = now.error.as_ref().filter(|_| now.outcome != crate::probe::Outcome::Ok) {
+                @if let Some(error) = now.error.as_ref().filter(|_| now.outcome != crate::result::Outcome::Ok) {
                     div class="err" { (region) ": " (error) }
                 }
                 @if let Some(screenshot) = &now.screenshot {

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use super::{AlertEvent, AlertKind, RegionDetail};
 use crate::config::{WebhookChannel, WebhookFormat};
-use crate::probe::Outcome;
+use crate::result::Outcome;
 use crate::rules::Status;
 
 mod alertmanager;
