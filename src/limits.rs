@@ -219,3 +219,30 @@ pub const BATCH_SCREENSHOT_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// alert of many failing flows stays under common mail servers' message
 /// limits (10 MiB and up, after base64); the rest are linked.
 pub const EMAIL_ATTACHMENTS_BYTES_MAX: usize = 6 * 1024 * 1024;
+
+// Probe resilience (the remote probe's uplink and spool; issue 21).
+
+/// A probe gives up connecting to its aggregator after this long (TCP and
+/// TLS): far above a transcontinental handshake, short enough that an
+/// address that drops packets is retried rather than waited on.
+pub const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest time between the starts of two long-poll requests (specs,
+/// run-now), whatever the answer: a proxy that answers at once (200 with the
+/// same document, 5xx, garbage, resets) costs at most one request per
+/// route this often, never a tight loop. A real change is still picked up
+/// at once by the request that follows.
+pub const PROBE_POLL_GAP_MIN: Duration = Duration::from_secs(2);
+/// Results a probe keeps in memory while its spool cannot be written
+/// (read-only, full disk), sent directly when the aggregator answers
+/// (`--memory-queue`). At ~500 bytes a result, 10 000 is ~5 MiB: hours of
+/// a busy probe, and nothing next to the memory of a browser session.
+/// Past it the oldest are dropped and counted.
+pub const PROBE_MEMORY_QUEUE_DEFAULT: usize = 10_000;
+/// Bytes of the aggregator's answer to a results batch or a run-now
+/// long-poll a probe reads: both are small JSON objects.
+pub const PROBE_ANSWER_BYTES_MAX: usize = 1024 * 1024;
+/// Bytes of an error answer's body a probe reads to quote it in its log.
+pub const PROBE_ERROR_BODY_BYTES_MAX: usize = 4 * 1024;
+/// Results refused by the aggregator (within an accepted batch) that a
+/// probe names in its log one by one; the rest are summed up.
+pub const PROBE_REFUSED_LOGGED_MAX: usize = 10;
