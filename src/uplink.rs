@@ -610,9 +610,12 @@ async fn send_spool(
             Err(error) => {
                 blocking(&spool, move |s| s.put_back(drain)).await;
                 if cancel.is_cancelled() {
+                    let figures = spool.figures();
+                    let on_disk = figures.pending.saturating_sub(figures.in_memory);
                     tracing::info!(
-                        results = spool.pending(),
-                        "stopping with results in the spool; they are sent at the next start"
+                        "stopping with {} results not sent: {on_disk} in the spool, sent at the next start; {} in memory, written to the spool if it can take them now",
+                        figures.pending,
+                        figures.in_memory
                     );
                     return;
                 }

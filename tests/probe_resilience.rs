@@ -198,7 +198,8 @@ async fn the_same_checks_answered_with_200_every_time_change_nothing() {
     assert!(run_now < 10, "{run_now} run-now requests in 10 s");
     let log = probe.log_text();
     assert_eq!(
-        log.matches("running the checks the aggregator sent").count(),
+        log.matches("running the checks the aggregator sent")
+            .count(),
         1,
         "{log}"
     );
@@ -209,18 +210,24 @@ async fn the_same_checks_answered_with_200_every_time_change_nothing() {
         REGION,
         &checks(&[("api", &health, "1s"), ("added", &other, "1s")]),
     );
-    wait_for("the added check to run", Duration::from_secs(15), || async {
-        (!hits.other.lock().unwrap().is_empty()).then_some(())
-    })
+    wait_for(
+        "the added check to run",
+        Duration::from_secs(15),
+        || async { (!hits.other.lock().unwrap().is_empty()).then_some(()) },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log = probe.log_text();
     assert_eq!(
-        log.matches("running the checks the aggregator sent").count(),
+        log.matches("running the checks the aggregator sent")
+            .count(),
         2,
         "{log}"
     );
-    assert!(log.contains("(added added; the others keep running)"), "{log}");
+    assert!(
+        log.contains("(added added; the others keep running)"),
+        "{log}"
+    );
     let gap = hits.shortest_health_gap();
     assert!(
         gap >= Duration::from_millis(900),
@@ -571,7 +578,12 @@ async fn spool_in_trouble(trouble: Trouble) {
     .await;
     let text = scrape(&probe.base).await;
     for reason in ["spool_full", "spool_not_writable", "queue_full"] {
-        assert_eq!(dropped(&text, reason), 0.0, "{reason}\n{}", probe.log_text());
+        assert_eq!(
+            dropped(&text, reason),
+            0.0,
+            "{reason}\n{}",
+            probe.log_text()
+        );
     }
 
     // The aggregator down as well: the memory queue fills, the oldest go,
@@ -608,7 +620,10 @@ async fn spool_in_trouble(trouble: Trouble) {
 
     // Stopping: what only memory held is lost, and said so.
     let log = probe.terminate_and_log();
-    assert!(log.contains("results lost: stopping with 8 results"), "{log}");
+    assert!(
+        log.contains("results lost: stopping with 8 results"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,4 +634,60 @@ async fn a_read_only_spool_loses_nothing_while_the_aggregator_answers_and_counts
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_loses_nothing_while_the_aggregator_answers_and_counts_its_drops() {
     spool_in_trouble(Trouble::Full).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_is_set_aside_alone_never_the_backlog() {
+    let (health, _, hits) = start_target().await;
+    let fake = FakeAggregator::start(REGION, &checks(&[("api", &health, "250ms")])).await;
+    // A backlog: one spool file per run while the aggregator is away.
+    fake.set_results_mode(ResultsMode::Hang);
+    let spool = tempfile::tempdir().unwrap();
+    let probe = start_probe(&fake.base, spool.path(), &["--aggregator-timeout", "1s"]);
+    wait_for("a backlog of results", Duration::from_secs(20), || async {
+        (made_ids(&probe.log_text()).len() >= 12).then_some(())
+    })
+    .await;
+    assert!(!hits.health.lock().unwrap().is_empty());
+    // The aggregator refuses the batch holding one of them (400), stores
+    // any other.
+    let made = made_ids(&probe.log_text());
+    let bad = made[5].clone();
+    fake.set_results_mode(ResultsMode::RejectBatchWith(bad.clone()));
+    wait_for(
+        "every other result to arrive",
+        Duration::from_secs(30),
+        || async {
+            let stored: HashSet<String> = fake.stored().into_iter().collect();
+            made.iter()
+                .filter(|id| **id != bad)
+                .all(|id| stored.contains(id))
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(!fake.stored().contains(&bad));
+    let rejected: Vec<PathBuf> = std::fs::read_dir(spool.path().join("rejected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    let kept = std::fs::read_to_string(&rejected[0]).unwrap();
+    assert!(kept.contains(&bad));
+    let log = probe.log_text();
+    assert!(
+        log.contains(
+            "sending them one file at a time, so that only a file it refuses is set aside"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("and not sent again"), "{log}");
+    let text = scrape(&probe.base).await;
+    let kept_results = serde_json::from_str::<Vec<serde_json::Value>>(&kept)
+        .unwrap()
+        .len() as f64;
+    assert_eq!(
+        value(&text, "lookout_uplink_results_rejected_total"),
+        kept_results
+    );
 }

@@ -33,6 +33,9 @@ pub enum ResultsMode {
     Redirect(u16, String),
     /// Takes the request and never answers.
     Hang,
+    /// 400 for a batch holding this result id (a batch that is itself
+    /// wrong); other batches are stored.
+    RejectBatchWith(String),
 }
 
 #[derive(Default)]
@@ -214,6 +217,19 @@ async fn results(State(shared): State<Arc<Mutex<Shared>>>, body: Bytes) -> Respo
                 Err(_) => return StatusCode::BAD_REQUEST.into_response(),
             };
             let mut shared = shared.lock().unwrap();
+            if let Some(ResultsMode::RejectBatchWith(bad)) = &mode {
+                let ids = batch["results"].as_array().into_iter().flatten();
+                if ids.clone().any(|r| r["id"] == bad.as_str()) {
+                    shared
+                        .results_requests
+                        .push((Instant::now(), "400".to_string()));
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        "a result in this batch is malformed",
+                    )
+                        .into_response();
+                }
+            }
             shared
                 .results_requests
                 .push((Instant::now(), "accepted".to_string()));
