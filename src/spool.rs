@@ -450,9 +450,12 @@ impl Spool {
         });
     }
 
-    /// Over the memory bound: the oldest go (not those being sent), counted.
+    /// Over the memory bound (those being sent count too): the oldest
+    /// waiting go, counted.
     fn bound_memory(&self, state: &mut State) {
-        let over = state.memory.len().saturating_sub(self.memory_max);
+        let over = (state.memory.len() + state.memory_out)
+            .saturating_sub(self.memory_max)
+            .min(state.memory.len());
         if over == 0 {
             return;
         }

@@ -22,6 +22,10 @@ pub enum SpecsMode {
     Honest,
     /// 200 with the whole document at once, every time.
     AlwaysSameDocument,
+    /// 200 at once with a body that is not a checks document.
+    Garbage,
+    /// This status at once.
+    Status(u16),
 }
 
 /// How the results route answers.
@@ -164,6 +168,15 @@ async fn specs(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim_matches('"').to_string());
+    match mode {
+        Some(SpecsMode::Garbage) => {
+            return (StatusCode::OK, "<html>a proxy's page</html>").into_response();
+        }
+        Some(SpecsMode::Status(status)) => {
+            return (StatusCode::from_u16(status).unwrap(), "busy").into_response();
+        }
+        _ => {}
+    }
     if mode == Some(SpecsMode::Honest) && known.as_deref() == Some(version.as_str()) {
         tokio::time::sleep(Duration::from_secs(query.wait.unwrap_or(0).min(25))).await;
         return StatusCode::NOT_MODIFIED.into_response();
