@@ -812,6 +812,38 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_exports_what_became_of_its_results_and_others_do_not() {
+        let metrics = Metrics::new();
+        let text = to_prometheus_text(&metrics.encode(&Snapshot::default()).unwrap());
+        assert!(!text.contains("lookout_uplink_"), "{text}");
+        metrics.report_uplink_with(Box::new(|| UplinkFigures {
+            made: 10,
+            sent: 6,
+            dropped_queue_full: 3,
+            spool_bytes: 512,
+            spool_files: 1,
+            in_memory: 1,
+            ..UplinkFigures::default()
+        }));
+        let text = to_prometheus_text(&metrics.encode(&Snapshot::default()).unwrap());
+        for expected in [
+            "# TYPE lookout_uplink_results_made_total counter\n",
+            "lookout_uplink_results_made_total 10\n",
+            "lookout_uplink_results_sent_total 6\n",
+            "lookout_uplink_results_rejected_total 0\n",
+            "lookout_uplink_results_dropped_total{reason=\"queue_full\"} 3\n",
+            "lookout_uplink_results_dropped_total{reason=\"spool_full\"} 0\n",
+            "lookout_uplink_results_dropped_total{reason=\"spool_not_writable\"} 0\n",
+            "lookout_spool_bytes 512\n",
+            "lookout_spool_files 1\n",
+            "lookout_spool_writable 0\n",
+            "lookout_uplink_memory_queue_results 1\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn removed_checks_leave_no_series() {
         let metrics = Metrics::new();
         metrics.observe_result(ProbeResult::for_test("gone", Outcome::Ok, Utc::now()));

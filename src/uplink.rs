@@ -78,6 +78,10 @@ pub enum SpecsAnswer {
     /// A document, and its bytes as received (for the cache).
     Changed(SpecsDocument, Vec<u8>),
     Unchanged,
+    /// An answer that cannot be used (too large, unreadable), with its
+    /// ETag: sent back in `If-None-Match`, the aggregator answers 304 until
+    /// it has another document, instead of the same one again.
+    Unusable(Option<String>, TransportError),
 }
 
 /// The aggregator's answer to a result batch it took (all fields optional:
@@ -216,17 +220,35 @@ impl Uplink {
         match response.status() {
             StatusCode::NOT_MODIFIED => Ok(SpecsAnswer::Unchanged),
             StatusCode::OK => {
-                let body = read_bounded(
+                let etag = response
+                    .headers()
+                    .get(reqwest::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim().trim_matches('"').to_string())
+                    .filter(|v| !v.is_empty());
+                let body = match read_bounded(
                     response,
                     limits::PROBE_SPECS_BYTES_MAX,
                     "a checks document",
                     limit,
                 )
-                .await?;
-                let document: SpecsDocument = serde_json::from_slice(&body).map_err(|e| {
-                    TransportError::BadAnswer(format!("the checks document is not readable: {e}"))
-                })?;
-                Ok(SpecsAnswer::Changed(document, body))
+                .await
+                {
+                    Ok(body) => body,
+                    Err(error @ TransportError::TooLarge { .. }) => {
+                        return Ok(SpecsAnswer::Unusable(etag, error));
+                    }
+                    Err(error) => return Err(error),
+                };
+                match serde_json::from_slice::<SpecsDocument>(&body) {
+                    Ok(document) => Ok(SpecsAnswer::Changed(document, body)),
+                    Err(e) => Ok(SpecsAnswer::Unusable(
+                        etag,
+                        TransportError::BadAnswer(format!(
+                            "the checks document is not readable: {e}"
+                        )),
+                    )),
+                }
             }
             status => Err(refusal(status, response, &url, Route::LongPoll, limit).await),
         }
@@ -820,6 +842,14 @@ pub async fn follow_specs(
                         "the aggregator sent the checks already running (its If-None-Match ignored on the way?); nothing changes"
                     ),
                     Applied::Invalid => {}
+                }
+            }
+            Ok(SpecsAnswer::Unusable(etag, error)) => {
+                if etag.is_some() {
+                    running.version = etag;
+                }
+                if !backoff.failed(&error, &cancel).await {
+                    return;
                 }
             }
             Err(error) => {

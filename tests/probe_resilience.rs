@@ -688,7 +688,8 @@ async fn a_refused_batch_is_set_aside_alone_never_the_backlog() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_or_errors_on_the_checks_route_keep_the_checks_and_never_spin() {
+async fn garbage_errors_or_an_oversized_document_on_the_checks_route_keep_the_checks_and_never_spin()
+ {
     let (health, _, hits) = start_target().await;
     let fake = FakeAggregator::start(REGION, &checks(&[("api", &health, "1s")])).await;
     let spool = tempfile::tempdir().unwrap();
@@ -705,6 +706,10 @@ async fn garbage_or_errors_on_the_checks_route_keep_the_checks_and_never_spin() 
         (
             SpecsMode::Status(503),
             "fetching checks: the aggregator answered HTTP 503: busy; the current checks keep running",
+        ),
+        (
+            SpecsMode::Huge,
+            "fetching checks: the aggregator sent a checks document larger than 67108864 bytes; ignored; the current checks keep running",
         ),
     ] {
         fake.set_specs_mode(mode);

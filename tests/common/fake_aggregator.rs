@@ -26,6 +26,9 @@ pub enum SpecsMode {
     Garbage,
     /// This status at once.
     Status(u16),
+    /// A document past the probe's bound (`PROBE_SPECS_BYTES_MAX` + 1 MiB)
+    /// with ETag `huge`; 304 after the wait for a probe that names it.
+    Huge,
 }
 
 /// How the results route answers.
@@ -174,6 +177,23 @@ async fn specs(
         }
         Some(SpecsMode::Status(status)) => {
             return (StatusCode::from_u16(status).unwrap(), "busy").into_response();
+        }
+        Some(SpecsMode::Huge) => {
+            if known.as_deref() == Some("huge") {
+                tokio::time::sleep(Duration::from_secs(query.wait.unwrap_or(0).min(25))).await;
+                return StatusCode::NOT_MODIFIED.into_response();
+            }
+            const CHUNK: usize = 1024 * 1024;
+            let chunks = lookout::limits::PROBE_SPECS_BYTES_MAX / CHUNK + 1;
+            let chunk = Bytes::from(vec![b' '; CHUNK]);
+            let stream = futures_util::stream::iter(
+                (0..chunks).map(move |_| Ok::<_, std::convert::Infallible>(chunk.clone())),
+            );
+            return (
+                [(header::ETAG, "\"huge\"")],
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response();
         }
         _ => {}
     }
