@@ -736,3 +736,49 @@ async fn garbage_errors_or_an_oversized_document_on_the_checks_route_keep_the_ch
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_refused_one_by_one_in_an_accepted_batch_are_logged_and_counted() {
+    let (health, other, hits) = start_target().await;
+    let fake = FakeAggregator::start(
+        REGION,
+        &checks(&[("api", &health, "500ms"), ("gone", &other, "500ms")]),
+    )
+    .await;
+    fake.set_results_mode(ResultsMode::RefuseCheck("gone".into()));
+    let spool = tempfile::tempdir().unwrap();
+    let probe = start_probe(&fake.base, spool.path(), &[]);
+    wait_for("runs of both checks", Duration::from_secs(15), || async {
+        let ran = hits.health.lock().unwrap().len() >= 3 && hits.other.lock().unwrap().len() >= 3;
+        ran.then_some(())
+    })
+    .await;
+    wait_for("a refusal logged", Duration::from_secs(10), || async {
+        probe
+            .log_text()
+            .contains(
+                "of check `gone`: this region does not run it (the rest of its batch is stored)",
+            )
+            .then_some(())
+    })
+    .await;
+    let log = probe.terminate_and_log();
+    let made = made_ids(&log);
+    let stored: HashSet<String> = fake.stored().into_iter().collect();
+    let refused = made.iter().filter(|id| !stored.contains(*id)).count();
+    assert!(refused >= 3, "{refused}");
+    // The stopping line sums it up: nothing lost, the refused counted.
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("lookout::cmd::probe: stopped"))
+        .unwrap();
+    assert!(
+        stopped.contains(&format!("rejected={refused}")) && stopped.contains("dropped=0"),
+        "{stopped}"
+    );
+    assert!(
+        stopped.contains(&format!("sent={}", stored.len())),
+        "{stopped}"
+    );
+    assert_nothing_rejected(spool.path());
+}

@@ -43,6 +43,9 @@ pub enum ResultsMode {
     /// 400 for a batch holding this result id (a batch that is itself
     /// wrong); other batches are stored.
     RejectBatchWith(String),
+    /// 200, the results of this check refused one by one (`refused` in the
+    /// answer, as an aggregator does for a check the region does not run).
+    RefuseCheck(String),
 }
 
 #[derive(Default)]
@@ -267,8 +270,17 @@ async fn results(State(shared): State<Arc<Mutex<Shared>>>, body: Bytes) -> Respo
                 .results_requests
                 .push((Instant::now(), "accepted".to_string()));
             let (mut accepted, mut duplicates) = (0, 0);
+            let mut refused = Vec::new();
             for result in batch["results"].as_array().into_iter().flatten() {
                 let id = result["id"].as_str().unwrap_or("").to_string();
+                if let Some(ResultsMode::RefuseCheck(check)) = &mode
+                    && result["check"] == check.as_str()
+                {
+                    refused.push(serde_json::json!({
+                        "id": id, "check": check, "reason": "this region does not run it"
+                    }));
+                    continue;
+                }
                 let seen = shared.received.entry(id.clone()).or_default();
                 *seen += 1;
                 if *seen == 1 {
@@ -278,8 +290,10 @@ async fn results(State(shared): State<Arc<Mutex<Shared>>>, body: Bytes) -> Respo
                     duplicates += 1;
                 }
             }
-            axum::Json(serde_json::json!({"accepted": accepted, "duplicates": duplicates}))
-                .into_response()
+            axum::Json(serde_json::json!({
+                "accepted": accepted, "duplicates": duplicates, "refused": refused
+            }))
+            .into_response()
         }
     }
 }
