@@ -246,3 +246,16 @@ pub const PROBE_ERROR_BODY_BYTES_MAX: usize = 4 * 1024;
 /// Results refused by the aggregator (within an accepted batch) that a
 /// probe names in its log one by one; the rest are summed up.
 pub const PROBE_REFUSED_LOGGED_MAX: usize = 10;
+/// Backoff between a probe's attempts to reach its aggregator: from a
+/// blink (a restart is over in a second) doubling to a few seconds, so an
+/// outage costs a handful of requests a minute per route, and the spool
+/// drains soon after the aggregator is back.
+pub const PROBE_BACKOFF_MIN: Duration = Duration::from_millis(200);
+pub const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A send still in flight when the probe is asked to stop gets this long;
+/// what it does not deliver stays in the spool for the next start.
+pub const PROBE_FINAL_SEND_GRACE: Duration = Duration::from_secs(2);
+/// A line about dropped results at most this often: a probe that drops
+/// results drops some with every run of every check, and one line with the
+/// count says as much as a thousand.
+pub const PROBE_DROP_LOG_EVERY: Duration = Duration::from_secs(10);

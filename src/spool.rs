@@ -26,7 +26,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::limits;
 use crate::probe::ProbeResult;
@@ -102,16 +102,6 @@ pub struct Figures {
     pub writable: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
-    #[error("spool {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// One spooled batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
@@ -164,10 +154,6 @@ struct State {
     drops_logged_at: Option<Instant>,
     drops_unlogged: u64,
 }
-
-/// A line about dropped results at most this often: a probe that drops
-/// results drops some with every run of every check.
-const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
 pub struct Spool {
     dir: PathBuf,
@@ -465,7 +451,7 @@ impl Spool {
         state.drops_unlogged += over as u64;
         let due = state
             .drops_logged_at
-            .is_none_or(|at| at.elapsed() >= DROP_LOG_EVERY);
+            .is_none_or(|at| at.elapsed() >= limits::PROBE_DROP_LOG_EVERY);
         if due {
             let why = state
                 .unwritable

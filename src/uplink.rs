@@ -419,12 +419,6 @@ async fn refusal(
     }
 }
 
-/// Backoff between attempts when the aggregator cannot be reached.
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How long a send still in flight at shutdown may take.
-const FINAL_SEND_GRACE: Duration = Duration::from_secs(2);
-
 /// Capped exponential backoff with jitter, logging the start and end of an
 /// outage once rather than every attempt (and again when the failure
 /// changes kind: a redirect becoming a refused connection is news).
@@ -451,7 +445,7 @@ impl Backoff {
         Backoff {
             what,
             meanwhile,
-            delay: BACKOFF_MIN,
+            delay: limits::PROBE_BACKOFF_MIN,
             failing_since: None,
             last_kind: None,
             link_up,
@@ -470,7 +464,7 @@ impl Backoff {
             );
         }
         self.last_kind = None;
-        self.delay = BACKOFF_MIN;
+        self.delay = limits::PROBE_BACKOFF_MIN;
     }
 
     /// Sleeps before the next attempt; false when cancelled meanwhile.
@@ -487,7 +481,7 @@ impl Backoff {
         }
         let jitter = 0.8 + fastrand::f64() * 0.4;
         let delay = self.delay.mul_f64(jitter);
-        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+        self.delay = (self.delay * 2).min(limits::PROBE_BACKOFF_MAX);
         tokio::select! {
             _ = tokio::time::sleep(delay) => true,
             _ = self.link_up.notified() => true,
@@ -598,7 +592,7 @@ async fn send_spool(
         // it does not deliver stays in the spool.
         let sent = tokio::select! {
             sent = uplink.post_results(sending) => sent,
-            _ = async { cancel.cancelled().await; tokio::time::sleep(FINAL_SEND_GRACE).await } => {
+            _ = async { cancel.cancelled().await; tokio::time::sleep(limits::PROBE_FINAL_SEND_GRACE).await } => {
                 Err(TransportError::Unavailable("shutting down".into()))
             }
         };

@@ -175,8 +175,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     .await;
     if drained.is_err() {
         tracing::warn!(
-            "some tasks did not stop within {:?}; exiting anyway",
-            limits::SHUTDOWN_GRACE
+            "some tasks did not stop within {}s; exiting anyway",
+            limits::SHUTDOWN_GRACE.as_secs()
         );
     }
     browser.shutdown().await;
