@@ -392,13 +392,22 @@ impl Tmpfs {
         Some(Tmpfs { dir, _root: root })
     }
 
+    /// Remounts with `options`; a read-only remount fails while a file is
+    /// open for writing (the probe writing a batch), so it is tried again.
     fn remount(&self, options: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,{options}")])
-            .arg(&self.dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount -o remount,{options} failed");
+        for _ in 0..50 {
+            let status = Command::new("mount")
+                .args(["-o", &format!("remount,{options}")])
+                .arg(&self.dir)
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            if status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("mount -o remount,{options} {} failed", self.dir.display());
     }
 
     /// Keeps the filesystem full (a file grown until the disk refuses,
