@@ -473,40 +473,72 @@ impl Spool {
     /// to `max_results` from memory. A file that cannot be read back is
     /// moved to `rejected/` and skipped. Blocking: call from `spawn_blocking`.
     pub fn oldest(&self, max_files: usize, max_results: usize) -> Drain {
-        let mut state = self.lock();
+        loop {
+            let taken: Vec<Entry> = {
+                let mut state = self.lock();
+                let mut taken = Vec::new();
+                let mut count = 0u64;
+                for entry in state.entries.iter().take(max_files) {
+                    if !taken.is_empty() && count + entry.results > max_results as u64 {
+                        break;
+                    }
+                    count += entry.results;
+                    taken.push(entry.clone());
+                }
+                if taken.is_empty() {
+                    return self.take_from_memory(&mut state, max_results);
+                }
+                taken
+            };
+            // Read without the lock: new results keep coming meanwhile.
+            let mut drain = Drain {
+                results: Vec::new(),
+                seqs: Vec::new(),
+                from_memory: false,
+            };
+            let mut unreadable = Vec::new();
+            for entry in taken {
+                let path = self.dir.join(entry.file_name());
+                let parsed = std::fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| {
+                        serde_json::from_slice::<Vec<ProbeResult>>(&bytes)
+                            .map_err(|e| e.to_string())
+                    });
+                match parsed {
+                    Ok(results) => {
+                        drain.results.extend(results);
+                        drain.seqs.push(entry.seq);
+                    }
+                    Err(error) => unreadable.push((entry, path, error)),
+                }
+            }
+            if unreadable.is_empty() {
+                return drain;
+            }
+            let mut state = self.lock();
+            for (entry, path, error) in unreadable {
+                if !state.entries.iter().any(|e| e.seq == entry.seq) {
+                    continue; // dropped by the bound meanwhile
+                }
+                tracing::error!(file = %path.display(), %error, "unreadable spool file; moved to rejected/, not sent");
+                self.take_out(&mut state, &[entry.seq], true);
+            }
+            if !drain.seqs.is_empty() {
+                return drain;
+            }
+            // Every file read was unreadable, and is out of the way: again.
+        }
+    }
+
+    /// Up to `max_results` from the memory queue, once the disk has none.
+    fn take_from_memory(&self, state: &mut State, max_results: usize) -> Drain {
         let mut drain = Drain {
             results: Vec::new(),
             seqs: Vec::new(),
             from_memory: false,
         };
-        let mut taken: Vec<Entry> = Vec::new();
-        let mut count = 0u64;
-        for entry in state.entries.iter().take(max_files) {
-            if !taken.is_empty() && count + entry.results > max_results as u64 {
-                break;
-            }
-            count += entry.results;
-            taken.push(entry.clone());
-        }
-        for entry in taken {
-            let path = self.dir.join(entry.file_name());
-            let parsed = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| {
-                    serde_json::from_slice::<Vec<ProbeResult>>(&bytes).map_err(|e| e.to_string())
-                });
-            match parsed {
-                Ok(results) => {
-                    drain.results.extend(results);
-                    drain.seqs.push(entry.seq);
-                }
-                Err(error) => {
-                    tracing::error!(file = %path.display(), %error, "unreadable spool file; moved to rejected/, not sent");
-                    self.take_out(&mut state, &[entry.seq], true);
-                }
-            }
-        }
-        if drain.seqs.is_empty() && state.entries.is_empty() && state.memory_out == 0 {
+        if state.entries.is_empty() && state.memory_out == 0 {
             let n = state.memory.len().min(max_results);
             if n > 0 {
                 drain.results = state.memory.drain(..n).collect();
