@@ -61,14 +61,6 @@ pub enum TransportError {
     Rejected(String),
 }
 
-impl TransportError {
-    /// Only a refusal of the batch itself is final; everything else is
-    /// tried again.
-    pub fn is_final(&self) -> bool {
-        matches!(self, TransportError::Rejected(_))
-    }
-}
-
 /// A result batch on the wire (`POST /api/v1/results`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ResultBatch {
