@@ -261,3 +261,43 @@ pub const RUN_NOW_FLOOR_MIN: Duration = Duration::from_millis(500);
 /// How often the database file's identity is compared with the one opened,
 /// so a deleted or replaced file is noticed within seconds.
 pub const STORAGE_FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+// Probe resilience (the remote probe's uplink and spool; issue 21).
+
+/// A probe gives up connecting to its aggregator after this long (TCP and
+/// TLS): far above a transcontinental handshake, short enough that an
+/// address that drops packets is retried rather than waited on.
+pub const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The shortest time between the starts of two long-poll requests (specs,
+/// run-now), whatever the answer: a proxy that answers at once (200 with the
+/// same document, 5xx, garbage, resets) costs at most one request per
+/// route this often, never a tight loop. A real change is still picked up
+/// at once by the request that follows.
+pub const PROBE_POLL_GAP_MIN: Duration = Duration::from_secs(2);
+/// Results a probe keeps in memory while its spool cannot be written
+/// (read-only, full disk), sent directly when the aggregator answers
+/// (`--memory-queue`). At ~500 bytes a result, 10 000 is ~5 MiB: hours of
+/// a busy probe, and nothing next to the memory of a browser session.
+/// Past it the oldest are dropped and counted.
+pub const PROBE_MEMORY_QUEUE_DEFAULT: usize = 10_000;
+/// Bytes of the aggregator's answer to a results batch or a run-now
+/// long-poll a probe reads: both are small JSON objects.
+pub const PROBE_ANSWER_BYTES_MAX: usize = 1024 * 1024;
+/// Bytes of an error answer's body a probe reads to quote it in its log.
+pub const PROBE_ERROR_BODY_BYTES_MAX: usize = 4 * 1024;
+/// Results refused by the aggregator (within an accepted batch) that a
+/// probe names in its log one by one; the rest are summed up.
+pub const PROBE_REFUSED_LOGGED_MAX: usize = 10;
+/// Backoff between a probe's attempts to reach its aggregator: from a
+/// blink (a restart is over in a second) doubling to a few seconds, so an
+/// outage costs a handful of requests a minute per route, and the spool
+/// drains soon after the aggregator is back.
+pub const PROBE_BACKOFF_MIN: Duration = Duration::from_millis(200);
+pub const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A send still in flight when the probe is asked to stop gets this long;
+/// what it does not deliver stays in the spool for the next start.
+pub const PROBE_FINAL_SEND_GRACE: Duration = Duration::from_secs(2);
+/// A line about dropped results at most this often: a probe that drops
+/// results drops some with every run of every check, and one line with the
+/// count says as much as a thousand.
+pub const PROBE_DROP_LOG_EVERY: Duration = Duration::from_secs(10);

@@ -89,6 +89,31 @@ struct CheckRegionOutcome {
 /// Counts the browser sessions in use, wherever they are kept.
 pub type SessionsInUse = Box<dyn Fn() -> u64 + Send + Sync>;
 
+/// A remote probe's figures about its results on their way to the
+/// aggregator, read at every scrape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UplinkFigures {
+    pub made: u64,
+    pub sent: u64,
+    pub spooled: u64,
+    pub rejected: u64,
+    pub dropped_spool_full: u64,
+    pub dropped_spool_not_writable: u64,
+    pub dropped_queue_full: u64,
+    pub spool_bytes: u64,
+    pub spool_files: u64,
+    pub in_memory: u64,
+    pub spool_writable: bool,
+}
+
+/// Where a remote probe's [`UplinkFigures`] come from.
+pub type UplinkSource = Box<dyn Fn() -> UplinkFigures + Send + Sync>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 /// The series that accumulate. One per process, shared by the API
 /// middleware, the aggregator (results) and the scheduler (lateness).
 pub struct Metrics {
@@ -103,6 +128,8 @@ pub struct Metrics {
     latest: Mutex<HashMap<(String, String), ProbeResult>>,
     /// Where browser sessions are counted (set once a browser pool exists).
     browser_sessions: std::sync::OnceLock<SessionsInUse>,
+    /// A remote probe's uplink figures (unset elsewhere: no such series).
+    uplink: std::sync::OnceLock<UplinkSource>,
     /// The local scheduler, for `/health`: running or not, and when a check
     /// last started (unix ms; 0: never).
     scheduler_running: AtomicBool,
@@ -169,6 +196,7 @@ impl Metrics {
             scheduler_lateness,
             latest: Mutex::new(HashMap::new()),
             browser_sessions: std::sync::OnceLock::new(),
+            uplink: std::sync::OnceLock::new(),
             scheduler_running: AtomicBool::new(false),
             scheduler_last_start_ms: AtomicI64::new(0),
         }
@@ -177,6 +205,12 @@ impl Metrics {
     /// Where `lookout_browser_sessions_in_use` comes from; the first call wins.
     pub fn count_browser_sessions_with(&self, count: SessionsInUse) {
         let _ = self.browser_sessions.set(count);
+    }
+
+    /// Where a remote probe's `lookout_uplink_*` and spool series come
+    /// from; the first call wins. Without it they are not exported.
+    pub fn report_uplink_with(&self, source: UplinkSource) {
+        let _ = self.uplink.set(source);
     }
 
     pub fn browser_sessions_in_use(&self) -> u64 {
@@ -278,9 +312,84 @@ impl Metrics {
         let mut out = String::new();
         encode_registry(&mut out, &self.registry)?;
         encode_registry(&mut out, &snapshot.registry())?;
+        if let Some(source) = self.uplink.get() {
+            encode_registry(&mut out, &uplink_registry(&source()))?;
+        }
         encode_eof(&mut out)?;
         Ok(out)
     }
+}
+
+/// The probe-side series: counters of what became of the results made
+/// (accurate whatever failed: made = sent + rejected + dropped + waiting,
+/// give or take a batch in flight), and gauges of the spool.
+fn uplink_registry(figures: &UplinkFigures) -> Registry {
+    let mut registry = Registry::default();
+    let counter = |value: u64| {
+        let counter = Counter::<u64>::default();
+        counter.inc_by(value);
+        counter
+    };
+    registry.register(
+        "lookout_uplink_results_made",
+        "Results this probe's checks made",
+        counter(figures.made),
+    );
+    registry.register(
+        "lookout_uplink_results_sent",
+        "Results the aggregator took (a 2xx for their batch), not counting those it refused one by one",
+        counter(figures.sent),
+    );
+    registry.register(
+        "lookout_uplink_results_spooled",
+        "Results written to the spool on disk (those kept in memory while it could not be written, once they reach it)",
+        counter(figures.spooled),
+    );
+    registry.register(
+        "lookout_uplink_results_rejected",
+        "Results the aggregator refused for good: their batch (kept in the spool's rejected/), or one by one",
+        counter(figures.rejected),
+    );
+    let dropped = Family::<ReasonLabel, Counter>::default();
+    for (reason, value) in [
+        ("spool_full", figures.dropped_spool_full),
+        ("spool_not_writable", figures.dropped_spool_not_writable),
+        ("queue_full", figures.dropped_queue_full),
+    ] {
+        dropped.get_or_create(&ReasonLabel { reason }).inc_by(value);
+    }
+    registry.register(
+        "lookout_uplink_results_dropped",
+        "Results lost, by reason: spool_full (the spool at its bound dropped its oldest, or a full disk could not take the memory queue at stop), spool_not_writable (an unwritable spool could not take the memory queue at stop), queue_full (the memory queue overflowed: spool unwritable and aggregator unreachable)",
+        dropped,
+    );
+    let gauge = |value: u64| {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(gauge_value(value));
+        gauge
+    };
+    registry.register_with_unit(
+        "lookout_spool",
+        "Bytes of the spool's files on disk",
+        Unit::Bytes,
+        gauge(figures.spool_bytes),
+    );
+    registry.register(
+        "lookout_spool_files",
+        "Files in the spool (batches waiting, and sent ones that could not be removed yet)",
+        gauge(figures.spool_files),
+    );
+    registry.register(
+        "lookout_spool_writable",
+        "1 while the spool takes writes, 0 while results wait in memory instead",
+        gauge(u64::from(figures.spool_writable)),
+    );
+    registry.register(
+        "lookout_uplink_memory_queue_results",
+        "Results waiting in memory because the spool could not take them",
+        gauge(figures.in_memory),
+    );
+    registry
 }
 
 fn api_histogram() -> Histogram {
@@ -580,7 +689,7 @@ impl Snapshot {
             own.set(gauge_value(self.local_spool_pending.unwrap_or(0)));
             registry.register(
                 "lookout_spool_pending",
-                "Results waiting in this probe's spool for the aggregator",
+                "Results waiting in this probe for the aggregator (its spool and its memory queue)",
                 own,
             );
         }
@@ -709,6 +818,38 @@ mod tests {
         assert!(!text.contains("# EOF"));
         assert!(!text.contains("# UNIT"));
         assert!(text.contains("# TYPE lookout_probe_duration_seconds histogram\n"));
+    }
+
+    #[test]
+    fn a_probe_exports_what_became_of_its_results_and_others_do_not() {
+        let metrics = Metrics::new();
+        let text = to_prometheus_text(&metrics.encode(&Snapshot::default()).unwrap());
+        assert!(!text.contains("lookout_uplink_"), "{text}");
+        metrics.report_uplink_with(Box::new(|| UplinkFigures {
+            made: 10,
+            sent: 6,
+            dropped_queue_full: 3,
+            spool_bytes: 512,
+            spool_files: 1,
+            in_memory: 1,
+            ..UplinkFigures::default()
+        }));
+        let text = to_prometheus_text(&metrics.encode(&Snapshot::default()).unwrap());
+        for expected in [
+            "# TYPE lookout_uplink_results_made_total counter\n",
+            "lookout_uplink_results_made_total 10\n",
+            "lookout_uplink_results_sent_total 6\n",
+            "lookout_uplink_results_rejected_total 0\n",
+            "lookout_uplink_results_dropped_total{reason=\"queue_full\"} 3\n",
+            "lookout_uplink_results_dropped_total{reason=\"spool_full\"} 0\n",
+            "lookout_uplink_results_dropped_total{reason=\"spool_not_writable\"} 0\n",
+            "lookout_spool_bytes 512\n",
+            "lookout_spool_files 1\n",
+            "lookout_spool_writable 0\n",
+            "lookout_uplink_memory_queue_results 1\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
     }
 
     #[test]

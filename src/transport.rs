@@ -22,17 +22,41 @@ use crate::aggregator::Aggregator;
 use crate::limits;
 use crate::probe::ProbeResult;
 
+/// Why a batch (or a probe's request) did not go through. Each message is
+/// a plain sentence for the log; only `Rejected` means "never".
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("the aggregator could not store the batch: {0}")]
     Storage(#[from] crate::storage::StorageError),
-    /// Not delivered, and sending again later can help: the aggregator is
-    /// unreachable, timed out, answered 5xx, or refused our token (a token
-    /// fixed in probes.yaml and reloaded starts working again).
-    #[error("{0}")]
+    /// The aggregator could not be reached (refused, reset, DNS, TLS):
+    /// sending again later can help.
+    #[error("cannot reach the aggregator: {0}")]
     Unavailable(String),
-    /// The aggregator read the batch and refused it for good (malformed,
-    /// too large, another region's results): resending cannot help.
+    /// Connected, but no whole answer within the request's time limit.
+    #[error("the aggregator did not answer within {}s", .after.as_secs_f64())]
+    TimedOut { after: std::time::Duration },
+    /// An answer that a later attempt can change: 5xx, 429, a token that a
+    /// reload of probes.yaml can fix (401/403), a proxy's 404.
+    #[error("the aggregator answered HTTP {status}: {body}")]
+    Refused { status: u16, body: String },
+    /// A 3xx: a moved or misconfigured proxy. Never followed (the token goes
+    /// to the configured address only), and temporary: it is retried.
+    #[error(
+        "the aggregator answered {status} to {url}, not following it (it points to {location})"
+    )]
+    Redirected {
+        status: u16,
+        url: String,
+        location: String,
+    },
+    /// An answer that cannot be used (unreadable JSON): retried later.
+    #[error("the aggregator's answer is unusable: {0}")]
+    BadAnswer(String),
+    /// An answer past the probe's bound for it: ignored, retried later.
+    #[error("the aggregator sent {what} larger than {max} bytes; ignored")]
+    TooLarge { what: &'static str, max: usize },
+    /// The aggregator read the batch and refused it for good (400, 413,
+    /// 422: malformed or too large): resending this batch cannot help.
     #[error("the aggregator refused the batch: {0}")]
     Rejected(String),
 }

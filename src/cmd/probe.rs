@@ -1,6 +1,7 @@
 //! `lookout probe`: a regional worker. It runs the checks its aggregator
 //! sends for its region and sends the results back, through the on-disk
-//! spool, so an aggregator that is away loses nothing.
+//! spool (or, while the spool cannot be written, a bounded memory queue),
+//! so an aggregator that is away loses nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,8 +17,8 @@ use crate::limits;
 use crate::metrics::{self, Metrics};
 use crate::probe::{ProbeIdentity, Runner};
 use crate::scheduler::{CheckSet, Scheduler};
-use crate::spool::Spool;
-use crate::uplink::{self, HttpSink, Uplink};
+use crate::spool::{DropReason, Spool};
+use crate::uplink::{self, Uplink};
 
 /// Run a regional probe that takes its checks from an aggregator.
 ///
@@ -54,23 +55,44 @@ pub struct ProbeArgs {
     /// backlog, browser sessions) at http://ADDR/metrics. Off by default.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Results kept in memory while the spool cannot be written (read-only
+    /// or full disk), sent directly; past it the oldest are dropped (counted).
+    #[arg(long, default_value_t = limits::PROBE_MEMORY_QUEUE_DEFAULT)]
+    pub memory_queue: usize,
+    /// How long one request to the aggregator may take, answer included
+    /// (the long-polls get their wait on top). Default 30s.
+    #[arg(long, value_parser = parse_timeout)]
+    pub aggregator_timeout: Option<std::time::Duration>,
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let timeout = crate::schedule::parse_duration(text)?;
+    if timeout.is_zero() {
+        return Err("must be more than 0s".to_string());
+    }
+    Ok(timeout)
 }
 
 /// Name of the cached specs document in the spool directory.
 const SPECS_CACHE: &str = "checks.json";
 
 pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
-    let spool = Arc::new(
-        Spool::open(&args.spool, limits::SPOOL_BYTES_MAX)
-            .with_context(|| format!("opening the spool {}", args.spool.display()))?,
-    );
+    let spool = Arc::new(Spool::open(
+        &args.spool,
+        limits::SPOOL_BYTES_MAX,
+        args.memory_queue,
+    ));
     let uplink = Uplink::new(
         args.aggregator.clone(),
         &args.region,
         &args.token,
         args.ca_file.as_deref(),
     )?
-    .with_spool(spool.clone());
+    .with_spool(spool.clone())
+    .with_request_timeout(
+        args.aggregator_timeout
+            .unwrap_or(limits::PROBE_REQUEST_TIMEOUT),
+    );
     // chromedriver starts with the first browser flow, if any.
     let browser = args.browser.pool();
     tracing::info!(
@@ -112,6 +134,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         on_lateness: None,
     };
     let metrics = Arc::new(Metrics::new());
+    let figures_of = spool.clone();
+    metrics.report_uplink_with(Box::new(move || uplink_figures(&figures_of)));
     let sessions = browser.sessions_gauge();
     metrics.count_browser_sessions_with(Box::new(move || {
         sessions.load(std::sync::atomic::Ordering::Relaxed) as u64
@@ -137,11 +161,10 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         metrics,
         cancel.clone(),
     );
-    let sink = Arc::new(HttpSink(uplink));
     tasks.spawn(uplink::ship_spooled(
         results_rx,
         spool.clone(),
-        sink,
+        uplink,
         shipper_cancel,
     ));
 
@@ -152,18 +175,48 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     .await;
     if drained.is_err() {
         tracing::warn!(
-            "some tasks did not stop within {:?}; exiting anyway",
-            limits::SHUTDOWN_GRACE
+            "some tasks did not stop within {}s; exiting anyway",
+            limits::SHUTDOWN_GRACE.as_secs()
         );
     }
     browser.shutdown().await;
-    tracing::info!(pending = spool.pending(), "stopped");
+    let counts = uplink_figures(&spool);
+    tracing::info!(
+        pending = spool.pending(),
+        made = counts.made,
+        sent = counts.sent,
+        rejected = counts.rejected,
+        dropped = counts.dropped_spool_full
+            + counts.dropped_spool_not_writable
+            + counts.dropped_queue_full,
+        "stopped"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
+fn uplink_figures(spool: &Spool) -> metrics::UplinkFigures {
+    let counts = spool.counts();
+    let figures = spool.figures();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    metrics::UplinkFigures {
+        made: load(&counts.made),
+        sent: load(&counts.sent),
+        spooled: load(&counts.spooled),
+        rejected: load(&counts.rejected),
+        dropped_spool_full: counts.dropped(DropReason::SpoolFull),
+        dropped_spool_not_writable: counts.dropped(DropReason::SpoolNotWritable),
+        dropped_queue_full: counts.dropped(DropReason::QueueFull),
+        spool_bytes: figures.bytes,
+        spool_files: figures.files,
+        in_memory: figures.in_memory,
+        spool_writable: figures.writable,
+    }
+}
+
 /// The probe's `/metrics`: what saturates a probe (its scheduler's
-/// lateness, its spool, its browser sessions). Results are counted where
-/// they are judged, on the aggregator.
+/// lateness, its spool, its browser sessions) and what became of its
+/// results on the way (made, sent, spooled, rejected, dropped). Outcomes
+/// are counted where they are judged, on the aggregator.
 async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
@@ -181,7 +234,7 @@ async fn serve_metrics(
                 let snapshot = metrics::Snapshot {
                     local_spool_pending: Some(spool.pending()),
                     browser_sessions_in_use: metrics.browser_sessions_in_use(),
-                    now: chrono::Utc::now(),
+                    now: crate::clock::now(),
                     ..metrics::Snapshot::default()
                 };
                 match metrics.encode(&snapshot) {

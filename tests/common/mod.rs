@@ -2,6 +2,7 @@
 //! written from YAML, and the `lookout` binary as a child process.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod fake_aggregator;
 pub mod fuzz;
 pub mod smtp;
 
