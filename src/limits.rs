@@ -219,3 +219,14 @@ pub const BATCH_SCREENSHOT_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// alert of many failing flows stays under common mail servers' message
 /// limits (10 MiB and up, after base64); the rest are linked.
 pub const EMAIL_ATTACHMENTS_BYTES_MAX: usize = 6 * 1024 * 1024;
+
+// --- config hardening (issue #14: secrets, config files, fuzzing) ---
+
+/// Compiled size of the one regular expression that masks every secret in
+/// all its forms. Generous (a few hundred secrets of a hundred characters
+/// fit); past it each secret is matched on its own, slower but as thorough.
+pub const SECRETS_REGEX_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Secrets remembered process-wide for masking log lines. Reloads may bring
+/// new values (rotated tokens); old ones stay masked until this many newer
+/// ones have been seen, so memory stays bounded however often config changes.
+pub const SECRETS_REMEMBERED_MAX: usize = 10_000;

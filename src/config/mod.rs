@@ -11,9 +11,12 @@ pub mod browser;
 mod decode;
 pub mod probes;
 pub mod remote;
+pub mod secrets;
 pub mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
+pub use secrets::Secrets;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,43 +59,17 @@ impl fmt::Display for ConfigError {
 #[error("{} configuration error(s)", .0.len())]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-/// Values that came from the environment: they are masked in every output.
-#[derive(Clone, Debug, Default)]
-pub struct Secrets(BTreeSet<String>);
-
-impl Secrets {
-    /// Values shorter than this are not masked: masking `1` or `on` would
-    /// garble every message while protecting nothing.
-    const MASK_MIN_CHARS: usize = 4;
-
-    pub fn add(&mut self, value: &str) {
-        if value.chars().count() >= Self::MASK_MIN_CHARS {
-            self.0.insert(value.to_string());
+impl ConfigErrors {
+    /// The errors as they are shown: sorted by file and position, and every
+    /// value that came from the environment written as `${NAME}` (an error
+    /// quotes the value it refused, and that value may be a secret).
+    pub fn masked(mut errors: Vec<ConfigError>, secrets: &Secrets) -> ConfigErrors {
+        for error in &mut errors {
+            error.message = secrets.name_masked(&error.message);
         }
-    }
-
-    /// `text` with every secret value replaced by `****`, also where it
-    /// appears URL-encoded (a value typed into a form lands in a URL as
-    /// `alice%40example.com`).
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        let mut forms: Vec<String> = Vec::with_capacity(self.0.len());
-        for secret in &self.0 {
-            let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-            if encoded != *secret {
-                forms.push(encoded.replace('+', "%20"));
-                forms.push(encoded);
-            }
-            forms.push(secret.clone());
-        }
-        // Longest first, so a secret containing another is masked whole.
-        forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        for form in &forms {
-            if out.contains(form.as_str()) {
-                out = out.replace(form.as_str(), "****");
-            }
-        }
-        out
+        errors.sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
+        errors.dedup();
+        ConfigErrors(errors)
     }
 }
 
@@ -633,9 +610,7 @@ pub fn load_with_env(
     }
 
     if !errors.is_empty() {
-        errors.sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
-        errors.dedup();
-        return Err(ConfigErrors(errors));
+        return Err(ConfigErrors::masked(errors, &secrets));
     }
     Ok(Config {
         routes,

@@ -138,6 +138,7 @@ pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<ProbeTokens, Con
                         );
                         continue;
                     }
+                    ctx.secrets.add(&token);
                     if let Some(other) = seen_tokens.insert(token.clone(), region.clone()) {
                         ctx.error(
                             token_node.pos,
@@ -162,7 +163,7 @@ pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<ProbeTokens, Con
     if errors.is_empty() {
         Ok(ProbeTokens { regions })
     } else {
-        Err(ConfigErrors(errors))
+        Err(ConfigErrors::masked(errors, &secrets))
     }
 }
 
