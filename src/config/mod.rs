@@ -1284,7 +1284,8 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
                     None
                 }
                 Err(e) => {
-                    let shown = ctx.secrets.redact(&text);
+                    // Shown as typed: `ConfigErrors::masked` writes secrets as `${NAME}`.
+                    let shown = &text;
                     ctx.error(n.pos, format!("invalid URL `{shown}`: {e}"));
                     None
                 }
@@ -1644,7 +1645,7 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
                 _ => {
                     ctx.error(n.pos, format!(
                         "invalid `smtp` URL `{}`; expected smtp://host:587 (STARTTLS), smtps://host:465 (TLS) or smtp+insecure://host:25 (plain, local relays only)",
-                        ctx.secrets.redact(&text)
+                        text
                     ));
                     None
                 }
@@ -1727,7 +1728,7 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
                         n.pos,
                         format!(
                             "invalid webhook `url` `{}`; expected http:// or https://",
-                            ctx.secrets.redact(&text)
+                            text
                         ),
                     );
                     None

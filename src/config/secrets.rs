@@ -156,7 +156,10 @@ impl Masker {
         Masker {
             all: build(&patterns.join("|")),
             each: patterns.iter().map(|p| build(p)).collect(),
-            anchored: patterns.iter().map(|p| build(&format!("^(?:{p})$"))).collect(),
+            anchored: patterns
+                .iter()
+                .map(|p| build(&format!("^(?:{p})$")))
+                .collect(),
             mapped: secrets.iter().map(|(v, _)| idna_mapped(v)).collect(),
             names: secrets.iter().map(|(_, n)| (*n).clone()).collect(),
         }
