@@ -230,3 +230,7 @@ pub const SECRETS_REGEX_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// new values (rotated tokens); old ones stay masked until this many newer
 /// ones have been seen, so memory stays bounded however often config changes.
 pub const SECRETS_REMEMBERED_MAX: usize = 10_000;
+/// YAML files in one config directory: thousands of checks fit in far
+/// fewer; more is a wrong `--checks` (a home or data directory), refused
+/// before reading them all.
+pub const CONFIG_DIR_FILES_MAX: usize = 10_000;

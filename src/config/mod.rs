@@ -629,38 +629,113 @@ fn read_dir_yaml(
     required: bool,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<(PathBuf, String)> {
+    let file_error = |file: PathBuf, message: String| ConfigError {
+        file,
+        pos: Pos { line: 0, col: 0 },
+        message,
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Vec::new(),
         Err(e) => {
-            errors.push(ConfigError {
-                file: dir.to_path_buf(),
-                pos: Pos { line: 0, col: 0 },
-                message: format!("cannot read directory: {e}"),
-            });
+            errors.push(file_error(
+                dir.to_path_buf(),
+                format!("cannot read directory: {e}"),
+            ));
             return Vec::new();
         }
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
-        .collect();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) if is_config_file_name(&entry.path()) => paths.push(entry.path()),
+            Ok(_) => {}
+            Err(e) => errors.push(file_error(
+                dir.to_path_buf(),
+                format!("cannot list directory: {e}"),
+            )),
+        }
+        if paths.len() > limits::CONFIG_DIR_FILES_MAX {
+            errors.push(file_error(
+                dir.to_path_buf(),
+                format!(
+                    "more than {} YAML files; this is not a config directory",
+                    limits::CONFIG_DIR_FILES_MAX
+                ),
+            ));
+            return Vec::new();
+        }
+    }
     paths.sort();
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
-        match read_bounded(&path) {
+        match read_config_file(&path) {
             Ok(text) => out.push((path, text)),
-            Err(e) => errors.push(ConfigError {
-                file: path,
-                pos: Pos { line: 0, col: 0 },
-                message: format!("cannot read file: {e}"),
-            }),
+            Err(message) => errors.push(file_error(path, message)),
         }
     }
     out
+}
+
+/// `*.yaml` and `*.yml`, except an editor's lock file (Emacs keeps a
+/// dangling link `.#name.yaml` while a file is being edited).
+fn is_config_file_name(path: &Path) -> bool {
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let lock = path
+        .file_name()
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b".#"));
+    yaml && !lock
+}
+
+/// A config file's text, or why it cannot be one. Whatever is named like
+/// one must be a readable regular file (or a link to one): a file silently
+/// skipped is checks silently gone, so a dangling link, a link loop, a
+/// directory, a FIFO (which would block the reader) or a device is an error
+/// naming what it is.
+fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::FileTypeExt;
+    let link = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if link.file_type().is_symlink() => {
+            let target = std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            return Err(
+                if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+                    format!("symbolic link loop (it points to `{target}`)")
+                } else if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("dangling symbolic link: `{target}` does not exist")
+                } else {
+                    format!("cannot follow the symbolic link to `{target}`: {e}")
+                },
+            );
+        }
+        Err(e) => return Err(format!("cannot read file: {e}")),
+    };
+    let kind = meta.file_type();
+    let not_a_file = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_block_device() || kind.is_char_device() {
+        Some("a device")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = not_a_file {
+        return Err(format!(
+            "is {what}, not a YAML file: rename it or move it out of the directory"
+        ));
+    }
+    read_bounded(path).map_err(|e| format!("cannot read file: {e}"))
 }
 
 /// A config file's text, refusing files over the limit before reading them whole.
