@@ -12,8 +12,11 @@ pub const CONFIG_FILE_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub const CONFIG_YAML_EVENTS_MAX: usize = 200_000;
 /// Aliases per config file: an anchor reused a few times is normal, thousands is a bomb.
 pub const CONFIG_YAML_ALIASES_MAX: usize = 1_000;
-/// Nesting depth per config file.
-pub const CONFIG_YAML_DEPTH_MAX: usize = 64;
+/// Nesting depth per config file. Our deepest structure (a browser step's
+/// fields) is 7 levels; each level costs tens of KiB of stack in a debug
+/// build, and reloads parse on tokio's 2 MiB blocking threads, where 64
+/// levels overflowed the stack (found by tests/fuzz_config.rs).
+pub const CONFIG_YAML_DEPTH_MAX: usize = 32;
 /// Compiled size of a `body_matches` regular expression: bounds memory and
 /// matching time on hostile patterns.
 pub const REGEX_BYTES_MAX: usize = 1024 * 1024;

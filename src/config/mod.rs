@@ -456,6 +456,31 @@ pub fn load_with_env(
     env: EnvLookup<'_>,
 ) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
+    let checks = read_dir_yaml(checks_dir, true, &mut errors);
+    let alerts = read_dir_yaml(alerts_dir, false, &mut errors);
+    load_texts(&checks, &alerts, alerts_dir, env, errors)
+}
+
+/// The loader on files already read: `(path, text)` of each checks file and
+/// each alerts file, in load order; `alerts_dir` only names the directory in
+/// messages. What `load` does after reading, for tests and the fuzzing
+/// harness (`tests/fuzz_config.rs`).
+pub fn load_from_texts(
+    checks: &[(PathBuf, String)],
+    alerts: &[(PathBuf, String)],
+    alerts_dir: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Config, ConfigErrors> {
+    load_texts(checks, alerts, alerts_dir, env, Vec::new())
+}
+
+fn load_texts(
+    checks_files: &[(PathBuf, String)],
+    alerts_files: &[(PathBuf, String)],
+    alerts_dir: &Path,
+    env: EnvLookup<'_>,
+    mut errors: Vec<ConfigError>,
+) -> Result<Config, ConfigErrors> {
     let mut secrets = Secrets::default();
     let mut checks: Vec<(Check, PathBuf, Pos)> = Vec::new();
     // Channel names each check refers to, with positions, for the cross-file pass.
@@ -470,12 +495,12 @@ pub fn load_with_env(
     let mut alert_channel_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
     let mut maintenance_check_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
 
-    for (file, text) in read_dir_yaml(checks_dir, true, &mut errors) {
-        let Some(root) = parse_file(&file, &text, &mut errors) else {
+    for (file, text) in checks_files {
+        let Some(root) = parse_file(file, text, &mut errors) else {
             continue;
         };
         let mut ctx = Ctx {
-            file: &file,
+            file,
             errors: &mut errors,
             secrets: &mut secrets,
             env,
@@ -506,12 +531,12 @@ pub fn load_with_env(
             }
         }
     }
-    for (file, text) in read_dir_yaml(alerts_dir, false, &mut errors) {
-        let Some(root) = parse_file(&file, &text, &mut errors) else {
+    for (file, text) in alerts_files {
+        let Some(root) = parse_file(file, text, &mut errors) else {
             continue;
         };
         let mut ctx = Ctx {
-            file: &file,
+            file,
             errors: &mut errors,
             secrets: &mut secrets,
             env,
@@ -695,7 +720,7 @@ fn is_config_file_name(path: &Path) -> bool {
 /// skipped is checks silently gone, so a dangling link, a link loop, a
 /// directory, a FIFO (which would block the reader) or a device is an error
 /// naming what it is.
-fn read_config_file(path: &Path) -> Result<String, String> {
+pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
     use std::os::unix::fs::FileTypeExt;
     let link = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
     let meta = match std::fs::metadata(path) {
