@@ -89,7 +89,8 @@ impl Secrets {
         if self.values.is_empty() {
             return text.to_string();
         }
-        self.masker().replace(text, |_| Cow::Borrowed("****"))
+        self.masker()
+            .replace(text, false, |_| Cow::Borrowed("****"))
     }
 
     /// `text` with every secret replaced by `${NAME}`, the variable it came
@@ -99,7 +100,7 @@ impl Secrets {
             return text.to_string();
         }
         let masker = self.masker();
-        masker.replace(text, |i| match &masker.names[i] {
+        masker.replace(text, true, |i| match &masker.names[i] {
             Some(name) => Cow::Owned(format!("${{{name}}}")),
             None => Cow::Borrowed("****"),
         })
@@ -121,7 +122,10 @@ struct Masker {
     /// One pattern per secret (`None`: too large even alone), and the same
     /// anchored, to tell which one matched.
     each: Vec<Option<Regex>>,
-    anchored: Vec<Option<Regex>>,
+    /// Built on first use: only config errors need to know which secret
+    /// matched (to name its variable).
+    anchored: OnceLock<Vec<Option<Regex>>>,
+    patterns: Vec<String>,
     /// Per secret: its IDNA-mapped Unicode form, lowercased, to find it in
     /// decoded punycode.
     mapped: Vec<String>,
@@ -153,30 +157,48 @@ impl Masker {
                 }
             })
             .collect();
+        let all = build(&patterns.join("|"));
+        // One by one only when they do not fit in one expression.
+        let each = match &all {
+            Some(_) => Vec::new(),
+            None => patterns.iter().map(|p| build(p)).collect(),
+        };
         Masker {
-            all: build(&patterns.join("|")),
-            each: patterns.iter().map(|p| build(p)).collect(),
-            anchored: patterns
-                .iter()
-                .map(|p| build(&format!("^(?:{p})$")))
-                .collect(),
+            all,
+            each,
+            anchored: OnceLock::new(),
             mapped: secrets.iter().map(|(v, _)| idna_mapped(v)).collect(),
             names: secrets.iter().map(|(_, n)| (*n).clone()).collect(),
+            patterns,
         }
     }
 
+    /// Which secret `found` (a match of `all`) is; 0 when none claims it.
+    fn which(&self, found: &str) -> usize {
+        self.anchored
+            .get_or_init(|| {
+                self.patterns
+                    .iter()
+                    .map(|p| build(&format!("^(?:{p})$")))
+                    .collect()
+            })
+            .iter()
+            .position(|re| re.as_ref().is_some_and(|re| re.is_match(found)))
+            .unwrap_or(0)
+    }
+
     /// `text` with each secret found replaced by `with(index)`.
-    fn replace<'m>(&'m self, text: &str, with: impl Fn(usize) -> Cow<'m, str>) -> String {
+    /// `named`: whether `with` needs the index (else it is always 0).
+    fn replace<'m>(
+        &'m self,
+        text: &str,
+        named: bool,
+        with: impl Fn(usize) -> Cow<'m, str>,
+    ) -> String {
         let mut out = match &self.all {
             Some(all) => all
                 .replace_all(text, |caps: &regex::Captures| {
-                    let found = &caps[0];
-                    let i = self
-                        .anchored
-                        .iter()
-                        .position(|re| re.as_ref().is_some_and(|re| re.is_match(found)))
-                        .unwrap_or(0);
-                    with(i)
+                    with(if named { self.which(&caps[0]) } else { 0 })
                 })
                 .into_owned(),
             None => {
@@ -346,7 +368,7 @@ pub fn redact_remembered(text: &str) -> String {
             }
         }
     };
-    masker.replace(text, |_| Cow::Borrowed("****"))
+    masker.replace(text, false, |_| Cow::Borrowed("****"))
 }
 
 /// A `tracing_subscriber` writer to stderr that masks every secret this
@@ -461,6 +483,23 @@ mod tests {
     fn the_longest_secret_is_masked_whole() {
         let s = secrets(&[("abcd", "A"), ("abcdefgh", "B")]);
         assert_eq!(s.name_masked("x abcdefgh y abcd"), "x ${B} y ${A}");
+    }
+
+    #[test]
+    fn many_secrets_are_all_masked() {
+        const N: usize = 300;
+        let values: Vec<String> = (0..N)
+            .map(|i| format!("s3cret-{i:03}/p@ss wörd&\"{i}"))
+            .collect();
+        let mut s = Secrets::default();
+        for (i, v) in values.iter().enumerate() {
+            s.add_named(v, &format!("V{i}"));
+        }
+        let text = format!("a {} b {}", values[7].to_uppercase(), values[N - 1]);
+        assert_eq!(s.redact(&text), "a **** b ****");
+        assert_eq!(s.name_masked(&text), format!("a ${{V7}} b ${{V{}}}", N - 1));
+        let plain = "GET http://example.test/health: status 500 not in [2xx]";
+        assert_eq!(s.redact(plain), plain);
     }
 
     #[test]
