@@ -14,7 +14,9 @@
 //! `CASES_DEFAULT`, a few seconds in a debug build), `LOOKOUT_FUZZ_SECONDS`
 //! the time budget. An input that fails is saved in the corpus as
 //! `crash-<hash>.yaml`, so it is a regression seed from then on: commit it
-//! with the fix.
+//! with the fix. One that kills the process (a stack overflow cannot be
+//! caught) is saved by the next run, from the copy each case leaves in the
+//! target directory while it runs.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -298,14 +300,27 @@ fn fuzz_one(bytes: &[u8]) -> Result<(), String> {
         }
     };
     if let Err(why) = &outcome {
-        use std::hash::Hasher;
-        let mut hasher = fnv::FnvHasher::default();
-        hasher.write(text.as_bytes());
-        let path = corpus_dir().join(format!("crash-{:016x}.yaml", hasher.finish()));
-        let _ = std::fs::write(&path, &text);
+        let path = save_crash(text.as_bytes());
         return Err(format!("{why}\n(input saved as {})", path.display()));
     }
     outcome
+}
+
+/// Saves `input` in the corpus as `crash-<hash>.yaml`; returns its path.
+fn save_crash(input: &[u8]) -> PathBuf {
+    use std::hash::Hasher;
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(input);
+    let path = corpus_dir().join(format!("crash-{:016x}.yaml", hasher.finish()));
+    let _ = std::fs::write(&path, input);
+    path
+}
+
+/// The input being tried, written before each case and removed after the
+/// run: a stack overflow or an abort cannot be caught, so the next run finds
+/// the input here and saves it in the corpus.
+fn in_progress() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-config-in-progress.yaml")
 }
 
 #[test]
@@ -326,6 +341,14 @@ fn from_env<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 #[test]
 fn mutated_seeds_load_without_panic_and_with_positioned_errors() {
+    if let Ok(input) = std::fs::read(in_progress()) {
+        let path = save_crash(&input);
+        let _ = std::fs::remove_file(in_progress());
+        panic!(
+            "the last run died on an input (a stack overflow or an abort); it is saved as {}",
+            path.display()
+        );
+    }
     let seeds = corpus();
     let cases = from_env("LOOKOUT_FUZZ_CASES", CASES_DEFAULT);
     let budget = Duration::from_secs(from_env("LOOKOUT_FUZZ_SECONDS", SECONDS_DEFAULT));
@@ -349,9 +372,11 @@ fn mutated_seeds_load_without_panic_and_with_positioned_errors() {
         }
         ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let input = mutate(&seeds[seed].1, &seeds[other].1, &mutations);
+        let _ = std::fs::write(in_progress(), &input);
         fuzz_one(&input)
             .map_err(|why| TestCaseError::fail(format!("from seed {}: {why}", seeds[seed].0)))
     });
+    let _ = std::fs::remove_file(in_progress());
     if let Err(failure) = result {
         panic!("{failure}");
     }
