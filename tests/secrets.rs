@@ -67,6 +67,17 @@ const SECRETS: &[Secret] = &[
         value: "Qu3ry Mf5Ds+é'=",
         marker: "Mf5Ds",
     },
+    // A DNS name (asked of a resolver on loopback) and a TLS server name.
+    Secret {
+        name: "DNS_SECRET",
+        value: "Dns-Zq3Vk-Name",
+        marker: "Zq3Vk",
+    },
+    Secret {
+        name: "SNI_SECRET",
+        value: "Sni-Bh5Xr-Name",
+        marker: "Bh5Xr",
+    },
     Secret {
         name: "HEADER_SECRET",
         value: "Bearer-Gt3Wp-Token",
@@ -185,6 +196,13 @@ async fn no_output_shows_any_form_of_a_secret() {
         target.addr
     );
     let alert = "alert: { failures: 1, channels: [hook, mail] }";
+    // A UDP port on loopback that nothing answers on.
+    let dns_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target_addr = target.addr;
     let dirs = ConfigDirs::new(&format!(
         r#"checks:
   - name: secret-host
@@ -199,6 +217,16 @@ async fn no_output_shows_any_form_of_a_secret() {
     {alert}
   - name: tcp-host
     tcp: {{ address: "{tcp_address}" }}
+    every: 1s
+    timeout: 3s
+    {alert}
+  - name: dns-name
+    dns: {{ name: "${{DNS_SECRET}}.invalid", resolver: "127.0.0.1:{dns_port}" }}
+    every: 1s
+    timeout: 3s
+    {alert}
+  - name: tls-name
+    tls: {{ address: "{target_addr}", server_name: "${{SNI_SECRET}}.invalid" }}
     every: 1s
     timeout: 3s
     {alert}
@@ -224,7 +252,14 @@ async fn no_output_shows_any_form_of_a_secret() {
         ),
     )
     .unwrap();
-    let names = ["secret-host", "unicode-host", "tcp-host", "loopback"];
+    let names = [
+        "secret-host",
+        "unicode-host",
+        "tcp-host",
+        "dns-name",
+        "tls-name",
+        "loopback",
+    ];
 
     let server = Server::start_with_env(&dirs, &env());
     let base = server.base.clone();
