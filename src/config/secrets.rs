@@ -119,49 +119,62 @@ struct Masker {
     /// masked whole). `None` when it would not compile within the size
     /// limit; then `each` is used one by one.
     all: Option<Regex>,
-    /// One pattern per secret (`None`: too large even alone), and the same
-    /// anchored, to tell which one matched.
+    /// One expression per secret, only when `all` is `None`.
     each: Vec<Option<Regex>>,
-    /// Built on first use: only config errors need to know which secret
-    /// matched (to name its variable).
+    /// Each pattern anchored, to tell which secret a match of `all` is;
+    /// built on first use, since only config errors need to know (to name
+    /// the variable).
     anchored: OnceLock<Vec<Option<Regex>>>,
     patterns: Vec<String>,
+    size_limit: usize,
     /// Per secret: its IDNA-mapped Unicode form, lowercased, to find it in
     /// decoded punycode.
     mapped: Vec<String>,
     names: Vec<Option<String>>,
 }
 
-fn build(pattern: &str) -> Option<Regex> {
+fn build(pattern: &str, size_limit: usize) -> Option<Regex> {
     RegexBuilder::new(pattern)
         .case_insensitive(true)
-        .size_limit(limits::SECRETS_REGEX_BYTES_MAX)
+        .size_limit(size_limit)
         .build()
         .ok()
 }
 
 impl Masker {
     fn new<'a>(values: impl Iterator<Item = (&'a String, &'a Option<String>)>) -> Masker {
+        Masker::within(values, limits::SECRETS_REGEX_BYTES_MAX)
+    }
+
+    /// `size_limit`: of each compiled expression (tests make it small).
+    fn within<'a>(
+        values: impl Iterator<Item = (&'a String, &'a Option<String>)>,
+        size_limit: usize,
+    ) -> Masker {
+        let build = |p: &str| build(p, size_limit);
         let mut secrets: Vec<(&String, &Option<String>)> = values.collect();
         secrets.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
-        // A secret too large for the limit in all its forms still matches
-        // as its own text, in any case.
-        let patterns: Vec<String> = secrets
-            .iter()
-            .map(|(v, _)| {
-                let p = pattern(v);
-                if build(&p).is_some() {
-                    p
-                } else {
-                    regex::escape(v)
-                }
-            })
-            .collect();
-        let all = build(&patterns.join("|"));
-        // One by one only when they do not fit in one expression.
-        let each = match &all {
-            Some(_) => Vec::new(),
-            None => patterns.iter().map(|p| build(p)).collect(),
+        let full: Vec<String> = secrets.iter().map(|(v, _)| pattern(v)).collect();
+        let all = build(&full.join("|"));
+        // Too large together: one by one, and a secret too large even alone
+        // in all its forms still matches as its own text, in any case.
+        let (patterns, each) = match &all {
+            Some(_) => (full, Vec::new()),
+            None => {
+                let patterns: Vec<String> = full
+                    .into_iter()
+                    .zip(&secrets)
+                    .map(|(p, (v, _))| {
+                        if build(&p).is_some() {
+                            p
+                        } else {
+                            regex::escape(v)
+                        }
+                    })
+                    .collect();
+                let each = patterns.iter().map(|p| build(p)).collect();
+                (patterns, each)
+            }
         };
         Masker {
             all,
@@ -170,6 +183,7 @@ impl Masker {
             mapped: secrets.iter().map(|(v, _)| idna_mapped(v)).collect(),
             names: secrets.iter().map(|(_, n)| (*n).clone()).collect(),
             patterns,
+            size_limit,
         }
     }
 
@@ -179,7 +193,7 @@ impl Masker {
             .get_or_init(|| {
                 self.patterns
                     .iter()
-                    .map(|p| build(&format!("^(?:{p})$")))
+                    .map(|p| build(&format!("^(?:{p})$"), self.size_limit))
                     .collect()
             })
             .iter()
@@ -500,6 +514,20 @@ mod tests {
         assert_eq!(s.name_masked(&text), format!("a ${{V7}} b ${{V{}}}", N - 1));
         let plain = "GET http://example.test/health: status 500 not in [2xx]";
         assert_eq!(s.redact(plain), plain);
+    }
+
+    #[test]
+    fn secrets_too_many_for_one_expression_are_masked_one_by_one() {
+        let values: Vec<(String, Option<String>)> = (0..40)
+            .map(|i| (format!("s3cret-{i:02}/p@ss&\"{i}"), Some(format!("V{i}"))))
+            .collect();
+        let masker = Masker::within(values.iter().map(|(v, n)| (v, n)), 20_000);
+        assert!(masker.all.is_none(), "the limit is small enough to split");
+        let text = format!("a {} b", values[3].0.to_uppercase());
+        assert_eq!(
+            masker.replace(&text, false, |_| Cow::Borrowed("****")),
+            "a **** b"
+        );
     }
 
     #[test]
