@@ -248,3 +248,34 @@ fn whatever_is_named_yaml_but_is_no_readable_file_is_an_error_with_its_path() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("ok: 2 check(s)"), "{text}");
 }
+
+#[test]
+fn a_ca_file_that_is_a_fifo_is_an_error_not_a_hang() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("checks")).unwrap();
+    let fifo = root.path().join("ca.pem");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(
+        root.path().join("checks/c.yaml"),
+        format!(
+            "checks:\n  - name: t\n    tls: {{ address: \"127.0.0.1:9\", ca_file: \"{}\" }}\n    every: 1m\n",
+            fifo.display()
+        ),
+    )
+    .unwrap();
+    let (code, text) = validate(root.path());
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "checks/c.yaml:3:45: ca_file {} is a FIFO (named pipe), not a certificate file",
+            fifo.display()
+        )),
+        "{text}"
+    );
+}

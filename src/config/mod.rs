@@ -721,15 +721,39 @@ fn is_config_file_name(path: &Path) -> bool {
 /// directory, a FIFO (which would block the reader) or a device is an error
 /// naming what it is.
 pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
+    match file_problem(path) {
+        Some(FileProblem::Unreadable(message)) => Err(message),
+        Some(FileProblem::Not(what)) => Err(format!(
+            "is {what}, not a YAML file: rename it or move it out of the directory"
+        )),
+        None => read_bounded(path).map_err(|e| format!("cannot read file: {e}")),
+    }
+}
+
+/// Why `path` is not a regular file one can read without blocking.
+enum FileProblem {
+    /// A link to nothing, a link loop, no permission...
+    Unreadable(String),
+    /// It is something else: a directory, a FIFO (whose read would block),
+    /// a socket, a device.
+    Not(&'static str),
+}
+
+fn file_problem(path: &Path) -> Option<FileProblem> {
     use std::os::unix::fs::FileTypeExt;
-    let link = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let unreadable =
+        |e: std::io::Error| Some(FileProblem::Unreadable(format!("cannot read file: {e}")));
+    let link = match std::fs::symlink_metadata(path) {
+        Ok(link) => link,
+        Err(e) => return unreadable(e),
+    };
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if link.file_type().is_symlink() => {
             let target = std::fs::read_link(path)
                 .map(|t| t.display().to_string())
                 .unwrap_or_default();
-            return Err(
+            return Some(FileProblem::Unreadable(
                 if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
                     format!("symbolic link loop (it points to `{target}`)")
                 } else if e.kind() == std::io::ErrorKind::NotFound {
@@ -737,30 +761,24 @@ pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
                 } else {
                     format!("cannot follow the symbolic link to `{target}`: {e}")
                 },
-            );
+            ));
         }
-        Err(e) => return Err(format!("cannot read file: {e}")),
+        Err(e) => return unreadable(e),
     };
     let kind = meta.file_type();
-    let not_a_file = if kind.is_file() {
+    if kind.is_file() {
         None
     } else if kind.is_dir() {
-        Some("a directory")
+        Some(FileProblem::Not("a directory"))
     } else if kind.is_fifo() {
-        Some("a FIFO (named pipe)")
+        Some(FileProblem::Not("a FIFO (named pipe)"))
     } else if kind.is_socket() {
-        Some("a socket")
+        Some(FileProblem::Not("a socket"))
     } else if kind.is_block_device() || kind.is_char_device() {
-        Some("a device")
+        Some(FileProblem::Not("a device"))
     } else {
-        Some("not a regular file")
-    };
-    if let Some(what) = not_a_file {
-        return Err(format!(
-            "is {what}, not a YAML file: rename it or move it out of the directory"
-        ));
+        Some(FileProblem::Not("not a regular file"))
     }
-    read_bounded(path).map_err(|e| format!("cannot read file: {e}"))
 }
 
 /// A config file's text, refusing files over the limit before reading them whole.
@@ -1201,6 +1219,16 @@ fn decode_tls(ctx: &mut Ctx, name: &str, node: &Node) -> Option<TlsSpec> {
 
 fn decode_ca_file(ctx: &mut Ctx, node: &Node) -> Option<PathBuf> {
     let path = PathBuf::from(ctx.string(node, "`ca_file`")?);
+    // A FIFO is never opened: reading it would hang the loader (and a
+    // reload with it). What cannot be read at all, read_ca_file says.
+    if let Some(FileProblem::Not(what)) = file_problem(&path) {
+        let message = format!(
+            "ca_file {} is {what}, not a certificate file",
+            path.display()
+        );
+        ctx.error(node.pos, message);
+        return None;
+    }
     match crate::probe::read_ca_file(&path) {
         Ok(_) => Some(path),
         Err(message) => {
