@@ -12,8 +12,11 @@ pub const CONFIG_FILE_BYTES_MAX: usize = 4 * 1024 * 1024;
 pub const CONFIG_YAML_EVENTS_MAX: usize = 200_000;
 /// Aliases per config file: an anchor reused a few times is normal, thousands is a bomb.
 pub const CONFIG_YAML_ALIASES_MAX: usize = 1_000;
-/// Nesting depth per config file.
-pub const CONFIG_YAML_DEPTH_MAX: usize = 64;
+/// Nesting depth per config file. Our deepest structure (a browser step's
+/// fields) is 7 levels; each level costs tens of KiB of stack in a debug
+/// build, and reloads parse on tokio's 2 MiB blocking threads, where 64
+/// levels overflowed the stack (found by tests/fuzz_config.rs).
+pub const CONFIG_YAML_DEPTH_MAX: usize = 32;
 /// Compiled size of a `body_matches` regular expression: bounds memory and
 /// matching time on hostile patterns.
 pub const REGEX_BYTES_MAX: usize = 1024 * 1024;
@@ -258,9 +261,6 @@ pub const HEARTBEAT_PING_GAP_MIN: Duration = Duration::from_secs(1);
 /// about twice its configured rate from one probe, however results arrive
 /// or how often the aggregator asks.
 pub const RUN_NOW_FLOOR_MIN: Duration = Duration::from_millis(500);
-/// How often the database file's identity is compared with the one opened,
-/// so a deleted or replaced file is noticed within seconds.
-pub const STORAGE_FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 // Probe resilience (the remote probe's uplink and spool; issue 21).
 
@@ -301,3 +301,18 @@ pub const PROBE_FINAL_SEND_GRACE: Duration = Duration::from_secs(2);
 /// results drops some with every run of every check, and one line with the
 /// count says as much as a thousand.
 pub const PROBE_DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+// --- config hardening (issue #14: secrets, config files, fuzzing) ---
+
+/// Compiled size of the one regular expression that masks every secret in
+/// all its forms. Generous (a few hundred secrets of a hundred characters
+/// fit); past it each secret is matched on its own, slower but as thorough.
+pub const SECRETS_REGEX_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Secrets remembered process-wide for masking log lines. Reloads may bring
+/// new values (rotated tokens); old ones stay masked until this many newer
+/// ones have been seen, so memory stays bounded however often config changes.
+pub const SECRETS_REMEMBERED_MAX: usize = 10_000;
+/// YAML files in one config directory: thousands of checks fit in far
+/// fewer; more is a wrong `--checks` (a home or data directory), refused
+/// before reading them all.
+pub const CONFIG_DIR_FILES_MAX: usize = 10_000;

@@ -155,7 +155,9 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        // Masks every secret seen, in any form, in each line (third-party
+        // crates log hosts and URLs at debug and trace).
+        .with_writer(lookout::config::secrets::LogWriter);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

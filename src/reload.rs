@@ -133,15 +133,20 @@ pub async fn reload(
 fn watch_files(sources: &Sources, changed: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
     let probes = sources.probes.clone();
-    let checks = sources.checks.clone();
-    let alerts = sources.alerts.clone();
+    // Events name paths as the watcher resolved them (absolute, links
+    // followed), while `--checks checks` is relative: compare every spelling.
+    let checks = spellings(&sources.checks);
+    let alerts = spellings(&sources.alerts);
     let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
         let relevant = event.paths.iter().any(|path| {
-            let in_dir = |dir: &Path| path.parent() == Some(dir) && is_yaml(path);
+            let in_dir = |dirs: &[PathBuf]| {
+                path.parent().is_some_and(|p| dirs.iter().any(|d| d == p))
+                    && (is_yaml(path) || is_swapped_link(path))
+            };
             in_dir(&checks)
                 || in_dir(&alerts)
                 || probes.as_deref().is_some_and(|p| same_file_name(path, p))
@@ -172,6 +177,26 @@ fn watch_files(sources: &Sources, changed: mpsc::Sender<()>) -> Option<notify::R
         }
     }
     Some(watcher)
+}
+
+/// `dir` as given, made absolute, and with its links resolved.
+fn spellings(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if let Ok(cwd) = std::env::current_dir() {
+        out.push(cwd.join(dir));
+    }
+    if let Ok(canonical) = std::fs::canonicalize(dir) {
+        out.push(canonical);
+    }
+    out.dedup();
+    out
+}
+
+/// Kubernetes updates a mounted ConfigMap by swapping the `..data` link
+/// its files point through; no `*.yaml` event is seen then.
+fn is_swapped_link(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b".."))
 }
 
 fn is_yaml(path: &Path) -> bool {

@@ -301,7 +301,8 @@ fn decode_step(ctx: &mut Ctx, index: usize, node: &Node) -> Option<Step> {
                     Some(Step::Goto(url))
                 }
                 _ => {
-                    let shown = ctx.secrets.redact(&text);
+                    // Shown as typed: `ConfigErrors::masked` writes secrets as `${NAME}`.
+                    let shown = &text;
                     ctx.error(
                         value.pos,
                         format!("{what}: `{shown}` is not an http:// or https:// URL"),

@@ -229,7 +229,7 @@ impl Ctx<'_> {
             } else {
                 match (self.env)(name) {
                     Some(value) => {
-                        self.secrets.add(&value);
+                        self.secrets.add_named(&value, name);
                         out.push_str(&value);
                     }
                     None => match default {

@@ -11,9 +11,12 @@ pub mod browser;
 mod decode;
 pub mod probes;
 pub mod remote;
+pub mod secrets;
 pub mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
+pub use secrets::Secrets;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,43 +59,17 @@ impl fmt::Display for ConfigError {
 #[error("{} configuration error(s)", .0.len())]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-/// Values that came from the environment: they are masked in every output.
-#[derive(Clone, Debug, Default)]
-pub struct Secrets(BTreeSet<String>);
-
-impl Secrets {
-    /// Values shorter than this are not masked: masking `1` or `on` would
-    /// garble every message while protecting nothing.
-    const MASK_MIN_CHARS: usize = 4;
-
-    pub fn add(&mut self, value: &str) {
-        if value.chars().count() >= Self::MASK_MIN_CHARS {
-            self.0.insert(value.to_string());
+impl ConfigErrors {
+    /// The errors as they are shown: sorted by file and position, and every
+    /// value that came from the environment written as `${NAME}` (an error
+    /// quotes the value it refused, and that value may be a secret).
+    pub fn masked(mut errors: Vec<ConfigError>, secrets: &Secrets) -> ConfigErrors {
+        for error in &mut errors {
+            error.message = secrets.name_masked(&error.message);
         }
-    }
-
-    /// `text` with every secret value replaced by `****`, also where it
-    /// appears URL-encoded (a value typed into a form lands in a URL as
-    /// `alice%40example.com`).
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        let mut forms: Vec<String> = Vec::with_capacity(self.0.len());
-        for secret in &self.0 {
-            let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-            if encoded != *secret {
-                forms.push(encoded.replace('+', "%20"));
-                forms.push(encoded);
-            }
-            forms.push(secret.clone());
-        }
-        // Longest first, so a secret containing another is masked whole.
-        forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        for form in &forms {
-            if out.contains(form.as_str()) {
-                out = out.replace(form.as_str(), "****");
-            }
-        }
-        out
+        errors.sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
+        errors.dedup();
+        ConfigErrors(errors)
     }
 }
 
@@ -479,6 +456,31 @@ pub fn load_with_env(
     env: EnvLookup<'_>,
 ) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
+    let checks = read_dir_yaml(checks_dir, true, &mut errors);
+    let alerts = read_dir_yaml(alerts_dir, false, &mut errors);
+    load_texts(&checks, &alerts, alerts_dir, env, errors)
+}
+
+/// The loader on files already read: `(path, text)` of each checks file and
+/// each alerts file, in load order; `alerts_dir` only names the directory in
+/// messages. What `load` does after reading, for tests and the fuzzing
+/// harness (`tests/fuzz_config.rs`).
+pub fn load_from_texts(
+    checks: &[(PathBuf, String)],
+    alerts: &[(PathBuf, String)],
+    alerts_dir: &Path,
+    env: EnvLookup<'_>,
+) -> Result<Config, ConfigErrors> {
+    load_texts(checks, alerts, alerts_dir, env, Vec::new())
+}
+
+fn load_texts(
+    checks_files: &[(PathBuf, String)],
+    alerts_files: &[(PathBuf, String)],
+    alerts_dir: &Path,
+    env: EnvLookup<'_>,
+    mut errors: Vec<ConfigError>,
+) -> Result<Config, ConfigErrors> {
     let mut secrets = Secrets::default();
     let mut checks: Vec<(Check, PathBuf, Pos)> = Vec::new();
     // Channel names each check refers to, with positions, for the cross-file pass.
@@ -493,12 +495,12 @@ pub fn load_with_env(
     let mut alert_channel_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
     let mut maintenance_check_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
 
-    for (file, text) in read_dir_yaml(checks_dir, true, &mut errors) {
-        let Some(root) = parse_file(&file, &text, &mut errors) else {
+    for (file, text) in checks_files {
+        let Some(root) = parse_file(file, text, &mut errors) else {
             continue;
         };
         let mut ctx = Ctx {
-            file: &file,
+            file,
             errors: &mut errors,
             secrets: &mut secrets,
             env,
@@ -529,12 +531,12 @@ pub fn load_with_env(
             }
         }
     }
-    for (file, text) in read_dir_yaml(alerts_dir, false, &mut errors) {
-        let Some(root) = parse_file(&file, &text, &mut errors) else {
+    for (file, text) in alerts_files {
+        let Some(root) = parse_file(file, text, &mut errors) else {
             continue;
         };
         let mut ctx = Ctx {
-            file: &file,
+            file,
             errors: &mut errors,
             secrets: &mut secrets,
             env,
@@ -633,9 +635,7 @@ pub fn load_with_env(
     }
 
     if !errors.is_empty() {
-        errors.sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
-        errors.dedup();
-        return Err(ConfigErrors(errors));
+        return Err(ConfigErrors::masked(errors, &secrets));
     }
     Ok(Config {
         routes,
@@ -654,38 +654,131 @@ fn read_dir_yaml(
     required: bool,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<(PathBuf, String)> {
+    let file_error = |file: PathBuf, message: String| ConfigError {
+        file,
+        pos: Pos { line: 0, col: 0 },
+        message,
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Vec::new(),
         Err(e) => {
-            errors.push(ConfigError {
-                file: dir.to_path_buf(),
-                pos: Pos { line: 0, col: 0 },
-                message: format!("cannot read directory: {e}"),
-            });
+            errors.push(file_error(
+                dir.to_path_buf(),
+                format!("cannot read directory: {e}"),
+            ));
             return Vec::new();
         }
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
-        .collect();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) if is_config_file_name(&entry.path()) => paths.push(entry.path()),
+            Ok(_) => {}
+            Err(e) => errors.push(file_error(
+                dir.to_path_buf(),
+                format!("cannot list directory: {e}"),
+            )),
+        }
+        if paths.len() > limits::CONFIG_DIR_FILES_MAX {
+            errors.push(file_error(
+                dir.to_path_buf(),
+                format!(
+                    "more than {} YAML files; this is not a config directory",
+                    limits::CONFIG_DIR_FILES_MAX
+                ),
+            ));
+            return Vec::new();
+        }
+    }
     paths.sort();
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
-        match read_bounded(&path) {
+        match read_config_file(&path) {
             Ok(text) => out.push((path, text)),
-            Err(e) => errors.push(ConfigError {
-                file: path,
-                pos: Pos { line: 0, col: 0 },
-                message: format!("cannot read file: {e}"),
-            }),
+            Err(message) => errors.push(file_error(path, message)),
         }
     }
     out
+}
+
+/// `*.yaml` and `*.yml`, except an editor's lock file (Emacs keeps a
+/// dangling link `.#name.yaml` while a file is being edited).
+fn is_config_file_name(path: &Path) -> bool {
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let lock = path
+        .file_name()
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b".#"));
+    yaml && !lock
+}
+
+/// A config file's text, or why it cannot be one. Whatever is named like
+/// one must be a readable regular file (or a link to one): a file silently
+/// skipped is checks silently gone, so a dangling link, a link loop, a
+/// directory, a FIFO (which would block the reader) or a device is an error
+/// naming what it is.
+pub(crate) fn read_config_file(path: &Path) -> Result<String, String> {
+    match file_problem(path) {
+        Some(FileProblem::Unreadable(message)) => Err(message),
+        Some(FileProblem::Not(what)) => Err(format!(
+            "is {what}, not a YAML file: rename it or move it out of the directory"
+        )),
+        None => read_bounded(path).map_err(|e| format!("cannot read file: {e}")),
+    }
+}
+
+/// Why `path` is not a regular file one can read without blocking.
+enum FileProblem {
+    /// A link to nothing, a link loop, no permission...
+    Unreadable(String),
+    /// It is something else: a directory, a FIFO (whose read would block),
+    /// a socket, a device.
+    Not(&'static str),
+}
+
+fn file_problem(path: &Path) -> Option<FileProblem> {
+    use std::os::unix::fs::FileTypeExt;
+    let unreadable =
+        |e: std::io::Error| Some(FileProblem::Unreadable(format!("cannot read file: {e}")));
+    let link = match std::fs::symlink_metadata(path) {
+        Ok(link) => link,
+        Err(e) => return unreadable(e),
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if link.file_type().is_symlink() => {
+            let target = std::fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            return Some(FileProblem::Unreadable(
+                if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+                    format!("symbolic link loop (it points to `{target}`)")
+                } else if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("dangling symbolic link: `{target}` does not exist")
+                } else {
+                    format!("cannot follow the symbolic link to `{target}`: {e}")
+                },
+            ));
+        }
+        Err(e) => return unreadable(e),
+    };
+    let kind = meta.file_type();
+    if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some(FileProblem::Not("a directory"))
+    } else if kind.is_fifo() {
+        Some(FileProblem::Not("a FIFO (named pipe)"))
+    } else if kind.is_socket() {
+        Some(FileProblem::Not("a socket"))
+    } else if kind.is_block_device() || kind.is_char_device() {
+        Some(FileProblem::Not("a device"))
+    } else {
+        Some(FileProblem::Not("not a regular file"))
+    }
 }
 
 /// A config file's text, refusing files over the limit before reading them whole.
@@ -1126,6 +1219,16 @@ fn decode_tls(ctx: &mut Ctx, name: &str, node: &Node) -> Option<TlsSpec> {
 
 fn decode_ca_file(ctx: &mut Ctx, node: &Node) -> Option<PathBuf> {
     let path = PathBuf::from(ctx.string(node, "`ca_file`")?);
+    // A FIFO is never opened: reading it would hang the loader (and a
+    // reload with it). What cannot be read at all, read_ca_file says.
+    if let Some(FileProblem::Not(what)) = file_problem(&path) {
+        let message = format!(
+            "ca_file {} is {what}, not a certificate file",
+            path.display()
+        );
+        ctx.error(node.pos, message);
+        return None;
+    }
     match crate::probe::read_ca_file(&path) {
         Ok(_) => Some(path),
         Err(message) => {
@@ -1309,7 +1412,8 @@ fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
                     None
                 }
                 Err(e) => {
-                    let shown = ctx.secrets.redact(&text);
+                    // Shown as typed: `ConfigErrors::masked` writes secrets as `${NAME}`.
+                    let shown = &text;
                     ctx.error(n.pos, format!("invalid URL `{shown}`: {e}"));
                     None
                 }
@@ -1669,7 +1773,7 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
                 _ => {
                     ctx.error(n.pos, format!(
                         "invalid `smtp` URL `{}`; expected smtp://host:587 (STARTTLS), smtps://host:465 (TLS) or smtp+insecure://host:25 (plain, local relays only)",
-                        ctx.secrets.redact(&text)
+                        text
                     ));
                     None
                 }
@@ -1752,7 +1856,7 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
                         n.pos,
                         format!(
                             "invalid webhook `url` `{}`; expected http:// or https://",
-                            ctx.secrets.redact(&text)
+                            text
                         ),
                     );
                     None

@@ -73,7 +73,6 @@ pub fn load(path: &Path) -> Result<ProbeTokens, ConfigErrors> {
 }
 
 pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<ProbeTokens, ConfigErrors> {
-    let mut errors = Vec::new();
     let fail = |message: String| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -81,18 +80,22 @@ pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<ProbeTokens, Con
             message,
         }])
     };
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(fail(
-                "no such file: the aggregator needs the regions and their probe tokens \
-                 (see deploy/probes.example.yaml)"
-                    .to_string(),
-            ));
-        }
-        Err(e) => return Err(fail(format!("cannot read: {e}"))),
-    };
-    let Some(root) = parse_file(path, &text, &mut errors) else {
+    if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        return Err(fail(
+            "no such file: the aggregator needs the regions and their probe tokens \
+             (see deploy/probes.example.yaml)"
+                .to_string(),
+        ));
+    }
+    // Bounded, and a link to nothing, a FIFO or a directory is named as such.
+    let text = super::read_config_file(path).map_err(fail)?;
+    load_text(path, &text, env)
+}
+
+/// A probes file's text, already read (`path` names it in errors).
+pub fn load_text(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<ProbeTokens, ConfigErrors> {
+    let mut errors = Vec::new();
+    let Some(root) = parse_file(path, text, &mut errors) else {
         return Err(ConfigErrors(errors));
     };
     let mut secrets = Secrets::default();
@@ -138,6 +141,7 @@ pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<ProbeTokens, Con
                         );
                         continue;
                     }
+                    ctx.secrets.add(&token);
                     if let Some(other) = seen_tokens.insert(token.clone(), region.clone()) {
                         ctx.error(
                             token_node.pos,
@@ -162,7 +166,7 @@ pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<ProbeTokens, Con
     if errors.is_empty() {
         Ok(ProbeTokens { regions })
     } else {
-        Err(ConfigErrors(errors))
+        Err(ConfigErrors::masked(errors, &secrets))
     }
 }
 

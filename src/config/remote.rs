@@ -195,7 +195,7 @@ pub fn decode_wire_checks(
     if errors.is_empty() {
         Ok((decoded, Arc::new(secrets)))
     } else {
-        Err(ConfigErrors(errors))
+        Err(ConfigErrors::masked(errors, &secrets))
     }
 }
 

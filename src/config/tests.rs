@@ -575,3 +575,31 @@ fn secrets_are_masked_url_encoded_too() {
         "/d?email=****&pw=****&raw=**** ****"
     );
 }
+
+#[test]
+fn config_errors_show_the_variable_never_its_value() {
+    let env = |name: &str| match name {
+        "EVERY" => Some("S3cr3t-Every".to_string()),
+        "METHOD" => Some("s3cret-method".to_string()),
+        "HOOK" => Some("http://[S3cr3t-Hook".to_string()),
+        _ => None,
+    };
+    let checks = [(
+        PathBuf::from("checks/c.yaml"),
+        "checks:\n  - name: a\n    http: { url: \"http://127.0.0.1:1/\", method: \"${METHOD}\" }\n    every: \"${EVERY}\"\n".to_string(),
+    )];
+    let alerts = [(
+        PathBuf::from("alerts/a.yaml"),
+        "channels:\n  hook:\n    webhook: { url: \"${HOOK}\" }\n".to_string(),
+    )];
+    let errors = load_from_texts(&checks, &alerts, Path::new("alerts"), &env).unwrap_err();
+    let shown: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "alerts/a.yaml:3:21: invalid webhook `url` `${HOOK}`; expected http:// or https://",
+            "checks/c.yaml:3:49: unsupported method `${METHOD}`; expected GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS",
+            "checks/c.yaml:4:12: `every` of check `a`: invalid duration \"${EVERY}\"; expected a duration such as 500ms, 30s, 5m, 1h or 14d",
+        ]
+    );
+}

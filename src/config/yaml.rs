@@ -78,7 +78,8 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     match serde_saphyr::from_str_with_options::<Option<Spanned<Node>>>(text, options) {
-        Ok(Some(node)) => Ok(node.value),
+        // The root's position is on its `Spanned` wrapper, like every node's.
+        Ok(Some(node)) => Ok(unspan(node)),
         Ok(None) => Ok(Node {
             pos: Pos { line: 1, col: 1 },
             value: Value::Null,
@@ -93,9 +94,33 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
                 .unwrap_or(Pos { line: 1, col: 1 });
             Err(ParseError {
                 pos,
-                message: first_line(&error.to_string()),
+                message: in_words(&first_line(&error.to_string())),
             })
         }
+    }
+}
+
+/// serde-saphyr names a budget breach in Rust's debug notation
+/// (`budget breached: Depth { depth: 33 }`); say it in words, with our limit.
+fn in_words(message: &str) -> String {
+    let Some(breach) = message.strip_prefix("budget breached:") else {
+        return message.to_string();
+    };
+    let kind = breach.trim().split([' ', '{']).next().unwrap_or("");
+    match kind {
+        "Depth" => format!(
+            "nested deeper than {} levels",
+            limits::CONFIG_YAML_DEPTH_MAX
+        ),
+        "Aliases" | "Anchors" => format!(
+            "more than {} anchors or aliases (an alias bomb?)",
+            limits::CONFIG_YAML_ALIASES_MAX
+        ),
+        "Events" | "Nodes" => format!(
+            "more than {} YAML nodes; split it into several files",
+            limits::CONFIG_YAML_EVENTS_MAX
+        ),
+        _ => "too large or too complex for a config file".to_string(),
     }
 }
 

@@ -58,6 +58,9 @@ struct RecorderInner {
     /// Sum over every connection made (redirects may make several).
     connect_total: Option<Duration>,
     last_connection_ready: Option<Instant>,
+    /// Host and port of the last redirect followed: an error after it is
+    /// about that host, not the check's own.
+    redirected_to: Option<(String, u16)>,
 }
 
 impl Recorder {
@@ -117,7 +120,23 @@ impl Clients {
 fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
     crate::install_crypto_provider();
     let redirect = if key.follow_redirects {
-        reqwest::redirect::Policy::limited(limits::HTTP_REDIRECTS_MAX)
+        // `Policy::limited`, plus a note of where each redirect leads.
+        reqwest::redirect::Policy::custom(|attempt| {
+            if let Some(r) = Recorder::current() {
+                let next = attempt.url();
+                let tried = (
+                    next.host_str().unwrap_or("?").to_string(),
+                    next.port_or_known_default().unwrap_or(0),
+                );
+                r.with(|r| r.redirected_to = Some(tried));
+            }
+            // The first of `previous` is the check's own URL.
+            if attempt.previous().len() > limits::HTTP_REDIRECTS_MAX {
+                attempt.error(TooManyRedirects)
+            } else {
+                attempt.follow()
+            }
+        })
     } else {
         reqwest::redirect::Policy::none()
     };
@@ -199,7 +218,7 @@ async fn attempt(
         }
     };
     let mut request = client
-        .request(spec.method.clone(), spec.url.clone())
+        .request(spec.method.clone(), request_url(spec))
         .header(USER_AGENT, user_agent);
     for (name, value) in &spec.headers {
         request = request.header(name, value);
@@ -214,7 +233,7 @@ async fn attempt(
             return Report {
                 outcome: Outcome::Error,
                 phases: recorder_phases(&recorder, None, None),
-                error: Some(classify(&error, spec)),
+                error: Some(classify(&error, spec, &recorder)),
                 ..Report::default()
             };
         }
@@ -273,6 +292,25 @@ async fn attempt(
     report(Outcome::Ok, None)
 }
 
+/// The URL to request. reqwest turns userinfo into an `Authorization:
+/// Basic` header; with an `Authorization` header of the check's own as well,
+/// the server would get two, and which one it reads is its choice. The
+/// explicit header is the more deliberate of the two, so it wins and the
+/// userinfo is not sent (README, "http").
+fn request_url(spec: &HttpSpec) -> url::Url {
+    let explicit = spec
+        .headers
+        .iter()
+        .any(|(name, _)| name == reqwest::header::AUTHORIZATION);
+    let mut url = spec.url.clone();
+    if explicit && (!url.username().is_empty() || url.password().is_some()) {
+        // Cannot fail: the URL has a host (the config requires one).
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    url
+}
+
 /// Why the response fails `expect`, or `None` when it passes.
 fn judge(status: u16, body: &[u8], expect: &Expect) -> Option<String> {
     let accepted: &[StatusRange] = if expect.status.is_empty() {
@@ -329,9 +367,17 @@ fn recorder_phases(
 }
 
 /// A one-line reason for a failed request: DNS, refused, TLS, redirects...
-fn classify(error: &reqwest::Error, spec: &HttpSpec) -> String {
-    let host = spec.url.host_str().unwrap_or("?");
-    let port = spec.url.port_or_known_default().unwrap_or(0);
+/// It names the host that was tried: after a redirect, the redirect's.
+fn classify(error: &reqwest::Error, spec: &HttpSpec, recorder: &Recorder) -> String {
+    let (host, port) = recorder
+        .with(|r| r.redirected_to.clone())
+        .unwrap_or_else(|| {
+            (
+                spec.url.host_str().unwrap_or("?").to_string(),
+                spec.url.port_or_known_default().unwrap_or(0),
+            )
+        });
+    let host = host.as_str();
     if error.is_redirect() {
         return format!(
             "too many redirects (more than {})",
@@ -398,6 +444,10 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct DnsError(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("too many redirects")]
+struct TooManyRedirects;
 
 /// reqwest's resolver, timed: tokio's `lookup_host` (the system resolver, as
 /// a user's browser would use) with the duration written to the recorder.
@@ -516,5 +566,102 @@ mod tests {
                 .starts_with("body does not match")
         );
         assert_eq!(judge(301, br#"healthy "db": "ok""#, &expect), None);
+    }
+
+    /// A server on 127.0.0.1 that redirects `/away` to `location` and
+    /// records the `Authorization` headers of every request to `/auth`.
+    async fn server(location: String) -> (SocketAddr, Arc<Mutex<Vec<Vec<String>>>>) {
+        use axum::http::{HeaderMap, StatusCode, header};
+        let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let record = seen.clone();
+        let app = axum::Router::new()
+            .route(
+                "/away",
+                axum::routing::get(move || async move {
+                    (StatusCode::FOUND, [(header::LOCATION, location)])
+                }),
+            )
+            .route(
+                "/auth",
+                axum::routing::get(move |headers: HeaderMap| async move {
+                    let values = headers
+                        .get_all(header::AUTHORIZATION)
+                        .iter()
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .collect();
+                    record.lock().unwrap().push(values);
+                    "ok"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, seen)
+    }
+
+    fn spec(url: &str, headers: &[(&str, &str)]) -> HttpSpec {
+        HttpSpec {
+            url: url::Url::parse(url).unwrap(),
+            method: reqwest::Method::GET,
+            headers: headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                        reqwest::header::HeaderValue::from_str(v).unwrap(),
+                    )
+                })
+                .collect(),
+            body: None,
+            follow_redirects: true,
+            tls_verify: true,
+            ca_file: None,
+        }
+    }
+
+    async fn probe(spec: &HttpSpec) -> Report {
+        run(
+            &Clients::default(),
+            spec,
+            &Expect::default(),
+            Duration::from_secs(5),
+            "Lookout/test",
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_a_refused_port_names_the_host_tried() {
+        // A port on another loopback address that nothing listens on.
+        let refused = std::net::TcpListener::bind("127.0.0.2:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (addr, _) = server(format!("http://{refused}/")).await;
+        let report = probe(&spec(&format!("http://{addr}/away"), &[])).await;
+        assert_eq!(report.outcome, Outcome::Error);
+        assert_eq!(
+            report.error.as_deref(),
+            Some(format!("connection refused ({refused})").as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_authorization_header_wins_over_userinfo() {
+        let (addr, seen) = server(String::new()).await;
+        let url = format!("http://alice:pw@{addr}/auth");
+        let with_header = probe(&spec(&url, &[("Authorization", "Bearer t0ken")])).await;
+        assert_eq!(with_header.outcome, Outcome::Ok, "{:?}", with_header.error);
+        let userinfo_only = probe(&spec(&url, &[])).await;
+        assert_eq!(userinfo_only.outcome, Outcome::Ok);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![
+                vec!["Bearer t0ken".to_string()],
+                // alice:pw
+                vec!["Basic YWxpY2U6cHc=".to_string()],
+            ]
+        );
     }
 }
