@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
@@ -33,13 +34,21 @@ impl axum::extract::FromRef<ApiState> for Arc<Aggregator> {
     }
 }
 
-pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Router {
+/// Every route of the aggregator. `probe_routes`: the routes of remote
+/// probes (`probe_api`), for the `aggregator` with its probes file; a mode
+/// without remote probes does not have them at all (404), so nothing there
+/// can be reached, authenticated or not.
+pub fn router(
+    aggregator: Arc<Aggregator>,
+    admin_token: Option<String>,
+    probe_routes: bool,
+) -> Router {
     let metrics = aggregator.metrics().clone();
     let state = ApiState {
         aggregator,
         admin_token: admin_token.map(Arc::from),
     };
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/api/v1/checks", get(list_checks))
         .route("/api/v1/checks/{name}/results", get(check_results))
@@ -58,8 +67,13 @@ pub fn router(aggregator: Arc<Aggregator>, admin_token: Option<String>) -> Route
         .route("/checks/{name}", get(check_page))
         .route("/api/v1/status", get(status_json))
         .route("/api/v1/status/{name}", get(check_status_json))
-        .route("/api/v1/results/{id}/screenshot", get(result_screenshot))
-        .merge(crate::probe_api::routes())
+        .route("/api/v1/results/{id}/screenshot", get(result_screenshot));
+    let routes = if probe_routes {
+        routes.merge(crate::probe_api::routes())
+    } else {
+        routes
+    };
+    routes
         .layer(axum::extract::DefaultBodyLimit::max(
             limits::API_BODY_BYTES_MAX,
         ))
@@ -275,14 +289,19 @@ async fn list_silences(State(aggregator): State<Arc<Aggregator>>) -> Json<serde_
 async fn create_silence(
     State(api): State<ApiState>,
     headers: axum::http::HeaderMap,
-    body: Result<Json<NewSilence>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Body,
 ) -> Response {
+    // The token first: an unauthenticated client costs no body read.
     if let Some(refused) = require_admin(&api, &headers) {
         return refused;
     }
-    let new = match body {
-        Ok(Json(new)) => new,
-        Err(rejection) => return bad_request(&rejection.body_text()),
+    let body = match read_body(&headers, body, limits::API_BODY_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(refused) => return refused.into_response(),
+    };
+    let new: NewSilence = match serde_json::from_slice(&body) {
+        Ok(new) => new,
+        Err(error) => return bad_request(&format!("not a silence: {error}")),
     };
     let silence = match new.validate(chrono::Utc::now()) {
         Ok(silence) => silence,
@@ -343,6 +362,55 @@ fn require_admin(api: &ApiState, headers: &axum::http::HeaderMap) -> Option<Resp
                 .into_response(),
         )
     }
+}
+
+/// Why a request body was not read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body is larger than the {limit} bytes this route accepts")]
+    TooLarge { limit: usize },
+    #[error("reading the request body failed: {0}")]
+    Read(#[from] axum::Error),
+}
+
+impl IntoResponse for BodyError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// Reads a request body of at most `limit` bytes, for handlers that have
+/// authenticated the request first. A `Content-Length` over the limit is
+/// refused before a byte is read; a body without one is read as it comes
+/// and refused as soon as it passes the limit.
+pub async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    use futures_util::StreamExt;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut read =
+        bytes::BytesMut::with_capacity(declared.map_or(0, |length| length as usize).min(limit));
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        if read.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read.freeze())
 }
 
 fn bad_request(message: &str) -> Response {
