@@ -233,15 +233,18 @@ pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 4_096;
 /// deliveries, SQLite), which clients can therefore never starve.
 pub const HTTP_DESCRIPTOR_SHARE_DIVISOR: u64 = 2;
 /// A client has this long to send a whole request head (`--header-timeout`),
-/// counted from the connection (or, on a kept-alive connection, from its
-/// first byte): slowloris connections, trickling a header at a time, are
-/// closed. Ten seconds is plenty over any real network.
+/// counted from the connection and, on a kept-alive connection, from the
+/// end of the last response (hyper counts the keep-alive wait too):
+/// slowloris connections, trickling a header at a time, are closed. Ten
+/// seconds is plenty over any real network, and outlives the gaps between a
+/// busy probe's requests, so its connection is reused.
 pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// A kept-alive connection with no request in flight and no byte moving for
-/// this long is closed (`--idle-timeout`). A minute outlives a Prometheus
-/// scrape interval and a probe's gap between batches, so their connections
-/// are reused; an idle client holds a slot no longer.
-pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection with no request in flight and no byte moving either way
+/// for this long is closed (`--idle-timeout`): a client that stops reading
+/// a response (the status page is megabytes for a large fleet) would hold
+/// the connection and its buffered body forever, as no timer of hyper's
+/// runs while a response is written.
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of one request head, and headers in it: real requests carry a few
 /// hundred bytes; this bounds what a connection can make us buffer.
 pub const HTTP_HEADER_BYTES_MAX: usize = 32 * 1024;

@@ -12,13 +12,16 @@
 //!   and closed (HTTPS: closed; a handshake is what an overloaded server
 //!   should not spend), never left in the kernel's backlog.
 //! - **Header timeout.** A request head must arrive whole within
-//!   `header_timeout` (hyper's `header_read_timeout`, counted from the
-//!   connection, and on a kept-alive connection from the next request's
-//!   first byte); the TLS handshake counts towards it.
-//! - **Idle timeout.** hyper 1.x starts no timer while a kept-alive
-//!   connection waits for its next request (hyperium/hyper#3828 is open), so
-//!   this module closes a connection that has had no request in flight and
-//!   no byte moving for `idle_timeout`.
+//!   `header_timeout` (hyper's `header_read_timeout`), counted from the
+//!   connection and, on a kept-alive connection, from the end of the last
+//!   response: hyper 1.x re-arms it as soon as it waits for the next head,
+//!   so it also bounds the keep-alive wait (tests/listeners.rs holds this).
+//!   The TLS handshake counts towards it.
+//! - **Idle timeout.** No timer of hyper's runs while a response is being
+//!   written, so a client that stops reading one would hold its connection
+//!   (and the buffered body) forever: a connection with no request in flight
+//!   and no byte moving either way for `idle_timeout` is closed. Set below
+//!   the header timeout, it is also the keep-alive wait.
 //! - **Whole request.** The router's `TimeoutLayer` (`API_REQUEST_TIMEOUT`)
 //!   bounds each handler; bodies are read bounded by the handlers.
 //! - **Shutdown.** On `cancel`: stop accepting, let requests in flight finish
@@ -52,8 +55,8 @@ pub struct ListenLimits {
     pub max_connections: usize,
     /// Time to send a whole request head (and do the TLS handshake).
     pub header_timeout: Duration,
-    /// A connection with no request in flight and no byte moving for this
-    /// long is closed.
+    /// A connection with no request in flight and no byte moving either
+    /// way for this long is closed.
     pub idle_timeout: Duration,
 }
 

@@ -73,12 +73,13 @@ pub struct AggregatorArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: usize,
     /// Time a client has to send a whole request head (and finish the TLS
-    /// handshake); slower connections are closed.
+    /// handshake); on a kept-alive connection, counted from the end of the
+    /// last response, so it is also how long an idle connection is kept.
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
-    /// A connection with no request in flight and nothing sent either way
-    /// for this long is closed.
-    #[arg(long, default_value = "60s", value_parser = positive_duration)]
+    /// A connection with no request in flight and nothing moving either way
+    /// (a client that stopped reading a response) is closed after this.
+    #[arg(long, default_value = "30s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
 }
 
@@ -495,4 +496,27 @@ pub async fn shutdown_on_signal(cancel: CancellationToken) {
         _ = cancel.cancelled() => {}
     }
     cancel.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_listener_flags_default_to_the_limits() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: super::AggregatorArgs,
+        }
+        let cli = <Cli as clap::Parser>::parse_from(["lookout"]);
+        assert_eq!(
+            cli.args.listen_limits(),
+            crate::listener::ListenLimits::default()
+        );
+        assert!(
+            <Cli as clap::Parser>::try_parse_from(["lookout", "--header-timeout", "0s"]).is_err()
+        );
+        assert!(
+            <Cli as clap::Parser>::try_parse_from(["lookout", "--max-connections", "0"]).is_err()
+        );
+    }
 }
