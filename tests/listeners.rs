@@ -204,12 +204,57 @@ fn expected_verdicts() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Sets this process's open-files limit (soft and hard; raising the hard
-/// one needs root, which CI is).
-fn set_nofile(limit: u64) {
-    use nix::sys::resource::{Resource, setrlimit};
-    setrlimit(Resource::RLIMIT_NOFILE, limit, limit).expect("setrlimit RLIMIT_NOFILE (root)");
+/// `lookout ARGS` with its open-files limit (soft and hard) set to `nofile`,
+/// so that it cannot raise it: what `Server::spawn` does otherwise.
+fn spawn_with_nofile(args: &[OsString], nofile: u64) -> Server {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(common::lookout_bin());
+    command
+        .args(args)
+        .env("RUST_LOG", "lookout=info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe, and nothing else runs between
+    // fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                nofile,
+                nofile,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn().expect("start lookout");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = ready_tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    let Ok(base) = ready_rx.recv_timeout(Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("lookout did not start:\n{}", log.lock().unwrap().join("\n"));
+    };
+    Server { child, base, log }
 }
+
+/// Client sockets this test holds at once at most: under its own limit of
+/// 20,000 (which it cannot raise), with room for everything else. The
+/// server closes the flood's connections as fast as they come, so this is
+/// never reached unless the server stops keeping up.
+const CLIENT_SOCKETS_MAX: usize = 16_000;
 
 const SLOWLORIS: usize = 1_000;
 const IDLE: usize = 20_000;
@@ -233,11 +278,7 @@ async fn idle_and_slowloris_floods_leave_every_verdict_and_health_alone() {
         format!("{HEADER_TIMEOUT_S}s").into(),
     ];
     args.extend(dirs.flags());
-    // serve inherits the lowered limit; this process then takes room for
-    // the flood's sockets.
-    set_nofile(SERVE_NOFILE);
-    let server = Server::spawn(&args, &[("RUST_LOG", "lookout=info")], "listening on ");
-    set_nofile(2 * (IDLE + SLOWLORIS) as u64 + 4_096);
+    let server = spawn_with_nofile(&args, SERVE_NOFILE);
     let base = server.base.clone();
     let addr = server_addr(&server);
     let serve_pid = pid(&server);
@@ -354,16 +395,27 @@ async fn idle_and_slowloris_floods_leave_every_verdict_and_health_alone() {
 
     // The idle flood: 20,000 connections that never send a byte, opened
     // 500 every 100ms, each watched until the server closes it.
+    let sockets = Arc::new(tokio::sync::Semaphore::new(CLIENT_SOCKETS_MAX));
+    let open_now = Arc::new(AtomicUsize::new(0));
+    let open_max = Arc::new(AtomicUsize::new(0));
     let mut idle = Vec::new();
     for i in 0..IDLE {
         let source = Ipv4Addr::new(127, 0, 2, 1 + (i / 1_000) as u8);
+        let socket = sockets.clone().acquire_owned().await.unwrap();
+        let (open_now, open_max) = (open_now.clone(), open_max.clone());
         idle.push(tokio::spawn(async move {
+            let _socket = socket;
             let Ok(mut stream) = connect_from(source, addr).await else {
                 return (End::ConnectFailed, Duration::ZERO);
             };
             let started = Instant::now();
+            open_max.fetch_max(
+                open_now.fetch_add(1, Ordering::SeqCst) + 1,
+                Ordering::SeqCst,
+            );
             let deadline = tokio::time::Instant::now() + header_timeout * 3;
             let end = wait_end(&mut stream, deadline).await;
+            open_now.fetch_sub(1, Ordering::SeqCst);
             (end, started.elapsed())
         }));
         if i % 500 == 499 {
@@ -392,11 +444,12 @@ async fn idle_and_slowloris_floods_leave_every_verdict_and_health_alone() {
         .filter(|(e, took)| matches!(e, End::Closed | End::Reset) && *took < header_timeout)
         .count();
     let max_fds = max_fds.load(Ordering::SeqCst);
+    let open_max = open_max.load(Ordering::SeqCst);
     println!(
         "slowloris: {} of {SLOWLORIS} closed by the server, {:.2}s..{:.2}s after connecting \
          (header timeout {HEADER_TIMEOUT_S}s); idle: {idle_closed} closed ({evicted_early} \
          before the header timeout: evicted), {idle_refused} answered 503, {idle_open} still \
-         open, {idle_failed} never connected; serve's descriptors: {fds_before} before, at most \
+         open, {idle_failed} never connected, at most {open_max} open at once; serve's descriptors: {fds_before} before, at most \
          {fds_slowloris} during slowloris, {max_fds} during the floods (limit {SERVE_NOFILE}, \
          --max-connections {SERVE_MAX_CONNECTIONS}); /health: {} answers",
         slow_closed.len(),
