@@ -293,6 +293,7 @@ async fn create_silence(
 ) -> Response {
     // The token first: an unauthenticated client costs no body read.
     if let Some(refused) = require_admin(&api, &headers) {
+        discard_body(body);
         return refused;
     }
     let body = match read_body(&headers, body, limits::API_BODY_BYTES_MAX).await {
@@ -385,8 +386,9 @@ impl IntoResponse for BodyError {
 
 /// Reads a request body of at most `limit` bytes, for handlers that have
 /// authenticated the request first. A `Content-Length` over the limit is
-/// refused before a byte is read; a body without one is read as it comes
-/// and refused as soon as it passes the limit.
+/// refused before a byte is kept; a body without one is read as it comes
+/// and refused as soon as it passes the limit. What is left of a refused
+/// body is drained (`discard_body`).
 pub async fn read_body(
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
@@ -398,6 +400,7 @@ pub async fn read_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
+        discard_body(body);
         return Err(BodyError::TooLarge { limit });
     }
     let mut read =
@@ -406,11 +409,33 @@ pub async fn read_body(
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk?;
         if read.len() + chunk.len() > limit {
+            discard_body(axum::body::Body::from_stream(chunks));
             return Err(BodyError::TooLarge { limit });
         }
         read.extend_from_slice(&chunk);
     }
     Ok(read.freeze())
+}
+
+/// Reads and throws away the rest of a refused request's body in the
+/// background, bounded by `HTTP_REFUSED_BODY_DRAIN_*`: the answer goes out
+/// at once, and a client still sending sees it instead of a reset. Nothing
+/// is kept, so an unauthenticated upload costs no memory.
+pub fn discard_body(body: axum::body::Body) {
+    use futures_util::StreamExt;
+    tokio::spawn(async move {
+        let mut chunks = body.into_data_stream();
+        let _ = tokio::time::timeout(limits::HTTP_REFUSED_BODY_DRAIN_TIME, async {
+            let mut drained = 0usize;
+            while let Some(Ok(chunk)) = chunks.next().await {
+                drained += chunk.len();
+                if drained > limits::HTTP_REFUSED_BODY_DRAIN_BYTES_MAX {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
 }
 
 fn bad_request(message: &str) -> Response {

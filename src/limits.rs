@@ -273,3 +273,10 @@ pub const HTTP_WARN_EVERY: Duration = Duration::from_secs(10);
 /// Connections to a probe's `--metrics-listen` endpoint at once: Prometheus
 /// and a person or two.
 pub const PROBE_METRICS_CONNECTIONS_MAX: usize = 64;
+/// A request refused before its body was read (401, 403, 413) still has its
+/// body coming: it is read and thrown away, up to these bytes and this time,
+/// so that a client still sending sees the answer instead of a connection
+/// reset (closing on unread bytes resets it). Nothing is kept; past either
+/// bound the connection is closed. Twice the largest body any route takes.
+pub const HTTP_REFUSED_BODY_DRAIN_BYTES_MAX: usize = 2 * RESULTS_BODY_BYTES_MAX;
+pub const HTTP_REFUSED_BODY_DRAIN_TIME: Duration = Duration::from_secs(5);

@@ -4,7 +4,8 @@
 //! Every route takes a probe token (`Authorization: Bearer T`). A token is
 //! bound to its region: asking for another region's specs, or posting
 //! results stamped with another region, is refused with 403; a missing or
-//! unknown token with 401. Bodies are bounded (`limits`).
+//! unknown token with 401, from the headers, before a byte of a body is
+//! kept. Bodies are bounded (`limits`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,7 +206,10 @@ async fn results(
 ) -> Response {
     let region = match authenticate(&aggregator, &headers) {
         Ok(region) => region,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => {
+            crate::api::discard_body(body);
+            return refused.into_response();
+        }
     };
     let body = match crate::api::read_body(&headers, body, limits::RESULTS_BODY_BYTES_MAX).await {
         Ok(body) => body,

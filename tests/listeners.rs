@@ -785,6 +785,17 @@ async fn unauthenticated_uploads_are_refused_before_their_body_and_cost_no_memor
     );
     drop(held);
 
+    // A client that sends its body anyway (a probe with a wrong token) sees
+    // the 401 too, not a reset: the refused body is drained, not kept.
+    let refused = common::client()
+        .post(format!("{}/api/v1/results", server.base))
+        .bearer_auth("wrong-token-wrong-token-0123")
+        .body(vec![b' '; UPLOAD_BYTES])
+        .send()
+        .await
+        .expect("an answer, not a reset");
+    assert_eq!(refused.status(), 401);
+
     // With the token, a declared length over the limit is refused before
     // the body too; one that grows past it, as soon as it does.
     let mut stream = connect_from(Ipv4Addr::LOCALHOST, addr).await.unwrap();
