@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use common::{ConfigDirs, Server, get_json, start_target, wait_for};
@@ -76,7 +76,7 @@ async fn connect_from(source: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpSt
 }
 
 /// Reads until the server closes, answers, or `deadline`.
-async fn wait_end(stream: &mut TcpStream, deadline: tokio::time::Instant) -> End {
+async fn wait_end<S: AsyncRead + Unpin>(stream: &mut S, deadline: tokio::time::Instant) -> End {
     let mut seen = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -106,7 +106,10 @@ fn status_of(bytes: &[u8]) -> Option<u16> {
 
 /// Sends `request` and reads one whole response (Content-Length or
 /// chunked): (status, head, body). `None` if the connection ended first.
-async fn exchange(stream: &mut TcpStream, request: &str) -> Option<(u16, String, String)> {
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &str,
+) -> Option<(u16, String, String)> {
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut seen = Vec::new();
     let mut buf = [0u8; 8192];
@@ -935,4 +938,62 @@ async fn serve_has_no_probe_routes_and_checks_the_admin_token_before_the_body() 
             .starts_with("not a silence"),
         "{answer}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_bounded_the_same_and_speaks_http1_whatever_the_client_offers() {
+    lookout::install_crypto_provider();
+    let dirs = remote_checks();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let dir = dirs.root.path();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    let (cert_path, key_path) = (
+        dir.join("cert.pem").display().to_string(),
+        dir.join("key.pem").display().to_string(),
+    );
+    let server = start_aggregator(
+        &dirs,
+        &[
+            "--tls-cert",
+            &cert_path,
+            "--tls-key",
+            &key_path,
+            "--header-timeout",
+            "1s",
+        ],
+    );
+    let addr: SocketAddr = server.base.trim_start_matches("https://").parse().unwrap();
+
+    // A client offering h2 first still gets HTTP/1.1, and is served.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tcp = connect_from(Ipv4Addr::LOCALHOST, addr).await.unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (status, _, _) = exchange(&mut tls, &get("/health")).await.unwrap();
+    assert_eq!(status, 200);
+
+    // A connection that never starts its handshake is closed by the header
+    // timeout.
+    let mut silent = connect_from(Ipv4Addr::LOCALHOST, addr).await.unwrap();
+    let started = Instant::now();
+    let end = wait_end(
+        &mut silent,
+        tokio::time::Instant::now() + Duration::from_secs(10),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(matches!(end, End::Closed | End::Reset), "{end:?}");
+    assert!(within(took, 900, 2_900), "{took:?}");
 }
