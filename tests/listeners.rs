@@ -346,10 +346,12 @@ async fn idle_and_slowloris_floods_leave_every_verdict_and_health_alone() {
     for i in 0..SLOWLORIS {
         let source = Ipv4Addr::new(127, 0, 1, 1 + (i / 250) as u8);
         slow.push(tokio::spawn(async move {
+            // From before the connection: the server's timer starts later,
+            // so a close at the header timeout is never measured short.
+            let started = Instant::now();
             let Ok(mut stream) = connect_from(source, addr).await else {
                 return (End::ConnectFailed, Duration::ZERO);
             };
-            let started = Instant::now();
             let deadline = tokio::time::Instant::now() + header_timeout * 4;
             if stream
                 .write_all(b"GET /health HTTP/1.1\r\nhost: lookout\r\n")
@@ -408,10 +410,10 @@ async fn idle_and_slowloris_floods_leave_every_verdict_and_health_alone() {
         let (open_now, open_max) = (open_now.clone(), open_max.clone());
         idle.push(tokio::spawn(async move {
             let _socket = socket;
+            let started = Instant::now();
             let Ok(mut stream) = connect_from(source, addr).await else {
                 return (End::ConnectFailed, Duration::ZERO);
             };
-            let started = Instant::now();
             open_max.fetch_max(
                 open_now.fetch_add(1, Ordering::SeqCst) + 1,
                 Ordering::SeqCst,
@@ -528,8 +530,11 @@ fn serve_with(target: &common::Target, flags: &[&str]) -> (ConfigDirs, Server) {
 
 /// Sends a request head a line every 300ms for `for_how_long`; how the
 /// connection ended (`Open`: it outlived that) and when.
-async fn trickle(stream: &mut TcpStream, for_how_long: Duration) -> (End, Duration) {
-    let started = Instant::now();
+async fn trickle(
+    stream: &mut TcpStream,
+    started: Instant,
+    for_how_long: Duration,
+) -> (End, Duration) {
     if stream.write_all(b"GET /health HTTP/1.1\r\n").await.is_err() {
         return (End::Reset, started.elapsed());
     }
@@ -570,14 +575,15 @@ async fn header_and_idle_timeouts_close_what_they_should_and_keep_alive_works() 
     );
     let addr = server_addr(&server);
     // Silent from the start: closed by the header timeout.
-    let mut silent = connect_from(local, addr).await.unwrap();
     let started = Instant::now();
+    let mut silent = connect_from(local, addr).await.unwrap();
     assert_eq!(wait_end(&mut silent, soon(10)).await, End::Closed);
     let silent_took = started.elapsed();
     assert!(within(silent_took, 900, 2_900), "{silent_took:?}");
     // A head trickling in: bytes keep moving, yet it is not whole in time.
+    let started = Instant::now();
     let mut slow = connect_from(local, addr).await.unwrap();
-    let (end, slow_took) = trickle(&mut slow, Duration::from_secs(10)).await;
+    let (end, slow_took) = trickle(&mut slow, started, Duration::from_secs(10)).await;
     assert!(matches!(end, End::Closed | End::Reset), "{end:?}");
     assert!(within(slow_took, 900, 2_900), "{slow_took:?}");
     // Kept alive: the next request within the header timeout is served on
@@ -593,7 +599,9 @@ async fn header_and_idle_timeouts_close_what_they_should_and_keep_alive_works() 
     let waited_from = Instant::now();
     assert_eq!(wait_end(&mut kept, soon(15)).await, End::Closed);
     let kept_took = waited_from.elapsed();
-    assert!(within(kept_took, 900, 2_900), "{kept_took:?}");
+    // Measured from when the response arrived, a little after the server
+    // started its timer.
+    assert!(within(kept_took, 500, 2_900), "{kept_took:?}");
     let log = server.log_text();
     assert!(
         log.contains("leaves room for") && log.contains("fewer than asked"),
@@ -615,9 +623,10 @@ async fn header_and_idle_timeouts_close_what_they_should_and_keep_alive_works() 
     let waited_from = Instant::now();
     assert_eq!(wait_end(&mut kept, soon(15)).await, End::Closed);
     let idle_took = waited_from.elapsed();
-    assert!(within(idle_took, 900, 2_900), "{idle_took:?}");
+    assert!(within(idle_took, 500, 2_900), "{idle_took:?}");
+    let started = Instant::now();
     let mut slow = connect_from(local, addr).await.unwrap();
-    let (end, _) = trickle(&mut slow, Duration::from_secs(3)).await;
+    let (end, _) = trickle(&mut slow, started, Duration::from_secs(3)).await;
     assert_eq!(end, End::Open, "bytes were moving: not idle");
     let (status, _, _) = exchange(&mut slow, "\r\n").await.unwrap();
     assert_eq!(status, 200, "the trickled request is served");
@@ -986,8 +995,8 @@ async fn https_is_bounded_the_same_and_speaks_http1_whatever_the_client_offers()
 
     // A connection that never starts its handshake is closed by the header
     // timeout.
-    let mut silent = connect_from(Ipv4Addr::LOCALHOST, addr).await.unwrap();
     let started = Instant::now();
+    let mut silent = connect_from(Ipv4Addr::LOCALHOST, addr).await.unwrap();
     let end = wait_end(
         &mut silent,
         tokio::time::Instant::now() + Duration::from_secs(10),
