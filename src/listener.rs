@@ -143,30 +143,30 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves `app` on `listener` (HTTPS when `tls` is given, its certificate
-/// re-read on reload) within `limits` until `cancel`, then shuts down
+/// re-read on reload) within `allowed` until `cancel`, then shuts down
 /// gracefully. Never fails: accept errors are logged and retried.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
-    limits: ListenLimits,
+    allowed: ListenLimits,
     cancel: CancellationToken,
 ) -> ServeStats {
     let max_connections = match connection_budget() {
-        Some(budget) if budget < limits.max_connections => {
+        Some(budget) if budget < allowed.max_connections => {
             tracing::warn!(
-                requested = limits.max_connections,
+                requested = allowed.max_connections,
                 serving = budget,
                 "the open-files limit leaves room for {budget} client connections, fewer than asked; raise LimitNOFILE / ulimit -n to serve more"
             );
             budget
         }
-        _ => limits.max_connections.max(1),
+        _ => allowed.max_connections.max(1),
     };
     let shared = Arc::new(Shared {
         app,
         tls: tls.map(TlsSource::new),
-        limits,
+        limits: allowed,
         epoch: Instant::now(),
         cancel: cancel.clone(),
         hard_stop: CancellationToken::new(),
@@ -183,7 +183,14 @@ pub async fn serve(
         let stream = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            Some(ended) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(error) = ended
+                    && error.is_panic()
+                {
+                    tracing::error!(%error, "a connection's task panicked");
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
@@ -213,7 +220,7 @@ pub async fn serve(
                 if shared.may_warn(&shared.warned_full_at) {
                     tracing::warn!(
                         max_connections,
-                        "every connection has a request in flight: refusing new ones with 503 (--max-connections)"
+                        "every connection has a request in flight: refusing new ones (503; over HTTPS, closed) (--max-connections)"
                     );
                 }
                 if let Some(refusal) = shared.refuse(stream) {

@@ -740,7 +740,36 @@ async fn when_full_an_idle_connection_makes_room_and_when_all_are_busy_newcomers
     let mut after = connect_from(local, addr).await.unwrap();
     let (status, _, _) = exchange(&mut after, &get("/health")).await.unwrap();
     assert_eq!(status, 200);
-    println!("refused with 503 and closed {refused_after:?} after connecting");
+
+    // SIGTERM: the idle connection is closed at once, the request in flight
+    // is answered, then the process exits.
+    let in_flight = busy();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = Instant::now();
+    let status = tokio::task::spawn_blocking(move || server.terminate());
+    let end = wait_end(
+        &mut after,
+        tokio::time::Instant::now() + Duration::from_secs(5),
+    )
+    .await;
+    let idle_closed_after = stopping.elapsed();
+    assert_eq!(
+        end,
+        End::Closed,
+        "the idle connection is closed at shutdown"
+    );
+    assert!(idle_closed_after < Duration::from_secs(5));
+    assert_eq!(
+        in_flight.await.unwrap(),
+        Some(200),
+        "the long-poll was answered"
+    );
+    assert!(status.await.unwrap().success());
+    println!(
+        "refused with 503 and closed {refused_after:?} after connecting; at SIGTERM the idle \
+         connection closed after {idle_closed_after:?}, the process exited after {:?}",
+        stopping.elapsed()
+    );
 }
 
 /// 15 MiB: just under RESULTS_BODY_BYTES_MAX, so only the token refuses it.
