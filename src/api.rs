@@ -588,3 +588,51 @@ fn storage_failure(error: crate::storage::StorageError) -> Response {
     let body = json!({ "error": "storage is failing; see the aggregator's logs" });
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(sizes: &[usize]) -> axum::body::Body {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = sizes
+            .iter()
+            .map(|&n| Ok(Bytes::from(vec![b'x'; n])))
+            .collect();
+        axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    fn declaring(length: usize) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_LENGTH,
+            length.to_string().parse().unwrap(),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_up_to_its_limit_and_refused_past_it() {
+        let none = axum::http::HeaderMap::new();
+        let read = read_body(&none, chunks(&[4, 6]), 10).await.unwrap();
+        assert_eq!(read.len(), 10);
+        let refused = read_body(&none, chunks(&[4, 6, 1]), 10).await;
+        assert!(matches!(refused, Err(BodyError::TooLarge { limit: 10 })));
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_past_the_limit_is_refused_before_reading() {
+        // A body that never comes: refused without waiting for it.
+        let never = axum::body::Body::from_stream(futures_util::stream::pending::<
+            Result<Bytes, std::io::Error>,
+        >());
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            read_body(&declaring(11), never, 10),
+        )
+        .await
+        .expect("answered without the body");
+        assert!(matches!(refused, Err(BodyError::TooLarge { limit: 10 })));
+        let response = refused.unwrap_err().into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}
