@@ -1,7 +1,7 @@
 //! Bounded HTTP serving: the one owner of what a client may cost a listener.
-//! The aggregator's `--listen` (HTTP or HTTPS) and a probe's
-//! `--metrics-listen` are served by [`serve`], so every listener has the
-//! same limits (`limits::HTTP_*`):
+//! The aggregator's `--listen` (HTTP or HTTPS) is served by [`serve`], and
+//! any other listener can be (a probe's `--metrics-listen`), so every one
+//! has the same limits (`limits::HTTP_*`):
 //!
 //! - **Connections.** At most `max_connections` at once, and never more than
 //!   a share of the descriptor limit (`HTTP_DESCRIPTOR_SHARE_DIVISOR`), so
