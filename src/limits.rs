@@ -262,8 +262,14 @@ pub const HTTP_REFUSAL_LINGER: Duration = Duration::from_millis(500);
 /// the longest idle one: bounded work per accepted connection.
 pub const HTTP_EVICT_SCAN_MAX: usize = 64;
 /// How long a newcomer waits for the idle connection it displaced to close
-/// (it closes at its task's next turn) before it is refused instead.
-pub const HTTP_EVICT_WAIT: Duration = Duration::from_millis(250);
+/// before it is refused instead. It closes at its task's next turn, well
+/// under a millisecond, unless it just took a request (then it finishes
+/// that first) or the machine is starved of CPU: seconds, not forever.
+pub const HTTP_EVICT_WAIT: Duration = Duration::from_secs(2);
+/// Newcomers waiting at once for that, each holding its descriptor (so
+/// they count against the clients' share, as refusals do): evictions
+/// overlap instead of each waiting for the last; past it, accepting waits.
+pub const HTTP_EVICTIONS_PENDING_MAX: usize = 64;
 /// After an accept error that is not the client's (out of descriptors or
 /// memory), the listener pauses this long instead of spinning.
 pub const HTTP_ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);

@@ -41,7 +41,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +114,8 @@ pub fn raise_descriptor_limit() -> Result<u64, DescriptorError> {
 }
 
 /// The most client connections the descriptor limit leaves room for:
-/// `HTTP_DESCRIPTOR_SHARE_DIVISOR` of it, less the refusals in flight.
+/// `HTTP_DESCRIPTOR_SHARE_DIVISOR` of it, less the refusals and evictions
+/// in flight (each holds a descriptor too).
 /// `None` when the limit cannot be read (or is unlimited).
 pub fn connection_budget() -> Option<usize> {
     use nix::sys::resource::{Resource, getrlimit};
@@ -125,7 +126,7 @@ pub fn connection_budget() -> Option<usize> {
     let share = soft / limits::HTTP_DESCRIPTOR_SHARE_DIVISOR;
     let budget = usize::try_from(share)
         .unwrap_or(usize::MAX)
-        .saturating_sub(limits::HTTP_REFUSALS_MAX);
+        .saturating_sub(limits::HTTP_REFUSALS_MAX + limits::HTTP_EVICTIONS_PENDING_MAX);
     Some(budget.max(1))
 }
 
@@ -172,6 +173,7 @@ pub async fn serve(
         hard_stop: CancellationToken::new(),
         slots: Arc::new(Semaphore::new(max_connections)),
         refusals: Arc::new(Semaphore::new(limits::HTTP_REFUSALS_MAX)),
+        evictions: Arc::new(Semaphore::new(limits::HTTP_EVICTIONS_PENDING_MAX)),
         open: Mutex::new(VecDeque::new()),
         max_connections,
         warned_full_at: AtomicU64::new(0),
@@ -209,25 +211,7 @@ pub async fn serve(
         };
         // Small responses go out at once rather than waiting for an ACK.
         let _ = stream.set_nodelay(true);
-        match shared.take_slot().await {
-            Some(slot) => {
-                shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let conn = shared.register();
-                tasks.spawn(connection(stream, conn, shared.clone(), slot));
-            }
-            None => {
-                shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-                if shared.may_warn(&shared.warned_full_at) {
-                    tracing::warn!(
-                        max_connections,
-                        "every connection has a request in flight: refusing new ones (503; over HTTPS, closed) (--max-connections)"
-                    );
-                }
-                if let Some(refusal) = shared.refuse(stream) {
-                    tasks.spawn(refusal);
-                }
-            }
-        }
+        shared.admit(stream, &mut tasks).await;
     }
     // Stop accepting: what waits in the backlog is reset, not left hanging.
     drop(listener);
@@ -291,6 +275,8 @@ struct Shared {
     /// One permit per served connection.
     slots: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
+    /// Newcomers waiting for the connection evicted for them to close.
+    evictions: Arc<Semaphore>,
     /// Served connections, oldest first; closed ones are removed lazily.
     open: Mutex<VecDeque<Arc<Conn>>>,
     max_connections: usize,
@@ -315,15 +301,24 @@ impl Shared {
                 .is_ok()
     }
 
-    /// A slot for a new connection: a free one, or the one an idle
-    /// connection gives up. `None`: every connection is busy.
-    async fn take_slot(&self) -> Option<OwnedSemaphorePermit> {
+    /// Gives a new connection its task on `tasks`: served in a free slot, or
+    /// in the one an idle connection is told to give up, or refused when
+    /// every connection is busy.
+    async fn admit(self: &Arc<Self>, stream: TcpStream, tasks: &mut JoinSet<()>) {
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            return Some(slot);
+            tasks.spawn(self.clone().serve_admitted(stream, slot));
+            return;
         }
-        if !self.evict_one() {
-            return None;
-        }
+        // Newcomers waiting for an evicted connection to close hold their
+        // descriptors meanwhile: past the bound, accepting waits instead.
+        let Ok(pending) = self.evictions.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(handover) = self.evict_one() else {
+            drop(pending);
+            self.refuse(stream, tasks);
+            return;
+        };
         self.stats.evicted.fetch_add(1, Ordering::Relaxed);
         if self.may_warn(&self.warned_full_at) {
             tracing::warn!(
@@ -331,16 +326,57 @@ impl Shared {
                 "connection limit reached: closing the longest-idle connections to make room (--max-connections)"
             );
         }
-        // The evicted connection's task lets go of its slot at its next turn.
-        tokio::time::timeout(limits::HTTP_EVICT_WAIT, self.slots.clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(Result::ok)
+        let shared = self.clone();
+        tasks.spawn(async move {
+            // The evicted connection hands its slot over at its task's next
+            // turn. If it ended just before it was told (so it had nothing
+            // to hand over), its slot went back to the listener instead.
+            let slot = match tokio::time::timeout(limits::HTTP_EVICT_WAIT, handover).await {
+                Ok(Ok(slot)) => Some(slot),
+                Ok(Err(_)) => tokio::time::timeout(
+                    limits::HTTP_EVICT_WAIT,
+                    shared.slots.clone().acquire_owned(),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok),
+                Err(_) => None,
+            };
+            drop(pending);
+            match slot {
+                Some(slot) => shared.serve_admitted(stream, slot).await,
+                None => {
+                    if let Some(refusal) = shared.refusal(stream) {
+                        refusal.await;
+                    }
+                }
+            }
+        });
     }
 
-    /// Tells the longest-idle of the oldest connections to close. `false`
-    /// when every one looked at has a request in flight.
-    fn evict_one(&self) -> bool {
+    async fn serve_admitted(self: Arc<Self>, stream: TcpStream, slot: OwnedSemaphorePermit) {
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let conn = self.register();
+        connection(stream, conn, self, slot).await;
+    }
+
+    /// Refuses a connection because every slot is busy.
+    fn refuse(&self, stream: TcpStream, tasks: &mut JoinSet<()>) {
+        if self.may_warn(&self.warned_full_at) {
+            tracing::warn!(
+                max_connections = self.max_connections,
+                "every connection has a request in flight: refusing new ones (503; over HTTPS, closed) (--max-connections)"
+            );
+        }
+        if let Some(refusal) = self.refusal(stream) {
+            tasks.spawn(refusal);
+        }
+    }
+
+    /// Tells the longest-idle of the oldest connections to close and hand
+    /// its slot over: the receiver gets it. `None` when every one looked at
+    /// has a request in flight.
+    fn evict_one(&self) -> Option<oneshot::Receiver<OwnedSemaphorePermit>> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let mut looked = Vec::with_capacity(limits::HTTP_EVICT_SCAN_MAX);
         while looked.len() < limits::HTTP_EVICT_SCAN_MAX {
@@ -356,14 +392,13 @@ impl Shared {
             .filter(|(_, c)| c.busy.load(Ordering::Relaxed) == 0)
             .min_by_key(|(_, c)| c.last_active_ms.load(Ordering::Relaxed))
             .map(|(i, _)| i);
-        let found = match victim {
-            Some(i) => {
-                let conn = looked.swap_remove(i);
-                conn.evict.cancel();
-                true
-            }
-            None => false,
-        };
+        let found = victim.map(|i| {
+            let conn = looked.swap_remove(i);
+            let (handover, receiver) = oneshot::channel();
+            *conn.handover.lock().unwrap_or_else(|p| p.into_inner()) = Some(handover);
+            conn.evict.cancel();
+            receiver
+        });
         // Busy ones go to the back: the next scan looks at others first.
         open.extend(looked);
         found
@@ -375,6 +410,7 @@ impl Shared {
             busy: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(self.now_ms()),
             evict: CancellationToken::new(),
+            handover: Mutex::new(None),
             closed: AtomicBool::new(false),
         });
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -387,11 +423,12 @@ impl Shared {
 
     /// Answers a refused connection: 503 and close (over TLS, just close).
     /// The answer is sent by a task while there is a refusal permit
-    /// (returned, for the caller to spawn), else at once.
-    fn refuse(
+    /// (returned, for the caller to run), else at once.
+    fn refusal(
         &self,
         mut stream: TcpStream,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
         if self.tls.is_some() {
             return None;
         }
@@ -429,8 +466,11 @@ struct Conn {
     busy: AtomicUsize,
     /// When a byte last moved or a request last ended (`Shared::now_ms`).
     last_active_ms: AtomicU64,
-    /// Cancelled to make room for a newer connection.
+    /// Cancelled to make room for a newer connection...
     evict: CancellationToken,
+    /// ...which then gets this one's slot through here, so that each
+    /// newcomer waits for its own evicted connection, no other.
+    handover: Mutex<Option<oneshot::Sender<OwnedSemaphorePermit>>>,
     closed: AtomicBool,
 }
 
@@ -441,12 +481,27 @@ impl Conn {
     }
 }
 
-/// Marks the connection closed however its task ends.
-struct ClosedOnDrop(Arc<Conn>);
+/// A connection's slot: however its task ends, the connection is marked
+/// closed and the slot goes to the newcomer it was evicted for, if any, or
+/// back to the listener.
+struct Slot {
+    conn: Arc<Conn>,
+    permit: Option<OwnedSemaphorePermit>,
+}
 
-impl Drop for ClosedOnDrop {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Relaxed);
+        self.conn.closed.store(true, Ordering::Relaxed);
+        let handover = self
+            .conn
+            .handover
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let (Some(handover), Some(permit)) = (handover, self.permit.take()) {
+            // Refused (the newcomer gave up): dropped, back to the listener.
+            let _ = handover.send(permit);
+        }
     }
 }
 
@@ -477,9 +532,12 @@ async fn connection(
     stream: TcpStream,
     conn: Arc<Conn>,
     shared: Arc<Shared>,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 ) {
-    let _closed = ClosedOnDrop(conn.clone());
+    let _slot = Slot {
+        conn: conn.clone(),
+        permit: Some(slot),
+    };
     let stream = Tracked {
         inner: stream,
         conn: conn.clone(),
@@ -685,6 +743,7 @@ mod tests {
             hard_stop: CancellationToken::new(),
             slots: Arc::new(Semaphore::new(max_connections)),
             refusals: Arc::new(Semaphore::new(1)),
+            evictions: Arc::new(Semaphore::new(1)),
             open: Mutex::new(VecDeque::new()),
             max_connections,
             warned_full_at: AtomicU64::new(0),
@@ -703,11 +762,14 @@ mod tests {
         a.last_active_ms.store(0, Ordering::Relaxed);
         b.last_active_ms.store(50, Ordering::Relaxed);
         c.last_active_ms.store(10, Ordering::Relaxed);
-        assert!(shared.evict_one());
+        assert!(shared.evict_one().is_some());
         assert!(c.evict.is_cancelled(), "c is idle and idle the longest");
         assert!(!a.evict.is_cancelled() && !b.evict.is_cancelled());
         b.busy.store(1, Ordering::Relaxed);
-        assert!(!shared.evict_one(), "a and b are busy, c already went");
+        assert!(
+            shared.evict_one().is_none(),
+            "a and b are busy, c already went"
+        );
     }
 
     #[tokio::test]
@@ -718,7 +780,7 @@ mod tests {
         }
         let open = shared.open.lock().unwrap().len();
         assert!(open <= 5, "{open} entries kept for 2 slots");
-        assert!(!shared.evict_one(), "nothing open to evict");
+        assert!(shared.evict_one().is_none(), "nothing open to evict");
     }
 
     #[test]
