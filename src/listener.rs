@@ -7,7 +7,10 @@
 //!   a share of the descriptor limit (`HTTP_DESCRIPTOR_SHARE_DIVISOR`), so
 //!   the probes' sockets can never be taken by clients. When full, a new
 //!   connection takes the place of the longest-idle one (no request in
-//!   flight): idle and slowloris connections cannot lock real requests out.
+//!   flight), which hands its slot over as it closes: idle and slowloris
+//!   connections cannot lock real requests out. Newcomers waiting for that
+//!   hold descriptors too, so they are bounded (`HTTP_EVICTIONS_PENDING_MAX`)
+//!   and counted against the share, as refusals in flight are.
 //!   When every slot has a request in flight, the newcomer is answered 503
 //!   and closed (HTTPS: closed; a handshake is what an overloaded server
 //!   should not spend), never left in the kernel's backlog.
