@@ -12,7 +12,7 @@
 //! - `rules`: the pure rule engine (results and time in, state changes out).
 //! - `heartbeat`: push checks (`/ping/{token}`), turned into results.
 //! - `storage`: SQLite.
-//! - `api`: the aggregator's HTTP surface.
+//! - `api`: the aggregator's HTTP surface; `listener`: bounded serving of it.
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
 
 pub mod aggregator;
@@ -25,6 +25,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod hub;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod probe;

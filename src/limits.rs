@@ -316,3 +316,70 @@ pub const SECRETS_REMEMBERED_MAX: usize = 10_000;
 /// fewer; more is a wrong `--checks` (a home or data directory), refused
 /// before reading them all.
 pub const CONFIG_DIR_FILES_MAX: usize = 10_000;
+
+// Listeners (issue 14: every listener bounded; src/listener.rs).
+
+/// Client connections one listener serves at once (`--max-connections`):
+/// far more than the people, probes and scrapers of a monitor, far fewer
+/// than the descriptors its probes need. Past it, an idle connection makes
+/// room (the longest idle first), or the newcomer gets 503 and is closed.
+pub const HTTP_CONNECTIONS_MAX_DEFAULT: usize = 4_096;
+/// Of the process's descriptor limit (`RLIMIT_NOFILE`, raised to its hard
+/// limit at start), clients may hold at most this share (1/N): the rest is
+/// the probes' (a socket or two per running check, browsers, alert
+/// deliveries, SQLite), which clients can therefore never starve.
+pub const HTTP_DESCRIPTOR_SHARE_DIVISOR: u64 = 2;
+/// A client has this long to send a whole request head (`--header-timeout`),
+/// counted from the connection and, on a kept-alive connection, from the
+/// end of the last response (hyper counts the keep-alive wait too):
+/// slowloris connections, trickling a header at a time, are closed. Ten
+/// seconds is plenty over any real network, and outlives the gaps between a
+/// busy probe's requests, so its connection is reused.
+pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request in flight and no byte moving either way
+/// for this long is closed (`--idle-timeout`): a client that stops reading
+/// a response (the status page is megabytes for a large fleet) would hold
+/// the connection and its buffered body forever, as no timer of hyper's
+/// runs while a response is written.
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of one request head, and headers in it: real requests carry a few
+/// hundred bytes; this bounds what a connection can make us buffer.
+pub const HTTP_HEADER_BYTES_MAX: usize = 32 * 1024;
+pub const HTTP_HEADERS_MAX: usize = 100;
+/// Connections waiting in the kernel to be accepted. The accept loop takes
+/// them at once (serving, evicting or refusing), so this only absorbs bursts.
+pub const HTTP_LISTEN_BACKLOG: u32 = 1_024;
+/// Refused connections (503) being answered at once, each holding its
+/// descriptor for at most `HTTP_REFUSAL_LINGER` while it reads what the
+/// client sent (closing on unread bytes would reset the connection and lose
+/// the 503). Past it, refused connections are closed at once.
+pub const HTTP_REFUSALS_MAX: usize = 64;
+pub const HTTP_REFUSAL_LINGER: Duration = Duration::from_millis(500);
+/// When full, this many of the oldest connections are looked at to find
+/// the longest idle one: bounded work per accepted connection.
+pub const HTTP_EVICT_SCAN_MAX: usize = 64;
+/// How long a newcomer waits for the idle connection it displaced to close
+/// before it is refused instead. It closes at its task's next turn, well
+/// under a millisecond, unless it just took a request (then it finishes
+/// that first) or the machine is starved of CPU: seconds, not forever.
+pub const HTTP_EVICT_WAIT: Duration = Duration::from_secs(2);
+/// Newcomers waiting at once for that, each holding its descriptor (so
+/// they count against the clients' share, as refusals do): evictions
+/// overlap instead of each waiting for the last; past it, accepting waits.
+pub const HTTP_EVICTIONS_PENDING_MAX: usize = 64;
+/// After an accept error that is not the client's (out of descriptors or
+/// memory), the listener pauses this long instead of spinning.
+pub const HTTP_ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// "Connection limit reached" and accept errors are logged at most this
+/// often: under a flood, one line per connection would be a flood of its own.
+pub const HTTP_WARN_EVERY: Duration = Duration::from_secs(10);
+/// Connections to a probe's `--metrics-listen` endpoint at once: Prometheus
+/// and a person or two.
+pub const PROBE_METRICS_CONNECTIONS_MAX: usize = 64;
+/// A request refused before its body was read (401, 403, 413) still has its
+/// body coming: it is read and thrown away, up to these bytes and this time,
+/// so that a client still sending sees the answer instead of a connection
+/// reset (closing on unread bytes resets it). Nothing is kept; past either
+/// bound the connection is closed. Twice the largest body any route takes.
+pub const HTTP_REFUSED_BODY_DRAIN_BYTES_MAX: usize = 2 * RESULTS_BODY_BYTES_MAX;
+pub const HTTP_REFUSED_BODY_DRAIN_TIME: Duration = Duration::from_secs(5);

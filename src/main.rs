@@ -106,6 +106,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     lookout::install_crypto_provider();
+    // Before any socket or file is opened: the listeners' connection caps
+    // are shares of this limit.
+    match lookout::listener::raise_descriptor_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(error) => tracing::warn!("{error}; serving with the limit as it is"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

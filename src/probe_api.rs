@@ -4,13 +4,13 @@
 //! Every route takes a probe token (`Authorization: Bearer T`). A token is
 //! bound to its region: asking for another region's specs, or posting
 //! results stamped with another region, is refused with 403; a missing or
-//! unknown token with 401. Bodies are bounded (`limits`).
+//! unknown token with 401, from the headers, before a byte of a body is
+//! kept. Bodies are bounded (`limits`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
@@ -27,12 +27,9 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/probe/checks", get(specs))
         .route("/api/v1/probe/run-now", get(run_now))
-        .route(
-            "/api/v1/results",
-            post(results).layer(axum::extract::DefaultBodyLimit::max(
-                limits::RESULTS_BODY_BYTES_MAX,
-            )),
-        )
+        // The body is read by the handler, after the token, bounded by
+        // RESULTS_BODY_BYTES_MAX (api::read_body).
+        .route("/api/v1/results", post(results))
 }
 
 #[derive(Deserialize)]
@@ -199,13 +196,22 @@ async fn run_now(
 
 /// `POST /api/v1/results`: a batch `{"results": [...], "sent_at": ...}`.
 /// Every result must carry the token's region. Idempotent by result id.
+/// The token is checked from the headers before a byte of the body is
+/// read: an unauthenticated upload is answered 401 and costs no memory.
 async fn results(
     State(aggregator): State<Arc<Aggregator>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let region = match authenticate(&aggregator, &headers) {
         Ok(region) => region,
+        Err(refused) => {
+            crate::api::discard_body(body);
+            return refused.into_response();
+        }
+    };
+    let body = match crate::api::read_body(&headers, body, limits::RESULTS_BODY_BYTES_MAX).await {
+        Ok(body) => body,
         Err(refused) => return refused.into_response(),
     };
     aggregator.note_probe_contact(&region, spool_pending(&headers));

@@ -244,10 +244,9 @@ async fn serve_metrics(
             }
         }),
     );
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
-    if let Err(error) = served {
-        tracing::error!(%error, "the metrics listener failed");
-    }
+    let allowed = crate::listener::ListenLimits {
+        max_connections: limits::PROBE_METRICS_CONNECTIONS_MAX,
+        ..crate::listener::ListenLimits::default()
+    };
+    crate::listener::serve(listener, app, None, allowed, cancel).await;
 }

@@ -65,6 +65,40 @@ pub struct AggregatorArgs {
     /// outage is confirmed in about one round-trip. `false` waits for ticks.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub fast_confirmation: bool,
+    /// Client connections served at once on --listen. When full, the
+    /// longest-idle connection makes room; when every one has a request in
+    /// flight, new ones get 503. Never more than half the open-files limit
+    /// (raised to its hard limit at start), which stays the probes'.
+    #[arg(long, default_value_t = limits::HTTP_CONNECTIONS_MAX_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: usize,
+    /// Time a client has to send a whole request head (and finish the TLS
+    /// handshake); on a kept-alive connection, counted from the end of the
+    /// last response, so it is also how long an idle connection is kept.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and nothing moving either way
+    /// (a client that stopped reading a response) is closed after this.
+    #[arg(long, default_value = "30s", value_parser = positive_duration)]
+    pub idle_timeout: Duration,
+}
+
+impl AggregatorArgs {
+    fn listen_limits(&self) -> crate::listener::ListenLimits {
+        crate::listener::ListenLimits {
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
+
+/// A duration flag that must not be zero (a zero timeout closes everything).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match crate::schedule::parse_duration(text)? {
+        Duration::ZERO => Err("must be longer than zero".to_string()),
+        duration => Ok(duration),
+    }
 }
 
 /// Run the aggregator and a local probe in one process (the default deployment).
@@ -208,8 +242,11 @@ pub struct AggregatorService {
     pub cancel: CancellationToken,
     storage: Storage,
     data: PathBuf,
-    listener: std::net::TcpListener,
+    listener: tokio::net::TcpListener,
+    listen_limits: crate::listener::ListenLimits,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    /// Whether the probe routes are served (the `aggregator`'s probes file).
+    probe_routes: bool,
     sources: reload::Sources,
     admin_token: Option<String>,
     retention: Duration,
@@ -249,11 +286,9 @@ impl AggregatorService {
             ),
             _ => None,
         };
-        let listener = std::net::TcpListener::bind(args.listen)
+        let listener = crate::listener::bind(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        listener
-            .set_nonblocking(true)
-            .context("configuring the listener")?;
+        let probe_routes = probes_file.is_some();
         let sources = reload::Sources {
             checks: args.dirs.checks.clone(),
             alerts: args.dirs.alerts.clone(),
@@ -273,7 +308,9 @@ impl AggregatorService {
             storage,
             data: args.data.clone(),
             listener,
+            listen_limits: args.listen_limits(),
             tls,
+            probe_routes,
             sources,
             admin_token: args.admin_token.clone(),
             retention: args.retention,
@@ -326,34 +363,17 @@ impl AggregatorService {
             cancel.clone(),
         ));
 
-        let app = crate::api::router(aggregator, self.admin_token.clone());
-        let handle = axum_server::Handle::new();
-        {
-            let handle = handle.clone();
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                cancel.cancelled().await;
-                // Graceful: stop accepting, let in-flight requests finish,
-                // but never wait on a slow client past the grace period.
-                handle.graceful_shutdown(Some(limits::SHUTDOWN_GRACE));
-            });
-        }
-        let served = match self.tls {
-            Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)
-                    .context("serving HTTPS")?
-                    .handle(handle)
-                    .serve(app.into_make_service())
-                    .await
-            }
-            None => {
-                axum_server::from_tcp(self.listener)
-                    .context("serving HTTP")?
-                    .handle(handle)
-                    .serve(app.into_make_service())
-                    .await
-            }
-        };
+        let app = crate::api::router(aggregator, self.admin_token.clone(), self.probe_routes);
+        // Returns once `cancel` fired and connections drained (graceful,
+        // bounded by SHUTDOWN_GRACE).
+        let served = crate::listener::serve(
+            self.listener,
+            app,
+            self.tls,
+            self.listen_limits,
+            cancel.clone(),
+        )
+        .await;
         cancel.cancel();
         let drained = tokio::time::timeout(limits::SHUTDOWN_GRACE, async {
             while tasks.join_next().await.is_some() {}
@@ -365,8 +385,12 @@ impl AggregatorService {
                 limits::SHUTDOWN_GRACE
             );
         }
-        served.context("HTTP server failed")?;
-        tracing::info!("stopped");
+        tracing::info!(
+            connections = served.accepted,
+            evicted = served.evicted,
+            refused = served.refused,
+            "stopped"
+        );
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -474,4 +498,27 @@ pub async fn shutdown_on_signal(cancel: CancellationToken) {
         _ = cancel.cancelled() => {}
     }
     cancel.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_listener_flags_default_to_the_limits() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: super::AggregatorArgs,
+        }
+        let cli = <Cli as clap::Parser>::parse_from(["lookout"]);
+        assert_eq!(
+            cli.args.listen_limits(),
+            crate::listener::ListenLimits::default()
+        );
+        assert!(
+            <Cli as clap::Parser>::try_parse_from(["lookout", "--header-timeout", "0s"]).is_err()
+        );
+        assert!(
+            <Cli as clap::Parser>::try_parse_from(["lookout", "--max-connections", "0"]).is_err()
+        );
+    }
 }
