@@ -71,7 +71,7 @@ use chrono::Utc;
 use lookout::aggregator::Aggregator;
 use lookout::alert::outbox::Dispatcher;
 use lookout::limits::FLAP_CHANGES_MAX;
-use lookout::probe::{Outcome, Phases, ProbeResult};
+use lookout::result::{Outcome, Phases, ProbeResult};
 use lookout::storage::Storage;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

@@ -28,7 +28,8 @@ use axum::response::Html;
 use axum::routing::get;
 use lookout::browser::driver::{LocalDriver, list_processes};
 use lookout::browser::{BrowserOptions, BrowserPool};
-use lookout::probe::{Outcome, ProbeIdentity, Runner};
+use lookout::probe::{ProbeIdentity, Runner};
+use lookout::result::Outcome;
 use serde_json::json;
 
 const RUNS: usize = 10;

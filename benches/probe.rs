@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use lookout::config::{Check, Secrets};
 use lookout::limits::{PROBE_CONCURRENCY_DEFAULT, RESULT_QUEUE_CAPACITY};
-use lookout::probe::{Outcome, ProbeIdentity, ProbeResult, Runner};
+use lookout::probe::{ProbeIdentity, Runner};
+use lookout::result::{Outcome, ProbeResult};
 use lookout::scheduler::{LatenessObserver, Scheduler};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;

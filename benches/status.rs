@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lookout::aggregator::Aggregator;
-use lookout::probe::{Outcome, Phases, ProbeResult};
+use lookout::result::{Outcome, Phases, ProbeResult};
 use lookout::rules::{CheckState, Status, Transition};
 use lookout::storage::{Batch, Storage};
 use uuid::Uuid;

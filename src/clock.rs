@@ -9,7 +9,11 @@
 //! that are fine. So Lookout's clock advances with the monotonic clock and
 //! only *slews* towards the system clock, at most `limits::CLOCK_SLEW_RATE`
 //! (1 %) of the time that passes: a step is absorbed gradually, every
-//! difference stays within 1 % of the truth, and time never goes backwards.
+//! difference stays within 1 % of the truth, and time never goes backwards
+//! (but for the steps of hours below).
+//! A step of more than `limits::CLOCK_STEP_FOLLOWED` (an hour) is a clock
+//! set right rather than a hiccup (a VM resumed, a host booted with a wrong
+//! clock): it is followed at once, with a warning.
 //!
 //! The rule engine stays pure (it is handed `now`); this is where the
 //! aggregator, serve's loops and the probes take `now` from. Cron schedules
@@ -98,10 +102,25 @@ impl Slewed {
             .checked_add_signed(elapsed)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         // How far the system clock is from us, and how much of that we may
-        // catch up in the time that passed.
+        // catch up in the time that passed (in nanoseconds: readings come
+        // microseconds apart under load, and every one must slew its share).
         let error = wall.signed_duration_since(free_running);
-        let budget_ms = (elapsed.num_milliseconds() as f64 * limits::CLOCK_SLEW_RATE) as i64;
-        let budget = chrono::Duration::milliseconds(budget_ms);
+        let step = chrono::Duration::from_std(limits::CLOCK_STEP_FOLLOWED)
+            .unwrap_or(chrono::Duration::MAX);
+        if error > step || error < -step {
+            // Hours off: not a hiccup but a clock set right (a VM resumed,
+            // a host booted with a wrong clock). Follow it at once.
+            tracing::warn!(
+                "the system clock moved by {}s; Lookout's clock follows it",
+                error.num_seconds()
+            );
+            self.last = wall;
+            self.last_mono = mono;
+            return wall;
+        }
+        let budget_ns =
+            elapsed.num_nanoseconds().unwrap_or(i64::MAX) as f64 * limits::CLOCK_SLEW_RATE;
+        let budget = chrono::Duration::nanoseconds(budget_ns as i64);
         let correction = if error > budget {
             budget
         } else if error < -budget {
@@ -173,6 +192,36 @@ mod tests {
         // 5 s at 10 ms per second: caught up after 500 s, followed after.
         assert_eq!(readings[510].1, 0);
         assert_eq!(readings[599].1, 0);
+    }
+
+    #[test]
+    fn readings_close_together_slew_as_much_as_readings_far_apart() {
+        // A busy process reads its clock every few milliseconds: after a
+        // step of 5 s, 10 ms readings for 100 s catch up 1 s, like 1 s ones.
+        let start_wall = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let start_mono = Instant::now();
+        let mut clock = Slewed::new(start_wall, start_mono);
+        let mut error_ms = 0;
+        for i in 1..=10_000i64 {
+            let wall = start_wall + chrono::Duration::milliseconds(i * 10 + 5_000);
+            let mono = start_mono + Duration::from_millis(i as u64 * 10);
+            let now = clock.at(wall, mono);
+            error_ms = wall.signed_duration_since(now).num_milliseconds();
+        }
+        assert!((3_999..=4_001).contains(&error_ms), "{error_ms} ms behind");
+    }
+
+    #[test]
+    fn a_step_of_hours_is_followed_at_once() {
+        let start_wall = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let start_mono = Instant::now();
+        let mut clock = Slewed::new(start_wall, start_mono);
+        let resumed = start_wall + chrono::Duration::hours(5);
+        let now = clock.at(resumed, start_mono + Duration::from_secs(1));
+        assert_eq!(now, resumed);
+        // And back: followed too, then it moves on from there.
+        let back = start_wall - chrono::Duration::hours(3);
+        assert_eq!(clock.at(back, start_mono + Duration::from_secs(2)), back);
     }
 
     #[test]

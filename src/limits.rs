@@ -231,6 +231,11 @@ pub const EMAIL_ATTACHMENTS_BYTES_MAX: usize = 6 * 1024 * 1024;
 /// measured meanwhile is off by at most 1 %, far inside every window the
 /// rules use.
 pub const CLOCK_SLEW_RATE: f64 = 0.01;
+/// A system-clock step larger than this is followed at once (with a
+/// warning) rather than slewed: hours off is a clock set right (a VM
+/// resumed, a host booted with a wrong clock), and slewing it away at 1 %
+/// would leave dates wrong for days.
+pub const CLOCK_STEP_FOLLOWED: Duration = Duration::from_secs(3600);
 /// A timestamp in a result batch further than this from the aggregator's
 /// clock is refused (400 naming the field): no probe's clock is a century
 /// off, and beyond it time arithmetic can overflow.
@@ -239,6 +244,11 @@ pub const RESULT_TIME_SPAN_MAX: Duration = Duration::from_secs(100 * 365 * 86_40
 /// clock is clamped to this): a spool holds weeks of results, and results
 /// older than any retention are of no use to the rules.
 pub const RESULT_AGE_MAX: Duration = Duration::from_secs(400 * 86_400);
+/// A result older than this when it arrives is stored as history but not
+/// judged: what a check did a day ago says nothing about it now, and an id
+/// pruned by retention must not come back as the region's latest result.
+/// (A backlog from a probe cut off for hours is still judged in order.)
+pub const RESULT_JUDGED_AGE_MAX: Duration = Duration::from_secs(86_400);
 /// Largest duration (of a run, a phase, a step) a result may report:
 /// checks time out in seconds and browser flows in minutes; more is garbage.
 pub const RESULT_DURATION_MAX: Duration = Duration::from_secs(86_400);
@@ -251,10 +261,10 @@ pub const RESULT_NOTES_MAX: usize = 20;
 /// Longest check, region or probe name a result may carry (names are a
 /// few dozen characters; an unknown one is refused, never stored).
 pub const RESULT_NAME_CHARS_MAX: usize = 200;
-/// Heartbeat pings of one check closer together than this are coalesced:
-/// counted, not each stored and judged (a job pinging in a loop must not
-/// write thousands of rows a second). A ping of another kind (a `/fail`
-/// after successes) is never coalesced.
+/// Heartbeat pings of one check are coalesced within windows this long:
+/// the first and one change of kind (a `/fail` after successes) are stored
+/// and judged, the rest counted only, so a job pinging in a loop (even
+/// alternating kinds) writes at most two rows a window, not thousands.
 pub const HEARTBEAT_PING_GAP_MIN: Duration = Duration::from_secs(1);
 /// A check is run early (fast confirmation's run-now) at most once per its
 /// interval, and never more often than this: a target never gets more than
@@ -311,7 +321,7 @@ pub const SECRETS_REGEX_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Secrets remembered process-wide for masking log lines. Reloads may bring
 /// new values (rotated tokens); old ones stay masked until this many newer
 /// ones have been seen, so memory stays bounded however often config changes.
-pub const SECRETS_REMEMBERED_MAX: usize = 10_000;
+pub const SECRETS_REMEMBERED_MAX: usize = 2_000;
 /// YAML files in one config directory: thousands of checks fit in far
 /// fewer; more is a wrong `--checks` (a home or data directory), refused
 /// before reading them all.

@@ -214,7 +214,12 @@ pub async fn serve(
         };
         // Small responses go out at once rather than waiting for an ACK.
         let _ = stream.set_nodelay(true);
-        shared.admit(stream, &mut tasks).await;
+        // Admitting may wait for an evicted connection's slot: never past
+        // a shutdown.
+        tokio::select! {
+            _ = shared.admit(stream, &mut tasks) => {}
+            _ = cancel.cancelled() => break,
+        }
     }
     // Stop accepting: what waits in the backlog is reset, not left hanging.
     drop(listener);

@@ -36,7 +36,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::probe::{Outcome, ProbeResult};
+use crate::result::{Outcome, ProbeResult};
 use crate::rules::Status;
 
 /// Bucket bounds (seconds) for probe run times: from a 5 ms loopback check to

@@ -233,13 +233,6 @@ async fn results(
         )
             .into_response();
     }
-    if let Some(other) = batch.results.iter().find(|r| r.region != region) {
-        return Refusal::WrongRegion {
-            token_region: region,
-            asked: other.region.clone(),
-        }
-        .into_response();
-    }
     let (results, skew) = match batch.on_clock_of(received_at) {
         Ok(admitted) => admitted,
         Err(error) => {
@@ -251,6 +244,14 @@ async fn results(
                 .into_response();
         }
     };
+    // After admission, so the name echoed back is bounded.
+    if let Some(other) = results.iter().find(|r| r.region != region) {
+        return Refusal::WrongRegion {
+            token_region: region,
+            asked: other.region.clone(),
+        }
+        .into_response();
+    }
     match aggregator.ingest_from_probe(&region, results, skew).await {
         Ok(report) => Json(json!({
             "accepted": report.accepted,

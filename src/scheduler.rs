@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Check, Secrets};
 use crate::limits;
-use crate::probe::{ProbeResult, Runner};
+use crate::probe::Runner;
+use crate::result::ProbeResult;
 use crate::schedule::{Schedule, stable_offset};
 
 /// The checks to run, with the secrets their results must mask.

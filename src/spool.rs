@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::limits;
-use crate::probe::ProbeResult;
+use crate::result::ProbeResult;
 
 /// Why results were lost (the `reason` label of the dropped counter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -708,7 +708,7 @@ fn looks_whole(path: &Path, bytes: u64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Outcome;
+    use crate::result::Outcome;
     use chrono::Utc;
 
     fn batch(n: usize) -> Vec<ProbeResult> {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregator::Aggregator;
 use crate::limits;
-use crate::probe::ProbeResult;
+use crate::result::ProbeResult;
 
 /// Why a batch (or a probe's request) did not go through. Each message is
 /// a plain sentence for the log; only `Rejected` means "never".
@@ -391,13 +391,13 @@ mod tests {
     #[test]
     fn a_result_from_the_future_without_sent_at_is_dated_at_its_arrival() {
         let received = at("2026-12-01T12:00:00Z");
-        let mut result = ProbeResult::for_test("api", crate::probe::Outcome::Ok, received);
+        let mut result = ProbeResult::for_test("api", crate::result::Outcome::Ok, received);
         result.started_at = at("2099-01-01T00:00:00Z");
         let (results, skew) = batch_of(vec![result], None).on_clock_of(received).unwrap();
         assert_eq!(results[0].started_at, received);
         assert_eq!(skew, None);
         // And one from long ago is no older than anything kept.
-        let mut result = ProbeResult::for_test("api", crate::probe::Outcome::Ok, received);
+        let mut result = ProbeResult::for_test("api", crate::result::Outcome::Ok, received);
         result.started_at = at("1990-01-01T00:00:00Z");
         let (results, _) = batch_of(vec![result], None).on_clock_of(received).unwrap();
         let age = received - results[0].started_at;
@@ -407,7 +407,7 @@ mod tests {
     #[test]
     fn extreme_values_refuse_the_batch_naming_the_field() {
         let received = at("2026-12-01T12:00:00Z");
-        let ok = ProbeResult::for_test("api", crate::probe::Outcome::Ok, received);
+        let ok = ProbeResult::for_test("api", crate::result::Outcome::Ok, received);
         let cases: Vec<(ResultBatch, &str)> = vec![
             (
                 batch_of(vec![ok.clone()], Some(at("9999-12-31T23:59:59Z"))),
@@ -455,7 +455,7 @@ mod tests {
     #[test]
     fn long_strings_and_lists_are_cut_with_a_note() {
         let received = at("2026-12-01T12:00:00Z");
-        let mut r = ProbeResult::for_test("flow", crate::probe::Outcome::Fail, received);
+        let mut r = ProbeResult::for_test("flow", crate::result::Outcome::Fail, received);
         r.error = Some("e".repeat(1024 * 1024));
         r.notes = vec!["n".repeat(5000); 500];
         r.cert_expiry = Some(DateTime::<Utc>::MAX_UTC);
@@ -490,14 +490,14 @@ mod tests {
         let mut results: Vec<ProbeResult> = (0..4)
             .map(|_| {
                 let mut r =
-                    ProbeResult::for_test("flow", crate::probe::Outcome::Fail, chrono::Utc::now());
+                    ProbeResult::for_test("flow", crate::result::Outcome::Fail, chrono::Utc::now());
                 r.screenshot = Some(shot.clone());
                 r
             })
             .collect();
         results.push(ProbeResult::for_test(
             "other",
-            crate::probe::Outcome::Ok,
+            crate::result::Outcome::Ok,
             chrono::Utc::now(),
         ));
         bound_screenshots(&mut results);

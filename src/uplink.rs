@@ -32,7 +32,7 @@ use url::Url;
 use crate::config::Secrets;
 use crate::config::remote::{WireCheck, decode_wire_checks};
 use crate::limits;
-use crate::probe::ProbeResult;
+use crate::result::ProbeResult;
 use crate::scheduler::CheckSet;
 use crate::spool::{Counts, Spool};
 use crate::transport::{ResultBatch, ResultSink, RunNow, SubmitFuture, TransportError};
@@ -136,7 +136,7 @@ impl Uplink {
             .connect_timeout(limits::PROBE_CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = ca_file {
-            let certs = crate::probe::read_ca_file(path)
+            let certs = crate::config::ca::read_ca_file(path)
                 .map_err(UplinkError::Client)?
                 .iter()
                 .map(|der| reqwest::Certificate::from_der(der))
@@ -308,13 +308,22 @@ impl Uplink {
         if !response.status().is_success() {
             return Err(refusal(response.status(), response, &url, Route::Results, limit).await);
         }
-        // The batch is stored; an answer we cannot read changes nothing.
-        let answer = read_bounded(response, limits::PROBE_ANSWER_BYTES_MAX, "an answer", limit)
-            .await
-            .ok()
-            .and_then(|body| serde_json::from_slice(&body).ok())
-            .unwrap_or_default();
-        Ok(answer)
+        // Only Lookout's own answer says the batch is stored: a proxy or a
+        // captive portal that answers 200 with a page of its own did not
+        // forward it. Anything else keeps the batch to send again (a resend
+        // is harmless: results are idempotent by id).
+        let status = response.status().as_u16();
+        let answer: Option<BatchAnswer> =
+            read_bounded(response, limits::PROBE_ANSWER_BYTES_MAX, "an answer", limit)
+                .await
+                .ok()
+                .and_then(|body| serde_json::from_slice(&body).ok());
+        match answer {
+            Some(answer) if answer.accepted.is_some() => Ok(answer),
+            _ => Err(TransportError::BadAnswer(format!(
+                "{url} answered {status} without saying it stored the batch (a proxy in the way?); the results are kept and sent again"
+            ))),
+        }
     }
 }
 

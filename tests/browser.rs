@@ -22,7 +22,8 @@ use axum::routing::get;
 use base64::Engine;
 use common::ConfigDirs;
 use lookout::browser::{BrowserOptions, BrowserPool};
-use lookout::probe::{Outcome, ProbeIdentity, ProbeResult, Runner};
+use lookout::probe::{ProbeIdentity, Runner};
+use lookout::result::{Outcome, ProbeResult};
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// The secret typed into the login form (from the environment).

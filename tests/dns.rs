@@ -16,7 +16,7 @@ use hickory_server::proto::rr::{LowerName, Name};
 use hickory_server::proto::serialize::txt::Parser;
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
-use lookout::probe::{Outcome, ProbeResult};
+use lookout::result::{Outcome, ProbeResult};
 
 /// Longer than a UDP answer may be (the resolver offers 1232 bytes with
 /// EDNS), so the `big` TXT record only arrives over TCP.

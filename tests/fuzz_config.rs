@@ -18,12 +18,13 @@
 //! caught) is saved by the next run, from the copy each case leaves in the
 //! target directory while it runs.
 
+mod common;
+
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lookout::config::{self, ConfigErrors};
-use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 
 /// Mutated inputs per run unless `LOOKOUT_FUZZ_CASES` says otherwise.
@@ -103,81 +104,6 @@ const FRAGMENTS: &[&str] = &[
     "webhook: { url: http://127.0.0.1:1/, format: pagerduty }",
     "email: { smtp: smtp://x, from: a, to: [] }",
 ];
-
-#[derive(Clone, Debug)]
-enum Mutation {
-    Flip {
-        at: usize,
-        bit: u8,
-    },
-    Insert {
-        at: usize,
-        bytes: Vec<u8>,
-    },
-    Delete {
-        at: usize,
-        len: usize,
-    },
-    /// Replace from `at` on with the other seed from `from` on.
-    Splice {
-        at: usize,
-        from: usize,
-    },
-    Fragment {
-        at: usize,
-        which: usize,
-    },
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
-        (any::<usize>(), prop::collection::vec(any::<u8>(), 1..8))
-            .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-        (any::<usize>(), 1usize..64).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        (any::<usize>(), any::<usize>()).prop_map(|(at, from)| Mutation::Splice { at, from }),
-        (any::<usize>(), 0..FRAGMENTS.len())
-            .prop_map(|(at, which)| Mutation::Fragment { at, which }),
-        // Fragments are the most productive: twice the weight.
-        (any::<usize>(), 0..FRAGMENTS.len())
-            .prop_map(|(at, which)| Mutation::Fragment { at, which }),
-    ]
-}
-
-fn mutate(seed: &[u8], other: &[u8], mutations: &[Mutation]) -> Vec<u8> {
-    let mut bytes = seed.to_vec();
-    for m in mutations {
-        let at = |at: usize, len: usize| if len == 0 { 0 } else { at % (len + 1) };
-        match m {
-            Mutation::Flip { at: i, bit } => {
-                if !bytes.is_empty() {
-                    let i = i % bytes.len();
-                    bytes[i] ^= 1 << bit;
-                }
-            }
-            Mutation::Insert { at: i, bytes: new } => {
-                let i = at(*i, bytes.len());
-                bytes.splice(i..i, new.iter().copied());
-            }
-            Mutation::Delete { at: i, len } => {
-                let i = at(*i, bytes.len());
-                let end = (i + len).min(bytes.len());
-                bytes.drain(i..end);
-            }
-            Mutation::Splice { at: i, from } => {
-                let i = at(*i, bytes.len());
-                let from = at(*from, other.len());
-                bytes.truncate(i);
-                bytes.extend_from_slice(&other[from..]);
-            }
-            Mutation::Fragment { at: i, which } => {
-                let i = at(*i, bytes.len());
-                bytes.splice(i..i, FRAGMENTS[*which].bytes());
-            }
-        }
-    }
-    bytes
-}
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus/config")
@@ -360,18 +286,15 @@ fn mutated_seeds_load_without_panic_and_with_positioned_errors() {
         failure_persistence: None,
         ..ProptestConfig::default()
     });
-    let strategy = (
-        0..seeds.len(),
-        0..seeds.len(),
-        prop::collection::vec(mutation(), 1..6),
-    );
+    let material: Vec<Vec<u8>> = seeds.iter().map(|(_, bytes)| bytes.clone()).collect();
+    let strategy = (0..seeds.len(), common::fuzz::mutations_with(FRAGMENTS));
     let ran = std::sync::atomic::AtomicU32::new(0);
-    let result = runner.run(&strategy, |(seed, other, mutations)| {
+    let result = runner.run(&strategy, |(seed, mutations)| {
         if started.elapsed() > budget {
             return Ok(());
         }
         ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let input = mutate(&seeds[seed].1, &seeds[other].1, &mutations);
+        let input = common::fuzz::apply_with(&seeds[seed].1, &material, &mutations, FRAGMENTS);
         let _ = std::fs::write(in_progress(), &input);
         fuzz_one(&input)
             .map_err(|why| TestCaseError::fail(format!("from seed {}: {why}", seeds[seed].0)))

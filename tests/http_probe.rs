@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{ConfigDirs, Target, start_target};
-use lookout::probe::{Outcome, ProbeIdentity, ProbeResult, Runner};
+use lookout::probe::{ProbeIdentity, Runner};
+use lookout::result::{Outcome, ProbeResult};
 
 async fn probe(target: &Target, check_yaml: &str) -> ProbeResult {
     let yaml = format!(

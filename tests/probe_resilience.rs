@@ -307,6 +307,55 @@ async fn a_redirect_on_results_is_retried_never_followed_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_that_is_not_the_aggregator_s_answer_keeps_the_results() {
+    let (health, _, hits) = start_target().await;
+    let fake = FakeAggregator::start(REGION, &checks(&[("api", &health, "500ms")])).await;
+    fake.set_results_mode(ResultsMode::ProxyPage);
+    let spool = tempfile::tempdir().unwrap();
+    let probe = start_probe(&fake.base, spool.path(), &[]);
+    wait_for("the first run", Duration::from_secs(15), || async {
+        (!hits.health.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    wait_for("a few proxy answers", Duration::from_secs(15), || async {
+        (fake.results_requests().len() >= 3).then_some(())
+    })
+    .await;
+    let log = probe.log_text();
+    assert!(
+        log.contains("without saying it stored the batch"),
+        "no plain line about the proxy page in\n{log}"
+    );
+    let text = scrape(&probe.base).await;
+    assert_eq!(value(&text, "lookout_uplink_results_sent_total"), 0.0);
+
+    // The real answers again: everything made meanwhile arrives, once.
+    fake.set_results_mode(ResultsMode::Accept);
+    let made_meanwhile = made_ids(&probe.log_text());
+    assert!(!made_meanwhile.is_empty());
+    wait_for(
+        "every result made to arrive",
+        Duration::from_secs(20),
+        || async {
+            let stored: HashSet<String> = fake.stored().into_iter().collect();
+            made_meanwhile
+                .iter()
+                .all(|id| stored.contains(id))
+                .then_some(())
+        },
+    )
+    .await;
+    let log = probe.terminate_and_log();
+    let stored: HashSet<String> = fake.stored().into_iter().collect();
+    let missing: Vec<String> = made_ids(&log)
+        .into_iter()
+        .filter(|id| !stored.contains(id))
+        .collect();
+    assert!(missing.is_empty(), "lost: {missing:?}\n{log}");
+    assert_nothing_rejected(spool.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_results_request_never_answered_times_out_within_its_limit_and_is_retried() {
     let (health, _, hits) = start_target().await;
     let fake = FakeAggregator::start(REGION, &checks(&[("api", &health, "500ms")])).await;

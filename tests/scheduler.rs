@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{ConfigDirs, start_target};
-use lookout::probe::{Outcome, ProbeIdentity, Runner};
+use lookout::probe::{ProbeIdentity, Runner};
+use lookout::result::Outcome;
 use lookout::scheduler::Scheduler;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -183,7 +184,7 @@ async fn checks_come_and_go_and_run_now_runs_at_once() {
     };
     let cancel = CancellationToken::new();
     let running = tokio::spawn(scheduler.run_updating(updates, run_now, cancel.clone()));
-    let seen = |rx: &mut mpsc::Receiver<lookout::probe::ProbeResult>| {
+    let seen = |rx: &mut mpsc::Receiver<lookout::result::ProbeResult>| {
         let mut names = Vec::new();
         while let Ok(result) = rx.try_recv() {
             names.push(result.check);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::ConfigDirs;
-use lookout::probe::{Outcome, ProbeResult};
+use lookout::result::{Outcome, ProbeResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -27,6 +27,12 @@ impl Aggregator {
             return Ok(None);
         };
         let now = self.clock.now();
+        if ping != Ping::Start && !self.ping_is_news(&check.name, ping) {
+            // Says nothing the stored ones did not: counted only (and any
+            // /start stays for the ping that is stored).
+            self.coalesced_pings.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(check.name.clone()));
+        }
         // The guard must not live across an await: scope it.
         let started = {
             let mut starts = self
@@ -39,19 +45,6 @@ impl Aggregator {
             }
             starts.remove(&check.name)
         };
-        {
-            let mut last = self.last_pings.lock().unwrap_or_else(|p| p.into_inner());
-            let at = tokio::time::Instant::now();
-            if let Some((previous, kind)) = last.get(&check.name)
-                && *kind == ping
-                && at.saturating_duration_since(*previous) < limits::HEARTBEAT_PING_GAP_MIN
-            {
-                // Says nothing the stored one did not: counted only.
-                self.coalesced_pings.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(check.name.clone()));
-            }
-            last.insert(check.name.clone(), (at, ping));
-        }
         // The result is dated at its arrival, so a late job's success is
         // newer than the missed-ping report before it; the run time (from
         // /start) goes in duration_ms.
@@ -69,13 +62,49 @@ impl Aggregator {
         let result = heartbeat_result(&check.name, started_at, duration_ms, outcome, error);
         if let Err(error) = self.ingest(vec![result]).await {
             // Not stored: the job's retry must not be taken for a repeat.
-            self.last_pings
+            if let Some(window) = self
+                .last_pings
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&check.name);
+                .get_mut(&check.name)
+            {
+                window.stored = window.stored.saturating_sub(1);
+            }
             return Err(error);
         }
         Ok(Some(check.name.clone()))
+    }
+
+    /// Whether a ping of `kind` for `check` is stored and judged: the first
+    /// within each `HEARTBEAT_PING_GAP_MIN`, and one change of kind (a
+    /// `/fail` after successes) within it; the rest are coalesced, so a job
+    /// pinging in a loop, even alternating kinds, writes at most two rows
+    /// a second.
+    fn ping_is_news(&self, check: &str, kind: Ping) -> bool {
+        let mut windows = self.last_pings.lock().unwrap_or_else(|p| p.into_inner());
+        let at = tokio::time::Instant::now();
+        let window = windows.entry(check.to_string()).or_insert(PingWindow {
+            opened: at,
+            stored: 0,
+            kind,
+        });
+        if at.saturating_duration_since(window.opened) >= limits::HEARTBEAT_PING_GAP_MIN {
+            *window = PingWindow {
+                opened: at,
+                stored: 0,
+                kind: window.kind,
+            };
+        }
+        let news = match window.stored {
+            0 => true,
+            1 => window.kind != kind,
+            _ => false,
+        };
+        if news {
+            window.stored += 1;
+            window.kind = kind;
+        }
+        news
     }
 
     /// Pings with unknown tokens since start.
@@ -138,4 +167,12 @@ fn heartbeat_result(
         screenshot: None,
         page: None,
     }
+}
+
+/// The pings of one heartbeat stored within the current coalescing window.
+pub(super) struct PingWindow {
+    opened: tokio::time::Instant,
+    stored: u8,
+    /// The kind of the last stored ping.
+    kind: Ping,
 }

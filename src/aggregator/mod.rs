@@ -25,7 +25,7 @@ use crate::alert::{self, AlertEvent};
 use crate::clock::Clock;
 use crate::config::probes::ProbeTokens;
 use crate::config::{Check, Config};
-use crate::heartbeat::{HEARTBEAT_REGION, Ping};
+use crate::heartbeat::HEARTBEAT_REGION;
 use crate::hub::ProbeHub;
 use crate::limits;
 use crate::metrics::Metrics;
@@ -48,9 +48,8 @@ pub struct Aggregator {
     heartbeat_starts: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
     /// Pings with a token no check has; counted, never logged with the token.
     unknown_pings: AtomicU64,
-    /// Each heartbeat's last stored ping (monotonic) and its kind: pings
-    /// of the same kind closer than `HEARTBEAT_PING_GAP_MIN` are coalesced.
-    last_pings: std::sync::Mutex<HashMap<String, (tokio::time::Instant, Ping)>>,
+    /// Each heartbeat's pings stored in its current coalescing window.
+    last_pings: std::sync::Mutex<HashMap<String, heartbeats::PingWindow>>,
     /// Pings coalesced since start.
     coalesced_pings: AtomicU64,
     /// Where the status page is reachable, for links in alerts.
@@ -80,6 +79,8 @@ pub struct IngestReport {
     pub accepted: usize,
     pub duplicates: usize,
     pub unknown_checks: usize,
+    /// Results stored as history only: older than `RESULT_JUDGED_AGE_MAX`.
+    pub history: usize,
     pub transitions: usize,
     /// Results of a probe's batch that were not taken (neither stored nor
     /// judged), each with why; the rest of the batch was.
@@ -285,7 +286,14 @@ impl Aggregator {
             }
             report.accepted += 1;
             take_screenshot(&mut result, &mut batch);
+            // A result from long ago (a spool leftover, a set-aside batch
+            // sent again after its id was pruned) is history: stored, never
+            // taken for the region's latest.
+            let judged_age = chrono::Duration::from_std(limits::RESULT_JUDGED_AGE_MAX)
+                .unwrap_or(chrono::Duration::MAX);
+            let history = received_at.signed_duration_since(result.started_at) > judged_age;
             match config.check(&result.check) {
+                Some(_) if history => report.history += 1,
                 Some(check) => {
                     let state = working
                         .entry(check.name.clone())
@@ -323,7 +331,12 @@ impl Aggregator {
         let confirm: Vec<(String, String, bool)> = batch
             .results
             .iter()
-            .filter(|(r, _)| r.region != HEARTBEAT_REGION)
+            .filter(|(r, at)| {
+                r.region != HEARTBEAT_REGION
+                    && at.signed_duration_since(r.started_at)
+                        <= chrono::Duration::from_std(limits::RESULT_JUDGED_AGE_MAX)
+                            .unwrap_or(chrono::Duration::MAX)
+            })
             .map(|(r, _)| (r.check.clone(), r.region.clone(), r.outcome == Outcome::Ok))
             .collect();
         let accepted: Vec<ProbeResult> = batch
@@ -497,10 +510,13 @@ impl Aggregator {
 fn log_effect(effect: &Effect) {
     match effect {
         Effect::StateChanged(t) => {
+            let incident = t
+                .incident
+                .map_or_else(|| "none".to_string(), |id| id.to_string());
             if t.to == Status::Up || t.to == Status::Unknown {
-                tracing::info!(check = %t.check, from = %t.from, to = %t.to, incident = ?t.incident, "{}", t.summary);
+                tracing::info!(check = %t.check, from = %t.from, to = %t.to, %incident, "{}", t.summary);
             } else {
-                tracing::warn!(check = %t.check, from = %t.from, to = %t.to, incident = ?t.incident, "{}", t.summary);
+                tracing::warn!(check = %t.check, from = %t.from, to = %t.to, %incident, "{}", t.summary);
             }
         }
         // Per check; the probe as a whole is reported by `probes_gone_stale`.

@@ -68,6 +68,7 @@ async fn a_resent_batch_is_counted_once() {
             accepted: 3,
             duplicates: 0,
             unknown_checks: 0,
+            history: 0,
             transitions: 2,
             refused: vec![],
         }
@@ -79,12 +80,21 @@ async fn a_resent_batch_is_counted_once() {
             accepted: 0,
             duplicates: 3,
             unknown_checks: 0,
+            history: 0,
             transitions: 0,
             refused: vec![],
         }
     );
     assert_eq!(aggregator.state("api").await.unwrap().status, Status::Down);
     assert_eq!(aggregator.recent_events("api", 10).await.unwrap().len(), 2);
+
+    // An ok result from days ago (a leftover whose id was pruned): stored
+    // as history, the check still down.
+    let mut old = result(Outcome::Ok);
+    old.started_at = Utc::now() - chrono::Duration::days(40);
+    let report = aggregator.ingest(vec![old]).await.unwrap();
+    assert_eq!((report.accepted, report.history), (1, 1));
+    assert_eq!(aggregator.state("api").await.unwrap().status, Status::Down);
 
     let mut stranger = result(Outcome::Ok);
     stranger.check = "gone".into();

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use futures_util::{StreamExt, stream};
 
 use crate::limits;
-use crate::probe::{Outcome, ProbeIdentity, Runner, StepResult};
+use crate::probe::{ProbeIdentity, Runner};
+use crate::result::{Outcome, StepResult};
 use crate::rules::degraded_reason;
 
 pub async fn run(

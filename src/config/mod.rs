@@ -8,6 +8,7 @@
 
 pub mod alerting;
 pub mod browser;
+pub mod ca;
 mod decode;
 pub mod probes;
 pub mod remote;
@@ -1229,7 +1230,7 @@ fn decode_ca_file(ctx: &mut Ctx, node: &Node) -> Option<PathBuf> {
         ctx.error(node.pos, message);
         return None;
     }
-    match crate::probe::read_ca_file(&path) {
+    match crate::config::ca::read_ca_file(&path) {
         Ok(_) => Some(path),
         Err(message) => {
             ctx.error(node.pos, message);

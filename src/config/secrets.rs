@@ -338,6 +338,9 @@ struct Remembered {
     /// Oldest first, to forget the oldest past the limit.
     order: std::collections::VecDeque<String>,
     masker: Option<Arc<Masker>>,
+    /// Bumped whenever a value is added, so a masker compiled from an older
+    /// set is not kept.
+    generation: u64,
 }
 
 fn remembered() -> &'static Mutex<Remembered> {
@@ -347,6 +350,7 @@ fn remembered() -> &'static Mutex<Remembered> {
             secrets: Secrets::default(),
             order: std::collections::VecDeque::new(),
             masker: None,
+            generation: 0,
         })
     })
 }
@@ -364,24 +368,34 @@ fn remember(value: &str) {
         }
     }
     all.masker = None;
+    all.generation += 1;
 }
 
 /// `text` masked with every secret this process has seen.
 pub fn redact_remembered(text: &str) -> String {
-    let masker = {
-        let mut all = remembered().lock().unwrap_or_else(|p| p.into_inner());
+    let (values, generation) = {
+        let all = remembered().lock().unwrap_or_else(|p| p.into_inner());
         if all.secrets.values.is_empty() {
             return text.to_string();
         }
         match &all.masker {
-            Some(masker) => masker.clone(),
-            None => {
-                let masker = Arc::new(Masker::new(all.secrets.values.iter()));
-                all.masker = Some(masker.clone());
-                masker
+            Some(masker) => {
+                let masker = masker.clone();
+                drop(all);
+                return masker.replace(text, false, |_| Cow::Borrowed("****"));
             }
+            None => (all.secrets.values.clone(), all.generation),
         }
     };
+    // Compiled without the lock held: other log lines (on other threads)
+    // meanwhile mask with a masker built here too, never wait for this one.
+    let masker = Arc::new(Masker::new(values.iter()));
+    {
+        let mut all = remembered().lock().unwrap_or_else(|p| p.into_inner());
+        if all.generation == generation {
+            all.masker = Some(masker.clone());
+        }
+    }
     masker.replace(text, false, |_| Cow::Borrowed("****"))
 }
 

@@ -149,7 +149,7 @@ fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
         .tls_info(true)
         .tls_danger_accept_invalid_certs(!key.tls_verify);
     if let Some(path) = &key.ca_file {
-        let certs = super::read_ca_file(path)?
+        let certs = crate::config::ca::read_ca_file(path)?
             .iter()
             .map(|der| reqwest::Certificate::from_der(der))
             .collect::<Result<Vec<_>, _>>()

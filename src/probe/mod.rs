@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::config::{Check, CheckKind, Secrets};
 use crate::limits;
 
-pub use crate::result::{Outcome, PageInfo, Phases, ProbeResult, StepResult};
+use crate::result::{Outcome, PageInfo, Phases, ProbeResult, StepResult};
 
 /// Who runs the checks: the region and probe names stamped on every result
 /// and sent in the User-Agent.
@@ -269,35 +269,4 @@ pub fn describe(result: &ProbeResult) -> String {
 pub fn cert_not_after(der: &[u8]) -> Option<DateTime<Utc>> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
-}
-
-/// The certificates of a PEM `ca_file`, read with a size bound. Used by the
-/// config loader (so a bad file fails validation) and by the http and tls
-/// kinds (so what validated is what is trusted).
-pub fn read_ca_file(
-    path: &std::path::Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-    let mut pem = Vec::new();
-    file.take(limits::CA_FILE_BYTES_MAX + 1)
-        .read_to_end(&mut pem)
-        .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-    if pem.len() as u64 > limits::CA_FILE_BYTES_MAX {
-        return Err(format!(
-            "ca_file {} is larger than {} bytes",
-            path.display(),
-            limits::CA_FILE_BYTES_MAX
-        ));
-    }
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ca_file {} is not valid PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("ca_file {} holds no certificate", path.display()));
-    }
-    Ok(certs)
 }

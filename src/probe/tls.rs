@@ -398,7 +398,7 @@ async fn roots(ca_file: Option<&PathBuf>) -> Result<Arc<RootCertStore>, String> 
 
 async fn file_roots(path: &std::path::Path) -> Result<RootCertStore, String> {
     let path = path.to_path_buf();
-    let certs = tokio::task::spawn_blocking(move || super::read_ca_file(&path))
+    let certs = tokio::task::spawn_blocking(move || crate::config::ca::read_ca_file(&path))
         .await
         .map_err(|e| format!("reading ca_file failed: {e}"))??;
     let mut store = RootCertStore::empty();

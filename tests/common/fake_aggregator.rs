@@ -40,6 +40,9 @@ pub enum ResultsMode {
     Redirect(u16, String),
     /// Takes the request and never answers.
     Hang,
+    /// 200 with an HTML page, nothing stored: a captive portal or a proxy
+    /// that answers for the aggregator.
+    ProxyPage,
     /// 400 for a batch holding this result id (a batch that is itself
     /// wrong); other batches are stored.
     RejectBatchWith(String),
@@ -236,6 +239,18 @@ async fn results(State(shared): State<Arc<Mutex<Shared>>>, body: Bytes) -> Respo
             (
                 StatusCode::from_u16(status).unwrap(),
                 [(header::LOCATION, location)],
+            )
+                .into_response()
+        }
+        Some(ResultsMode::ProxyPage) => {
+            shared
+                .lock()
+                .unwrap()
+                .results_requests
+                .push((Instant::now(), "proxy page".to_string()));
+            (
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html><body>Please log in to the network</body></html>",
             )
                 .into_response()
         }

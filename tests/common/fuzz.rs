@@ -111,14 +111,25 @@ pub enum Mutation {
     },
 }
 
-/// One to four mutations.
+/// One to four mutations, tokens from `TOKENS`.
 pub fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
+    mutations_with(TOKENS)
+}
+
+/// One to four mutations, tokens from `tokens` (a decoder's own fragments;
+/// `apply_with` takes the same list).
+pub fn mutations_with(tokens: &'static [&'static str]) -> impl Strategy<Value = Vec<Mutation>> {
+    let token = move || {
+        (any::<usize>(), 0..tokens.len()).prop_map(|(at, token)| Mutation::Token { at, token })
+    };
     let one =
         prop_oneof![
             (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
             (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..8))
                 .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
-            (any::<usize>(), 0..TOKENS.len()).prop_map(|(at, token)| Mutation::Token { at, token }),
+            // Tokens are the most productive: twice the weight.
+            token(),
+            token(),
             (any::<usize>(), 1usize..32).prop_map(|(at, len)| Mutation::Delete { at, len }),
             (any::<usize>(), any::<usize>(), any::<usize>(), 1usize..64).prop_map(
                 |(from, at, start, len)| Mutation::Splice {
@@ -131,11 +142,21 @@ pub fn mutations() -> impl Strategy<Value = Vec<Mutation>> {
             (any::<usize>(), 1usize..16, 2usize..200)
                 .prop_map(|(at, len, times)| Mutation::Repeat { at, len, times }),
         ];
-    proptest::collection::vec(one, 1..5)
+    proptest::collection::vec(one, 1..6)
 }
 
 /// `seed` changed by `mutations` (`seeds` give the splices their material).
 pub fn apply(seed: &[u8], seeds: &[Vec<u8>], mutations: &[Mutation]) -> Vec<u8> {
+    apply_with(seed, seeds, mutations, TOKENS)
+}
+
+/// `apply`, for mutations drawn by `mutations_with(tokens)`.
+pub fn apply_with(
+    seed: &[u8],
+    seeds: &[Vec<u8>],
+    mutations: &[Mutation],
+    tokens: &[&str],
+) -> Vec<u8> {
     let mut data = seed.to_vec();
     for mutation in mutations {
         let at = |i: usize, len: usize| if len == 0 { 0 } else { i % (len + 1) };
@@ -152,7 +173,7 @@ pub fn apply(seed: &[u8], seeds: &[Vec<u8>], mutations: &[Mutation]) -> Vec<u8> 
             }
             Mutation::Token { at: i, token } => {
                 let i = at(*i, data.len());
-                data.splice(i..i, TOKENS[*token].bytes());
+                data.splice(i..i, tokens[token % tokens.len()].bytes());
             }
             Mutation::Delete { at: i, len } => {
                 if !data.is_empty() {

@@ -169,7 +169,7 @@ impl ConfigDirs {
     }
 
     /// Runs the first check once, as region `test` / probe `test-probe`.
-    pub async fn run_first(&self) -> lookout::probe::ProbeResult {
+    pub async fn run_first(&self) -> lookout::result::ProbeResult {
         let config = self.load();
         let identity = lookout::probe::ProbeIdentity {
             region: "test".into(),
