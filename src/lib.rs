@@ -29,7 +29,6 @@ pub mod listener;
 pub mod metrics;
 pub mod policy;
 pub mod probe;
-pub mod probe_api;
 pub mod reload;
 pub mod result;
 pub mod rollup;

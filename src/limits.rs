@@ -263,8 +263,10 @@ pub const RESULT_NOTES_MAX: usize = 20;
 pub const RESULT_NAME_CHARS_MAX: usize = 200;
 /// Heartbeat pings of one check are coalesced within windows this long:
 /// the first and one change of kind (a `/fail` after successes) are stored
-/// and judged, the rest counted only, so a job pinging in a loop (even
-/// alternating kinds) writes at most two rows a window, not thousands.
+/// and judged at once, the rest counted, the latest of them stored when the
+/// window closes if it changes the verdict: a job pinging in a loop (even
+/// alternating kinds) writes a few rows a second, not thousands, and no
+/// change of its word is lost.
 pub const HEARTBEAT_PING_GAP_MIN: Duration = Duration::from_secs(1);
 /// A check is run early (fast confirmation's run-now) at most once per its
 /// interval, and never more often than this: a target never gets more than

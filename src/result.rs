@@ -5,6 +5,8 @@
 //! imports it, so storage, the API, metrics and the browser name a result
 //! without depending on the runners.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -155,4 +157,39 @@ impl ProbeResult {
 
 fn is_default_phases(p: &Phases) -> bool {
     *p == Phases::default()
+}
+
+/// What a kind-specific runner found; `Runner` stamps the identity and time.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub phases: Phases,
+    pub error: Option<String>,
+    pub cert_expiry: Option<DateTime<Utc>>,
+    pub degraded: Option<String>,
+    pub notes: Vec<String>,
+    pub steps: Vec<StepResult>,
+    pub screenshot: Option<String>,
+    pub page: Option<PageInfo>,
+    /// Time spent queued for a resource (a browser session) before the run
+    /// really started: not part of its duration.
+    pub waited: Duration,
+}
+
+impl Report {
+    /// The run could not happen: DNS, refused, TLS...
+    pub fn error(error: String, phases: Phases) -> Report {
+        Report {
+            outcome: Outcome::Error,
+            phases,
+            error: Some(error),
+            ..Report::default()
+        }
+    }
+}
+
+/// Milliseconds with microsecond precision.
+pub fn round_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1_000.0
 }

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use crate::config::CheckKind;
 use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
 use crate::limits;
-use crate::probe::round_ms;
-use crate::result::{Outcome, Phases, ProbeResult};
+
+use crate::result::{Outcome, Phases, ProbeResult, round_ms};
 use crate::storage::StorageError;
 
 use super::*;
@@ -26,13 +26,6 @@ impl Aggregator {
             tracing::debug!("ping with an unknown token");
             return Ok(None);
         };
-        let now = self.clock.now();
-        if ping != Ping::Start && !self.ping_is_news(&check.name, ping) {
-            // Says nothing the stored ones did not: counted only (and any
-            // /start stays for the ping that is stored).
-            self.coalesced_pings.fetch_add(1, Ordering::Relaxed);
-            return Ok(Some(check.name.clone()));
-        }
         // The guard must not live across an await: scope it.
         let started = {
             let mut starts = self
@@ -45,13 +38,29 @@ impl Aggregator {
             }
             starts.remove(&check.name)
         };
-        // The result is dated at its arrival, so a late job's success is
-        // newer than the missed-ping report before it; the run time (from
-        // /start) goes in duration_ms.
+        // The run time (from /start) goes in duration_ms.
         let duration_ms = started
             .map(|clock| round_ms(clock.elapsed()))
             .unwrap_or(0.0);
-        let started_at = now;
+        if !self.ping_is_news(&check.name, ping, duration_ms) {
+            // Counted; if it changes what was last stored, it is stored
+            // when its window closes (`flush_pings`), so no change is lost.
+            self.coalesced_pings.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(check.name.clone()));
+        }
+        self.store_ping(&check.name, ping, duration_ms).await?;
+        Ok(Some(check.name.clone()))
+    }
+
+    /// One ping as a result of region `push`, dated at its arrival (so a
+    /// late job's success is newer than the missed-ping report before it),
+    /// through the same ingest as every result.
+    async fn store_ping(
+        &self,
+        check: &str,
+        ping: Ping,
+        duration_ms: f64,
+    ) -> Result<(), StorageError> {
         let (outcome, error) = match ping {
             Ping::Fail => (
                 Outcome::Fail,
@@ -59,40 +68,45 @@ impl Aggregator {
             ),
             _ => (Outcome::Ok, None),
         };
-        let result = heartbeat_result(&check.name, started_at, duration_ms, outcome, error);
+        let result = heartbeat_result(check, self.clock.now(), duration_ms, outcome, error);
         if let Err(error) = self.ingest(vec![result]).await {
             // Not stored: the job's retry must not be taken for a repeat.
             if let Some(window) = self
                 .last_pings
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .get_mut(&check.name)
+                .get_mut(check)
             {
                 window.stored = window.stored.saturating_sub(1);
             }
             return Err(error);
         }
-        Ok(Some(check.name.clone()))
+        Ok(())
     }
 
-    /// Whether a ping of `kind` for `check` is stored and judged: the first
-    /// within each `HEARTBEAT_PING_GAP_MIN`, and one change of kind (a
-    /// `/fail` after successes) within it; the rest are coalesced, so a job
-    /// pinging in a loop, even alternating kinds, writes at most two rows
-    /// a second.
-    fn ping_is_news(&self, check: &str, kind: Ping) -> bool {
+    /// Whether a ping of `kind` for `check` is stored and judged now: the
+    /// first within each `HEARTBEAT_PING_GAP_MIN`, and one change of kind
+    /// (a `/fail` after successes) within it. The rest are coalesced; the
+    /// latest of them, if it says something else than the last stored one,
+    /// waits in the window to be stored when the window closes. So a job
+    /// pinging in a loop, even alternating kinds, writes about two rows a
+    /// second, and the check always ends on the job's latest word.
+    fn ping_is_news(&self, check: &str, kind: Ping, duration_ms: f64) -> bool {
         let mut windows = self.last_pings.lock().unwrap_or_else(|p| p.into_inner());
         let at = tokio::time::Instant::now();
         let window = windows.entry(check.to_string()).or_insert(PingWindow {
             opened: at,
             stored: 0,
             kind,
+            pending: None,
         });
         if at.saturating_duration_since(window.opened) >= limits::HEARTBEAT_PING_GAP_MIN {
+            // A new window; this ping supersedes any that waited.
             *window = PingWindow {
                 opened: at,
                 stored: 0,
                 kind: window.kind,
+                pending: None,
             };
         }
         let news = match window.stored {
@@ -103,8 +117,41 @@ impl Aggregator {
         if news {
             window.stored += 1;
             window.kind = kind;
+            window.pending = None;
+        } else {
+            window.pending = (kind != window.kind).then_some((kind, duration_ms));
         }
         news
+    }
+
+    /// Stores the pings that waited in windows now closed (the tick loop
+    /// calls this every second).
+    pub(super) async fn flush_pings(&self) -> Result<(), StorageError> {
+        let due: Vec<(String, Ping, f64)> = {
+            let mut windows = self.last_pings.lock().unwrap_or_else(|p| p.into_inner());
+            let at = tokio::time::Instant::now();
+            windows
+                .iter_mut()
+                .filter(|(_, w)| {
+                    w.pending.is_some()
+                        && at.saturating_duration_since(w.opened) >= limits::HEARTBEAT_PING_GAP_MIN
+                })
+                .filter_map(|(check, w)| {
+                    let (kind, duration_ms) = w.pending.take()?;
+                    *w = PingWindow {
+                        opened: at,
+                        stored: 1,
+                        kind,
+                        pending: None,
+                    };
+                    Some((check.clone(), kind, duration_ms))
+                })
+                .collect()
+        };
+        for (check, kind, duration_ms) in due {
+            self.store_ping(&check, kind, duration_ms).await?;
+        }
+        Ok(())
     }
 
     /// Pings with unknown tokens since start.
@@ -175,4 +222,7 @@ pub(super) struct PingWindow {
     stored: u8,
     /// The kind of the last stored ping.
     kind: Ping,
+    /// The latest coalesced ping, when it says something else than `kind`
+    /// (with its run time): stored when the window closes.
+    pending: Option<(Ping, f64)>,
 }

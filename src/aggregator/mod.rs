@@ -357,6 +357,7 @@ impl Aggregator {
 
     /// Lets time pass for every check: regions that went silent become stale.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<IngestReport, StorageError> {
+        self.flush_pings().await?;
         let missed = self.missed_heartbeats(now).await;
         if !missed.is_empty() {
             self.ingest(missed).await?;
@@ -459,15 +460,14 @@ impl Aggregator {
                 Told::Held(why) => {
                     tracing::info!(check = %check.name, to = %transition.to, "alert held back: {why}");
                 }
-                Told::Alert(_) => {
-                    let Some(mut event) = alert::from_transition(
+                Told::Alert(kind) => {
+                    let mut event = alert::from_transition(
                         check,
                         transition,
+                        kind,
                         self.public_url.as_ref(),
                         &config.secrets,
-                    ) else {
-                        continue;
-                    };
+                    );
                     // A browser check going down shows the page it failed on.
                     if !event.event.is_recovery()
                         && let Some(shot) = batch

@@ -143,15 +143,14 @@ pub fn check_url(public_url: Option<&url::Url>, check: &str) -> Option<String> {
         .map(|u| u.to_string())
 }
 
-/// The alert a state change raises, if any. A check's first verdict
-/// (`unknown -> up`) is not news, and raises none.
+/// The alert of `kind` (the policy's decision) for a state change.
 pub fn from_transition(
     check: &Check,
     transition: &Transition,
+    kind: AlertKind,
     public_url: Option<&url::Url>,
     secrets: &Secrets,
-) -> Option<AlertEvent> {
-    let kind = crate::policy::alert_kind(transition.from, transition.to)?;
+) -> AlertEvent {
     let duration_s = (kind == AlertKind::Up)
         .then(|| {
             transition
@@ -160,7 +159,7 @@ pub fn from_transition(
         })
         .flatten();
     let regions = transition.regions.clone();
-    Some(AlertEvent {
+    AlertEvent {
         version: "1".to_string(),
         event: kind,
         check: check.name.clone(),
@@ -177,7 +176,7 @@ pub fn from_transition(
         region: None,
         screenshot: None,
         screenshot_result: None,
-    })
+    }
 }
 
 /// An alert about `check`'s current state, not tied to a transition: a

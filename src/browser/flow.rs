@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use super::{BrowserPool, Flow, Slot, close_session, first_line};
 use crate::config::browser::{SelectBy, Selector, Step};
 use crate::limits;
-use crate::probe::{Report, round_ms};
-use crate::result::{Outcome, PageInfo, Phases, StepResult};
+
+use crate::result::{Outcome, PageInfo, Phases, Report, StepResult, round_ms};
 
 /// How long click, fill, select, press and expect_text look for their
 /// element before "no element matches": a page still settling after a

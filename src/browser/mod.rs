@@ -32,8 +32,8 @@ use url::Url;
 use crate::config::Secrets;
 use crate::config::browser::BrowserSpec;
 use crate::limits;
-use crate::probe::Report;
-use crate::result::{Phases, StepResult};
+
+use crate::result::{Phases, Report, StepResult};
 use driver::LocalDriver;
 
 /// How long shutdown waits for sessions to close by themselves (a hung one

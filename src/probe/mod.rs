@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::config::{Check, CheckKind, Secrets};
 use crate::limits;
 
-use crate::result::{Outcome, PageInfo, Phases, ProbeResult, StepResult};
+use crate::result::{Outcome, Phases, ProbeResult, Report, round_ms};
 
 /// Who runs the checks: the region and probe names stamped on every result
 /// and sent in the User-Agent.
@@ -201,41 +201,6 @@ fn within(
             }
         }
     }
-}
-
-/// What a kind-specific runner found; `Runner` stamps the identity and time.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub outcome: Outcome,
-    pub status: Option<u16>,
-    pub phases: Phases,
-    pub error: Option<String>,
-    pub cert_expiry: Option<DateTime<Utc>>,
-    pub degraded: Option<String>,
-    pub notes: Vec<String>,
-    pub steps: Vec<StepResult>,
-    pub screenshot: Option<String>,
-    pub page: Option<PageInfo>,
-    /// Time spent queued for a resource (a browser session) before the run
-    /// really started: not part of its duration.
-    pub waited: Duration,
-}
-
-impl Report {
-    /// The run could not happen: DNS, refused, TLS...
-    pub fn error(error: String, phases: Phases) -> Report {
-        Report {
-            outcome: Outcome::Error,
-            phases,
-            error: Some(error),
-            ..Report::default()
-        }
-    }
-}
-
-/// Milliseconds with microsecond precision.
-pub fn round_ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1_000_000.0).round() / 1_000.0
 }
 
 /// Errors are shown in tables, alerts and logs: one line, bounded length.

@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::shared::{ApiState, discard_body, read_body};
 use crate::aggregator::Aggregator;
-use crate::api::ApiState;
 use crate::limits;
 use crate::transport::{ResultBatch, RunNow};
 
@@ -206,11 +206,11 @@ async fn results(
     let region = match authenticate(&aggregator, &headers) {
         Ok(region) => region,
         Err(refused) => {
-            crate::api::discard_body(body);
+            discard_body(body);
             return refused.into_response();
         }
     };
-    let body = match crate::api::read_body(&headers, body, limits::RESULTS_BODY_BYTES_MAX).await {
+    let body = match read_body(&headers, body, limits::RESULTS_BODY_BYTES_MAX).await {
         Ok(body) => body,
         Err(refused) => return refused.into_response(),
     };
