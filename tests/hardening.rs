@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::{Value, json};
 
+use common::hooks::Hooks;
 use common::{ConfigDirs, Server, client, get_json, serve_on_loopback, wait_for};
 
 /// A target whose `/health` fails while `failing` is set, remembering
@@ -57,33 +57,6 @@ async fn health(State(target): State<CountingTarget>) -> StatusCode {
     }
 }
 
-/// Every webhook body received.
-#[derive(Clone, Default)]
-struct Hooks(Arc<Mutex<Vec<Value>>>);
-
-impl Hooks {
-    fn events(&self, kind: &str) -> Vec<Value> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e["event"] == kind)
-            .cloned()
-            .collect()
-    }
-
-    fn all(&self) -> Vec<Value> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-async fn hook(State(hooks): State<Hooks>, body: Bytes) -> StatusCode {
-    if let Ok(value) = serde_json::from_slice(&body) {
-        hooks.0.lock().unwrap().push(value);
-    }
-    StatusCode::OK
-}
-
 /// The target and the webhook receiver, on loopback.
 async fn start_target_and_hooks() -> (CountingTarget, String, Hooks, String) {
     let target = CountingTarget::default();
@@ -93,18 +66,12 @@ async fn start_target_and_hooks() -> (CountingTarget, String, Hooks, String) {
             .with_state(target.clone()),
     )
     .await;
-    let hooks = Hooks::default();
-    let hook_addr = serve_on_loopback(
-        Router::new()
-            .route("/hook", post(hook))
-            .with_state(hooks.clone()),
-    )
-    .await;
+    let (hooks, hook_url) = Hooks::start().await;
     (
         target,
         format!("http://{target_addr}/health"),
         hooks,
-        format!("http://{hook_addr}/hook"),
+        hook_url,
     )
 }
 

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::Value;
 
+use common::hooks::Hooks;
 use common::{ConfigDirs, Server, client, get_json, wait_for};
 
 const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
@@ -63,29 +63,6 @@ async fn health(State(target): State<RegionalTarget>, headers: HeaderMap) -> Sta
     }
 }
 
-/// Every webhook body received.
-#[derive(Clone, Default)]
-struct Hooks(Arc<Mutex<Vec<Value>>>);
-
-impl Hooks {
-    fn events(&self, kind: &str) -> Vec<Value> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e["event"] == kind)
-            .cloned()
-            .collect()
-    }
-}
-
-async fn hook(State(hooks): State<Hooks>, body: Bytes) -> StatusCode {
-    if let Ok(value) = serde_json::from_slice(&body) {
-        hooks.0.lock().unwrap().push(value);
-    }
-    StatusCode::OK
-}
-
 async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -117,18 +94,12 @@ async fn setup() -> Setup {
             .with_state(target.clone()),
     )
     .await;
-    let hooks = Hooks::default();
-    let hook_url = serve(
-        Router::new()
-            .route("/hook", post(hook))
-            .with_state(hooks.clone()),
-    )
-    .await;
+    let (hooks, hook_url) = Hooks::start().await;
     let dirs = ConfigDirs::new(&checks_yaml(&target_url, &[]));
     std::fs::write(
         dirs.alerts().join("alerts.yaml"),
         format!(
-            "channels:\n  ops:\n    webhook: {{ url: \"{hook_url}/hook\" }}\ndefaults:\n  channels: [ops]\n"
+            "channels:\n  ops:\n    webhook: {{ url: \"{hook_url}\" }}\ndefaults:\n  channels: [ops]\n"
         ),
     )
     .unwrap();
@@ -253,7 +224,11 @@ async fn one_failing_region_alerts_nobody_two_alert_once_and_recovery_once() {
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(check_state(&base, "api").await["status"], "up");
-    assert!(setup.hooks.events("down").is_empty(), "{:?}", setup.hooks.0);
+    assert!(
+        setup.hooks.events("down").is_empty(),
+        "{:?}",
+        setup.hooks.all()
+    );
 
     // Two of three: one down alert naming both.
     setup.target.fail(&["eu-west", "us-east"]);

@@ -4,6 +4,7 @@
 
 pub mod fake_aggregator;
 pub mod fuzz;
+pub mod hooks;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader};
