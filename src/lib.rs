@@ -4,15 +4,21 @@
 //! - `config`: checks and alert channels from YAML, validated with positions.
 //! - `schedule`: durations, intervals and cron; pure.
 //! - `scheduler`: runs every check on its cadence, one task per check.
-//! - `probe`: runs one check and describes the outcome as a `ProbeResult`.
+//! - `probe`: runs one check; `result`: the `ProbeResult` it makes.
 //! - `browser`: browser flows over WebDriver (chromedriver, session pool).
-//! - `transport`: carries results from a probe to the aggregator.
-//! - `aggregator`: stores results, applies `rules`, records incident events.
+//! - `transport`: carries results from a probe to the aggregator; a remote
+//!   probe's `spool` (on disk) and `uplink` (HTTP to its aggregator).
+//! - `hub`: the aggregator's side of its remote probes (specs, run-now).
+//! - `aggregator`: stores results, applies `rules` and the alert `policy`,
+//!   records incident events; `clock`: the time it judges by.
 //! - `alert`: alert events, their rendering, email and webhook delivery.
 //! - `rules`: the pure rule engine (results and time in, state changes out).
+//! - `policy`: the pure alert policy (holds, flapping, reminders).
 //! - `heartbeat`: push checks (`/ping/{token}`), turned into results.
-//! - `storage`: SQLite.
-//! - `api`: the aggregator's HTTP surface; `listener`: bounded serving of it.
+//! - `storage`: SQLite; `rollup`: hourly latency histograms.
+//! - `status`: the status page's figures and HTML; `metrics`: Prometheus.
+//! - `api`: the aggregator's HTTP surface; `listener`: bounded serving of it;
+//!   `reload`: config reloads on SIGHUP and file changes.
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
 
 pub mod aggregator;

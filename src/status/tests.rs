@@ -1,3 +1,6 @@
+//! Tests of the status page figures on plain values: uptime, segments, daily
+//! bars, the overall banner, incidents and latency merges.
+
 use chrono::{Duration, TimeZone, Utc};
 
 use super::*;
