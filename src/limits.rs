@@ -395,3 +395,43 @@ pub const PROBE_METRICS_CONNECTIONS_MAX: usize = 64;
 /// bound the connection is closed. Twice the largest body any route takes.
 pub const HTTP_REFUSED_BODY_DRAIN_BYTES_MAX: usize = 2 * RESULTS_BODY_BYTES_MAX;
 pub const HTTP_REFUSED_BODY_DRAIN_TIME: Duration = Duration::from_secs(5);
+
+// Limits that lived beside their code (issue 12: every limit here).
+
+/// How long the resolver waits for an answer (UDP retransmits included)
+/// before reporting the server silent. The check's own timeout usually cuts
+/// in first; this bounds the resolver's background work after the check gave
+/// up, and is the usual resolv.conf default.
+pub const DNS_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Answers listed in the `answers:` note (and after `got` in a failure); the
+/// rest are counted. A round-robin set rarely has more than a dozen.
+pub const DNS_NOTE_ANSWERS_MAX: usize = 20;
+/// Characters of one answer shown in the note; a TXT record can hold 64 KiB.
+pub const DNS_ANSWER_CHARS_MAX: usize = 200;
+/// How long closing the connection (close_notify, FIN) may take after a
+/// handshake; the verdict is already known, so a slow peer must not turn it
+/// into a timeout.
+pub const TLS_CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// Names of a misnamed certificate quoted in the failure reason.
+pub const TLS_NAMES_SHOWN_MAX: usize = 5;
+/// How long shutdown waits for sessions to close by themselves (a hung one
+/// gets `BROWSER_CLOSE_GRACE` to close, then its slot's cleanup) before it
+/// stops chromedriver under them.
+pub const BROWSER_SHUTDOWN_SESSIONS_WAIT: Duration = Duration::from_secs(8);
+/// How long click, fill, select, press and expect_text look for their
+/// element before "no element matches": a page still settling after a
+/// navigation gets this much grace, a broken page fails quickly.
+pub const BROWSER_FIND_WAIT: Duration = Duration::from_secs(2);
+/// After a timeout, capturing the page (screenshot, URL, title) gets this
+/// long: a hung browser must not hold the result past its deadline.
+pub const BROWSER_CAPTURE_AFTER_TIMEOUT: Duration = Duration::from_millis(600);
+/// After a failed step, capturing gets what is left of the check's
+/// timeout, and at least this.
+pub const BROWSER_CAPTURE_MIN: Duration = Duration::from_secs(2);
+/// `serve`'s in-memory shipping retries a batch the aggregator could not
+/// store with this backoff (doubling): quick after a blip, never a tight
+/// loop while storage fails.
+pub const LOCAL_SHIP_RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
+pub const LOCAL_SHIP_RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
+/// How often the aggregator lets time pass for staleness.
+pub const AGGREGATOR_TICK_EVERY: Duration = Duration::from_secs(1);

@@ -11,7 +11,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -296,10 +295,6 @@ impl ResultSink for LocalSink {
     }
 }
 
-/// Backoff between retries of a failed batch.
-const RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
-const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
-
 /// Drains `results` into batches and delivers them until `cancel` fires and
 /// the channel is empty. A failed batch is retried with backoff; results
 /// wait in the bounded channel meanwhile, which slows the scheduler rather
@@ -331,7 +326,7 @@ pub async fn ship(
 }
 
 async fn deliver(sink: &dyn ResultSink, batch: Vec<ProbeResult>, cancel: &CancellationToken) {
-    let mut delay = RETRY_DELAY_MIN;
+    let mut delay = limits::LOCAL_SHIP_RETRY_DELAY_MIN;
     loop {
         match sink.submit(batch.clone()).await {
             Ok(()) => return,
@@ -348,7 +343,7 @@ async fn deliver(sink: &dyn ResultSink, batch: Vec<ProbeResult>, cancel: &Cancel
                     _ = tokio::time::sleep(delay) => {}
                     _ = cancel.cancelled() => {}
                 }
-                delay = (delay * 2).min(RETRY_DELAY_MAX);
+                delay = (delay * 2).min(limits::LOCAL_SHIP_RETRY_DELAY_MAX);
             }
         }
     }

@@ -16,17 +16,6 @@ use crate::limits;
 
 use crate::result::{Outcome, PageInfo, Phases, Report, StepResult, round_ms};
 
-/// How long click, fill, select, press and expect_text look for their
-/// element before "no element matches": a page still settling after a
-/// navigation gets this much grace, a broken page fails quickly.
-const FIND_WAIT: Duration = Duration::from_secs(2);
-/// After a timeout, capturing the page (screenshot, URL, title) gets this
-/// long: a hung browser must not hold the result past its deadline.
-const CAPTURE_AFTER_TIMEOUT: Duration = Duration::from_millis(600);
-/// After a failed step, capturing gets what is left of the check's
-/// timeout, and at least this.
-const CAPTURE_MIN: Duration = Duration::from_secs(2);
-
 /// Why a step failed, in words for people.
 #[derive(Debug, thiserror::Error)]
 enum StepError {
@@ -127,14 +116,14 @@ pub(super) async fn run(pool: &BrowserPool, slot: Arc<Slot>, flow: Flow<'_>) -> 
     }
     // On failure, the page as it was: bounded, a hung browser gives
     // nothing. A failed step leaves the rest of the check's time (at least
-    // CAPTURE_MIN); a timeout only CAPTURE_AFTER_TIMEOUT past it.
+    // limits::BROWSER_CAPTURE_MIN); a timeout only limits::BROWSER_CAPTURE_AFTER_TIMEOUT past it.
     if report.outcome != Outcome::Ok
         && let Some(session) = &client
     {
         let until = if timed_out {
-            Instant::now() + CAPTURE_AFTER_TIMEOUT
+            Instant::now() + limits::BROWSER_CAPTURE_AFTER_TIMEOUT
         } else {
-            deadline.max(Instant::now() + CAPTURE_MIN)
+            deadline.max(Instant::now() + limits::BROWSER_CAPTURE_MIN)
         };
         let mut png = None;
         let mut page = PageInfo::default();
@@ -237,11 +226,14 @@ async fn run_step(
             Ok(timing.and_then(|t| t.load_ms))
         }
         Step::Click(target) => {
-            find(client, target, FIND_WAIT).await?.click().await?;
+            find(client, target, limits::BROWSER_FIND_WAIT)
+                .await?
+                .click()
+                .await?;
             Ok(None)
         }
         Step::Fill { target, text } => {
-            let element = find(client, target, FIND_WAIT).await?;
+            let element = find(client, target, limits::BROWSER_FIND_WAIT).await?;
             // Replace what is there; clearing costs a round of focus and
             // change events, so only when there is something to clear.
             let current = element.prop("value").await?;
@@ -252,7 +244,7 @@ async fn run_step(
             Ok(None)
         }
         Step::Select { target, by } => {
-            let element = find(client, target, FIND_WAIT).await?;
+            let element = find(client, target, limits::BROWSER_FIND_WAIT).await?;
             let chosen = match by {
                 SelectBy::Value(value) => element.select_by_value(value).await,
                 SelectBy::Label(label) => element.select_by_label(label).await,
@@ -268,7 +260,7 @@ async fn run_step(
         }
         Step::Press { target, key } => {
             let element = match target {
-                Some(target) => find(client, target, FIND_WAIT).await?,
+                Some(target) => find(client, target, limits::BROWSER_FIND_WAIT).await?,
                 None => client.active_element().await?,
             };
             element.send_keys(&key.code.to_string()).await?;
@@ -279,7 +271,7 @@ async fn run_step(
             Ok(None)
         }
         Step::ExpectText { target, text } => {
-            let element = find(client, target, FIND_WAIT).await?;
+            let element = find(client, target, limits::BROWSER_FIND_WAIT).await?;
             expect("text", &element.text().await?, text)
         }
         Step::ExpectUrl(expected) => expect("URL", client.current_url().await?.as_str(), expected),

@@ -36,11 +36,6 @@ use crate::limits;
 use crate::result::{Phases, Report, StepResult};
 use driver::LocalDriver;
 
-/// How long shutdown waits for sessions to close by themselves (a hung one
-/// gets `BROWSER_CLOSE_GRACE` to close, then its slot's cleanup) before it
-/// stops chromedriver under them.
-const SHUTDOWN_SESSIONS_WAIT: Duration = Duration::from_secs(8);
-
 /// Told of each step as it finishes: the check's name, the step's 1-based
 /// index, and how it went.
 pub type StepObserver = Arc<dyn Fn(&str, usize, &StepResult) + Send + Sync>;
@@ -205,7 +200,10 @@ impl BrowserPool {
     pub async fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.permits.close();
-        if !self.sessions_freed_within(SHUTDOWN_SESSIONS_WAIT).await {
+        if !self
+            .sessions_freed_within(limits::BROWSER_SHUTDOWN_SESSIONS_WAIT)
+            .await
+        {
             tracing::warn!(
                 sessions = self.sessions_in_use(),
                 "browser sessions still open at shutdown; stopping chromedriver anyway"

@@ -122,9 +122,6 @@ pub struct ServeArgs {
     pub browser: super::BrowserArgs,
 }
 
-/// How often the aggregator lets time pass for staleness.
-const TICK_EVERY: Duration = Duration::from_secs(1);
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let dirs = &args.aggregator.dirs;
     let config = match super::load_or_report(&dirs.checks, &dirs.alerts) {
@@ -414,7 +411,7 @@ where
 }
 
 async fn tick_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
-    every(TICK_EVERY, cancel, || async {
+    every(limits::AGGREGATOR_TICK_EVERY, cancel, || async {
         // Noticed (and logged, once) even while nothing else writes.
         let _ = aggregator.storage().check_file();
         if let Err(error) = aggregator.tick(aggregator.clock().now()).await {

@@ -22,22 +22,12 @@ use tokio::time::Instant;
 
 use super::{Outcome, Phases, Report, net, round_ms};
 use crate::config::{DnsRecordType, DnsSpec};
+use crate::limits;
 use crate::schedule::format_duration;
-
-/// How long the resolver waits for an answer (UDP retransmits included)
-/// before reporting the server silent. The check's own timeout usually cuts
-/// in first; this bounds the resolver's background work after the check gave
-/// up, and is the usual resolv.conf default.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Answers listed in the `answers:` note (and after `got` in a failure); the
-/// rest are counted. A round-robin set rarely has more than a dozen.
-const NOTE_ANSWERS_MAX: usize = 20;
-/// Characters of one answer shown in the note; a TXT record can hold 64 KiB.
-const ANSWER_CHARS_MAX: usize = 200;
 
 /// Runs one DNS check. The caller bounds it with the check's timeout.
 pub async fn run(spec: &DnsSpec, phases: &mut Phases) -> Report {
-    run_with_timeout(spec, phases, QUERY_TIMEOUT).await
+    run_with_timeout(spec, phases, limits::DNS_QUERY_TIMEOUT).await
 }
 
 async fn run_with_timeout(spec: &DnsSpec, phases: &mut Phases, timeout: Duration) -> Report {
@@ -335,23 +325,29 @@ fn display_name(name: &str) -> String {
     }
 }
 
-/// `a, b, c`, at most `NOTE_ANSWERS_MAX` answers of at most `ANSWER_CHARS_MAX`
+/// `a, b, c`, at most `limits::DNS_NOTE_ANSWERS_MAX` answers of at most `limits::DNS_ANSWER_CHARS_MAX`
 /// characters each, then how many more there were.
 fn summarize(answers: &[String]) -> String {
     let mut shown: Vec<String> = answers
         .iter()
-        .take(NOTE_ANSWERS_MAX)
+        .take(limits::DNS_NOTE_ANSWERS_MAX)
         .map(|answer| {
-            if answer.chars().count() <= ANSWER_CHARS_MAX {
+            if answer.chars().count() <= limits::DNS_ANSWER_CHARS_MAX {
                 answer.clone()
             } else {
-                let cut: String = answer.chars().take(ANSWER_CHARS_MAX - 1).collect();
+                let cut: String = answer
+                    .chars()
+                    .take(limits::DNS_ANSWER_CHARS_MAX - 1)
+                    .collect();
                 format!("{cut}…")
             }
         })
         .collect();
-    if answers.len() > NOTE_ANSWERS_MAX {
-        shown.push(format!("… ({} more)", answers.len() - NOTE_ANSWERS_MAX));
+    if answers.len() > limits::DNS_NOTE_ANSWERS_MAX {
+        shown.push(format!(
+            "… ({} more)",
+            answers.len() - limits::DNS_NOTE_ANSWERS_MAX
+        ));
     }
     shown.join(", ")
 }
@@ -421,17 +417,20 @@ mod tests {
 
     #[test]
     fn the_summary_is_bounded() {
-        let many: Vec<String> = (0..NOTE_ANSWERS_MAX + 5)
+        let many: Vec<String> = (0..limits::DNS_NOTE_ANSWERS_MAX + 5)
             .map(|i| format!("10.0.0.{i}"))
             .collect();
         let text = summarize(&many);
         assert!(text.starts_with("10.0.0.0, 10.0.0.1, "), "{text}");
         assert!(
-            text.ends_with(&format!("10.0.0.{}, … (5 more)", NOTE_ANSWERS_MAX - 1)),
+            text.ends_with(&format!(
+                "10.0.0.{}, … (5 more)",
+                limits::DNS_NOTE_ANSWERS_MAX - 1
+            )),
             "{text}"
         );
-        let long = summarize(&["x".repeat(ANSWER_CHARS_MAX * 3)]);
-        assert_eq!(long.chars().count(), ANSWER_CHARS_MAX);
+        let long = summarize(&["x".repeat(limits::DNS_ANSWER_CHARS_MAX * 3)]);
+        assert_eq!(long.chars().count(), limits::DNS_ANSWER_CHARS_MAX);
         assert!(long.ends_with('…'));
     }
 

@@ -34,14 +34,6 @@ use crate::config::TlsSpec;
 use crate::limits;
 use crate::schedule::format_duration;
 
-/// A `ca_file` larger than this is refused: a full public bundle is ~250 KiB.
-/// How long closing the connection (close_notify, FIN) may take after a
-/// handshake; the verdict is already known, so a slow peer must not turn it
-/// into a timeout.
-const CLOSE_GRACE: Duration = Duration::from_millis(500);
-/// Names of a misnamed certificate quoted in the failure reason.
-const NAMES_SHOWN_MAX: usize = 5;
-
 /// Runs one TLS check. The caller bounds it with the check's timeout.
 pub async fn run(spec: &TlsSpec, phases: &mut Phases) -> Report {
     let server_name = match ServerName::try_from(spec.server_name.clone()) {
@@ -115,7 +107,7 @@ pub async fn run(spec: &TlsSpec, phases: &mut Phases) -> Report {
         }
     };
     // The verdict is in; say goodbye politely, but do not wait on the peer.
-    let _ = tokio::time::timeout(CLOSE_GRACE, stream.shutdown()).await;
+    let _ = tokio::time::timeout(limits::TLS_CLOSE_GRACE, stream.shutdown()).await;
 
     let degraded = earliest
         .and_then(|(index, at)| expiring_soon(index, at, crate::clock::now(), spec.expires_within));
@@ -231,7 +223,7 @@ fn names(presented: &[String]) -> String {
     }
     let mut shown: Vec<String> = presented
         .iter()
-        .take(NAMES_SHOWN_MAX)
+        .take(limits::TLS_NAMES_SHOWN_MAX)
         .map(|name| {
             let inner = name
                 .split_once('(')
@@ -240,8 +232,11 @@ fn names(presented: &[String]) -> String {
             inner.trim_matches('"').to_string()
         })
         .collect();
-    if presented.len() > NAMES_SHOWN_MAX {
-        shown.push(format!("{} more", presented.len() - NAMES_SHOWN_MAX));
+    if presented.len() > limits::TLS_NAMES_SHOWN_MAX {
+        shown.push(format!(
+            "{} more",
+            presented.len() - limits::TLS_NAMES_SHOWN_MAX
+        ));
     }
     shown.join(", ")
 }
