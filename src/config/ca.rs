@@ -3,6 +3,11 @@
 //! bad file fails validation) and the http and tls kinds read it again when
 //! they build their clients (so what validated is what is trusted).
 
+use std::path::PathBuf;
+
+use super::decode::Ctx;
+use super::yaml::Node;
+use super::{FileProblem, file_problem};
 use crate::limits;
 
 /// The certificates of a PEM `ca_file`, read with a size bound.
@@ -39,4 +44,25 @@ pub fn read_ca_file(
         return Err(format!("ca_file {} holds no certificate", path.display()));
     }
     Ok(certs)
+}
+
+pub(super) fn decode_ca_file(ctx: &mut Ctx, node: &Node) -> Option<PathBuf> {
+    let path = PathBuf::from(ctx.string(node, "`ca_file`")?);
+    // A FIFO is never opened: reading it would hang the loader (and a
+    // reload with it). What cannot be read at all, read_ca_file says.
+    if let Some(FileProblem::Not(what)) = file_problem(&path) {
+        let message = format!(
+            "ca_file {} is {what}, not a certificate file",
+            path.display()
+        );
+        ctx.error(node.pos, message);
+        return None;
+    }
+    match read_ca_file(&path) {
+        Ok(_) => Some(path),
+        Err(message) => {
+            ctx.error(node.pos, message);
+            None
+        }
+    }
 }

@@ -11,9 +11,10 @@ use std::path::Path;
 
 use subtle::ConstantTimeEq;
 
+use super::check::is_valid_name;
 use super::decode::{Ctx, EnvLookup};
 use super::yaml::Value;
-use super::{ConfigError, ConfigErrors, Secrets, is_valid_name, parse_file};
+use super::{ConfigError, ConfigErrors, Secrets, parse_file};
 
 /// Shorter tokens are refused: they can be guessed.
 pub const PROBE_TOKEN_CHARS_MIN: usize = 16;

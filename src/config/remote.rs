@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::check::{Refs, decode_check};
 use super::decode::Ctx;
 use super::yaml::{Node, Pos, Value};
-use super::{Check, ConfigError, ConfigErrors, Refs, Secrets, decode_check};
+use super::{Check, ConfigError, ConfigErrors, Secrets};
 
 /// Where a check came from: its file, its tree, and the environment
 /// variables its `${...}` used, with their values.

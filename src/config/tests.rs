@@ -1,6 +1,11 @@
 //! Loader tests: defaults, every error with its position, cross-file rules.
 
+use std::time::Duration;
+
+use reqwest::Method;
+
 use super::*;
+use crate::schedule::Schedule;
 
 struct Dirs {
     _root: tempfile::TempDir,

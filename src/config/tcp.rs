@@ -1,0 +1,27 @@
+//! The `tcp` check kind: connect to `host:port`, optionally send a line and
+//! look for a substring in the banner.
+
+use super::check::{HostPort, host_port, optional_string};
+use super::decode::Ctx;
+use super::yaml::Node;
+
+#[derive(Clone, Debug)]
+pub struct TcpSpec {
+    pub address: HostPort,
+    /// Written after connecting, before reading the banner.
+    pub send: Option<String>,
+    /// A substring the banner (what the server sends first) must contain.
+    pub expect: Option<String>,
+}
+pub(super) fn decode_tcp(ctx: &mut Ctx, name: &str, node: &Node) -> Option<TcpSpec> {
+    let what = format!("`tcp` of check `{name}`");
+    let fields = ctx.fields(node, &what, &["address", "send", "expect"])?;
+    let address = host_port(ctx, &fields, "address", &what);
+    let send = optional_string(ctx, &fields, "send");
+    let expect = optional_string(ctx, &fields, "expect");
+    Some(TcpSpec {
+        address: address?,
+        send: send?,
+        expect: expect?,
+    })
+}
