@@ -11,7 +11,7 @@
 //! - `alert`: alert events, their rendering, email and webhook delivery.
 //! - `rules`: the pure rule engine (results and time in, state changes out).
 //! - `heartbeat`: push checks (`/ping/{token}`), turned into results.
-//! - `storage`: SQLite.
+//! - `storage`: durable state as traits by consumer; SQLite in `storage::sqlite`.
 //! - `api`: the aggregator's HTTP surface; `listener`: bounded serving of it.
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
 
