@@ -36,7 +36,7 @@ use crate::result::ProbeResult;
 use crate::rollup::{HourRollup, LatencyHistogram};
 use crate::rules::{CheckState, ProbeEvent, Transition};
 
-pub mod sqlite;
+mod sqlite;
 #[cfg(test)]
 mod tests;
 

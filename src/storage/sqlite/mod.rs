@@ -111,6 +111,8 @@ impl SqliteStorage {
         })
     }
 
+    /// Runs `f` on the read-only connection, off the async threads: the
+    /// long history reads, which must not wait behind ingestion.
     async fn read<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
@@ -126,6 +128,8 @@ impl SqliteStorage {
         .map_err(|e| StorageError::Task(e.to_string()))?
     }
 
+    /// Runs `f` on the writer connection, off the async threads, after
+    /// checking that the file is still the one opened.
     async fn with<T, F>(&self, f: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
