@@ -176,6 +176,7 @@ async fn run(checks: usize, days: usize) -> Result<(), String> {
             if batch.results.len() >= BATCH {
                 written += batch.results.len() as u64;
                 storage
+                    .ingest()
                     .write_batch(std::mem::take(&mut batch))
                     .await
                     .map_err(|e| e.to_string())?;
@@ -197,6 +198,7 @@ async fn run(checks: usize, days: usize) -> Result<(), String> {
         .collect();
     written += batch.results.len() as u64;
     storage
+        .ingest()
         .write_batch(batch)
         .await
         .map_err(|e| e.to_string())?;
@@ -211,6 +213,7 @@ async fn run(checks: usize, days: usize) -> Result<(), String> {
     let mut hours = 0;
     loop {
         let done = storage
+            .jobs()
             .roll_up(Utc::now(), 24)
             .await
             .map_err(|e| e.to_string())?;

@@ -15,7 +15,8 @@
 //! - `rules`: the pure rule engine (results and time in, state changes out).
 //! - `policy`: the pure alert policy (holds, flapping, reminders).
 //! - `heartbeat`: push checks (`/ping/{token}`), turned into results.
-//! - `storage`: SQLite; `rollup`: hourly latency histograms.
+//! - `storage`: durable state as traits by consumer, SQLite in
+//!   `storage::sqlite`; `rollup`: hourly latency histograms.
 //! - `status`: the status page's figures and HTML; `metrics`: Prometheus.
 //! - `api`: the aggregator's HTTP surface; `listener`: bounded serving of it;
 //!   `reload`: config reloads on SIGHUP and file changes.

@@ -52,7 +52,7 @@ impl Aggregator {
                 )));
             }
         }
-        self.storage.insert_silence(&silence).await?;
+        self.storage.ingest().insert_silence(&silence).await?;
         self.silences
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -63,7 +63,7 @@ impl Aggregator {
 
     /// Ends a silence early; false when none had that id.
     pub async fn remove_silence(&self, id: Uuid) -> Result<bool, StorageError> {
-        let removed = self.storage.delete_silence(id).await?;
+        let removed = self.storage.ingest().delete_silence(id).await?;
         self.silences
             .write()
             .unwrap_or_else(|p| p.into_inner())

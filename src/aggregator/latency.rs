@@ -32,6 +32,7 @@ impl Aggregator {
                 now - chrono::Duration::from_std(limits::LATENCY_RECENT_WINDOW).unwrap_or_default();
             let mut recent = self
                 .storage
+                .history()
                 .recent_ok_latencies(check.name.clone(), recent_from.timestamp_millis(), 100_000)
                 .await?;
             let baseline_to = hour_of(recent_from.timestamp_millis());
@@ -39,6 +40,7 @@ impl Aggregator {
                 - i64::try_from(limits::LATENCY_BASELINE_WINDOW.as_millis()).unwrap_or(i64::MAX);
             let baseline = self
                 .storage
+                .history()
                 .check_latency(check.name.clone(), baseline_from, baseline_to)
                 .await?;
             let anomaly = match baseline.quantile(0.95) {

@@ -33,7 +33,9 @@ use crate::policy::{self, OnTick, Told};
 use crate::result::{Outcome, ProbeResult};
 use crate::rules::{self, CheckState, Effect, Input, Rules, Status};
 use crate::status::StatusReport;
-use crate::storage::{Batch, Delivery, DeliveryState, Storage, StorageError};
+use crate::storage::{
+    Batch, Delivery, DeliveryState, HistoryStore, JobStore, Storage, StorageError,
+};
 
 pub use probes::ProbeStatus;
 pub use views::CheckView;
@@ -99,12 +101,12 @@ impl Aggregator {
     /// Restores every check's state from storage.
     pub async fn new(config: Arc<Config>, storage: Storage) -> Result<Aggregator, StorageError> {
         let mut states: HashMap<String, CheckState> =
-            storage.load_states().await?.into_iter().collect();
+            storage.ingest().load_states().await?.into_iter().collect();
         // Time stood still while we were down: give every region a fresh
         // staleness window from now, or a restart would report them all stale.
         let clock = storage.clock().clone();
         let now = clock.now();
-        let silences = storage.live_silences(now).await?;
+        let silences = storage.ingest().live_silences(now).await?;
         for state in states.values_mut() {
             // Not heartbeats: their anchor is the last ping, and a job that
             // died must not be forgiven by every restart.
@@ -115,7 +117,7 @@ impl Aggregator {
             }
         }
         let mut probes = BTreeMap::new();
-        for event in storage.last_probe_events().await? {
+        for event in storage.ingest().last_probe_events().await? {
             if event.stale {
                 // Still stale as far as anyone was told: it stays so (without
                 // a second alert) until it reports, which sends the recovery.
@@ -261,8 +263,14 @@ impl Aggregator {
         &self.clock
     }
 
-    pub fn storage(&self) -> &Storage {
-        &self.storage
+    /// The reads the API and the status page make.
+    pub fn history(&self) -> &dyn HistoryStore {
+        self.storage.history()
+    }
+
+    /// Storage's own checks, for `/health` and the tick loop.
+    pub fn storage_jobs(&self) -> &dyn JobStore {
+        self.storage.jobs()
     }
 
     /// Stores a batch of results and applies the rules to them. Safe to call
@@ -271,7 +279,7 @@ impl Aggregator {
         let config = self.config();
         let mut states = self.states.lock().await;
         let ids: Vec<String> = results.iter().map(|r| r.id.to_string()).collect();
-        let known = self.storage.known_result_ids(ids).await?;
+        let known = self.storage.ingest().known_result_ids(ids).await?;
         let received_at = self.clock.now();
         let mut report = IngestReport::default();
         let mut working: HashMap<String, CheckState> = HashMap::new();
@@ -492,7 +500,7 @@ impl Aggregator {
         // Memory changes only once the batch is durable: a failed write
         // leaves the old state, and the probe's resend is judged afresh.
         // The alerts are in the same transaction as the events they report.
-        self.storage.write_batch(batch).await?;
+        self.storage.ingest().write_batch(batch).await?;
         if alerts_queued {
             self.alert_wake.notify_one();
         }

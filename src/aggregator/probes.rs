@@ -271,7 +271,7 @@ impl Aggregator {
             return Ok(());
         }
         let alerts_queued = !batch.deliveries.is_empty();
-        self.storage.write_batch(batch).await?;
+        self.storage.ingest().write_batch(batch).await?;
         if alerts_queued {
             self.alert_wake.notify_one();
         }

@@ -23,6 +23,7 @@ fn config() -> Arc<Config> {
 /// lets hours pass without results is not what these tests are about.
 async fn pending_check_alerts(storage: &Storage, limit: usize) -> Vec<Delivery> {
     storage
+        .history()
         .deliveries_in_state(DeliveryState::Pending, limit)
         .await
         .unwrap()
@@ -139,7 +140,7 @@ async fn a_p95_far_above_the_checks_own_baseline_is_degraded_until_it_settles() 
         .collect();
     history.sort_by_key(|r| r.started_at);
     aggregator.ingest(history).await.unwrap();
-    while storage.roll_up(now, 24).await.unwrap() > 0 {}
+    while storage.jobs().roll_up(now, 24).await.unwrap() > 0 {}
     assert_eq!(aggregator.state("api").await.unwrap().status, Status::Up);
     aggregator.ingest(ok_runs(now, 500.0)).await.unwrap();
     aggregator.judge_latency(Utc::now()).await.unwrap();
@@ -564,7 +565,7 @@ async fn a_silent_probe_goes_stale_once_and_comes_back_once() {
     }
     let probes = aggregator.probes();
     assert!(probes[0].stale, "{probes:?}");
-    let events = storage.recent_probe_events(10).await.unwrap();
+    let events = storage.history().recent_probe_events(10).await.unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(
         events[0]
@@ -574,6 +575,7 @@ async fn a_silent_probe_goes_stale_once_and_comes_back_once() {
         events[0].summary
     );
     let alerts = storage
+        .history()
         .deliveries_in_state(DeliveryState::Pending, 10)
         .await
         .unwrap();
@@ -594,9 +596,17 @@ async fn a_silent_probe_goes_stale_once_and_comes_back_once() {
         .tick(Utc::now() + chrono::Duration::seconds(60))
         .await
         .unwrap();
-    assert_eq!(storage.recent_probe_events(10).await.unwrap().len(), 1);
+    assert_eq!(
+        storage
+            .history()
+            .recent_probe_events(10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     aggregator.ingest(vec![result(Outcome::Ok)]).await.unwrap();
-    let events = storage.recent_probe_events(10).await.unwrap();
+    let events = storage.history().recent_probe_events(10).await.unwrap();
     assert_eq!(events.len(), 2);
     // (The test's ticks ran ahead of the clock: find them by kind.)
     let stale = events.iter().find(|e| e.stale).unwrap();

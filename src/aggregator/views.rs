@@ -55,14 +55,16 @@ impl Aggregator {
         let days = chrono::Duration::days(crate::status::DAYS_SHOWN as i64);
         let events = self
             .storage
+            .history()
             .events_since((now - days).timestamp_millis(), limits::STATUS_EVENTS_MAX)
             .await?;
         let first_hour =
             hour_of(now.timestamp_millis()) - (crate::status::LATENCY_HOURS as i64 - 1) * HOUR_MS;
-        let (rollups, rolled_until) = self.storage.rollups_since(first_hour).await?;
+        let (rollups, rolled_until) = self.storage.history().rollups_since(first_hour).await?;
         let raw_since = rolled_until.unwrap_or(first_hour).max(first_hour);
         let raw = self
             .storage
+            .history()
             .raw_latencies_since(raw_since, limits::STATUS_RAW_RESULTS_MAX)
             .await?;
         // Failing browser runs may have a screenshot to link.
@@ -77,6 +79,7 @@ impl Aggregator {
             .collect();
         let screenshots = self
             .storage
+            .history()
             .screenshots_present(failing_browser_runs)
             .await?;
         Ok(crate::status::compute(&crate::status::Inputs {
@@ -111,7 +114,7 @@ impl Aggregator {
                 })
                 .collect()
         };
-        let outbox_pending = match self.storage.pending_delivery_count().await {
+        let outbox_pending = match self.storage.history().pending_delivery_count().await {
             Ok(count) => Some(count),
             Err(error) => {
                 tracing::error!(%error, "cannot count the alert outbox for /metrics");
@@ -158,7 +161,10 @@ impl Aggregator {
         check: &str,
         limit: usize,
     ) -> Result<Vec<Transition>, StorageError> {
-        self.storage.recent_events(check.to_string(), limit).await
+        self.storage
+            .history()
+            .recent_events(check.to_string(), limit)
+            .await
     }
 }
 

@@ -70,6 +70,7 @@ impl Dispatcher {
             }
             match self
                 .storage
+                .outbox()
                 .due_deliveries(self.storage.clock().now(), limits::ALERT_BATCH)
                 .await
             {
@@ -142,9 +143,10 @@ impl Dispatcher {
             return vec![delivery];
         }
         let group = match delivery.group_id {
-            Some(group) => self.storage.group_members(group.to_string()).await,
+            Some(group) => self.storage.outbox().group_members(group.to_string()).await,
             None => {
                 self.storage
+                    .outbox()
                     .claim_group(
                         delivery.channel.clone(),
                         delivery.id,
@@ -167,7 +169,12 @@ impl Dispatcher {
     /// (at most the poll interval). Rows in flight are still `pending` and
     /// due; counting them would spin this loop for the length of a send.
     async fn until_next_due(&self, in_flight: &HashSet<uuid::Uuid>) -> Duration {
-        match self.storage.next_due_deliveries(limits::ALERT_BATCH).await {
+        match self
+            .storage
+            .outbox()
+            .next_due_deliveries(limits::ALERT_BATCH)
+            .await
+        {
             Ok(upcoming) => upcoming
                 .into_iter()
                 .find(|(id, _)| !in_flight.contains(id))
@@ -295,6 +302,7 @@ impl Attempt {
         for member in &members {
             if let Err(e) = self
                 .storage
+                .outbox()
                 .record_attempt(member.id, state, next, error.clone())
                 .await
             {
@@ -326,11 +334,11 @@ impl Attempt {
             let Some(id) = event.screenshot_result else {
                 continue;
             };
-            match self.storage.screenshot(id.to_string()).await {
+            match self.storage.outbox().attachment(id.to_string()).await {
                 // A grouped email of many failing flows stays small enough
                 // for mail servers; the others are linked in the text.
-                Ok(Some((_, png))) if bytes + png.len() > limits::EMAIL_ATTACHMENTS_BYTES_MAX => {}
-                Ok(Some((_, png))) => {
+                Ok(Some(png)) if bytes + png.len() > limits::EMAIL_ATTACHMENTS_BYTES_MAX => {}
+                Ok(Some(png)) => {
                     bytes += png.len();
                     out.push((
                         format!("{}-{id}.png", event.check),

@@ -206,7 +206,7 @@ async fn check_results(
         return not_found(&name);
     }
     match aggregator
-        .storage()
+        .history()
         .recent_results(name.clone(), query.get())
         .await
     {
@@ -250,7 +250,7 @@ async fn list_alerts(
         }
     };
     let limit = LimitQuery { limit: query.limit }.get();
-    match aggregator.storage().deliveries_in_state(state, limit).await {
+    match aggregator.history().deliveries_in_state(state, limit).await {
         Ok(deliveries) => Json(json!({ "alerts": deliveries })).into_response(),
         Err(error) => storage_failure(error),
     }
@@ -260,7 +260,7 @@ async fn list_alerts(
 /// recent stale/back events.
 async fn list_probes(State(aggregator): State<Arc<Aggregator>>) -> Response {
     match aggregator
-        .storage()
+        .history()
         .recent_probe_events(limits::API_RESULTS_LIMIT_DEFAULT)
         .await
     {
@@ -398,7 +398,7 @@ async fn health(State(aggregator): State<Arc<Aggregator>>) -> Response {
     let mut healthy = true;
     let storage = match tokio::time::timeout(
         limits::HEALTH_STORAGE_TIMEOUT,
-        aggregator.storage().health_probe(),
+        aggregator.storage_jobs().health_probe(),
     )
     .await
     {
@@ -475,7 +475,7 @@ async fn result_screenshot(
             .check(check)
             .is_some_and(|c| !c.status_page.hidden)
     };
-    match aggregator.storage().screenshot(id.to_string()).await {
+    match aggregator.history().screenshot(id.to_string()).await {
         // A check hidden from the status page keeps its pages to itself.
         Ok(Some((check, png))) if shown(&check) => (
             [

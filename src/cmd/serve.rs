@@ -413,7 +413,7 @@ where
 async fn tick_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
     every(limits::AGGREGATOR_TICK_EVERY, cancel, || async {
         // Noticed (and logged, once) even while nothing else writes.
-        let _ = aggregator.storage().check_file();
+        let _ = aggregator.storage_jobs().check_file();
         if let Err(error) = aggregator.tick(aggregator.clock().now()).await {
             tracing::error!(%error, "cannot record staleness");
         }
@@ -429,6 +429,7 @@ async fn rollup_loop(storage: Storage, cancel: CancellationToken) {
         // time, yielding between, so ingestion never waits long.
         loop {
             match storage
+                .jobs()
                 .roll_up(storage.clock().now(), limits::ROLLUP_HOURS_PER_GO)
                 .await
             {
@@ -463,6 +464,7 @@ async fn retention_loop(storage: Storage, retention: Duration, cancel: Cancellat
             .and_then(|keep| storage.clock().now().checked_sub_signed(keep))
             .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         match storage
+            .jobs()
             .prune_older_than(cutoff, limits::RETENTION_PRUNE_BATCH)
             .await
         {

@@ -1,0 +1,386 @@
+//! Durable state, as traits grouped by who uses them, and the handle that
+//! carries one backend behind all of them.
+//!
+//! Each consumer names the trait it needs, so a backend knows what every
+//! call is for and a reader sees who writes what: `IngestStore` (the
+//! aggregator's ingest, ticks, restore and silences), `OutboxStore` (the
+//! alert dispatcher), `HistoryStore` (every read the API, the status page,
+//! `/metrics` and the latency baseline make) and `JobStore` (the periodic
+//! roll-up and retention jobs, `/health`, the file check). SQLite, in
+//! `sqlite/`, is the one backend today; `tests.rs` is a suite written
+//! against the traits, so a second backend runs the same suite.
+//!
+//! The traits are object-safe (through `async_trait`: native `async fn` in
+//! traits cannot be called on a `dyn`), because the backend will be chosen
+//! at run time. `Storage` is the cheap-to-clone handle: it holds the
+//! backend and hands each consumer its trait (`storage.ingest()`,
+//! `.outbox()`, `.history()`, `.jobs()`), so a call says what it is for;
+//! it also carries the clock everything built on it dates by.
+//!
+//! Invariant: a batch of results, the check states they changed and the
+//! events, probe events, deliveries and screenshots they raised are written
+//! in one transaction: after a crash either all of it is there or none is,
+//! and the probe resends (ids make that safe).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::alert::AlertEvent;
+use crate::alert::silence::Silence;
+use crate::clock::Clock;
+use crate::result::ProbeResult;
+use crate::rollup::{HourRollup, LatencyHistogram};
+use crate::rules::{CheckState, ProbeEvent, Transition};
+
+mod sqlite;
+#[cfg(test)]
+mod tests;
+
+pub use sqlite::SqliteStorage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("migrating the database: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("stored JSON is invalid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("storage task failed: {0}")]
+    Task(String),
+    /// The database file was deleted, or another file put in its place,
+    /// under the running process: writes would go to a file nobody will
+    /// ever open again, so none are made.
+    #[error(
+        "the database file {path} was {what} while Lookout had it open; restart Lookout once it is back (nothing is written meanwhile)"
+    )]
+    FileGone { path: String, what: &'static str },
+}
+
+/// What one ingested batch writes.
+#[derive(Default)]
+pub struct Batch {
+    pub results: Vec<(ProbeResult, DateTime<Utc>)>,
+    pub states: Vec<(String, CheckState)>,
+    pub events: Vec<Transition>,
+    /// Alert deliveries the events raised, one per channel.
+    pub deliveries: Vec<Delivery>,
+    pub probe_events: Vec<ProbeEvent>,
+    /// Browser screenshots (PNG) of results in this batch, by result id.
+    pub screenshots: Vec<Screenshot>,
+}
+
+/// A browser check's screenshot, kept apart from its result.
+#[derive(Clone, Debug)]
+pub struct Screenshot {
+    pub result_id: uuid::Uuid,
+    pub check: String,
+    pub at: DateTime<Utc>,
+    /// Taken by a run that failed (alerts show only those).
+    pub failed: bool,
+    pub png: Vec<u8>,
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    /// Given up: a permanent refusal, or retried past the maximum age.
+    Dead,
+}
+
+impl DeliveryState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Dead => "dead",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> DeliveryState {
+        match text {
+            "delivered" => DeliveryState::Delivered,
+            "dead" => DeliveryState::Dead,
+            _ => DeliveryState::Pending,
+        }
+    }
+}
+
+/// One alert to one channel. `id` is the delivery id receivers see in
+/// `X-Lookout-Delivery`, the same on every attempt.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Delivery {
+    pub id: uuid::Uuid,
+    pub event_id: uuid::Uuid,
+    pub channel: String,
+    pub event: AlertEvent,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    /// Set when the delivery was folded with others into one message.
+    pub group_id: Option<uuid::Uuid>,
+}
+
+/// What the aggregator's ingest, ticks and start-up write and read back:
+/// one batch per transaction, and the state it restores from.
+#[async_trait]
+pub trait IngestStore: Send + Sync {
+    /// Ids among `ids` that are already stored: the aggregator skips them.
+    async fn known_result_ids(&self, ids: Vec<String>) -> Result<Vec<String>, StorageError>;
+
+    /// Writes a batch in one transaction. Results, events, probe events and
+    /// deliveries already stored (same id) are ignored; states replace the
+    /// stored ones. Late results mark their hour for another roll-up.
+    async fn write_batch(&self, batch: Batch) -> Result<(), StorageError>;
+
+    /// Every check's stored rule state.
+    async fn load_states(&self) -> Result<Vec<(String, CheckState)>, StorageError>;
+
+    /// Each region's latest probe event: which probes were stale when the
+    /// aggregator stopped.
+    async fn last_probe_events(&self) -> Result<Vec<ProbeEvent>, StorageError>;
+
+    async fn insert_silence(&self, silence: &Silence) -> Result<(), StorageError>;
+
+    /// Deletes a silence; false when there was none with that id.
+    async fn delete_silence(&self, id: uuid::Uuid) -> Result<bool, StorageError>;
+
+    /// Silences not yet expired at `now`, soonest to expire first; expired
+    /// ones are deleted.
+    async fn live_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StorageError>;
+}
+
+/// What the alert dispatcher reads and records of the outbox.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Pending deliveries due by `now`, fewest attempts then soonest first,
+    /// at most `limit`.
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError>;
+
+    /// The next pending deliveries by due time (id, due), soonest first.
+    async fn next_due_deliveries(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(uuid::Uuid, DateTime<Utc>)>, StorageError>;
+
+    /// Folds the pending, ungrouped deliveries of `channel` (at most `limit`,
+    /// oldest first) into group `group_id`, and returns every member.
+    async fn claim_group(
+        &self,
+        channel: String,
+        group_id: uuid::Uuid,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError>;
+
+    /// The deliveries folded into a group, oldest first.
+    async fn group_members(&self, group_id: String) -> Result<Vec<Delivery>, StorageError>;
+
+    /// Records the outcome of one attempt (a finished one is dated by the
+    /// backend's clock).
+    async fn record_attempt(
+        &self,
+        id: uuid::Uuid,
+        state: DeliveryState,
+        next_attempt_at: DateTime<Utc>,
+        error: Option<String>,
+    ) -> Result<(), StorageError>;
+
+    /// The PNG of a stored screenshot, by result id, to attach to an email.
+    async fn attachment(&self, result_id: String) -> Result<Option<Vec<u8>>, StorageError>;
+}
+
+/// Every read the API, the status page, `/metrics` and the latency
+/// baseline make. Reads only: a backend may serve them from a replica or a
+/// second connection.
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
+    /// The newest `limit` results of a check, newest first.
+    async fn recent_results(
+        &self,
+        check: String,
+        limit: usize,
+    ) -> Result<Vec<ProbeResult>, StorageError>;
+
+    /// The newest `limit` incident events of a check, newest first.
+    async fn recent_events(
+        &self,
+        check: String,
+        limit: usize,
+    ) -> Result<Vec<Transition>, StorageError>;
+
+    /// The newest `limit` probe events of every region, newest first.
+    async fn recent_probe_events(&self, limit: usize) -> Result<Vec<ProbeEvent>, StorageError>;
+
+    /// Every incident event from `since_ms` on, oldest first, at most
+    /// `limit` (the newest, when capped).
+    async fn events_since(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Transition>, StorageError>;
+
+    /// Every hourly roll-up from `since_ms` on (hour starts), and how far
+    /// roll-ups reach (results from there on are not rolled up yet).
+    async fn rollups_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<(Vec<HourRollup>, Option<i64>), StorageError>;
+
+    /// Raw results from `since_ms` on, as (check, region, started_at_ms,
+    /// ok, duration_ms), newest first: the hour not rolled up yet. At most
+    /// `limit` rows (the newest).
+    async fn raw_latencies_since(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, i64, bool, f64)>, StorageError>;
+
+    /// `check`'s ok run times over the hours [from_ms, to_ms), all
+    /// regions merged, from the roll-ups: the baseline of
+    /// `p95_above_baseline`.
+    async fn check_latency(
+        &self,
+        check: String,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<LatencyHistogram, StorageError>;
+
+    /// Run times (ms) of `check`'s ok results from `since_ms` on, newest
+    /// first, at most `limit`: the recent window of `p95_above_baseline`.
+    async fn recent_ok_latencies(
+        &self,
+        check: String,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<f64>, StorageError>;
+
+    /// Which of `result_ids` have a stored screenshot (the status page
+    /// links those).
+    async fn screenshots_present(
+        &self,
+        result_ids: Vec<String>,
+    ) -> Result<HashSet<String>, StorageError>;
+
+    /// A stored screenshot by result id: its check and PNG.
+    async fn screenshot(
+        &self,
+        result_id: String,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError>;
+
+    /// The newest deliveries in `state` (for the API's alert listing).
+    async fn deliveries_in_state(
+        &self,
+        state: DeliveryState,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError>;
+
+    /// Deliveries still owed (pending), for the outbox backlog metric.
+    async fn pending_delivery_count(&self) -> Result<u64, StorageError>;
+}
+
+/// The periodic jobs' side of storage (roll-up, retention) and the checks
+/// that storage still works (`/health`, the tick loop's file check).
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Rolls up the results of finished hours (before `now`'s hour) into
+    /// hourly roll-ups: hours late results landed in, then the hours since
+    /// the last roll-up, at most `hours_max` per call, each in its own
+    /// transaction. Returns how many hours were rolled up; call again while
+    /// it returns `hours_max`.
+    async fn roll_up(&self, now: DateTime<Utc>, hours_max: usize) -> Result<usize, StorageError>;
+
+    /// Deletes results, screenshots and finished deliveries older than
+    /// `cutoff`, `batch` rows per transaction, so pruning never stalls
+    /// ingestion. Incident and probe events are kept at least
+    /// `limits::EVENTS_KEPT_MIN` (the status page's 90 days) and hourly
+    /// roll-ups `limits::ROLLUPS_KEPT` before the backend's clock, whatever
+    /// `cutoff` says; pending deliveries are never pruned (alerts still
+    /// owed). Returns the rows deleted.
+    async fn prune_older_than(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StorageError>;
+
+    /// A real write and read, for `/health`.
+    async fn health_probe(&self) -> Result<(), StorageError>;
+
+    /// An error if the storage the backend opened is gone (for SQLite: the
+    /// file deleted or replaced), logged once; cheap enough for every tick.
+    fn check_file(&self) -> Result<(), StorageError>;
+}
+
+/// A backend: everything the consumers need, in one object.
+pub trait Backend: IngestStore + OutboxStore + HistoryStore + JobStore {}
+
+impl<T: IngestStore + OutboxStore + HistoryStore + JobStore> Backend for T {}
+
+/// The handle consumers hold: one backend behind every trait, and the clock
+/// that the backend and everything built on it date by. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    backend: Arc<dyn Backend>,
+    clock: Clock,
+}
+
+impl Storage {
+    /// Opens (creating and migrating) the SQLite database `dir/lookout.db`,
+    /// on the system clock.
+    pub fn open(dir: &Path) -> Result<Storage, StorageError> {
+        Storage::open_with_clock(dir, Clock::System)
+    }
+
+    /// `open`, with bookkeeping times (`updated_at`, `done_at`, the retention
+    /// floors) and the aggregator built on it on `clock` (tests).
+    pub fn open_with_clock(dir: &Path, clock: Clock) -> Result<Storage, StorageError> {
+        let backend = SqliteStorage::open(dir, clock.clone())?;
+        Ok(Storage::new(Arc::new(backend), clock))
+    }
+
+    /// A handle on any backend (which should date by the same `clock`).
+    pub fn new(backend: Arc<dyn Backend>, clock: Clock) -> Storage {
+        Storage { backend, clock }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// What the aggregator's ingest, ticks and start-up write and restore.
+    pub fn ingest(&self) -> &dyn IngestStore {
+        &*self.backend
+    }
+
+    /// What the alert dispatcher reads and records.
+    pub fn outbox(&self) -> &dyn OutboxStore {
+        &*self.backend
+    }
+
+    /// The reads of the API, the status page, `/metrics` and the baseline.
+    pub fn history(&self) -> &dyn HistoryStore {
+        &*self.backend
+    }
+
+    /// The periodic jobs, `/health` and the file check.
+    pub fn jobs(&self) -> &dyn JobStore {
+        &*self.backend
+    }
+}

@@ -1,0 +1,220 @@
+//! `JobStore` on SQLite: hourly roll-ups (one transaction per hour),
+//! retention in bounded batches, the health row and the file check.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::SqliteStorage;
+use crate::limits;
+use crate::storage::{JobStore, StorageError};
+
+#[async_trait]
+impl JobStore for SqliteStorage {
+    async fn roll_up(&self, now: DateTime<Utc>, hours_max: usize) -> Result<usize, StorageError> {
+        use crate::rollup::{HOUR_MS, hour_of};
+        let current_hour = hour_of(now.timestamp_millis());
+        let (start, hours) = self
+            .with(move |conn| {
+                let mark: Option<i64> = conn
+                    .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| {
+                        row.get(0)
+                    })
+                    .optional()?;
+                let start = match mark {
+                    Some(mark) => mark,
+                    None => {
+                        let oldest: Option<i64> = conn.query_row(
+                            "SELECT MIN(started_at_ms) FROM results",
+                            [],
+                            |row| row.get(0),
+                        )?;
+                        hour_of(oldest.unwrap_or(current_hour))
+                    }
+                };
+                let mut hours: Vec<i64> = {
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT hour_ms FROM rollup_dirty WHERE hour_ms < ?1 ORDER BY hour_ms LIMIT ?2",
+                    )?;
+                    let rows =
+                        stmt.query_map(params![start, hours_max as i64], |row| row.get(0))?;
+                    rows.collect::<Result<_, _>>()?
+                };
+                let mut next = start;
+                while hours.len() < hours_max && next < current_hour {
+                    hours.push(next);
+                    next += HOUR_MS;
+                }
+                Ok((start, hours))
+            })
+            .await?;
+        // One transaction per hour, each its own turn on the connection, so
+        // ingestion waits at most one hour's roll-up.
+        for hour in &hours {
+            let hour = *hour;
+            self.with(move |conn| roll_up_hour(conn, hour, start))
+                .await?;
+        }
+        Ok(hours.len())
+    }
+
+    async fn prune_older_than(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StorageError> {
+        let now = self.clock.now();
+        let at_least = |keep: std::time::Duration| {
+            let floor = chrono::Duration::from_std(keep)
+                .ok()
+                .and_then(|keep| now.checked_sub_signed(keep))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            cutoff.min(floor).timestamp_millis()
+        };
+        let events_cutoff = at_least(limits::EVENTS_KEPT_MIN);
+        let rollups_cutoff = at_least(limits::ROLLUPS_KEPT);
+        let cutoff = cutoff.timestamp_millis();
+        // Pending deliveries are never pruned: they are alerts still owed.
+        let tables: [(&str, &str, i64); 6] = [
+            (
+                "results",
+                "rowid IN (SELECT rowid FROM results WHERE started_at_ms < ?1 LIMIT ?2)",
+                cutoff,
+            ),
+            (
+                "events",
+                "rowid IN (SELECT rowid FROM events WHERE at_ms < ?1 LIMIT ?2)",
+                events_cutoff,
+            ),
+            (
+                "probe_events",
+                "rowid IN (SELECT rowid FROM probe_events WHERE at_ms < ?1 LIMIT ?2)",
+                events_cutoff,
+            ),
+            (
+                "outbox",
+                "rowid IN (SELECT rowid FROM outbox WHERE created_at_ms < ?1 AND state != 'pending' LIMIT ?2)",
+                cutoff,
+            ),
+            (
+                "latency_hourly",
+                "(check_name, hour_ms, region) IN (SELECT check_name, hour_ms, region FROM latency_hourly WHERE hour_ms < ?1 LIMIT ?2)",
+                rollups_cutoff,
+            ),
+            (
+                "screenshots",
+                "rowid IN (SELECT rowid FROM screenshots WHERE at_ms < ?1 LIMIT ?2)",
+                cutoff,
+            ),
+        ];
+        let mut total = 0;
+        for (table, condition, cutoff_ms) in tables {
+            loop {
+                let sql = format!("DELETE FROM {table} WHERE {condition}");
+                let deleted = self
+                    .with(move |conn| Ok(conn.execute(&sql, params![cutoff_ms, batch as i64])?))
+                    .await?;
+                total += deleted;
+                if deleted < batch {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn health_probe(&self) -> Result<(), StorageError> {
+        let now = self.clock.now().timestamp_millis();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO health_probe (id, touched_at_ms) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET touched_at_ms = excluded.touched_at_ms",
+                params![now],
+            )?;
+            let read: Option<i64> = conn
+                .query_row(
+                    "SELECT touched_at_ms FROM health_probe WHERE id = 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if read == Some(now) {
+                Ok(())
+            } else {
+                Err(StorageError::Task("health row did not read back".into()))
+            }
+        })
+        .await
+    }
+
+    fn check_file(&self) -> Result<(), StorageError> {
+        self.file.check()
+    }
+}
+
+/// Rolls up the results of the hour starting at `hour` into
+/// `latency_hourly`, in one transaction, and moves the mark past it.
+fn roll_up_hour(conn: &mut Connection, hour: i64, start: i64) -> Result<(), StorageError> {
+    use crate::rollup::{HOUR_MS, HourRollup, LatencyHistogram};
+    let tx = conn.transaction()?;
+    let mut rollups: std::collections::HashMap<(String, String), HourRollup> =
+        std::collections::HashMap::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT check_name, region, outcome, duration_ms FROM results
+             WHERE started_at_ms >= ?1 AND started_at_ms < ?2",
+        )?;
+        let mut rows = stmt.query(params![hour, hour + HOUR_MS])?;
+        while let Some(row) = rows.next()? {
+            let check: String = row.get(0)?;
+            let region: String = row.get(1)?;
+            let ok = row.get_ref(2)?.as_str().unwrap_or_default() == "ok";
+            let ms: f64 = row.get(3)?;
+            let entry = rollups
+                .entry((check.clone(), region.clone()))
+                .or_insert_with(|| HourRollup {
+                    check,
+                    region,
+                    hour_ms: hour,
+                    total: 0,
+                    ok: 0,
+                    latency: LatencyHistogram::new(),
+                });
+            entry.total += 1;
+            if ok {
+                entry.ok += 1;
+                entry.latency.record(ms);
+            }
+        }
+    }
+    tx.execute(
+        "DELETE FROM latency_hourly WHERE hour_ms = ?1",
+        params![hour],
+    )?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO latency_hourly (check_name, region, hour_ms, total, ok, hist)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for rollup in rollups.values() {
+            insert.execute(params![
+                rollup.check,
+                rollup.region,
+                rollup.hour_ms,
+                rollup.total as i64,
+                rollup.ok as i64,
+                rollup.latency.encode(),
+            ])?;
+        }
+    }
+    tx.execute("DELETE FROM rollup_dirty WHERE hour_ms = ?1", params![hour])?;
+    let reached = (hour + HOUR_MS).max(start);
+    tx.execute(
+        "INSERT INTO rollup_mark (id, rolled_until_ms) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET rolled_until_ms = MAX(rolled_until_ms, excluded.rolled_until_ms)",
+        params![reached],
+    )?;
+    tx.commit()?;
+    Ok(())
+}

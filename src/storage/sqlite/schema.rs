@@ -1,0 +1,115 @@
+//! The SQLite schema as numbered migrations, applied in order at open
+//! (`user_version` says how far a file is); append only: a migration that
+//! shipped is never edited, a change is a new one.
+
+use rusqlite_migration::M;
+
+pub(super) const MIGRATIONS: &[M<'static>] = &[
+    M::up(
+        "CREATE TABLE results (
+        id TEXT PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        region TEXT NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        duration_ms REAL NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX results_by_check ON results (check_name, started_at_ms DESC);
+    CREATE INDEX results_by_age ON results (started_at_ms);
+    CREATE TABLE check_state (
+        check_name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        incident TEXT,
+        from_status TEXT NOT NULL,
+        to_status TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_by_check ON events (check_name, at_ms DESC);
+    CREATE TABLE health_probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        touched_at_ms INTEGER NOT NULL
+    );",
+    ),
+    // The alert outbox: one row per (event, channel). Written in the same
+    // transaction as the event; a dispatcher sends, retries, dead-letters.
+    M::up(
+        "CREATE TABLE outbox (
+            id TEXT PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            event TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at_ms INTEGER NOT NULL,
+            next_attempt_at_ms INTEGER NOT NULL,
+            last_error TEXT,
+            done_at_ms INTEGER
+        );
+        CREATE INDEX outbox_due ON outbox (state, next_attempt_at_ms);
+        CREATE UNIQUE INDEX outbox_once ON outbox (event_id, channel);",
+    ),
+    M::up(
+        "CREATE TABLE silences (
+            id TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            expires_at_ms INTEGER NOT NULL
+        );",
+    ),
+    // Deliveries folded into one message share a group id, so a retry
+    // resends exactly the same set under the same delivery id.
+    M::up(
+        "ALTER TABLE outbox ADD COLUMN group_id TEXT; CREATE INDEX outbox_group ON outbox (group_id);",
+    ),
+    // A region's probe going stale and coming back.
+    M::up(
+        "CREATE TABLE probe_events (
+            id TEXT PRIMARY KEY,
+            region TEXT NOT NULL,
+            stale INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX probe_events_by_region ON probe_events (region, at_ms DESC);",
+    ),
+    // Hourly latency roll-ups (see rollup.rs), how far they reach, and the
+    // hours late results landed in after they were rolled up.
+    M::up(
+        "CREATE TABLE latency_hourly (
+            check_name TEXT NOT NULL,
+            region TEXT NOT NULL,
+            hour_ms INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            ok INTEGER NOT NULL,
+            hist BLOB NOT NULL,
+            PRIMARY KEY (check_name, hour_ms, region)
+        ) WITHOUT ROWID;
+        CREATE INDEX latency_hourly_by_hour ON latency_hourly (hour_ms);
+        CREATE TABLE rollup_mark (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            rolled_until_ms INTEGER NOT NULL
+        );
+        CREATE TABLE rollup_dirty (hour_ms INTEGER PRIMARY KEY);",
+    ),
+    // Browser checks' screenshots (PNG), apart from the result JSON so
+    // listing results stays light; bounded per check and in total.
+    M::up(
+        "CREATE TABLE screenshots (
+            result_id TEXT PRIMARY KEY,
+            check_name TEXT NOT NULL,
+            at_ms INTEGER NOT NULL,
+            png BLOB NOT NULL
+        );
+        CREATE INDEX screenshots_by_check ON screenshots (check_name, at_ms DESC);
+        CREATE INDEX screenshots_by_age ON screenshots (at_ms);",
+    ),
+];
