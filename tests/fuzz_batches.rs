@@ -236,6 +236,7 @@ fn mutated_batches_never_panic_and_lose_no_result() {
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "tests/fuzz/regressions/batches.txt",
         ))),
+        rng_seed: common::fuzz::rng_seed(),
         ..ProptestConfig::default()
     });
     let reached = std::sync::Mutex::new(Vec::new());

@@ -284,6 +284,7 @@ fn mutated_seeds_load_without_panic_and_with_positioned_errors() {
         // The saved input is the finding; shrinking would save dozens more.
         max_shrink_iters: 0,
         failure_persistence: None,
+        rng_seed: common::fuzz::rng_seed(),
         ..ProptestConfig::default()
     });
     let material: Vec<Vec<u8>> = seeds.iter().map(|(_, bytes)| bytes.clone()).collect();

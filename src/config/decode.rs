@@ -40,10 +40,18 @@ impl<'n> Fields<'n> {
 
 impl Ctx<'_> {
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        // One line whatever the quoted text held: errors are read as
+        // `path:line:col: message`, one per line.
+        let message: String = message.into();
+        let message = if message.contains(['\n', '\r']) {
+            message.replace('\r', "\\r").replace('\n', "\\n")
+        } else {
+            message
+        };
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             pos,
-            message: message.into(),
+            message,
         });
     }
 

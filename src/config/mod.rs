@@ -64,13 +64,15 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        // One line, whoever built the message (`Ctx::error` already
+        // escapes what it quotes).
         write!(
             f,
             "{}:{}:{}: {}",
             self.file.display(),
             self.pos.line,
             self.pos.col,
-            self.message
+            self.message.replace('\r', "\\r").replace('\n', "\\n")
         )
     }
 }

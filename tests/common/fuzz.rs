@@ -33,6 +33,22 @@ pub fn cases() -> u32 {
         .unwrap_or(1_000)
 }
 
+/// The random seed of a fuzz run: `LOOKOUT_FUZZ_SEED` when given; fixed
+/// under CI (`CI` set), so a submission is judged on the same inputs every
+/// time and a failure there reproduces; random otherwise, so runs on a
+/// developer's machine explore. Found inputs go to the corpus either way.
+pub fn rng_seed() -> proptest::test_runner::RngSeed {
+    use proptest::test_runner::RngSeed;
+    match std::env::var("LOOKOUT_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(seed) => RngSeed::Fixed(seed),
+        None if std::env::var_os("CI").is_some() => RngSeed::Fixed(20_261_201),
+        None => RngSeed::Random,
+    }
+}
+
 /// Fragments that decoders of JSON and YAML trip on.
 const TOKENS: &[&str] = &[
     "\"",
