@@ -274,18 +274,7 @@ async fn a_redirect_on_results_is_retried_never_followed_and_loses_nothing() {
     fake.set_results_mode(ResultsMode::Accept);
     let made_meanwhile = made_ids(&probe.log_text());
     assert!(made_meanwhile.len() >= 15, "{}", made_meanwhile.len());
-    wait_for(
-        "every result made to arrive",
-        Duration::from_secs(20),
-        || async {
-            let stored: HashSet<String> = fake.stored().into_iter().collect();
-            made_meanwhile
-                .iter()
-                .all(|id| stored.contains(id))
-                .then_some(())
-        },
-    )
-    .await;
+    wait_until_stored(&fake, &made_meanwhile).await;
     let text = scrape(&probe.base).await;
     assert_promtool_passes(&text);
     assert_eq!(value(&text, "lookout_uplink_results_rejected_total"), 0.0);
@@ -333,18 +322,7 @@ async fn a_200_that_is_not_the_aggregator_s_answer_keeps_the_results() {
     fake.set_results_mode(ResultsMode::Accept);
     let made_meanwhile = made_ids(&probe.log_text());
     assert!(!made_meanwhile.is_empty());
-    wait_for(
-        "every result made to arrive",
-        Duration::from_secs(20),
-        || async {
-            let stored: HashSet<String> = fake.stored().into_iter().collect();
-            made_meanwhile
-                .iter()
-                .all(|id| stored.contains(id))
-                .then_some(())
-        },
-    )
-    .await;
+    wait_until_stored(&fake, &made_meanwhile).await;
     let log = probe.terminate_and_log();
     let stored: HashSet<String> = fake.stored().into_iter().collect();
     let missing: Vec<String> = made_ids(&log)
@@ -839,4 +817,17 @@ async fn results_refused_one_by_one_in_an_accepted_batch_are_logged_and_counted(
         "{stopped}"
     );
     assert_nothing_rejected(spool.path());
+}
+
+/// Waits (20 s at most) until the fake aggregator has stored every id in `made`.
+async fn wait_until_stored(fake: &FakeAggregator, made: &[String]) {
+    wait_for(
+        "every result made to arrive",
+        Duration::from_secs(20),
+        || async {
+            let stored: HashSet<String> = fake.stored().into_iter().collect();
+            made.iter().all(|id| stored.contains(id)).then_some(())
+        },
+    )
+    .await;
 }

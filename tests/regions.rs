@@ -63,13 +63,6 @@ async fn health(State(target): State<RegionalTarget>, headers: HeaderMap) -> Sta
     }
 }
 
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
 struct Setup {
     dirs: ConfigDirs,
     target: RegionalTarget,
@@ -88,12 +81,13 @@ fn free_port() -> u16 {
 
 async fn setup() -> Setup {
     let target = RegionalTarget::default();
-    let target_url = serve(
+    let target_addr = common::serve_on_loopback(
         Router::new()
             .route("/health", get(health))
             .with_state(target.clone()),
     )
     .await;
+    let target_url = format!("http://{target_addr}");
     let (hooks, hook_url) = Hooks::start().await;
     let dirs = ConfigDirs::new(&checks_yaml(&target_url, &[]));
     std::fs::write(

@@ -128,6 +128,18 @@ fn region_of(
     }
 }
 
+/// A long-poll's probe: its token's region (checked against `?region=`),
+/// noted as in contact, with the spool backlog it reports.
+fn contact(
+    aggregator: &Aggregator,
+    headers: &HeaderMap,
+    query: &RegionQuery,
+) -> Result<String, Refusal> {
+    let region = region_of(aggregator, headers, query)?;
+    aggregator.note_probe_contact(&region, spool_pending(headers));
+    Ok(region)
+}
+
 /// `GET /api/v1/probe/checks?region=R[&wait=S]`: the region's check specs.
 /// With `If-None-Match` naming the current version, waits up to `wait`
 /// seconds for a change and answers 304 if none came.
@@ -136,11 +148,10 @@ async fn specs(
     headers: HeaderMap,
     Query(query): Query<RegionQuery>,
 ) -> Response {
-    let region = match region_of(&aggregator, &headers, &query) {
+    let region = match contact(&aggregator, &headers, &query) {
         Ok(region) => region,
         Err(refused) => return refused.into_response(),
     };
-    aggregator.note_probe_contact(&region, spool_pending(&headers));
     let known = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -185,11 +196,10 @@ async fn run_now(
     headers: HeaderMap,
     Query(query): Query<RegionQuery>,
 ) -> Response {
-    let region = match region_of(&aggregator, &headers, &query) {
+    let region = match contact(&aggregator, &headers, &query) {
         Ok(region) => region,
         Err(refused) => return refused.into_response(),
     };
-    aggregator.note_probe_contact(&region, spool_pending(&headers));
     let checks = aggregator.hub().take_run_now(&region, query.wait()).await;
     Json(RunNow { run_now: checks }).into_response()
 }
