@@ -305,13 +305,46 @@ fn made_ids(log: &str) -> Vec<String> {
         .collect()
 }
 
+/// Results waiting in a region's spool, from the file names alone
+/// (`{sequence}-{results}.json`).
+fn spooled(spool: &Path, region: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(spool.join(region)) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".json")?;
+            stem.split_once('-')?.1.parse::<usize>().ok()
+        })
+        .sum()
+}
+
+/// Waits until every region's spool holds at least `at_least` results.
+async fn wait_spooled(spool: &Path, regions: &[&str], at_least: usize) -> usize {
+    wait_for(
+        "results spooled while the aggregator is down",
+        Duration::from_secs(30),
+        || async {
+            let counts: Vec<usize> = regions.iter().map(|r| spooled(spool, r)).collect();
+            counts
+                .iter()
+                .all(|&n| n >= at_least)
+                .then(|| counts.iter().sum())
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn results_made_while_the_aggregator_is_down_all_arrive_once() {
     let (setup, spool, aggregator, probes) = start_all().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
 
+    // Waits are on what the spools hold, never on how fast a loaded
+    // machine runs the checks.
     aggregator.kill();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spooled_while_down = wait_spooled(spool.path(), &REGIONS, 2).await;
     // A probe restarted meanwhile: its spool outlives it.
     let mut probes = probes.into_iter();
     let first = probes.next().unwrap();
@@ -321,8 +354,9 @@ async fn results_made_while_the_aggregator_is_down_all_arrive_once() {
     assert!(log.contains("cannot reach the aggregator"), "{log}");
     made.extend(made_ids(&log));
     logs.push_str(&log);
+    let before_restart = spooled(spool.path(), REGIONS[0]);
     let restarted = start_probe(&setup, REGIONS[0], spool.path(), &[]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_spooled(spool.path(), &REGIONS[..1], before_restart + 1).await;
     let aggregator = start_aggregator(&setup, &[]);
     // Each probe reports its spool backlog: drained once it is back.
     let probes_url = format!("{}/api/v1/probes", aggregator.base);
@@ -348,7 +382,11 @@ async fn results_made_while_the_aggregator_is_down_all_arrive_once() {
         logs.contains("spool holds results from an earlier run"),
         "{logs}"
     );
-    assert!(made.len() >= 3 * 8, "too few results made: {}", made.len());
+    assert!(
+        made.len() > spooled_while_down,
+        "the probes logged {} results but spooled {spooled_while_down} while the aggregator was down",
+        made.len()
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let stored = loop {
         let (_, body) = get_json(
