@@ -269,9 +269,18 @@ async fn one_failing_region_alerts_nobody_two_alert_once_and_recovery_once() {
             .contains("probe eu-west stopped reporting"),
         "{stale}"
     );
-    let state = check_state(&base, "api").await;
+    // The probe's alert and the check's region going stale are decided in
+    // the same tick, one committed just before the other: wait for both.
+    let state = wait_for(
+        "eu-west stale in the check",
+        Duration::from_secs(10),
+        || async {
+            let state = check_state(&base, "api").await;
+            (state["regions"]["eu-west"]["stale"] == true).then_some(state)
+        },
+    )
+    .await;
     assert_eq!(state["status"], "up", "{state}");
-    assert_eq!(state["regions"]["eu-west"]["stale"], true, "{state}");
     let (_, listed) = get_json(&client(), &format!("{base}/api/v1/probes")).await;
     let eu = listed["probes"]
         .as_array()

@@ -164,17 +164,20 @@ impl Aggregator {
     /// previous missed-ping report), so silence is reported once per period.
     pub(super) async fn missed_heartbeats(&self, now: DateTime<Utc>) -> Vec<ProbeResult> {
         let config = self.config();
-        let states = self.states.lock().await;
         let mut missed = Vec::new();
         for check in &config.checks {
             let CheckKind::Heartbeat(spec) = &check.kind else {
                 continue;
             };
-            let region = states
-                .get(&check.name)
-                .and_then(|s| s.regions.get(HEARTBEAT_REGION));
-            let anchor = region.map(|r| r.last_seen).unwrap_or(self.started_at);
-            let pinged_before = region.is_some_and(|r| r.last.outcome != Outcome::Timeout);
+            let (anchor, pinged_before) = self.states.read(|states| {
+                let region = states
+                    .get(&check.name)
+                    .and_then(|s| s.state.regions.get(HEARTBEAT_REGION));
+                (
+                    region.map(|r| r.last_seen).unwrap_or(self.started_at),
+                    region.is_some_and(|r| r.last.outcome != Outcome::Timeout),
+                )
+            });
             if let Some(reason) = heartbeat::overdue(spec, anchor, pinged_before, now) {
                 missed.push(heartbeat_result(
                     &check.name,

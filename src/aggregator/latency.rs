@@ -1,14 +1,10 @@
 //! `p95_above_baseline`: a check's recent p95 against its own 7-day
 //! baseline from the hourly roll-ups, fed to the rules as `Input::Latency`.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::limits;
-use crate::rules::{self, Input, Rules};
-use crate::storage::{Batch, StorageError};
+use crate::storage::StorageError;
 
 use super::*;
 
@@ -25,7 +21,7 @@ impl Aggregator {
             let Some(factor) = check.alert.p95_above_baseline else {
                 // The rule may have been removed by a reload: an anomaly it
                 // left must not keep the check degraded.
-                verdicts.push((check.clone(), None));
+                verdicts.push((check.name.clone(), None));
                 continue;
             };
             let recent_from =
@@ -56,8 +52,6 @@ impl Aggregator {
                     // a p95 hovering at the line) to be up again.
                     let anomalous_now = self
                         .states
-                        .lock()
-                        .await
                         .get(&check.name)
                         .is_some_and(|s| s.latency_anomaly.is_some());
                     let line = if anomalous_now {
@@ -74,34 +68,25 @@ impl Aggregator {
                 }
                 _ => None,
             };
-            verdicts.push((check.clone(), anomaly));
+            verdicts.push((check.name.clone(), anomaly));
         }
-        let mut states = self.states.lock().await;
-        let mut working = HashMap::new();
-        let mut effects = Vec::new();
-        for (check, anomaly) in verdicts {
-            let Some(current) = states.get(&check.name) else {
-                continue;
-            };
-            if current.latency_anomaly == anomaly {
-                continue;
-            }
-            let mut state = current.clone();
-            let rules = Rules::for_check(&check, now);
-            effects.extend(rules::step(
-                &check.name,
-                &mut state,
-                &rules,
-                Input::Latency { now, anomaly },
-                &mut Uuid::now_v7,
-            ));
-            working.insert(check.name.clone(), state);
+        // Only the verdicts that differ from the cached copies go to a
+        // decision, which compares them with the stored states again.
+        verdicts.retain(|(name, anomaly)| {
+            self.states
+                .get(name)
+                .is_some_and(|state| &state.latency_anomaly != anomaly)
+        });
+        if verdicts.is_empty() {
+            return Ok(IngestReport::default());
         }
-        let mut report = IngestReport::default();
-        if !working.is_empty() {
-            self.commit(&mut states, working, Batch::default(), effects, &mut report)
-                .await?;
-        }
-        Ok(report)
+        let checks: Vec<String> = verdicts.iter().map(|(name, _)| name.clone()).collect();
+        let judge = self.judge(&config, &checks, now);
+        let (load, judge) = self.load_for(checks, Vec::new(), judge);
+        let (committed, judged) = self
+            .storage
+            .decide(load, move |loaded| judge.latency(loaded, verdicts))
+            .await?;
+        Ok(self.committed(committed, judged, |_| {}))
     }
 }

@@ -3,13 +3,18 @@
 //! incident event with its alerts, in one transaction.
 //!
 //! It does not run checks and does not speak HTTP; probes reach it through a
-//! `transport::ResultSink`, the API through `api.rs`. Ingestion is serialised
-//! by one lock so that results of a check are judged in arrival order.
-//! One concern per file: this one ingest, ticks and the commit; `probes`
-//! the probes' liveness, skew, backlog and fast confirmation; `heartbeats`
-//! pings and missed pings; `holds` maintenance windows and silences;
-//! `latency` the `p95_above_baseline` judgement; `views` what the API, the
-//! status page and `/metrics` read.
+//! `transport::ResultSink`, the API through `api.rs`. Each ingest, tick and
+//! latency judgement is one storage decision (`IngestStore::decide`): the
+//! checks' stored states are loaded in the transaction, judged in pure code
+//! (`judge`), and written back with everything they raised, so results of a
+//! check are judged in the order they commit, whichever process (or task)
+//! ingests them; no lock in memory is held across it.
+//! One concern per file: this one what is taken before a decision and
+//! learnt after it; `judge` the decision; `cache` the states' copy for
+//! reads; `probes` the probes' liveness, skew, backlog and fast
+//! confirmation; `heartbeats` pings and missed pings; `holds` maintenance
+//! windows and silences; `latency` the `p95_above_baseline` judgement;
+//! `views` what the API, the status page and `/metrics` read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,7 +26,6 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::alert::silence::Silence;
-use crate::alert::{self, AlertEvent};
 use crate::clock::Clock;
 use crate::config::probes::ProbeTokens;
 use crate::config::{Check, Config};
@@ -29,13 +33,15 @@ use crate::heartbeat::HEARTBEAT_REGION;
 use crate::hub::ProbeHub;
 use crate::limits;
 use crate::metrics::Metrics;
-use crate::policy::{self, OnTick, Told};
+use crate::policy::{self, OnTick};
 use crate::result::{Outcome, ProbeResult};
-use crate::rules::{self, CheckState, Effect, Input, Rules, Status};
+use crate::rules::{self, CheckState, Effect, Rules, Status};
 use crate::status::StatusReport;
 use crate::storage::{
-    Batch, Delivery, DeliveryState, HistoryStore, JobStore, Storage, StorageError,
+    Batch, Committed, HistoryStore, JobStore, Load, Revised, Screenshot, Storage, StorageError,
 };
+use cache::StateCache;
+use judge::{Judge, Judged, queue_alert_to};
 
 pub use probes::ProbeStatus;
 pub use views::CheckView;
@@ -43,7 +49,9 @@ pub use views::CheckView;
 pub struct Aggregator {
     config: std::sync::RwLock<Arc<Config>>,
     storage: Storage,
-    states: Mutex<HashMap<String, CheckState>>,
+    /// Every check's state as last committed here: for reads, never the
+    /// ground of a decision (see `cache.rs`).
+    states: StateCache,
     /// When this aggregator started: a heartbeat never pinged counts from here.
     started_at: DateTime<Utc>,
     /// Heartbeat checks whose job said `/start`, with when (monotonic).
@@ -100,21 +108,48 @@ pub struct Refused {
 impl Aggregator {
     /// Restores every check's state from storage.
     pub async fn new(config: Arc<Config>, storage: Storage) -> Result<Aggregator, StorageError> {
-        let mut states: HashMap<String, CheckState> =
-            storage.ingest().load_states().await?.into_iter().collect();
-        // Time stood still while we were down: give every region a fresh
-        // staleness window from now, or a restart would report them all stale.
+        let stored = storage.ingest().load_states().await?;
         let clock = storage.clock().clone();
         let now = clock.now();
         let silences = storage.ingest().live_silences(now).await?;
-        for state in states.values_mut() {
-            // Not heartbeats: their anchor is the last ping, and a job that
-            // died must not be forgiven by every restart.
-            for (name, region) in state.regions.iter_mut() {
-                if name != HEARTBEAT_REGION {
-                    region.last_seen = region.last_seen.max(now);
+        // Time stood still while we were down: give every region a fresh
+        // staleness window from now, or a restart would report them all
+        // stale. Written back, so that the stored state is what is judged.
+        let forgiven: Vec<(String, CheckState)> = stored
+            .iter()
+            .filter_map(|(name, revised)| {
+                let mut state = revised.state.clone();
+                let mut changed = false;
+                // Not heartbeats: their anchor is the last ping, and a job
+                // that died must not be forgiven by every restart.
+                for (region_name, region) in state.regions.iter_mut() {
+                    if region_name != HEARTBEAT_REGION && region.last_seen < now {
+                        region.last_seen = now;
+                        changed = true;
+                    }
                 }
-            }
+                changed.then(|| (name.clone(), state))
+            })
+            .collect();
+        let states = StateCache::new(stored);
+        if !forgiven.is_empty() {
+            let load = Load {
+                checks: forgiven
+                    .iter()
+                    .map(|(name, _)| (name.clone(), None))
+                    .collect(),
+                result_ids: Vec::new(),
+            };
+            let (committed, ()) = storage
+                .decide(load, move |_| {
+                    let batch = Batch {
+                        states: forgiven,
+                        ..Batch::default()
+                    };
+                    (batch, ())
+                })
+                .await?;
+            states.merge(committed_states(&committed));
         }
         let mut probes = BTreeMap::new();
         for event in storage.ingest().last_probe_events().await? {
@@ -140,7 +175,7 @@ impl Aggregator {
             probes: std::sync::Mutex::new(probes),
             fast_confirmation: true,
             storage,
-            states: Mutex::new(states),
+            states,
             started_at: now,
             heartbeat_starts: std::sync::Mutex::new(HashMap::new()),
             unknown_pings: AtomicU64::new(0),
@@ -273,94 +308,137 @@ impl Aggregator {
         self.storage.jobs()
     }
 
-    /// Stores a batch of results and applies the rules to them. Safe to call
-    /// again with the same results: ids already stored are skipped.
-    pub async fn ingest(&self, results: Vec<ProbeResult>) -> Result<IngestReport, StorageError> {
+    /// Stores a batch of results and applies the rules to them, in one
+    /// transaction with the states they change. Safe to call again with
+    /// the same results: ids already stored are skipped.
+    pub async fn ingest(
+        &self,
+        mut results: Vec<ProbeResult>,
+    ) -> Result<IngestReport, StorageError> {
         let config = self.config();
-        let mut states = self.states.lock().await;
-        let ids: Vec<String> = results.iter().map(|r| r.id.to_string()).collect();
-        let known = self.storage.ingest().known_result_ids(ids).await?;
         let received_at = self.clock.now();
-        let mut report = IngestReport::default();
-        let mut working: HashMap<String, CheckState> = HashMap::new();
-        let mut batch = Batch::default();
-        let mut effects = Vec::new();
-        let mut seen_in_batch = std::collections::HashSet::new();
-        for mut result in results {
-            let id = result.id.to_string();
-            if known.contains(&id) || !seen_in_batch.insert(id) {
-                report.duplicates += 1;
-                continue;
-            }
-            report.accepted += 1;
-            take_screenshot(&mut result, &mut batch);
-            // A result from long ago (a spool leftover, a set-aside batch
-            // sent again after its id was pruned) is history: stored, never
-            // taken for the region's latest.
-            let judged_age = chrono::Duration::from_std(limits::RESULT_JUDGED_AGE_MAX)
-                .unwrap_or(chrono::Duration::MAX);
-            let history = received_at.signed_duration_since(result.started_at) > judged_age;
-            match config.check(&result.check) {
-                Some(_) if history => report.history += 1,
-                Some(check) => {
-                    let state = working
-                        .entry(check.name.clone())
-                        .or_insert_with(|| states.get(&check.name).cloned().unwrap_or_default());
-                    let rules = Rules::for_check(check, received_at);
-                    let input = Input::Result {
-                        result: &result,
-                        received_at,
-                    };
-                    effects.extend(rules::step(
-                        &check.name,
-                        state,
-                        &rules,
-                        input,
-                        &mut Uuid::now_v7,
-                    ));
-                }
-                None => report.unknown_checks += 1,
-            }
-            batch.results.push((result, received_at));
-        }
-        // Probes that were stale and report again.
+        // Outside the transaction: everything that needs no stored state.
+        let screenshots: HashMap<Uuid, Screenshot> = results
+            .iter_mut()
+            .filter_map(|r| judge::take_screenshot(r).map(|shot| (r.id, shot)))
+            .collect();
+        let mut checks: Vec<String> = results
+            .iter()
+            .filter(|r| config.check(&r.check).is_some())
+            .map(|r| r.check.clone())
+            .collect();
+        checks.sort();
+        checks.dedup();
         let reporting: Vec<String> = {
-            let mut regions: Vec<String> = batch
-                .results
+            let mut regions: Vec<String> = results
                 .iter()
-                .map(|(r, _)| r.region.clone())
+                .map(|r| r.region.clone())
                 .filter(|r| r != HEARTBEAT_REGION)
                 .collect();
             regions.sort();
             regions.dedup();
             regions
         };
-        let back = self.probes_back(&config, &reporting, received_at, &mut batch);
-        let confirm: Vec<(String, String, bool)> = batch
+        let mut batch = Batch::default();
+        let back = self.claim_probes_back(&config, &reporting, received_at, &mut batch);
+        let result_ids = results.iter().map(|r| r.id.to_string()).collect();
+        let judge = self.judge(&config, &checks, received_at);
+        let (load, judge) = self.load_for(checks, result_ids, judge);
+        let committed = self
+            .storage
+            .decide(load, move |loaded| {
+                judge.results(loaded, results, batch, screenshots)
+            })
+            .await;
+        let (committed, judged) = match committed {
+            Ok(committed) => committed,
+            Err(error) => {
+                // Nothing was written: the probes that came back are as
+                // they were, and tell again with the resend.
+                self.unclaim_probes_back(&back);
+                return Err(error);
+            }
+        };
+        let judged_age = chrono::Duration::from_std(limits::RESULT_JUDGED_AGE_MAX)
+            .unwrap_or(chrono::Duration::MAX);
+        let confirm: Vec<(String, String, bool)> = committed
+            .batch
             .results
             .iter()
             .filter(|(r, at)| {
-                r.region != HEARTBEAT_REGION
-                    && at.signed_duration_since(r.started_at)
-                        <= chrono::Duration::from_std(limits::RESULT_JUDGED_AGE_MAX)
-                            .unwrap_or(chrono::Duration::MAX)
+                r.region != HEARTBEAT_REGION && at.signed_duration_since(r.started_at) <= judged_age
             })
             .map(|(r, _)| (r.check.clone(), r.region.clone(), r.outcome == Outcome::Ok))
             .collect();
-        let accepted: Vec<ProbeResult> = batch
-            .results
-            .iter()
-            .filter(|(r, _)| config.check(&r.check).is_some())
-            .map(|(r, _)| r.clone())
-            .collect();
-        self.commit(&mut states, working, batch, effects, &mut report)
-            .await?;
-        for result in accepted {
-            self.metrics.observe_result(result);
-        }
+        let report = self.committed(committed, judged, |committed| {
+            for (result, _) in &committed.batch.results {
+                if config.check(&result.check).is_some() {
+                    self.metrics.observe_result(result.clone());
+                }
+            }
+        });
         self.note_probes_reported(&reporting, received_at, &back);
-        self.ask_for_confirmation(&config, &states, &confirm);
+        self.ask_for_confirmation(&config, &confirm);
         Ok(report)
+    }
+
+    /// What a decision at `now` about `checks` is given: the config, the
+    /// holds in force, where alerts link to.
+    fn judge(&self, config: &Arc<Config>, checks: &[String], now: DateTime<Utc>) -> Judge {
+        let holds = checks
+            .iter()
+            .filter_map(|name| {
+                let check = config.check(name)?;
+                self.muted(config, check, now)
+                    .map(|why| (name.clone(), why))
+            })
+            .collect();
+        Judge {
+            config: config.clone(),
+            public_url: self.public_url.clone(),
+            now,
+            holds,
+            cached: HashMap::new(),
+        }
+    }
+
+    /// What storage loads for a decision about `checks`, and the judge
+    /// with the cached copies it uses where they are current.
+    fn load_for(
+        &self,
+        checks: Vec<String>,
+        result_ids: Vec<String>,
+        mut judge: Judge,
+    ) -> (Load, Judge) {
+        let held = self.states.for_decision(checks);
+        judge.cached = held.copies;
+        (
+            Load {
+                checks: held.revisions,
+                result_ids,
+            },
+            judge,
+        )
+    }
+
+    /// Once a decision is committed: the cache, the alert dispatcher, the
+    /// logs and the caller's report learn of it.
+    fn committed(
+        &self,
+        committed: Committed,
+        judged: Judged,
+        also: impl FnOnce(&Committed),
+    ) -> IngestReport {
+        self.states.merge(committed_states(&committed));
+        self.states.merge(judged.refreshed);
+        if !committed.batch.deliveries.is_empty() {
+            self.alert_wake.notify_one();
+        }
+        also(&committed);
+        for effect in &judged.effects {
+            log_effect(effect);
+        }
+        judged.report
     }
 
     /// Lets time pass for every check: regions that went silent become stale.
@@ -376,143 +454,60 @@ impl Aggregator {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|s| s.expires_at > now);
         let config = self.config();
-        let mut states = self.states.lock().await;
-        let mut working = HashMap::new();
-        let mut effects = Vec::new();
-        let mut reminders = Batch::default();
-        for check in &config.checks {
-            let Some(current) = states.get(&check.name) else {
-                continue;
-            };
-            let held_now = self.muted(&config, check, now).is_some();
-            match policy::on_tick(current, held_now, check.alert.remind_every, now) {
-                OnTick::Update { state, alert } => {
-                    if let Some(alert) = alert {
-                        let event = alert::for_state(
-                            check,
-                            &state,
-                            alert.kind,
-                            alert.previously,
-                            self.public_url.as_ref(),
-                            &config.secrets,
-                        );
-                        queue_alert(&mut reminders, check, &config, Uuid::now_v7(), event, now);
-                    }
-                    working.insert(check.name.clone(), state);
-                    continue;
-                }
-                OnTick::Judge => {}
-            }
-            let rules = Rules::for_check(check, now);
-            if !rules::tick_due(current, &rules, now) {
-                continue;
-            }
-            let mut state = current.clone();
-            let produced = rules::step(
-                &check.name,
-                &mut state,
-                &rules,
-                Input::Tick { now },
-                &mut Uuid::now_v7,
-            );
-            if !produced.is_empty() {
-                working.insert(check.name.clone(), state);
-                effects.extend(produced);
-            }
+        // The cached copies say which checks have anything to do; the
+        // decision itself reads each one's stored state.
+        let due: Vec<String> = self.states.read(|states| {
+            config
+                .checks
+                .iter()
+                .filter(|check| {
+                    states.get(&check.name).is_some_and(|current| {
+                        let held_now = self.muted(&config, check, now).is_some();
+                        tick_candidate(&current.state, check, held_now, now)
+                    })
+                })
+                .map(|check| check.name.clone())
+                .collect()
+        });
+        if due.is_empty() {
+            return Ok(IngestReport::default());
         }
-        let mut report = IngestReport::default();
-        if !working.is_empty() {
-            self.commit(&mut states, working, reminders, effects, &mut report)
-                .await?;
-        }
-        Ok(report)
+        let judge = self.judge(&config, &due, now);
+        let (load, judge) = self.load_for(due.clone(), Vec::new(), judge);
+        let (committed, judged) = self
+            .storage
+            .decide(load, move |loaded| judge.tick(loaded, &due))
+            .await?;
+        Ok(self.committed(committed, judged, |_| {}))
     }
+}
 
-    async fn commit(
-        &self,
-        states: &mut HashMap<String, CheckState>,
-        mut working: HashMap<String, CheckState>,
-        mut batch: Batch,
-        effects: Vec<Effect>,
-        report: &mut IngestReport,
-    ) -> Result<(), StorageError> {
-        let config = self.config();
-        let now = self.clock.now();
-        for effect in &effects {
-            let Effect::StateChanged(transition) = effect else {
-                continue;
-            };
-            batch.events.push(transition.clone());
-            let Some(check) = config.check(&transition.check) else {
-                continue;
-            };
-            let Some(state) = working.get_mut(&transition.check) else {
-                continue;
-            };
-            let hold = self.muted(&config, check, now);
-            let decided = policy::on_change(state, transition, hold.as_deref());
-            if decided.flapping_alert {
-                let event = alert::for_state(
-                    check,
-                    state,
-                    alert::AlertKind::Flapping,
-                    state.alerted,
-                    self.public_url.as_ref(),
-                    &config.secrets,
-                );
-                tracing::warn!(check = %check.name, "{}", event.summary);
-                queue_alert(&mut batch, check, &config, transition.id, event, now);
-            }
-            match decided.told {
-                Told::Nothing => {}
-                Told::Held(why) => {
-                    tracing::info!(check = %check.name, to = %transition.to, "alert held back: {why}");
-                }
-                Told::Alert(kind) => {
-                    let mut event = alert::from_transition(
-                        check,
-                        transition,
-                        kind,
-                        self.public_url.as_ref(),
-                        &config.secrets,
-                    );
-                    // A browser check going down shows the page it failed on.
-                    if !event.event.is_recovery()
-                        && let Some(shot) = batch
-                            .screenshots
-                            .iter()
-                            .filter(|s| s.check == check.name && s.failed)
-                            .max_by_key(|s| s.at)
-                    {
-                        event.screenshot_result = Some(shot.result_id);
-                        event.screenshot =
-                            alert::screenshot_url(self.public_url.as_ref(), shot.result_id);
-                    }
-                    queue_alert(&mut batch, check, &config, transition.id, event, now);
-                }
-            }
-        }
-        batch.states = working
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let alerts_queued = !batch.deliveries.is_empty();
-        // Memory changes only once the batch is durable: a failed write
-        // leaves the old state, and the probe's resend is judged afresh.
-        // The alerts are in the same transaction as the events they report.
-        self.storage.ingest().write_batch(batch).await?;
-        if alerts_queued {
-            self.alert_wake.notify_one();
-        }
-        states.extend(working);
-        for effect in effects {
-            log_effect(&effect);
-            if matches!(effect, Effect::StateChanged(_)) {
-                report.transitions += 1;
-            }
-        }
-        Ok(())
-    }
+/// Whether a tick may do anything for `check` in `state`: a reminder or a
+/// catch-up (the alert policy), or a rule's time-driven step.
+fn tick_candidate(state: &CheckState, check: &Check, held_now: bool, now: DateTime<Utc>) -> bool {
+    matches!(
+        policy::on_tick(state, held_now, check.alert.remind_every, now),
+        OnTick::Update { .. }
+    ) || rules::tick_due(state, &Rules::for_check(check, now), now)
+}
+
+/// The states a commit wrote, at their new revisions.
+fn committed_states(committed: &Committed) -> Vec<(String, Revised)> {
+    committed
+        .batch
+        .states
+        .iter()
+        .filter_map(|(name, state)| {
+            let revision = *committed.revisions.get(name)?;
+            Some((
+                name.clone(),
+                Revised {
+                    state: state.clone(),
+                    revision,
+                },
+            ))
+        })
+        .collect()
 }
 
 fn log_effect(effect: &Effect) {
@@ -537,25 +532,6 @@ fn log_effect(effect: &Effect) {
     }
 }
 
-/// Adds one delivery per channel of `check` for `event`.
-fn queue_alert(
-    batch: &mut Batch,
-    check: &Check,
-    config: &Config,
-    event_id: Uuid,
-    event: AlertEvent,
-    now: DateTime<Utc>,
-) {
-    queue_alert_to(
-        batch,
-        &config.channels_for(check),
-        config,
-        event_id,
-        event,
-        now,
-    );
-}
-
 fn runs_in(check: &Check, region: &str) -> bool {
     check.is_probed()
         && check
@@ -564,72 +540,10 @@ fn runs_in(check: &Check, region: &str) -> bool {
             .is_none_or(|r| r.iter().any(|n| n == region))
 }
 
-/// Adds one delivery per channel in `channels` for `event`.
-fn queue_alert_to(
-    batch: &mut Batch,
-    channels: &[String],
-    config: &Config,
-    event_id: Uuid,
-    event: AlertEvent,
-    now: DateTime<Utc>,
-) {
-    for channel in channels.iter().cloned() {
-        // A grouping channel waits out its window to gather company.
-        let wait = config
-            .channels
-            .get(&channel)
-            .filter(|c| c.groups())
-            .and_then(|c| chrono::Duration::from_std(c.group_window).ok())
-            .unwrap_or_default();
-        batch.deliveries.push(Delivery {
-            id: Uuid::now_v7(),
-            event_id,
-            channel,
-            event: event.clone(),
-            state: DeliveryState::Pending,
-            attempts: 0,
-            created_at: now,
-            next_attempt_at: now + wait,
-            last_error: None,
-            group_id: None,
-        });
-    }
-}
-
-/// Moves a browser result's screenshot out of it (stored apart, see
-/// `storage::Screenshot`), leaving a note where to fetch it. Anything that
-/// is not a PNG is dropped.
-fn take_screenshot(result: &mut ProbeResult, batch: &mut Batch) {
-    use base64::Engine;
-    const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-    let Some(encoded) = result.screenshot.take() else {
-        return;
-    };
-    match base64::engine::general_purpose::STANDARD.decode(encoded.as_bytes()) {
-        Ok(png)
-            if png.starts_with(PNG_SIGNATURE)
-                && png.len() <= limits::BROWSER_SCREENSHOT_BYTES_MAX =>
-        {
-            result.notes.push(format!(
-                "screenshot: /api/v1/results/{}/screenshot",
-                result.id
-            ));
-            batch.screenshots.push(crate::storage::Screenshot {
-                result_id: result.id,
-                check: result.check.clone(),
-                at: result.started_at,
-                failed: result.outcome != Outcome::Ok,
-                png,
-            });
-        }
-        _ => result
-            .notes
-            .push("screenshot dropped: not a PNG within the size limit".to_string()),
-    }
-}
-
+mod cache;
 mod heartbeats;
 mod holds;
+mod judge;
 mod latency;
 mod probes;
 mod views;

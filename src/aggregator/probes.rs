@@ -3,18 +3,22 @@
 //! back (its own events and alerts), and fast confirmation (asking regions
 //! to run a check now).
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::alert;
 use crate::config::Config;
-use crate::rules::{CheckState, ProbeEvent, Rules, Status, Verdict};
+use crate::rules::{ProbeEvent, Rules, Status, Verdict};
 use crate::storage::{Batch, StorageError};
 
 use super::*;
+
+/// A probe claimed as back by a batch being written, with how it was.
+pub(super) struct ClaimedBack {
+    region: String,
+    was: ProbeStatus,
+}
 
 /// A region's probe as the aggregator sees it (`GET /api/v1/probes`).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -75,20 +79,25 @@ impl Aggregator {
         probes.into_values().collect()
     }
 
-    /// Back events (with their alerts) for the stale probes among `regions`.
-    pub(super) fn probes_back(
+    /// Back events (with their alerts) for the stale probes among
+    /// `regions`, added to `batch`. Each is claimed (marked as reporting
+    /// again) at once, so that a concurrent batch from the same probe does
+    /// not send the recovery twice; `unclaim_probes_back` undoes the claim
+    /// if the batch is not written.
+    pub(super) fn claim_probes_back(
         &self,
         config: &Config,
         regions: &[String],
         now: DateTime<Utc>,
         batch: &mut Batch,
-    ) -> Vec<String> {
-        let probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+    ) -> Vec<ClaimedBack> {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
         let mut back = Vec::new();
         for region in regions {
-            let Some(probe) = probes.get(region).filter(|p| p.stale) else {
+            let Some(probe) = probes.get_mut(region).filter(|p| p.stale) else {
                 continue;
             };
+            probe.stale = false;
             let lasted = probe
                 .since
                 .and_then(|since| (now - since).to_std().ok())
@@ -123,9 +132,24 @@ impl Aggregator {
                 now,
             );
             batch.probe_events.push(event);
-            back.push(region.clone());
+            back.push(ClaimedBack {
+                region: region.clone(),
+                was: probe.clone(),
+            });
         }
         back
+    }
+
+    /// Undoes `claim_probes_back`: the batch was not written.
+    pub(super) fn unclaim_probes_back(&self, back: &[ClaimedBack]) {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        for claimed in back {
+            if let Some(probe) = probes.get_mut(&claimed.region) {
+                probe.stale = true;
+                probe.since = claimed.was.since;
+                probe.incident = claimed.was.incident;
+            }
+        }
     }
 
     /// Once a batch is stored: its regions reported at `at`.
@@ -133,7 +157,7 @@ impl Aggregator {
         &self,
         regions: &[String],
         at: DateTime<Utc>,
-        back: &[String],
+        back: &[ClaimedBack],
     ) {
         let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
         for region in regions {
@@ -142,7 +166,7 @@ impl Aggregator {
                 ..ProbeStatus::default()
             });
             probe.last_result = Some(at);
-            if back.contains(region) {
+            if back.iter().any(|claimed| &claimed.region == region) {
                 tracing::info!(%region, "probe {region} is reporting again");
                 probe.stale = false;
                 probe.since = Some(at);
@@ -160,17 +184,12 @@ impl Aggregator {
     /// It stops by itself: a region that has reached its verdict no longer
     /// asks, so a region that keeps failing on its own (its network, not the
     /// target) costs nothing extra once it counts as failing.
-    pub(super) fn ask_for_confirmation(
-        &self,
-        config: &Config,
-        states: &HashMap<String, CheckState>,
-        results: &[(String, String, bool)],
-    ) {
+    pub(super) fn ask_for_confirmation(&self, config: &Config, results: &[(String, String, bool)]) {
         if !self.fast_confirmation {
             return;
         }
         for (check, region, ok) in results {
-            let (Some(state), Some(_)) = (states.get(check), config.check(check)) else {
+            let (Some(state), Some(_)) = (self.states.get(check), config.check(check)) else {
                 continue;
             };
             let Some(reporter) = state.regions.get(region) else {

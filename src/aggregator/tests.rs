@@ -2,7 +2,9 @@
 //! fast confirmation, probe liveness, latency baselines.
 
 use super::*;
+use crate::alert;
 use crate::result::Outcome;
+use crate::storage::{Delivery, DeliveryState};
 
 fn config() -> Arc<Config> {
     let dir = tempfile::tempdir().unwrap();
@@ -105,6 +107,53 @@ async fn a_resent_batch_is_counted_once() {
         (1, 1),
         "stored, but judged by no rule"
     );
+}
+
+/// Each decision reads the check's stored state in its transaction, so
+/// two aggregators on one database judge one check together: their
+/// results count towards one verdict, and the outage is one incident with
+/// one alert, not one per aggregator.
+#[tokio::test]
+async fn two_aggregators_on_one_database_judge_a_check_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).unwrap();
+    let first = Aggregator::new(config_with_channels(""), storage.clone())
+        .await
+        .unwrap();
+    let second = Aggregator::new(config_with_channels(""), Storage::open(dir.path()).unwrap())
+        .await
+        .unwrap();
+    first.ingest(vec![result(Outcome::Ok)]).await.unwrap();
+    let mut transitions = 0;
+    for i in 0..6 {
+        let aggregator = if i % 2 == 0 { &second } else { &first };
+        transitions += aggregator
+            .ingest(vec![result(Outcome::Fail)])
+            .await
+            .unwrap()
+            .transitions;
+    }
+    assert_eq!(transitions, 1, "up to down once, across both");
+    let events = first.recent_events("api", 10).await.unwrap();
+    let downs: Vec<_> = events.iter().filter(|e| e.to == Status::Down).collect();
+    assert_eq!(downs.len(), 1, "{events:?}");
+    let alerts = pending_check_alerts(&storage, 10).await;
+    let downs_paged: std::collections::HashSet<Uuid> = alerts
+        .iter()
+        .filter(|d| d.event.event == alert::AlertKind::Down)
+        .map(|d| d.event_id)
+        .collect();
+    assert_eq!(
+        downs_paged,
+        [downs[0].id].into(),
+        "one page, to each channel"
+    );
+    // A recovery seen by the aggregator that did not see the outage begin
+    // closes the same incident.
+    second.ingest(vec![result(Outcome::Ok)]).await.unwrap();
+    let events = first.recent_events("api", 10).await.unwrap();
+    let up = events.iter().find(|e| e.to == Status::Up).unwrap();
+    assert_eq!(up.incident, downs[0].incident);
 }
 
 /// Six ok runs of `api` taking `ms`, in the minute before `end`.

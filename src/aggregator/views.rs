@@ -51,7 +51,7 @@ impl Aggregator {
     pub async fn compute_status(&self, now: DateTime<Utc>) -> Result<StatusReport, StorageError> {
         use crate::rollup::{HOUR_MS, hour_of};
         let config = self.config();
-        let states = self.states.lock().await.clone();
+        let states = self.states.snapshot();
         let days = chrono::Duration::days(crate::status::DAYS_SHOWN as i64);
         let events = self
             .storage
@@ -98,8 +98,7 @@ impl Aggregator {
     /// newest results, the regions, the outbox backlog.
     pub async fn metrics_snapshot(&self) -> metrics::Snapshot {
         let config = self.config();
-        let checks = {
-            let states = self.states.lock().await;
+        let checks = self.states.read(|states| {
             config
                 .checks
                 .iter()
@@ -109,11 +108,11 @@ impl Aggregator {
                     target: config.secrets.redact(&check.target()),
                     status: states
                         .get(&check.name)
-                        .map(|s| s.status)
+                        .map(|s| s.state.status)
                         .unwrap_or_default(),
                 })
                 .collect()
-        };
+        });
         let outbox_pending = match self.storage.history().pending_delivery_count().await {
             Ok(count) => Some(count),
             Err(error) => {
@@ -143,17 +142,24 @@ impl Aggregator {
     }
 
     pub async fn state(&self, check: &str) -> Option<CheckState> {
-        self.states.lock().await.get(check).cloned()
+        self.states.get(check)
     }
 
     pub async fn views(&self) -> Vec<CheckView> {
         let config = self.config();
-        let states = self.states.lock().await;
-        config
-            .checks
-            .iter()
-            .map(|check| view(check, states.get(&check.name), &config.secrets))
-            .collect()
+        self.states.read(|states| {
+            config
+                .checks
+                .iter()
+                .map(|check| {
+                    view(
+                        check,
+                        states.get(&check.name).map(|r| &r.state),
+                        &config.secrets,
+                    )
+                })
+                .collect()
+        })
     }
 
     pub async fn recent_events(

@@ -135,20 +135,94 @@ pub struct Delivery {
     pub group_id: Option<uuid::Uuid>,
 }
 
+/// A check's rule state as stored, with its revision: every write of a
+/// state adds one, so a copy held elsewhere can tell whether it is current.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Revised {
+    pub state: CheckState,
+    pub revision: u64,
+}
+
+/// What a decision asks an ingest transaction to load.
+#[derive(Clone, Debug, Default)]
+pub struct Load {
+    /// Checks whose stored state the decision reads, each with the revision
+    /// of the copy the caller already holds (`None`: it holds none).
+    pub checks: Vec<(String, Option<u64>)>,
+    /// Result ids the decision needs to know are stored already.
+    pub result_ids: Vec<String>,
+}
+
+/// A check's stored state, as an ingest transaction found it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored {
+    /// Stored at the revision the caller named: its copy is current (the
+    /// state is not read back, which keeps a busy ingest cheap).
+    Current,
+    /// Stored at another revision than the caller's: this is the truth.
+    Changed(Revised),
+    /// Never stored.
+    Absent,
+}
+
+/// What an ingest transaction loaded, for the decision it runs.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every check of `Load::checks`.
+    pub states: std::collections::HashMap<String, Stored>,
+    /// The ids of `Load::result_ids` that are stored already.
+    pub known_ids: HashSet<String>,
+}
+
+/// The decision an ingest transaction runs between its reads and its
+/// writes: pure (no I/O, no clock), from what was loaded to the batch to
+/// write and whatever else the caller wants back (`outcome`).
+pub type Decision = Box<dyn FnOnce(Loaded) -> Decided + Send>;
+
+/// A decision's result.
+pub struct Decided {
+    pub batch: Batch,
+    pub outcome: Box<dyn std::any::Any + Send>,
+}
+
+/// What an ingest transaction committed: the batch as written, the
+/// revision each of its states was written at, and the decision's outcome.
+pub struct Committed {
+    pub batch: Batch,
+    pub revisions: std::collections::HashMap<String, u64>,
+    pub outcome: Box<dyn std::any::Any + Send>,
+}
+
 /// What the aggregator's ingest, ticks and start-up write and read back:
-/// one batch per transaction, and the state it restores from.
+/// one decision per transaction, and the state it restores from.
 #[async_trait]
 pub trait IngestStore: Send + Sync {
     /// Ids among `ids` that are already stored: the aggregator skips them.
     async fn known_result_ids(&self, ids: Vec<String>) -> Result<Vec<String>, StorageError>;
 
-    /// Writes a batch in one transaction. Results, events, probe events and
-    /// deliveries already stored (same id) are ignored; states replace the
-    /// stored ones. Late results mark their hour for another roll-up.
-    async fn write_batch(&self, batch: Batch) -> Result<(), StorageError>;
+    /// In one transaction: loads what `load` names (the checks' states, kept
+    /// from every other writer until the commit, and which result ids are
+    /// stored), runs `decide` on it, writes the batch it returns and
+    /// commits. Two decisions on the same check therefore run one after the
+    /// other, each on what the other wrote, whichever process makes them;
+    /// nothing in memory has to serialise them. A write that fails commits
+    /// nothing. Batch rows already stored (same id) are ignored; states
+    /// replace the stored ones at the next revision; late results mark
+    /// their hour for another roll-up.
+    async fn decide(&self, load: Load, decide: Decision) -> Result<Committed, StorageError>;
 
-    /// Every check's stored rule state.
-    async fn load_states(&self) -> Result<Vec<(String, CheckState)>, StorageError>;
+    /// Writes a batch that rests on no stored state (probe events, pings),
+    /// in one transaction: `decide` without reads.
+    async fn write_batch(&self, batch: Batch) -> Result<(), StorageError> {
+        let decision: Decision = Box::new(move |_| Decided {
+            batch,
+            outcome: Box::new(()),
+        });
+        self.decide(Load::default(), decision).await.map(|_| ())
+    }
+
+    /// Every check's stored rule state, with its revision.
+    async fn load_states(&self) -> Result<Vec<(String, Revised)>, StorageError>;
 
     /// Each region's latest probe event: which probes were stale when the
     /// aggregator stopped.
@@ -382,5 +456,29 @@ impl Storage {
     /// The periodic jobs, `/health` and the file check.
     pub fn jobs(&self) -> &dyn JobStore {
         &*self.backend
+    }
+
+    /// `IngestStore::decide` with a typed outcome: `decide` returns the
+    /// batch to write and a `T` that comes back with what was committed.
+    pub async fn decide<T, F>(&self, load: Load, decide: F) -> Result<(Committed, T), StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Loaded) -> (Batch, T) + Send + 'static,
+    {
+        let decision: Decision = Box::new(move |loaded| {
+            let (batch, outcome) = decide(loaded);
+            Decided {
+                batch,
+                outcome: Box::new(outcome),
+            }
+        });
+        let mut committed = self.backend.decide(load, decision).await?;
+        let outcome = std::mem::replace(&mut committed.outcome, Box::new(()));
+        // The box holds the `T` boxed just above, so this cannot miss; a
+        // backend that swapped it would be a bug, reported, not a panic.
+        let outcome = outcome.downcast::<T>().map_err(|_| {
+            StorageError::Task("the storage backend returned another decision's outcome".into())
+        })?;
+        Ok((committed, *outcome))
     }
 }

@@ -35,6 +35,8 @@ macro_rules! suite {
             results_are_idempotent_ordered_and_pruned,
             finished_hours_are_rolled_up_and_late_results_roll_them_up_again,
             states_are_replaced_and_restored,
+            a_decision_loads_what_it_names_and_commits_what_it_decides,
+            decisions_on_one_check_run_one_after_the_other,
             events_read_newest_first_and_since_oldest_first,
             probe_events_latest_per_region,
             raw_and_ok_latencies,
@@ -283,10 +285,117 @@ async fn states_are_replaced_and_restored(storage: &Storage) {
     storage.ingest().write_batch(batch).await.unwrap();
     let mut states = storage.ingest().load_states().await.unwrap();
     states.sort_by(|a, b| a.0.cmp(&b.0));
+    // Every write of a state is one more revision.
     assert_eq!(
         states,
-        vec![("api".into(), down), ("web".into(), CheckState::default())]
+        vec![
+            (
+                "api".into(),
+                Revised {
+                    state: down,
+                    revision: 2
+                }
+            ),
+            (
+                "web".into(),
+                Revised {
+                    state: CheckState::default(),
+                    revision: 1
+                }
+            )
+        ]
     );
+}
+
+async fn a_decision_loads_what_it_names_and_commits_what_it_decides(storage: &Storage) {
+    let stored = result("api", Outcome::Ok, now());
+    let mut batch = Batch::default();
+    batch.results.push((stored.clone(), now()));
+    batch.states.push(("api".into(), CheckState::default()));
+    batch.states.push(("web".into(), CheckState::default()));
+    storage.ingest().write_batch(batch).await.unwrap();
+    let fresh = Uuid::now_v7().to_string();
+    let load = Load {
+        checks: vec![
+            ("api".into(), Some(1)), // the caller's copy is current
+            ("web".into(), Some(7)), // the caller's copy is not
+            ("gone".into(), None),   // never stored
+        ],
+        result_ids: vec![stored.id.to_string(), fresh.clone()],
+    };
+    let down = CheckState {
+        status: Status::Down,
+        ..CheckState::default()
+    };
+    let written = down.clone();
+    let (committed, seen) = storage
+        .decide(load, move |loaded| {
+            let mut batch = Batch::default();
+            batch.states.push(("api".into(), written));
+            (batch, loaded)
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen.states["api"], Stored::Current);
+    assert_eq!(
+        seen.states["web"],
+        Stored::Changed(Revised {
+            state: CheckState::default(),
+            revision: 1
+        })
+    );
+    assert_eq!(seen.states["gone"], Stored::Absent);
+    assert_eq!(seen.known_ids, HashSet::from([stored.id.to_string()]));
+    // The batch comes back as written, with each state's new revision.
+    assert_eq!(committed.batch.states, vec![("api".into(), down.clone())]);
+    assert_eq!(
+        committed.revisions,
+        std::collections::HashMap::from([("api".into(), 2)])
+    );
+    let states = storage.ingest().load_states().await.unwrap();
+    assert!(states.contains(&(
+        "api".into(),
+        Revised {
+            state: down,
+            revision: 2
+        }
+    )));
+}
+
+/// Decisions on one check, made at once, each see what the one before
+/// wrote: none is lost, whatever the backend's concurrency.
+async fn decisions_on_one_check_run_one_after_the_other(storage: &Storage) {
+    const DECISIONS: usize = 16;
+    let mut running = Vec::new();
+    for i in 0..DECISIONS {
+        let storage = storage.clone();
+        running.push(tokio::spawn(async move {
+            let load = Load {
+                checks: vec![("api".into(), None)],
+                result_ids: Vec::new(),
+            };
+            storage
+                .decide(load, move |mut loaded| {
+                    let mut state = match loaded.states.remove("api") {
+                        Some(Stored::Changed(revised)) => revised.state,
+                        _ => CheckState::default(),
+                    };
+                    state.changes.push(now() + Duration::seconds(i as i64));
+                    let mut batch = Batch::default();
+                    batch.states.push(("api".into(), state));
+                    (batch, ())
+                })
+                .await
+                .unwrap();
+        }));
+    }
+    for decision in running {
+        decision.await.unwrap();
+    }
+    let states = storage.ingest().load_states().await.unwrap();
+    let (_, api) = states.iter().find(|(name, _)| name == "api").unwrap();
+    assert_eq!(api.state.changes.len(), DECISIONS, "a decision was lost");
+    assert_eq!(api.revision, DECISIONS as u64);
 }
 
 async fn events_read_newest_first_and_since_oldest_first(storage: &Storage) {

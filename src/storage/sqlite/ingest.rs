@@ -1,15 +1,21 @@
-//! `IngestStore` on SQLite: the batch transaction (results, states, events,
-//! probe events, outbox rows, screenshots), the restore reads, silences.
+//! `IngestStore` on SQLite: the decision transaction (the states and ids it
+//! reads, then results, states, events, probe events, outbox rows and
+//! screenshots written together), the restore reads, silences.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{SqliteStorage, json_bodies};
 use crate::alert::silence::Silence;
 use crate::limits;
-use crate::rules::{CheckState, ProbeEvent};
-use crate::storage::{Batch, IngestStore, Screenshot, StorageError};
+use crate::rules::ProbeEvent;
+use crate::storage::{
+    Batch, Committed, Decided, Decision, IngestStore, Load, Loaded, Revised, Screenshot,
+    StorageError, Stored,
+};
 
 #[async_trait]
 impl IngestStore for SqliteStorage {
@@ -27,119 +33,46 @@ impl IngestStore for SqliteStorage {
         .await
     }
 
-    async fn write_batch(&self, batch: Batch) -> Result<(), StorageError> {
+    async fn decide(&self, load: Load, decide: Decision) -> Result<Committed, StorageError> {
         let written_at = self.clock.now().timestamp_millis();
         self.with(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut insert_result = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO results
-                     (id, check_name, region, started_at_ms, received_at_ms, outcome, duration_ms, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?;
-                // Late results in an hour already rolled up: roll it up again.
-                let rolled_until: i64 = tx
-                    .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| row.get(0))
-                    .optional()?
-                    .unwrap_or(i64::MIN);
-                let mut mark_dirty =
-                    tx.prepare_cached("INSERT OR IGNORE INTO rollup_dirty (hour_ms) VALUES (?1)")?;
-                for (result, _) in &batch.results {
-                    let at = result.started_at.timestamp_millis();
-                    if at < rolled_until {
-                        mark_dirty.execute(params![crate::rollup::hour_of(at)])?;
-                    }
-                }
-                for (result, received_at) in &batch.results {
-                    insert_result.execute(params![
-                        result.id.to_string(),
-                        result.check,
-                        result.region,
-                        result.started_at.timestamp_millis(),
-                        received_at.timestamp_millis(),
-                        result.outcome.as_str(),
-                        result.duration_ms,
-                        serde_json::to_string(result)?,
-                    ])?;
-                }
-                let mut upsert_state = tx.prepare_cached(
-                    "INSERT INTO check_state (check_name, state, updated_at_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (check_name) DO UPDATE SET state = excluded.state, updated_at_ms = excluded.updated_at_ms",
-                )?;
-                for (check, state) in &batch.states {
-                    upsert_state.execute(params![
-                        check,
-                        serde_json::to_string(state)?,
-                        written_at
-                    ])?;
-                }
-                let mut insert_event = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO events (id, check_name, incident, from_status, to_status, at_ms, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                for event in &batch.events {
-                    insert_event.execute(params![
-                        event.id.to_string(),
-                        event.check,
-                        event.incident.map(|i| i.to_string()),
-                        event.from.as_str(),
-                        event.to.as_str(),
-                        event.at.timestamp_millis(),
-                        serde_json::to_string(event)?,
-                    ])?;
-                }
-            }
-            {
-                let mut insert_probe_event = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO probe_events (id, region, stale, at_ms, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for event in &batch.probe_events {
-                    insert_probe_event.execute(params![
-                        event.id.to_string(),
-                        event.region,
-                        event.stale,
-                        event.at.timestamp_millis(),
-                        serde_json::to_string(event)?,
-                    ])?;
-                }
-                let mut insert_delivery = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO outbox
-                     (id, event_id, check_name, channel, kind, event, state, attempts, created_at_ms, next_attempt_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?8)",
-                )?;
-                for d in &batch.deliveries {
-                    insert_delivery.execute(params![
-                        d.id.to_string(),
-                        d.event_id.to_string(),
-                        d.event.check,
-                        d.channel,
-                        d.event.event.as_str(),
-                        serde_json::to_string(&d.event)?,
-                        d.created_at.timestamp_millis(),
-                        d.next_attempt_at.timestamp_millis(),
-                    ])?;
-                }
-            }
-            if !batch.screenshots.is_empty() {
-                store_screenshots(&tx, &batch.screenshots)?;
-            }
+            // IMMEDIATE: the write lock is taken before the reads, so no
+            // other writer (this process or another) changes what the
+            // decision read before it commits.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let loaded = load_for_decision(&tx, load)?;
+            let Decided { batch, outcome } = decide(loaded);
+            let revisions = write_batch(&tx, &batch, written_at)?;
             tx.commit()?;
-            Ok(())
+            Ok(Committed {
+                batch,
+                revisions,
+                outcome,
+            })
         })
         .await
     }
 
-    async fn load_states(&self) -> Result<Vec<(String, CheckState)>, StorageError> {
+    async fn load_states(&self) -> Result<Vec<(String, Revised)>, StorageError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare("SELECT check_name, state FROM check_state")?;
+            let mut stmt = conn.prepare("SELECT check_name, state, revision FROM check_state")?;
             let rows = stmt.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (name, json) = row?;
-                out.push((name, serde_json::from_str(&json)?));
+                let (name, json, revision) = row?;
+                out.push((
+                    name,
+                    Revised {
+                        state: serde_json::from_str(&json)?,
+                        revision: revision.max(0) as u64,
+                    },
+                ));
             }
             Ok(out)
         })
@@ -195,13 +128,9 @@ impl IngestStore for SqliteStorage {
     }
 }
 
-/// The JSON `body` column of every row `sql` selects, decoded.
 /// Inserts screenshots, then keeps the newest `SCREENSHOTS_PER_CHECK_MAX`
 /// of each check and at most `SCREENSHOTS_BYTES_MAX` in all (oldest go).
-fn store_screenshots(
-    tx: &rusqlite::Transaction<'_>,
-    screenshots: &[Screenshot],
-) -> Result<(), StorageError> {
+fn store_screenshots(tx: &Transaction<'_>, screenshots: &[Screenshot]) -> Result<(), StorageError> {
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO screenshots (result_id, check_name, at_ms, png) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -242,4 +171,151 @@ fn store_screenshots(
         )?;
     }
     Ok(())
+}
+
+/// Reads what a decision needs, inside its transaction.
+fn load_for_decision(tx: &Transaction<'_>, load: Load) -> Result<Loaded, StorageError> {
+    let mut loaded = Loaded::default();
+    {
+        // The state is read back only when the caller's copy is not current.
+        let mut stored = tx.prepare_cached(
+            "SELECT revision, CASE WHEN revision = ?2 THEN NULL ELSE state END
+             FROM check_state WHERE check_name = ?1",
+        )?;
+        for (check, cached) in load.checks {
+            let row: Option<(i64, Option<String>)> = stored
+                .query_row(params![check, cached.map(revision_column)], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            let found = match row {
+                None => Stored::Absent,
+                Some((_, None)) => Stored::Current,
+                Some((revision, Some(json))) => Stored::Changed(Revised {
+                    state: serde_json::from_str(&json)?,
+                    revision: revision.max(0) as u64,
+                }),
+            };
+            loaded.states.insert(check, found);
+        }
+    }
+    let mut known = tx.prepare_cached("SELECT 1 FROM results WHERE id = ?1")?;
+    for id in load.result_ids {
+        if known.exists(params![id])? {
+            loaded.known_ids.insert(id);
+        }
+    }
+    Ok(loaded)
+}
+
+/// A revision as SQLite stores it (an i64; no state is written 2^63 times).
+fn revision_column(revision: u64) -> i64 {
+    i64::try_from(revision).unwrap_or(i64::MAX)
+}
+
+/// Writes a batch inside `tx`; returns the revision each state got.
+fn write_batch(
+    tx: &Transaction<'_>,
+    batch: &Batch,
+    written_at: i64,
+) -> Result<HashMap<String, u64>, StorageError> {
+    let mut revisions = HashMap::new();
+    {
+        let mut insert_result = tx.prepare_cached(
+            "INSERT OR IGNORE INTO results
+             (id, check_name, region, started_at_ms, received_at_ms, outcome, duration_ms, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        // Late results in an hour already rolled up: roll it up again.
+        let rolled_until: i64 = tx
+            .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| {
+                row.get(0)
+            })
+            .optional()?
+            .unwrap_or(i64::MIN);
+        let mut mark_dirty =
+            tx.prepare_cached("INSERT OR IGNORE INTO rollup_dirty (hour_ms) VALUES (?1)")?;
+        for (result, _) in &batch.results {
+            let at = result.started_at.timestamp_millis();
+            if at < rolled_until {
+                mark_dirty.execute(params![crate::rollup::hour_of(at)])?;
+            }
+        }
+        for (result, received_at) in &batch.results {
+            insert_result.execute(params![
+                result.id.to_string(),
+                result.check,
+                result.region,
+                result.started_at.timestamp_millis(),
+                received_at.timestamp_millis(),
+                result.outcome.as_str(),
+                result.duration_ms,
+                serde_json::to_string(result)?,
+            ])?;
+        }
+        let mut upsert_state = tx.prepare_cached(
+            "INSERT INTO check_state (check_name, state, updated_at_ms, revision) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (check_name) DO UPDATE SET state = excluded.state,
+                 updated_at_ms = excluded.updated_at_ms, revision = check_state.revision + 1
+             RETURNING revision",
+        )?;
+        for (check, state) in &batch.states {
+            let revision: i64 = upsert_state.query_row(
+                params![check, serde_json::to_string(state)?, written_at],
+                |row| row.get(0),
+            )?;
+            revisions.insert(check.clone(), revision.max(0) as u64);
+        }
+        let mut insert_event = tx.prepare_cached(
+            "INSERT OR IGNORE INTO events (id, check_name, incident, from_status, to_status, at_ms, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for event in &batch.events {
+            insert_event.execute(params![
+                event.id.to_string(),
+                event.check,
+                event.incident.map(|i| i.to_string()),
+                event.from.as_str(),
+                event.to.as_str(),
+                event.at.timestamp_millis(),
+                serde_json::to_string(event)?,
+            ])?;
+        }
+    }
+    {
+        let mut insert_probe_event = tx.prepare_cached(
+            "INSERT OR IGNORE INTO probe_events (id, region, stale, at_ms, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for event in &batch.probe_events {
+            insert_probe_event.execute(params![
+                event.id.to_string(),
+                event.region,
+                event.stale,
+                event.at.timestamp_millis(),
+                serde_json::to_string(event)?,
+            ])?;
+        }
+        let mut insert_delivery = tx.prepare_cached(
+            "INSERT OR IGNORE INTO outbox
+             (id, event_id, check_name, channel, kind, event, state, attempts, created_at_ms, next_attempt_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?8)",
+        )?;
+        for d in &batch.deliveries {
+            insert_delivery.execute(params![
+                d.id.to_string(),
+                d.event_id.to_string(),
+                d.event.check,
+                d.channel,
+                d.event.event.as_str(),
+                serde_json::to_string(&d.event)?,
+                d.created_at.timestamp_millis(),
+                d.next_attempt_at.timestamp_millis(),
+            ])?;
+        }
+    }
+    if !batch.screenshots.is_empty() {
+        store_screenshots(tx, &batch.screenshots)?;
+    }
+    Ok(revisions)
 }

@@ -112,4 +112,7 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
         CREATE INDEX screenshots_by_check ON screenshots (check_name, at_ms DESC);
         CREATE INDEX screenshots_by_age ON screenshots (at_ms);",
     ),
+    // Each check state's revision: a decision that finds its copy current
+    // does not read the state back (see `IngestStore::decide`).
+    M::up("ALTER TABLE check_state ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"),
 ];
