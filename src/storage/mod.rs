@@ -49,10 +49,12 @@ pub enum StorageError {
         path: String,
         source: std::io::Error,
     },
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The database failed a statement or the connection to it (the
+    /// backend's own error inside: each backend converts its errors).
+    #[error("database: {0}")]
+    Database(#[source] BackendError),
     #[error("migrating the database: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
+    Migration(#[source] BackendError),
     #[error("stored JSON is invalid: {0}")]
     Json(#[from] serde_json::Error),
     #[error("storage task failed: {0}")]
@@ -65,6 +67,10 @@ pub enum StorageError {
     )]
     FileGone { path: String, what: &'static str },
 }
+
+/// A backend's own error, carried by `StorageError` without naming the
+/// backend's types.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What one ingested batch writes.
 #[derive(Default)]

@@ -162,3 +162,15 @@ fn json_bodies<T: serde::de::DeserializeOwned>(
     }
     Ok(out)
 }
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(error: rusqlite::Error) -> StorageError {
+        StorageError::Database(Box::new(error))
+    }
+}
+
+impl From<rusqlite_migration::Error> for StorageError {
+    fn from(error: rusqlite_migration::Error) -> StorageError {
+        StorageError::Migration(Box::new(error))
+    }
+}
