@@ -435,3 +435,15 @@ pub const LOCAL_SHIP_RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
 pub const LOCAL_SHIP_RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
 /// How often the aggregator lets time pass for staleness.
 pub const AGGREGATOR_TICK_EVERY: Duration = Duration::from_secs(1);
+
+// --- PostgreSQL (#13) ---
+
+/// Connections one aggregator keeps to PostgreSQL: ingest, the API's reads,
+/// the dispatcher and the jobs each take one for a statement or a
+/// transaction; more would only queue inside the server.
+pub const POSTGRES_POOL_MAX: usize = 16;
+/// How long a statement waits for a free connection before it fails (the
+/// probe resends, the API answers 503): a stuck pool must not hang ingest.
+pub const POSTGRES_WAIT_MAX: Duration = Duration::from_secs(10);
+/// How long opening a connection may take, TLS included.
+pub const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -7,8 +7,9 @@
 //! alert dispatcher), `HistoryStore` (every read the API, the status page,
 //! `/metrics` and the latency baseline make) and `JobStore` (the periodic
 //! roll-up and retention jobs, `/health`, the file check). SQLite, in
-//! `sqlite/`, is the one backend today; `tests.rs` is a suite written
-//! against the traits, so a second backend runs the same suite.
+//! `sqlite/`, is the default backend, PostgreSQL, in `postgres/`, the one
+//! several aggregators share; `tests.rs` is one suite written against the
+//! traits, and both backends run it.
 //!
 //! The traits are object-safe (through `async_trait`: native `async fn` in
 //! traits cannot be called on a `dyn`), because the backend will be chosen
@@ -36,10 +37,12 @@ use crate::result::ProbeResult;
 use crate::rollup::{HourRollup, LatencyHistogram};
 use crate::rules::{CheckState, ProbeEvent, Transition};
 
+pub(crate) mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
 #[derive(Debug, thiserror::Error)]
@@ -432,6 +435,13 @@ impl Storage {
     /// floors) and the aggregator built on it on `clock` (tests).
     pub fn open_with_clock(dir: &Path, clock: Clock) -> Result<Storage, StorageError> {
         let backend = SqliteStorage::open(dir, clock.clone())?;
+        Ok(Storage::new(Arc::new(backend), clock))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (migrating it), on
+    /// `clock`.
+    pub async fn connect_postgres(url: &str, clock: Clock) -> Result<Storage, StorageError> {
+        let backend = PostgresStorage::connect(url, clock.clone()).await?;
         Ok(Storage::new(Arc::new(backend), clock))
     }
 

@@ -27,7 +27,7 @@ pub(crate) struct Fresh {
     pub _keep: Box<dyn Any + Send>,
 }
 
-/// Runs every suite test on the backends `$make` (a `fn(Clock) -> Fresh`)
+/// Runs every suite test on the backends `$make` (an `async fn(Clock) -> Fresh`)
 /// makes, one `#[tokio::test]` each, in a module named `$backend`.
 macro_rules! suite {
     ($backend:ident, $make:path) => {
@@ -52,7 +52,7 @@ macro_rules! suite {
             $(
                 #[tokio::test]
                 async fn $test() {
-                    let fresh = $make(crate::clock::Clock::manual(super::now()));
+                    let fresh = $make(crate::clock::Clock::manual(super::now())).await;
                     super::$test(&fresh.storage).await;
                 }
             )+
@@ -836,7 +836,7 @@ async fn health_and_file_checks_pass(storage: &Storage) {
     storage.jobs().check_file().unwrap();
 }
 
-fn sqlite(clock: Clock) -> Fresh {
+async fn sqlite(clock: Clock) -> Fresh {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open_with_clock(dir.path(), clock).unwrap();
     Fresh {
@@ -846,6 +846,21 @@ fn sqlite(clock: Clock) -> Fresh {
 }
 
 suite!(on_sqlite, super::sqlite);
+
+/// A database of its own on a real PostgreSQL server (see
+/// `postgres::test_server`).
+async fn postgres(clock: Clock) -> Fresh {
+    let database = postgres::test_server::fresh().await;
+    let storage = Storage::connect_postgres(&database.url, clock)
+        .await
+        .unwrap();
+    Fresh {
+        storage,
+        _keep: Box::new(database),
+    }
+}
+
+suite!(on_postgres, super::postgres);
 
 #[tokio::test]
 async fn sqlite_reopening_runs_migrations_once_and_keeps_data() {

@@ -1,0 +1,167 @@
+//! `OutboxStore` on PostgreSQL: due rows, groups, attempts; and the one
+//! reader of outbox rows that the history listing shares.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio_postgres::types::ToSql;
+
+use super::{PostgresStorage, big};
+use crate::alert::AlertEvent;
+use crate::limits;
+use crate::storage::{Delivery, DeliveryState, OutboxStore, StorageError};
+
+/// The columns `delivery_from` reads, in its order.
+pub(super) const DELIVERY_COLUMNS: &str = "id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error, group_id";
+
+#[async_trait]
+impl OutboxStore for PostgresStorage {
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        self.deliveries(
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at_ms <= $1
+                 ORDER BY attempts, next_attempt_at_ms, id LIMIT $2"
+            ),
+            &[&now.timestamp_millis(), &big(limit)],
+        )
+        .await
+    }
+
+    async fn next_due_deliveries(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(uuid::Uuid, DateTime<Utc>)>, StorageError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, next_attempt_at_ms FROM outbox WHERE state = 'pending' ORDER BY next_attempt_at_ms LIMIT $1",
+                &[&big(limit)],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id: &str = row.try_get(0)?;
+            let at: i64 = row.try_get(1)?;
+            if let (Ok(id), Some(at)) = (id.parse(), DateTime::from_timestamp_millis(at)) {
+                out.push((id, at));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn claim_group(
+        &self,
+        channel: String,
+        group_id: uuid::Uuid,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        let group = group_id.to_string();
+        {
+            let client = self.client().await?;
+            // SKIP LOCKED: rows another claim is folding are left to it.
+            client
+                .execute(
+                    "UPDATE outbox SET group_id = $1 WHERE id IN (
+                       SELECT id FROM outbox WHERE state = 'pending' AND channel = $2 AND group_id IS NULL
+                       ORDER BY created_at_ms, id LIMIT $3 FOR UPDATE SKIP LOCKED)",
+                    &[&group, &channel, &big(limit)],
+                )
+                .await?;
+        }
+        self.group_members(group).await
+    }
+
+    async fn group_members(&self, group_id: String) -> Result<Vec<Delivery>, StorageError> {
+        self.deliveries(
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE group_id = $1 ORDER BY created_at_ms, id LIMIT $2"
+            ),
+            &[&group_id, &big(limits::ALERT_GROUP_MAX)],
+        )
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        id: uuid::Uuid,
+        state: DeliveryState,
+        next_attempt_at: DateTime<Utc>,
+        error: Option<String>,
+    ) -> Result<(), StorageError> {
+        let now = self.clock.now().timestamp_millis();
+        let done = (state != DeliveryState::Pending).then_some(now);
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE outbox SET state = $2, attempts = attempts + 1, next_attempt_at_ms = $3,
+                 last_error = $4, done_at_ms = $5 WHERE id = $1",
+                &[
+                    &id.to_string(),
+                    &state.as_str(),
+                    &next_attempt_at.timestamp_millis(),
+                    &error,
+                    &done,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn attachment(&self, result_id: String) -> Result<Option<Vec<u8>>, StorageError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT png FROM screenshots WHERE result_id = $1",
+                &[&result_id],
+            )
+            .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+}
+
+impl PostgresStorage {
+    /// The deliveries `sql` selects (its columns `DELIVERY_COLUMNS`).
+    pub(super) async fn deliveries(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Delivery>, StorageError> {
+        let client = self.client().await?;
+        let rows = client.query(sql, params).await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            let event_id: String = row.try_get(1)?;
+            let event: String = row.try_get(3)?;
+            // One unreadable row must not stop every other alert.
+            let (Ok(parsed_id), Ok(event_id), Ok(event)) = (
+                id.parse(),
+                event_id.parse(),
+                serde_json::from_str::<AlertEvent>(&event),
+            ) else {
+                tracing::error!(delivery = %id, "an outbox row cannot be read; skipped");
+                continue;
+            };
+            let state: String = row.try_get(4)?;
+            let attempts: i32 = row.try_get(5)?;
+            let group: Option<String> = row.try_get(9)?;
+            out.push(Delivery {
+                id: parsed_id,
+                event_id,
+                channel: row.try_get(2)?,
+                event,
+                state: DeliveryState::parse(&state),
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                created_at: DateTime::from_timestamp_millis(row.try_get(6)?).unwrap_or_default(),
+                next_attempt_at: DateTime::from_timestamp_millis(row.try_get(7)?)
+                    .unwrap_or_default(),
+                last_error: row.try_get(8)?,
+                group_id: group.and_then(|g| g.parse().ok()),
+            });
+        }
+        Ok(out)
+    }
+}
