@@ -38,6 +38,18 @@ pub struct AggregatorArgs {
     /// Directory for the SQLite database (created if missing).
     #[arg(long, default_value = "./data")]
     pub data: PathBuf,
+    /// Keep everything in PostgreSQL instead of SQLite under --data:
+    /// postgres://user:password@host:port/database, with `sslmode` as libpq
+    /// spells it (disable, prefer (the default), require, verify-ca,
+    /// verify-full) and `sslrootcert` for the server's CA. Several
+    /// aggregators may share one database.
+    #[arg(
+        long,
+        env = "LOOKOUT_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "data"
+    )]
+    pub database: Option<String>,
     /// How long results are kept (e.g. 30d, 12h).
     #[arg(long, default_value = "30d", value_parser = crate::schedule::parse_duration)]
     pub retention: Duration,
@@ -90,6 +102,18 @@ impl AggregatorArgs {
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
         }
+    }
+}
+
+/// A database URL fit for a log line: the password replaced.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(a URL that does not parse)".to_string(),
     }
 }
 
@@ -259,8 +283,13 @@ impl AggregatorService {
         tokens: ProbeTokens,
         probes_file: Option<PathBuf>,
     ) -> anyhow::Result<AggregatorService> {
-        let storage = Storage::open(&args.data)
-            .with_context(|| format!("opening storage in {}", args.data.display()))?;
+        let storage = match &args.database {
+            Some(url) => Storage::connect_postgres(url, crate::clock::Clock::System)
+                .await
+                .with_context(|| format!("opening the database {}", without_password(url)))?,
+            None => Storage::open(&args.data)
+                .with_context(|| format!("opening storage in {}", args.data.display()))?,
+        };
         let aggregator = Arc::new(
             Aggregator::new(config.clone(), storage.clone())
                 .await
