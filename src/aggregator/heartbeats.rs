@@ -213,6 +213,8 @@ fn heartbeat_result(
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        icmp: None,
+        grpc: None,
     }
 }
 
