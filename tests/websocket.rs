@@ -5,14 +5,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::pki::TestPki;
 use common::{ConfigDirs, path_str};
 use futures_util::{SinkExt, StreamExt};
 use lookout::result::{Outcome, ProbeResult};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
@@ -77,39 +75,9 @@ async fn serve_ws(behaviour: Behaviour) -> SocketAddr {
     addr
 }
 
-/// A test CA and a certificate it issued for `localhost` and 127.0.0.1.
-struct TestPki {
-    ca_pem: String,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn test_pki() -> TestPki {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "websocket test CA");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-    let params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    TestPki {
-        ca_pem: ca.pem(),
-        chain: vec![cert.der().clone()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    }
-}
-
 /// A WebSocket echo server behind TLS with `pki`'s certificate.
 async fn serve_wss(pki: &TestPki) -> SocketAddr {
-    lookout::install_crypto_provider();
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(pki.chain.clone(), pki.key.clone_key())
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(&[b"http/1.1"]));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -214,11 +182,9 @@ async fn a_refused_upgrade_fails_with_the_status_the_server_gave() {
 
 #[tokio::test]
 async fn wss_is_trusted_with_the_test_ca_and_refused_without_it() {
-    let pki = test_pki();
+    let pki = TestPki::new();
     let addr = serve_wss(&pki).await;
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let ca_file = pki.ca_file();
     let url = format!("wss://localhost:{}/", addr.port());
 
     let trusted = probe(&format!(
