@@ -5,6 +5,7 @@
 //! results at each scrape as `metrics`' other `probe_*` gauges are. Apart
 //! from `metrics.rs` so each kind's figures stay beside each other.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -12,6 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::metrics::CheckSnapshot;
 use crate::result::ProbeResult;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -42,16 +44,22 @@ struct TargetServing {
     serving_status: &'static str,
 }
 
-/// Adds the icmp and grpc series for `results`, each with its check's target.
-pub fn register<'r>(
+/// Adds the icmp and grpc series for `results`, each labelled with its
+/// check's target; results of checks no longer configured are left out.
+pub fn register(
     registry: &mut Registry,
-    results: impl Iterator<Item = (&'r ProbeResult, &'r str)>,
+    results: &[ProbeResult],
+    checks: &HashMap<&str, &CheckSnapshot>,
 ) {
     let icmp_duration = Family::<TargetPhase, FloatGauge>::default();
     let hop_limit = Family::<Target, Gauge>::default();
     let serving = Family::<TargetServing, Gauge>::default();
     let status_code = Family::<Target, Gauge>::default();
-    for (result, target) in results {
+    for result in results {
+        let Some(check) = checks.get(result.check.as_str()) else {
+            continue;
+        };
+        let target = check.target.as_str();
         let labels = Target {
             check: result.check.clone(),
             region: result.region.clone(),

@@ -624,12 +624,7 @@ impl Snapshot {
             Unit::Seconds,
             dns_lookup,
         );
-        // icmp and grpc series (#15 part B).
-        let targets = self.results.iter().filter_map(|result| {
-            let check = checks.get(result.check.as_str())?;
-            Some((result, check.target.as_str()))
-        });
-        crate::kind_metrics::register(&mut registry, targets);
+        crate::kind_metrics::register(&mut registry, &self.results, &checks);
 
         let up = Family::<CheckLabel, Gauge>::default();
         let state = Family::<CheckStateLabels, Gauge>::default();

@@ -26,6 +26,8 @@ enum Behaviour {
 }
 
 /// Serves one WebSocket connection on `stream`.
+// The handshake callback's error type is tungstenite's, not ours to shrink.
+#[allow(clippy::result_large_err)]
 async fn serve_socket<S>(stream: S, behaviour: Behaviour)
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -10,6 +10,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::http;
@@ -90,12 +92,14 @@ where
         }
     };
     // The connection is driven apart from the call; it ends with the run.
-    let driver = AbortOnDrop(tokio::spawn(connection));
+    let mut driver = AbortOnDrop(tokio::spawn(connection));
+    let answered = Arc::new(AtomicBool::new(false));
 
     let mut client = HealthClient::new(Http2 {
         sender,
         scheme,
         authority,
+        answered: answered.clone(),
     })
     .max_decoding_message_size(limits::GRPC_RESPONSE_BYTES_MAX);
     let mut request = tonic::Request::new(HealthCheckRequest {
@@ -110,6 +114,13 @@ where
     let answer = client.check(request).await;
     phases.ttfb = Some(round_ms(started.elapsed()));
     drop(client);
+    // Without any HTTP answer, a status is tonic's account of a broken
+    // connection, not the server's: say what broke it.
+    let broken = if answered.load(Ordering::Relaxed) {
+        None
+    } else {
+        Some(connection_failure(&mut driver).await)
+    };
     drop(driver);
 
     let service = match spec.service.as_str() {
@@ -135,18 +146,16 @@ where
         }
         Err(status) => {
             let code = status.code();
-            // tonic turns a broken connection into a status too; those carry
-            // the transport's error as their source and are not an answer.
-            let from_transport = std::error::Error::source(&status).is_some();
             let message = status.message();
             let detail = if message.is_empty() {
                 String::new()
             } else {
                 format!(": {message}")
             };
-            if from_transport {
+            if let Some(broken) = broken {
+                let why = broken.unwrap_or_else(|| format!("no answer{detail}"));
                 Report::error(
-                    format!("the health check call failed{detail}"),
+                    format!("the health check call failed: {why}"),
                     phases.clone(),
                 )
             } else {
@@ -204,6 +213,19 @@ fn plain_hyper(error: &hyper::Error) -> String {
     text
 }
 
+/// Why the connection ended, if it did (a server that is not HTTP/2, a
+/// reset): the error its task ended with.
+async fn connection_failure(driver: &mut AbortOnDrop) -> Option<String> {
+    if !driver.0.is_finished() {
+        return None;
+    }
+    match (&mut driver.0).await {
+        Ok(Err(e)) => Some(format!("HTTP/2 failed: {}", plain_hyper(&e))),
+        Ok(Ok(())) => Some("the server closed the connection".to_string()),
+        Err(_) => None,
+    }
+}
+
 /// Stops the connection's task when the run is over, whatever its end.
 struct AbortOnDrop(tokio::task::JoinHandle<Result<(), hyper::Error>>);
 
@@ -220,6 +242,8 @@ struct Http2 {
     sender: SendRequest<tonic::body::Body>,
     scheme: Scheme,
     authority: Authority,
+    /// Set once an HTTP response (headers) came back.
+    answered: Arc<AtomicBool>,
 }
 
 type ResponseFuture = Pin<
@@ -242,6 +266,14 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Http2 {
         if let Ok(uri) = http::Uri::from_parts(parts) {
             *request.uri_mut() = uri;
         }
-        Box::pin(self.sender.send_request(request))
+        let response = self.sender.send_request(request);
+        let answered = self.answered.clone();
+        Box::pin(async move {
+            let response = response.await;
+            if response.is_ok() {
+                answered.store(true, Ordering::Relaxed);
+            }
+            response
+        })
     }
 }

@@ -73,6 +73,18 @@ pub async fn run(
         }
         notes.push(format!("some echo requests could not be sent: {error}"));
     }
+    let (outcome, error, summary) = judge(&figures, expect.packet_loss_below);
+    notes.extend(summary);
+    report(outcome, error, notes)
+}
+
+/// The verdict on what came back (with the reason when it is not ok), and
+/// the summary note of a run that had replies.
+fn judge(
+    figures: &IcmpFigures,
+    packet_loss_below: Option<f64>,
+) -> (Outcome, Option<String>, Option<String>) {
+    let target = &figures.address;
     let summary = format!(
         "{} sent, {} received ({}% loss)",
         figures.sent,
@@ -80,33 +92,26 @@ pub async fn run(
         percent(figures.loss_percent)
     );
     if figures.received == 0 {
-        return report(
-            Outcome::Fail,
-            Some(format!("no reply from {target}: {summary}")),
-            notes,
-        );
+        let error = format!("no reply from {target}: {summary}");
+        return (Outcome::Fail, Some(error), None);
     }
-    if let (Some(min), Some(avg), Some(max)) =
-        (figures.rtt_min_ms, figures.rtt_avg_ms, figures.rtt_max_ms)
-    {
-        notes.push(format!(
-            "{summary}, round trip min/avg/max {min:.3}/{avg:.3}/{max:.3} ms"
-        ));
-    }
-    if let Some(limit) = expect.packet_loss_below
-        && figures.loss_percent >= limit
-    {
-        return report(
-            Outcome::Fail,
-            Some(format!(
+    let note = match (figures.rtt_min_ms, figures.rtt_avg_ms, figures.rtt_max_ms) {
+        (Some(min), Some(avg), Some(max)) => {
+            format!("{summary}, round trip min/avg/max {min:.3}/{avg:.3}/{max:.3} ms")
+        }
+        _ => summary.clone(),
+    };
+    match packet_loss_below {
+        Some(limit) if figures.loss_percent >= limit => {
+            let error = format!(
                 "packet loss {}% to {target} is not below {}% ({summary})",
                 percent(figures.loss_percent),
                 percent(limit)
-            )),
-            notes,
-        );
+            );
+            (Outcome::Fail, Some(error), Some(note))
+        }
+        _ => (Outcome::Ok, None, Some(note)),
     }
-    report(Outcome::Ok, None, notes)
 }
 
 /// A percentage without needless decimals: `100`, `33.3`.
@@ -427,6 +432,36 @@ mod tests {
         let sum = checksum(&packet);
         packet[2..4].copy_from_slice(&sum.to_be_bytes());
         assert_eq!(checksum(&packet), 0);
+    }
+
+    fn figures(sent: u32, received: u32) -> IcmpFigures {
+        let round_trips = vec![Duration::from_micros(50); received as usize];
+        Pinged {
+            sent,
+            round_trips,
+            hop_limit: Some(64),
+            send_error: None,
+        }
+        .figures("192.0.2.9".parse().unwrap(), SocketKind::Raw)
+    }
+
+    #[test]
+    fn one_reply_is_enough_unless_a_loss_limit_is_set() {
+        let some = figures(3, 1);
+        assert_eq!(judge(&some, None).0, Outcome::Ok);
+        assert_eq!(
+            judge(&some, Some(50.0)),
+            (
+                Outcome::Fail,
+                Some("packet loss 66.7% to 192.0.2.9 is not below 50% (3 sent, 1 received (66.7% loss))".to_string()),
+                Some("3 sent, 1 received (66.7% loss), round trip min/avg/max 0.050/0.050/0.050 ms".to_string()),
+            )
+        );
+        assert_eq!(judge(&figures(4, 3), Some(50.0)).0, Outcome::Ok);
+        assert_eq!(
+            judge(&figures(3, 0), Some(50.0)).1.as_deref(),
+            Some("no reply from 192.0.2.9: 3 sent, 0 received (100% loss)")
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub async fn handshake(
             },
             Some(other) => HandshakeFailure {
                 outcome: Outcome::Error,
-                reason: format!("TLS handshake failed: {other}"),
+                reason: format!("TLS handshake failed: {}", describe_tls(other)),
             },
             None => HandshakeFailure {
                 outcome: Outcome::Error,
@@ -98,6 +98,25 @@ pub async fn handshake(
             },
         }
     })
+}
+
+/// The handshake failures a probe meets most, in plain words; rustls's own
+/// text for the rest.
+fn describe_tls(error: &rustls::Error) -> String {
+    use rustls::Error::*;
+    match error {
+        InvalidMessage(_) | InappropriateMessage { .. } | InappropriateHandshakeMessage { .. } => {
+            "the server did not answer with TLS (a plaintext port?)".to_string()
+        }
+        AlertReceived(_) => "the server refused the handshake (it sent an alert)".to_string(),
+        NoApplicationProtocol => {
+            "the server offers none of the application protocols asked for (ALPN)".to_string()
+        }
+        PeerIncompatible(_) => {
+            "the server supports no protocol version or cipher suite in common".to_string()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// `tls_verify: false`: any certificate is accepted, but the handshake's
