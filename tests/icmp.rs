@@ -197,6 +197,51 @@ fn an_address_that_never_answers_fails_with_all_lost_within_the_timeout() {
     assert_eq!(figures.rtt_avg_ms, None);
 }
 
+#[test]
+fn without_ping_sockets_or_raw_socket_rights_the_error_says_what_is_missing() {
+    require_root();
+    let namespace = Namespace::new();
+    // Ping sockets for no group, and a user without CAP_NET_RAW.
+    namespace.exec("sysctl -q -w net.ipv4.ping_group_range=1 0");
+    let dirs =
+        ConfigDirs::new("checks:\n  - name: ping\n    icmp: { host: 127.0.0.1 }\n    every: 1m\n");
+    for dir in [dirs.root.path().to_path_buf(), dirs.checks(), dirs.alerts()] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new("ip")
+        .args(["netns", "exec", &namespace.name])
+        .args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .arg(common::lookout_bin())
+        .arg("check")
+        .arg("--checks")
+        .arg(dirs.checks())
+        .arg("--alerts")
+        .arg(dirs.alerts())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ip netns exec setpriv lookout check");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains(
+            "cannot open an ICMP socket: unprivileged ping sockets are not allowed for group 65534 \
+             (net.ipv4.ping_group_range is \"1 0\"), and raw sockets need root or CAP_NET_RAW"
+        ),
+        "{table}"
+    );
+}
+
 #[tokio::test]
 async fn loss_is_judged_against_packet_loss_below() {
     require_root();
