@@ -73,6 +73,9 @@ pub async fn run(
         }
         notes.push(format!("some echo requests could not be sent: {error}"));
     }
+    if let Some(error) = &pinged.receive_error {
+        notes.push(format!("the network answered: {error}"));
+    }
     let (outcome, error, summary) = judge(&figures, expect.packet_loss_below);
     notes.extend(summary);
     report(outcome, error, notes)
@@ -174,6 +177,9 @@ struct Pinged {
     round_trips: Vec<Duration>,
     hop_limit: Option<u8>,
     send_error: Option<String>,
+    /// What the last failed read said (an ICMP error such as "host
+    /// unreachable" arrives on the socket as one).
+    receive_error: Option<String>,
 }
 
 impl Pinged {
@@ -259,8 +265,10 @@ impl EchoSocket {
             round_trips: Vec::with_capacity(count),
             hop_limit: None,
             send_error: None,
+            receive_error: None,
         };
         let mut next = 0usize;
+        let mut receive_errors = 0u32;
         let mut buffer = vec![0u8; limits::ICMP_RECEIVE_BYTES_MAX];
         loop {
             if next == count && pinged.round_trips.len() == pinged.sent as usize {
@@ -280,7 +288,19 @@ impl EchoSocket {
                     next += 1;
                 }
                 received = self.receive(&mut buffer) => {
-                    let Ok((length, from, hop_limit)) = received else { continue };
+                    let (length, from, hop_limit) = match received {
+                        Ok(received) => received,
+                        Err(e) => {
+                            // An error is read once and cleared; a socket
+                            // that keeps failing is not waited on.
+                            receive_errors += 1;
+                            pinged.receive_error = Some(super::net::describe_io(&e, &self.target.to_string()));
+                            if receive_errors > limits::ICMP_COUNT_MAX {
+                                break;
+                            }
+                            continue;
+                        }
+                    };
                     let Some((sequence, hop_limit)) = self.reply(&buffer[..length], from, hop_limit) else {
                         continue;
                     };
@@ -441,6 +461,7 @@ mod tests {
             round_trips,
             hop_limit: Some(64),
             send_error: None,
+            receive_error: None,
         }
         .figures("192.0.2.9".parse().unwrap(), SocketKind::Raw)
     }
