@@ -357,6 +357,8 @@ fn result(check: &str, outcome: Outcome) -> ProbeResult {
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        icmp: None,
+        grpc: None,
     }
 }
 

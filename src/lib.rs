@@ -17,7 +17,8 @@
 //! - `heartbeat`: push checks (`/ping/{token}`), turned into results.
 //! - `storage`: durable state as traits by consumer, SQLite in
 //!   `storage::sqlite`; `rollup`: hourly latency histograms.
-//! - `status`: the status page's figures and HTML; `metrics`: Prometheus.
+//! - `status`: the status page's figures and HTML; `metrics`: Prometheus;
+//!   `kind_metrics`: the icmp and grpc kinds' series.
 //! - `api`: the aggregator's HTTP surface; `listener`: bounded serving of it;
 //!   `reload`: config reloads on SIGHUP and file changes.
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
@@ -31,6 +32,7 @@ pub mod cmd;
 pub mod config;
 pub mod heartbeat;
 pub mod hub;
+pub mod kind_metrics;
 pub mod limits;
 pub mod listener;
 pub mod metrics;

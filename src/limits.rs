@@ -447,3 +447,44 @@ pub const POSTGRES_POOL_MAX: usize = 16;
 pub const POSTGRES_WAIT_MAX: Duration = Duration::from_secs(10);
 /// How long opening a connection may take, TLS included.
 pub const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+// --- new check kinds (#15 part B) ---
+/// The largest WebSocket message (and frame) a `websocket` check reads: the
+/// first message is only searched for `expect`, and a server must not make
+/// a probe buffer without end.
+pub const WEBSOCKET_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+/// Control frames (ping, pong) a `websocket` check skips while waiting for
+/// the first data message: a server that only pings must not keep it busy.
+pub const WEBSOCKET_CONTROL_FRAMES_MAX: usize = 16;
+/// How long the closing handshake may take once the verdict is known; a
+/// server that never answers the close must not turn it into a timeout.
+pub const WEBSOCKET_CLOSE_GRACE: Duration = Duration::from_millis(500);
+/// Characters of the first message quoted when `expect` fails.
+pub const WEBSOCKET_QUOTED_CHARS_MAX: usize = 80;
+/// The largest gRPC health answer decoded: a `HealthCheckResponse` is a few
+/// bytes, so anything near this is not a health server.
+pub const GRPC_RESPONSE_BYTES_MAX: usize = 64 * 1024;
+/// The largest header block (HTTP/2 headers and trailers) a `grpc` check
+/// accepts from the server.
+pub const GRPC_HEADER_BYTES_MAX: u32 = 64 * 1024;
+/// Echo requests one `icmp` run may send: each waits for its reply, and a
+/// check is a probe, not a flood.
+pub const ICMP_COUNT_MAX: u32 = 100;
+/// `count` when the check does not say (as `ping -c 3`).
+pub const ICMP_COUNT_DEFAULT: u32 = 3;
+/// `interval` when the check does not say.
+pub const ICMP_INTERVAL_DEFAULT: Duration = Duration::from_millis(200);
+/// The shortest `interval`: ping(8) refuses less than 200ms to non-root
+/// users; 10ms keeps a burst of `ICMP_COUNT_MAX` polite.
+pub const ICMP_INTERVAL_MIN: Duration = Duration::from_millis(10);
+/// Payload bytes of an echo request by default (as ping(8): 64 on the wire).
+pub const ICMP_PAYLOAD_BYTES_DEFAULT: usize = 56;
+/// The largest payload: what fits one 1500-byte IPv4 packet unfragmented
+/// (1500 - 20 IP - 8 ICMP).
+pub const ICMP_PAYLOAD_BYTES_MAX: usize = 1472;
+/// The buffer one received ICMP packet is read into: the largest echo we
+/// send, plus an IPv4 header with options (raw sockets get it too).
+pub const ICMP_RECEIVE_BYTES_MAX: usize = ICMP_PAYLOAD_BYTES_MAX + 8 + 60;
+/// The part of the check's timeout kept for the result: an `icmp` run stops
+/// waiting for replies this long before the timeout (or at 90% of a shorter
+/// one), so lost packets are counted as lost rather than the run timing out.
+pub const ICMP_RESULT_MARGIN: Duration = Duration::from_millis(100);

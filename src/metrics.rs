@@ -624,6 +624,7 @@ impl Snapshot {
             Unit::Seconds,
             dns_lookup,
         );
+        crate::kind_metrics::register(&mut registry, &self.results, &checks);
 
         let up = Family::<CheckLabel, Gauge>::default();
         let state = Family::<CheckStateLabels, Gauge>::default();

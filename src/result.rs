@@ -98,6 +98,46 @@ pub struct ProbeResult {
     /// browser, on failure: where the page was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<PageInfo>,
+    /// icmp: what was sent and what came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<IcmpFigures>,
+    /// grpc: what the health service answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcFigures>,
+}
+
+/// What one `icmp` run sent and got back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IcmpFigures {
+    /// The address pinged (the host resolved).
+    pub address: String,
+    /// `datagram` (an unprivileged ping socket) or `raw`.
+    pub socket: String,
+    pub sent: u32,
+    pub received: u32,
+    /// Percent of the requests that got no reply.
+    pub loss_percent: f64,
+    /// Round-trip times of the replies, in ms; absent without a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_min_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_avg_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_max_ms: Option<f64>,
+    /// The TTL (IPv4) or hop limit (IPv6) of the last reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_hop_limit: Option<u8>,
+}
+
+/// What one `grpc` run got from `grpc.health.v1.Health/Check`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GrpcFigures {
+    /// The gRPC status code of the call (0: OK, 5: NOT_FOUND, ...).
+    pub status_code: i32,
+    /// SERVING, NOT_SERVING, UNKNOWN or SERVICE_UNKNOWN, when the call
+    /// answered at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_status: Option<String>,
 }
 
 /// One step of a browser flow, as it ran.
@@ -151,6 +191,8 @@ impl ProbeResult {
             steps: vec![],
             screenshot: None,
             page: None,
+            icmp: None,
+            grpc: None,
         }
     }
 }
@@ -172,6 +214,8 @@ pub struct Report {
     pub steps: Vec<StepResult>,
     pub screenshot: Option<String>,
     pub page: Option<PageInfo>,
+    pub icmp: Option<IcmpFigures>,
+    pub grpc: Option<GrpcFigures>,
     /// Time spent queued for a resource (a browser session) before the run
     /// really started: not part of its duration.
     pub waited: Duration,

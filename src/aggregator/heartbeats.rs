@@ -216,6 +216,8 @@ fn heartbeat_result(
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        icmp: None,
+        grpc: None,
     }
 }
 

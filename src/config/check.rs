@@ -1,7 +1,8 @@
 //! One check's common settings and the checks file around it: `Check`
 //! (name, schedule, timeout, regions, labels, description), `CheckKind`
 //! with the dispatch to each kind's decoder (`http.rs`, `tcp.rs`, `tls.rs`,
-//! `dns.rs`, `heartbeat.rs`, `browser.rs`), `alert:` (`AlertRules`),
+//! `dns.rs`, `heartbeat.rs`, `browser.rs`, `icmp.rs`, `grpc.rs`,
+//! `websocket.rs`), `alert:` (`AlertRules`),
 //! `status_page:`, the `host:port` address the tcp and tls kinds share, and
 //! the name rule checks, channels and probe regions follow.
 
@@ -15,10 +16,13 @@ use chrono_tz::Tz;
 use super::decode::{self, Ctx};
 use super::dns::{DnsSpec, decode_dns};
 use super::expect::{Expect, decode_expect};
+use super::grpc::{GrpcSpec, decode_grpc};
 use super::heartbeat::{HeartbeatSpec, decode_heartbeat};
 use super::http::{HttpSpec, decode_http};
+use super::icmp::{IcmpSpec, decode_icmp};
 use super::tcp::{TcpSpec, decode_tcp};
 use super::tls::{TlsSpec, decode_tls};
+use super::websocket::{WebsocketSpec, decode_websocket};
 use super::yaml::{Node, Pos, Value};
 use super::{browser, remote};
 use crate::limits;
@@ -69,6 +73,18 @@ impl Check {
                 }
                 None => "browser flow".to_string(),
             },
+            CheckKind::Icmp(icmp) => icmp.host.clone(),
+            CheckKind::Grpc(grpc) => match grpc.service.as_str() {
+                "" => grpc.address.to_string(),
+                service => format!("{} {service}", grpc.address),
+            },
+            CheckKind::Websocket(ws) => {
+                let mut url = ws.url.clone();
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("****"));
+                }
+                url.to_string()
+            }
         }
     }
 
@@ -80,6 +96,9 @@ impl Check {
             CheckKind::Dns(_) => "dns",
             CheckKind::Heartbeat(_) => "heartbeat",
             CheckKind::Browser(_) => "browser",
+            CheckKind::Icmp(_) => "icmp",
+            CheckKind::Grpc(_) => "grpc",
+            CheckKind::Websocket(_) => "websocket",
         }
     }
 
@@ -97,6 +116,9 @@ pub enum CheckKind {
     Dns(DnsSpec),
     Heartbeat(HeartbeatSpec),
     Browser(browser::BrowserSpec),
+    Icmp(IcmpSpec),
+    Grpc(GrpcSpec),
+    Websocket(WebsocketSpec),
 }
 
 /// `host:port`, with IPv6 literals in brackets (`[::1]:53`).
@@ -170,8 +192,18 @@ impl Default for AlertRules {
         }
     }
 }
-const CHECK_KINDS: [&str; 6] = ["http", "tcp", "tls", "dns", "browser", "heartbeat"];
-const CHECK_KEYS: [&str; 17] = [
+const CHECK_KINDS: [&str; 9] = [
+    "http",
+    "tcp",
+    "tls",
+    "dns",
+    "browser",
+    "heartbeat",
+    "icmp",
+    "grpc",
+    "websocket",
+];
+const CHECK_KEYS: [&str; 20] = [
     "name",
     "description",
     "http",
@@ -180,6 +212,9 @@ const CHECK_KEYS: [&str; 17] = [
     "dns",
     "browser",
     "heartbeat",
+    "icmp",
+    "grpc",
+    "websocket",
     "every",
     "cron",
     "tz",
@@ -433,6 +468,10 @@ pub(super) fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Optio
         Some(n) => ctx.string(n, &what("description")),
         None => None,
     };
+    if let (Some(CheckKind::Icmp(spec)), Some(timeout)) = (&kind, timeout) {
+        let pos = fields.get("timeout").map_or(fields.pos, |n| n.pos);
+        super::icmp::check_fits_timeout(ctx, spec, timeout, pos);
+    }
     let status_page = match fields.get("status_page") {
         Some(n) => decode_status_page(ctx, &name, n),
         None => Some(StatusPageOptions::default()),
@@ -494,6 +533,9 @@ fn decode_kind(ctx: &mut Ctx, name: &str, kind: &str, spec: &Node) -> Option<Che
         "dns" => decode_dns(ctx, name, spec).map(CheckKind::Dns),
         "heartbeat" => decode_heartbeat(ctx, name, spec).map(CheckKind::Heartbeat),
         "browser" => browser::decode_browser(ctx, name, spec).map(CheckKind::Browser),
+        "icmp" => decode_icmp(ctx, name, spec).map(CheckKind::Icmp),
+        "grpc" => decode_grpc(ctx, name, spec).map(CheckKind::Grpc),
+        "websocket" => decode_websocket(ctx, name, spec).map(CheckKind::Websocket),
         other => {
             ctx.error(
                 spec.pos,

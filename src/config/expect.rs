@@ -18,6 +18,8 @@ pub struct Expect {
     pub body_contains: Option<String>,
     pub body_matches: Option<Regex>,
     pub max_latency: Option<Duration>,
+    /// icmp: the loss (percent) must stay below this; `None`: one reply is enough.
+    pub packet_loss_below: Option<f64>,
 }
 
 /// One accepted status: `200`, or a class such as `2xx`.
@@ -46,7 +48,13 @@ pub(super) fn decode_expect(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Ex
     let fields = ctx.fields(
         node,
         &format!("`expect` of check `{name}`"),
-        &["status", "body_contains", "body_matches", "max_latency"],
+        &[
+            "status",
+            "body_contains",
+            "body_matches",
+            "max_latency",
+            "packet_loss_below",
+        ],
     )?;
     let mut expect = Expect::default();
     let mut ok = true;
@@ -96,7 +104,32 @@ pub(super) fn decode_expect(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Ex
         expect.max_latency = ctx.duration(n, "`max_latency`");
         ok &= expect.max_latency.is_some();
     }
+    if let Some(n) = fields.get("packet_loss_below") {
+        expect.packet_loss_below = ctx
+            .string(n, "`packet_loss_below`")
+            .and_then(|text| match parse_percent(&text) {
+                Some(percent) => Some(percent),
+                None => {
+                    ctx.error(
+                        n.pos,
+                        format!("`packet_loss_below` must be a percentage above 0 and at most 100 such as `50%`, found `{text}`"),
+                    );
+                    None
+                }
+            });
+        ok &= expect.packet_loss_below.is_some();
+    }
     ok.then_some(expect)
+}
+
+/// `50%` or `50`: a percentage above 0, at most 100.
+fn parse_percent(text: &str) -> Option<f64> {
+    let number = text.trim().strip_suffix('%').unwrap_or(text.trim());
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| *p > 0.0 && *p <= 100.0)
 }
 
 fn parse_status(value: &Value) -> Option<StatusRange> {

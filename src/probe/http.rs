@@ -551,6 +551,7 @@ mod tests {
             body_contains: Some("healthy".into()),
             body_matches: Some(regex::Regex::new(r#""db":\s*"ok""#).unwrap()),
             max_latency: None,
+            ..Expect::default()
         };
         assert_eq!(
             judge(503, b"", &expect).as_deref(),

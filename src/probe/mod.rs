@@ -5,10 +5,14 @@
 //! `outcome` says `ok`, `fail`, `timeout` or `error`, with a one-line reason.
 
 pub mod dns;
+pub mod grpc;
 pub mod http;
+pub mod icmp;
 pub mod net;
 pub mod tcp;
 pub mod tls;
+pub mod tls_client;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,6 +138,25 @@ impl Runner {
                     Phases::default(),
                 ),
             },
+            CheckKind::Websocket(spec) => {
+                let mut phases = Phases::default();
+                let user_agent = self.identity.user_agent(&check.name);
+                let run = tokio::time::timeout(check.timeout, websocket::run(spec, &mut phases, &user_agent)).await;
+                within(run, phases, check.timeout, |p| if p.connect.is_none() { "while connecting" } else if p.ttfb.is_none() { "during the WebSocket handshake" } else { "waiting for the first message" })
+            }
+            CheckKind::Grpc(spec) => {
+                let mut phases = Phases::default();
+                let user_agent = self.identity.user_agent(&check.name);
+                let run = tokio::time::timeout(check.timeout, grpc::run(spec, &mut phases, &user_agent)).await;
+                within(run, phases, check.timeout, |p| if p.connect.is_none() { "while connecting" } else { "waiting for the health check answer" })
+            }
+            CheckKind::Icmp(spec) => {
+                let mut phases = Phases::default();
+                // The run stops waiting for replies before the timeout, so
+                // lost packets are counted; this bound is the backstop.
+                let run = tokio::time::timeout(check.timeout, icmp::run(spec, &check.expect, check.timeout, &mut phases)).await;
+                within(run, phases, check.timeout, |_| "waiting for echo replies")
+            }
             CheckKind::Heartbeat(_) => Report::error(
                 "a heartbeat is pushed to the aggregator (POST /ping/TOKEN); there is nothing to run here".into(),
                 Phases::default(),
@@ -173,6 +196,8 @@ impl Runner {
             steps: report.steps,
             screenshot: report.screenshot,
             page: report.page,
+            icmp: report.icmp,
+            grpc: report.grpc,
         }
     }
 }

@@ -243,14 +243,14 @@ fn names(presented: &[String]) -> String {
 
 /// The ring provider, made once: the TLS checks never depend on a process
 /// default being installed.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
         .clone()
 }
 
-fn client_config(
+pub(crate) fn client_config(
     roots: Arc<RootCertStore>,
     seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
 ) -> Result<rustls::ClientConfig, String> {
@@ -359,7 +359,7 @@ fn remember(key: Option<PathBuf>, modified: Option<SystemTime>, roots: Arc<RootC
 
 /// The roots to trust: only the certificates of `ca_file`, or the system's.
 /// Loaded once (per `ca_file` version) and shared; failures are not cached.
-async fn roots(ca_file: Option<&PathBuf>) -> Result<Arc<RootCertStore>, String> {
+pub(crate) async fn roots(ca_file: Option<&PathBuf>) -> Result<Arc<RootCertStore>, String> {
     let key = ca_file.cloned();
     let modified = match ca_file {
         Some(path) => {

@@ -52,6 +52,8 @@ fn input(spec: &str) -> (Option<ProbeResult>, DateTime<Utc>) {
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        icmp: None,
+        grpc: None,
     };
     (Some(result), at)
 }
