@@ -357,6 +357,7 @@ fn result(check: &str, outcome: Outcome) -> ProbeResult {
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        browser: Default::default(),
     }
 }
 

@@ -213,6 +213,7 @@ fn heartbeat_result(
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        browser: Default::default(),
     }
 }
 

@@ -173,6 +173,7 @@ impl Runner {
             steps: report.steps,
             screenshot: report.screenshot,
             page: report.page,
+            browser: report.browser,
         }
     }
 }

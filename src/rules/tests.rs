@@ -52,6 +52,7 @@ fn input(spec: &str) -> (Option<ProbeResult>, DateTime<Utc>) {
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        browser: Default::default(),
     };
     (Some(result), at)
 }
