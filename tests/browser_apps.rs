@@ -21,9 +21,12 @@ use lookout::browser::{BrowserOptions, BrowserPool};
 use lookout::probe::{ProbeIdentity, Runner};
 use lookout::result::{Outcome, ProbeResult};
 
-/// What the app saw of each request: (path, Cookie header, X-Auth header, User-Agent).
+/// What the app saw of one request: path, Cookie, X-Auth and User-Agent headers.
+type Request = (String, String, String, String);
+
+/// Every request the app saw.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, String, String, String)>>>);
+struct Seen(Arc<Mutex<Vec<Request>>>);
 
 fn record(seen: &Seen, path: &str, headers: &HeaderMap) {
     let get = |name: &str| {
@@ -169,13 +172,10 @@ fn png(width: u32, height: u32) -> Vec<u8> {
         out.extend_from_slice(&body);
         out.extend_from_slice(&crc32(&body).to_be_bytes());
     }
-    let mut raw = Vec::new();
-    for _ in 0..height {
-        raw.push(0); // no filter
-        for _ in 0..width {
-            raw.extend_from_slice(&[0, 128, 128]);
-        }
-    }
+    // Each row: no filter, then the pixels.
+    let mut row = vec![0u8];
+    row.extend([0u8, 128, 128].repeat(width as usize));
+    let raw = row.repeat(height as usize);
     let mut zlib = vec![0x78, 0x01];
     let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
     for (i, block) in blocks.iter().enumerate() {

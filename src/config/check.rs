@@ -235,9 +235,11 @@ pub(super) fn decode_checks_file(ctx: &mut Ctx, root: &Node, refs: &mut Refs) ->
             env: &recording,
         };
         if let Some(mut check) = decode_check(&mut check_ctx, item, refs) {
+            // Included browser steps travel inside the tree: a probe has
+            // no `checks/` directory to read them from.
             check.source = Some(Arc::new(remote::CheckSource::new(
                 ctx.file.to_path_buf(),
-                item.clone(),
+                browser::inline_includes(ctx.file, item),
                 used.into_inner(),
             )));
             checks.push((check, item.pos));

@@ -119,7 +119,7 @@ pub(super) fn expand(ctx: &mut Ctx, index: usize, node: &Node) -> Option<Vec<Ste
         );
         return None;
     };
-    substitute(&mut sequence, &params);
+    substitute(&mut sequence, &params, true);
     let mut sub = Ctx {
         file: &path,
         errors: &mut *ctx.errors,
@@ -178,26 +178,121 @@ fn read_bounded(path: &std::path::Path) -> Result<String, String> {
 /// Replaces `${NAME}` of every parameter in the strings of `node`. A value
 /// holding `${` keeps it literal (`$${`), so a parameter never reaches
 /// into the environment by its value.
-fn substitute(node: &mut Node, params: &[(String, String)]) {
+/// `literal`: the values are interpolated already (a `${` in them stays
+/// text); otherwise they are the raw text of `with:`, interpolated later.
+fn substitute(node: &mut Node, params: &[(String, String)], literal: bool) {
     match &mut node.value {
         Value::String(s) => {
             for (name, value) in params {
                 let pattern = format!("${{{name}}}");
                 if s.contains(&pattern) {
-                    *s = s.replace(&pattern, &value.replace("${", "$${"));
+                    let value = if literal {
+                        value.replace("${", "$${")
+                    } else {
+                        value.clone()
+                    };
+                    *s = s.replace(&pattern, &value);
                 }
             }
         }
         Value::Seq(items) => {
             for item in items {
-                substitute(item, params);
+                substitute(item, params, literal);
             }
         }
         Value::Map(entries) => {
             for (_, v) in entries {
-                substitute(v, params);
+                substitute(v, params, literal);
             }
         }
         _ => {}
+    }
+}
+
+/// A check's tree with each `include:` of its browser steps replaced by
+/// the included steps, parameters put in as written (their `${VAR}`s
+/// interpolated where the tree is decoded): what a remote probe, which has
+/// no `checks/` directory, is sent. The check was decoded already, so
+/// anything unreadable now is left as it was.
+pub(crate) fn inline_includes(file: &std::path::Path, check: &Node) -> Node {
+    let mut out = check.clone();
+    let Some(steps) = map_get_mut(&mut out, "browser").and_then(|b| map_get_mut(b, "steps")) else {
+        return out;
+    };
+    let Value::Seq(items) = &mut steps.value else {
+        return out;
+    };
+    let mut inlined = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        match is_include(&item)
+            .then(|| included_raw(file, &item))
+            .flatten()
+        {
+            Some(steps) => inlined.extend(steps),
+            None => inlined.push(item),
+        }
+    }
+    *items = inlined;
+    out
+}
+
+fn map_get_mut<'n>(node: &'n mut Node, key: &str) -> Option<&'n mut Node> {
+    match &mut node.value {
+        Value::Map(entries) => entries
+            .iter_mut()
+            .find(|(k, _)| matches!(&k.value, Value::String(s) if s == key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn map_get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Value::String(s) if s == key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// The step nodes an include stands for, parameters as written.
+fn included_raw(file: &std::path::Path, item: &Node) -> Option<Vec<Node>> {
+    let value = map_get(item, "include")?;
+    let (reference, params) = match &value.value {
+        Value::String(s) => (s.clone(), Vec::new()),
+        Value::Map(_) => {
+            let Value::String(reference) = &map_get(value, "flow")?.value else {
+                return None;
+            };
+            let params = match map_get(value, "with").map(|w| &w.value) {
+                Some(Value::Map(entries)) => entries
+                    .iter()
+                    .filter_map(|(k, v)| match (&k.value, &v.value) {
+                        (Value::String(k), Value::String(v) | Value::Number(v)) => {
+                            Some((k.clone(), v.clone()))
+                        }
+                        (Value::String(k), Value::Bool(b)) => Some((k.clone(), b.to_string())),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (reference.clone(), params)
+        }
+        _ => return None,
+    };
+    let (path, name) = reference.rsplit_once('#')?;
+    let path = file.parent()?.join(path);
+    let root = yaml::parse(&read_bounded(&path).ok()?).ok()?;
+    let mut sequence = map_get(&root, name)?.clone();
+    substitute(&mut sequence, &params, false);
+    let list = match &sequence.value {
+        Value::Map(_) => map_get(&sequence, "steps")?.clone(),
+        _ => sequence,
+    };
+    match list.value {
+        Value::Seq(items) => Some(items),
+        _ => None,
     }
 }

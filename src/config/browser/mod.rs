@@ -14,6 +14,8 @@
 mod include;
 mod steps;
 
+pub(crate) use include::inline_includes;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -229,10 +229,7 @@ pub(super) fn decode_step(ctx: &mut Ctx, index: usize, node: &Node) -> Option<St
                         ctx.error(f.pos, format!("{what} needs the `script` to run"));
                         return None;
                     };
-                    let expect = match f.get("expect") {
-                        Some(e) => Some(js_expect(ctx, e, &what)),
-                        None => None,
-                    };
+                    let expect = f.get("expect").map(|e| js_expect(ctx, e, &what));
                     (n, expect)
                 }
                 _ => (value, None),
