@@ -1,7 +1,7 @@
 //! One check's common settings and the checks file around it: `Check`
 //! (name, schedule, timeout, regions, labels, description), `CheckKind`
 //! with the dispatch to each kind's decoder (`http.rs`, `tcp.rs`, `tls.rs`,
-//! `dns.rs`, `heartbeat.rs`, `browser.rs`), `alert:` (`AlertRules`),
+//! `dns.rs`, `heartbeat.rs`, `browser/`), `alert:` (`AlertRules`),
 //! `status_page:`, the `host:port` address the tcp and tls kinds share, and
 //! the name rule checks, channels and probe regions follow.
 
