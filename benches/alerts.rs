@@ -359,6 +359,7 @@ fn result(check: &str, outcome: Outcome) -> ProbeResult {
         page: None,
         icmp: None,
         grpc: None,
+        browser: Default::default(),
     }
 }
 

@@ -11,7 +11,13 @@
 //!    straight to chromedriver with fantoccini (a fresh session per run with
 //!    the same Chromium flags, closed after). Both start a browser per run,
 //!    as a probe does; the difference of the medians is what Lookout adds.
-//! 2. Memory: 1, 2 and 4 sessions open at once through Lookout (flows
+//! 2. Capture: the same flow through Lookout with Web Vitals and error
+//!    capture (the default: an observer script added to each document, the
+//!    vitals and the browser log read after each step) and with `capture:
+//!    []`, `RUNS` of each alternating; the difference of the medians is
+//!    what capture adds per flow. `cargo bench --bench browser -- capture`
+//!    runs only this part.
+//! 3. Memory: 1, 2 and 4 sessions open at once through Lookout (flows
 //!    parked on a `wait_for` that never succeeds), with the RSS and PSS of
 //!    chromedriver's process group summed from /proc while they are open.
 //!    RSS counts shared pages once per process, so it overstates; PSS
@@ -68,6 +74,10 @@ async fn bench() {
         let _ = axum::serve(listener, app).await;
     });
 
+    if std::env::args().any(|a| a == "capture") {
+        capture_cost(&base).await;
+        return;
+    }
     println!("browser flow: 6 steps, {RUNS} runs each, a fresh browser per run");
     let lookout_parts = through_lookout(&base).await;
     let direct_parts = straight_to_chromedriver(&base).await;
@@ -111,10 +121,62 @@ async fn bench() {
         println!("  {name:<8} step medians (ms): {}", each.join(", "));
     }
 
+    capture_cost(&base).await;
+
     println!("\nmemory of chromedriver's process group with N sessions open (Lookout)");
     for sessions in SESSION_COUNTS {
         memory_with(&base, sessions).await;
     }
+}
+
+/// What Web Vitals and error capture add to a flow: the same 6 steps with
+/// and without, alternating runs so that a drifting machine weighs on both.
+async fn capture_cost(base: &str) {
+    let with = load(&flow_yaml(base, "flow", ".dashboard", "Welcome"));
+    let without = load(
+        &flow_yaml(base, "flow", ".dashboard", "Welcome")
+            .replace("    browser:\n", "    browser:\n      capture: []\n"),
+    );
+    let pool = BrowserPool::new(BrowserOptions {
+        webdriver: None,
+        sessions: 1,
+        profiles_in: None,
+    });
+    let (run_with, run_without) = (runner(&with, &pool), runner(&without, &pool));
+    let warm = run_with.run(&with.checks[0]).await;
+    assert_eq!(warm.outcome, Outcome::Ok, "{warm:?}");
+    let started = Instant::now();
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    let (mut on_steps, mut off_steps) = (Vec::new(), Vec::new());
+    while on.len() < RUNS && started.elapsed() < MEASURE_WALL_MAX {
+        for (runner, config, totals, steps) in [
+            (&run_with, &with, &mut on, &mut on_steps),
+            (&run_without, &without, &mut off, &mut off_steps),
+        ] {
+            let clock = Instant::now();
+            let result = runner.run(&config.checks[0]).await;
+            totals.push(clock.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(result.outcome, Outcome::Ok, "{result:?}");
+            let start = result.steps.first().map(|s| s.at_ms).unwrap_or(0.0);
+            let end = result.steps.last().map(|s| s.at_ms + s.ms).unwrap_or(0.0);
+            steps.push(end - start);
+        }
+    }
+    pool.shutdown().await;
+    let (m_on, m_off) = (median(&on), median(&off));
+    let (s_on, s_off) = (median(&on_steps), median(&off_steps));
+    println!(
+        "\nWeb Vitals and error capture: the 6-step flow, {} runs each, alternating",
+        on.len()
+    );
+    println!("  with capture (default):  median {m_on:7.0} ms per flow, steps {s_on:5.0} ms");
+    println!("  capture: []:             median {m_off:7.0} ms per flow, steps {s_off:5.0} ms");
+    println!(
+        "  capture adds:            {:+.0} ms per flow ({:+.1} %), {:+.0} ms in the steps",
+        m_on - m_off,
+        (m_on - m_off) / m_off * 100.0,
+        s_on - s_off
+    );
 }
 
 fn flow_yaml(base: &str, name: &str, wait: &str, last: &str) -> String {

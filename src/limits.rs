@@ -488,3 +488,41 @@ pub const ICMP_RECEIVE_BYTES_MAX: usize = ICMP_PAYLOAD_BYTES_MAX + 8 + 60;
 /// waiting for replies this long before the timeout (or at 90% of a shorter
 /// one), so lost packets are counted as lost rather than the run timing out.
 pub const ICMP_RESULT_MARGIN: Duration = Duration::from_millis(100);
+// --- browser flows for real apps (#20) ---
+/// Bytes of an `eval` or `wait_for_js` script: a check runs an expression
+/// or a few lines, not an application.
+pub const BROWSER_SCRIPT_BYTES_MAX: usize = 16 * 1024;
+/// Cookies and extra headers set before the first page: an app's session
+/// and consent cookies, an auth header or two.
+pub const BROWSER_COOKIES_MAX: usize = 20;
+pub const BROWSER_HEADERS_MAX: usize = 20;
+/// Pixels of a viewport side: beyond a 4K screen a screenshot only costs.
+pub const BROWSER_VIEWPORT_SIDE_MAX: u32 = 4096;
+/// Bytes of a file `upload` hands the browser: chromedriver sends it base64
+/// in one request, held in memory twice.
+pub const BROWSER_UPLOAD_BYTES_MAX: u64 = 8 * 1024 * 1024;
+/// Bytes of a file `include:` reads, and parameters one include gives.
+pub const BROWSER_INCLUDE_BYTES_MAX: u64 = 256 * 1024;
+pub const BROWSER_INCLUDE_PARAMS_MAX: usize = 32;
+/// How long `window: new` (and `{title|url}`) waits for the window to be
+/// there: a popup opens a moment after the click that asked for it.
+pub const BROWSER_WINDOW_WAIT: Duration = Duration::from_secs(5);
+/// Console errors and failed requests kept per run (the first ones: the
+/// first is what `fail_on` names), and characters of each message or URL.
+pub const BROWSER_PAGE_ERRORS_MAX: usize = 20;
+pub const BROWSER_PAGE_ERROR_CHARS_MAX: usize = 300;
+/// Log entries read from the browser per step: a page that logs in a loop
+/// must not make one read unbounded.
+pub const BROWSER_LOG_ENTRIES_PER_READ_MAX: usize = 500;
+/// Pages with Web Vitals per run (each navigation is one).
+pub const BROWSER_VITALS_PAGES_MAX: usize = 20;
+/// The film strip of a failing run: at most this many thumbnails (the last
+/// steps before the failure), each and all together within these bytes
+/// (JPEG), so a result with one stays well inside a batch's bound.
+pub const BROWSER_FILM_STRIP_FRAMES_MAX: usize = 8;
+pub const BROWSER_FILM_STRIP_FRAME_BYTES_MAX: usize = 48 * 1024;
+pub const BROWSER_FILM_STRIP_BYTES_MAX: usize = 256 * 1024;
+/// A film strip frame's scale (of the viewport) and JPEG quality: enough to
+/// see which page and which state, a tenth of a full screenshot's bytes.
+pub const BROWSER_FILM_STRIP_SCALE: f64 = 0.4;
+pub const BROWSER_FILM_STRIP_JPEG_QUALITY: u32 = 50;

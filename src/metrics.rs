@@ -39,6 +39,8 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::result::{Outcome, ProbeResult};
 use crate::rules::Status;
 
+mod browser_pages;
+
 /// Bucket bounds (seconds) for probe run times: from a 5 ms loopback check to
 /// a 30 s browser flow.
 const PROBE_BUCKETS: [f64; 14] = [
@@ -591,6 +593,16 @@ impl Snapshot {
                 dns_lookup.get_or_create(&labels).set(ms / 1000.0);
             }
         }
+        let browser_results: Vec<&ProbeResult> = self
+            .results
+            .iter()
+            .filter(|r| {
+                checks
+                    .get(r.check.as_str())
+                    .is_some_and(|c| c.kind == "browser")
+            })
+            .collect();
+        browser_pages::register(&mut registry, &browser_results);
         registry.register(
             "probe_success",
             "Whether the latest run succeeded (1) or not (0), as blackbox_exporter",

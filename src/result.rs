@@ -104,6 +104,10 @@ pub struct ProbeResult {
     /// grpc: what the health service answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grpc: Option<GrpcFigures>,
+    /// browser: the pages' console errors and failed requests, and a
+    /// failing run's film strip.
+    #[serde(flatten)]
+    pub browser: BrowserFindings,
 }
 
 /// What one `icmp` run sent and got back.
@@ -140,6 +144,84 @@ pub struct GrpcFigures {
     pub serving_status: Option<String>,
 }
 
+/// What a browser flow's pages did besides its steps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BrowserFindings {
+    /// Errors the pages logged (console.error, uncaught exceptions), first first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub console_errors: Vec<PageError>,
+    /// The pages' own requests that failed: 4xx, 5xx, network errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_errors: Vec<PageError>,
+    /// A failing run: a thumbnail after each step (the last ones), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub film_strip: Vec<FilmFrame>,
+}
+
+/// A console error or a failed request, with the step during which it came.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PageError {
+    /// 1-based step index.
+    pub step: usize,
+    pub message: String,
+    /// A failed request's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A failed request's HTTP status (none for a network error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+/// One thumbnail of a film strip.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilmFrame {
+    /// 1-based step index: the page after this step.
+    pub step: usize,
+    /// The step's name (secrets masked).
+    pub name: String,
+    /// A JPEG, base64.
+    pub jpeg: String,
+}
+
+/// Web Vitals of one page, from the browser's own performance APIs, in ms
+/// (CLS unitless). Each where the page measured it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WebVitals {
+    /// The page's URL (secrets masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcp_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lcp_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cls: Option<f64>,
+    /// Interaction to Next Paint: the slowest interaction (steps that click or type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inp_ms: Option<f64>,
+    /// Total blocking time: long tasks' time past 50 ms each, after FCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tbt_ms: Option<f64>,
+}
+
+impl WebVitals {
+    /// The timed vitals as (name, ms), in a fixed order, where measured.
+    pub fn timings(&self) -> Vec<(&'static str, f64)> {
+        [
+            ("ttfb", self.ttfb_ms),
+            ("fcp", self.fcp_ms),
+            ("lcp", self.lcp_ms),
+            ("inp", self.inp_ms),
+            ("tbt", self.tbt_ms),
+        ]
+        .into_iter()
+        .filter_map(|(name, ms)| ms.map(|ms| (name, ms)))
+        .collect()
+    }
+}
+
 /// One step of a browser flow, as it ran.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepResult {
@@ -155,6 +237,10 @@ pub struct StepResult {
     /// timing (`loadEventEnd - startTime`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_ms: Option<f64>,
+    /// The step that opened a page (a `goto`, a click that navigated):
+    /// that page's Web Vitals, as they stood when the flow left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vitals: Option<WebVitals>,
 }
 
 /// The page a browser flow ended on.
@@ -193,6 +279,7 @@ impl ProbeResult {
             page: None,
             icmp: None,
             grpc: None,
+            browser: BrowserFindings::default(),
         }
     }
 }
@@ -216,6 +303,7 @@ pub struct Report {
     pub page: Option<PageInfo>,
     pub icmp: Option<IcmpFigures>,
     pub grpc: Option<GrpcFigures>,
+    pub browser: BrowserFindings,
     /// Time spent queued for a resource (a browser session) before the run
     /// really started: not part of its duration.
     pub waited: Duration,

@@ -236,6 +236,45 @@ fn bound_result(result: &mut ProbeResult, i: usize) -> Result<(), BatchError> {
             cut |= truncate_chars(title, text);
         }
     }
+    // What a flow's pages did: as many as a probe keeps, each bounded.
+    let findings = &mut result.browser;
+    for list in [&mut findings.console_errors, &mut findings.request_errors] {
+        if list.len() > limits::BROWSER_PAGE_ERRORS_MAX {
+            list.truncate(limits::BROWSER_PAGE_ERRORS_MAX);
+            cut = true;
+        }
+        for error in list.iter_mut() {
+            cut |= truncate_chars(&mut error.message, limits::BROWSER_PAGE_ERROR_CHARS_MAX);
+            if let Some(url) = &mut error.url {
+                cut |= truncate_chars(url, limits::RESULT_URL_CHARS_MAX);
+            }
+        }
+    }
+    for step in &mut result.steps {
+        if let Some(url) = step.vitals.as_mut().and_then(|v| v.url.as_mut()) {
+            cut |= truncate_chars(url, limits::RESULT_URL_CHARS_MAX);
+        }
+    }
+    // Thumbnails within the film strip's bounds (base64 of the JPEG bytes).
+    let strip = &mut result.browser.film_strip;
+    let strip_bytes: usize = strip.iter().map(|f| f.jpeg.len() + f.name.len()).sum();
+    if strip.len() > limits::BROWSER_FILM_STRIP_FRAMES_MAX
+        || strip
+            .iter()
+            .any(|f| f.jpeg.len() > limits::BROWSER_FILM_STRIP_FRAME_BYTES_MAX / 3 * 4 + 4)
+        || strip_bytes
+            > limits::BROWSER_FILM_STRIP_BYTES_MAX / 3 * 4
+                + 4 * limits::BROWSER_FILM_STRIP_FRAMES_MAX
+                + limits::BROWSER_FILM_STRIP_FRAMES_MAX * text
+    {
+        strip.clear();
+        result
+            .notes
+            .push("film strip left out: larger than a probe sends".to_string());
+    }
+    for frame in &mut result.browser.film_strip {
+        cut |= truncate_chars(&mut frame.name, text);
+    }
     // A PNG of at most BROWSER_SCREENSHOT_BYTES_MAX, in base64.
     if result
         .screenshot
@@ -349,12 +388,24 @@ async fn deliver(sink: &dyn ResultSink, batch: Vec<ProbeResult>, cancel: &Cancel
     }
 }
 
-/// Keeps a batch's browser screenshots within `BATCH_SCREENSHOT_BYTES_MAX`
-/// (base64 bytes), the newest first: older results lose theirs, with a
+/// Keeps a batch's browser screenshots (and film strips) within
+/// `BATCH_SCREENSHOT_BYTES_MAX` (base64 bytes), the newest first: older results lose theirs, with a
 /// note, so a backlog of failing flows still fits the 16 MiB body bound.
 pub fn bound_screenshots(results: &mut [ProbeResult]) {
     let mut total = 0usize;
     for result in results.iter_mut().rev() {
+        // Film strips count against the same bound.
+        let strip: usize = result.browser.film_strip.iter().map(|f| f.jpeg.len()).sum();
+        if strip > 0 {
+            if total + strip > limits::BATCH_SCREENSHOT_BYTES_MAX {
+                result.browser.film_strip.clear();
+                result
+                    .notes
+                    .push("film strip left out: the batch had too many".to_string());
+            } else {
+                total += strip;
+            }
+        }
         let Some(shot) = &result.screenshot else {
             continue;
         };

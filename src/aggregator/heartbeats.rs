@@ -218,6 +218,7 @@ fn heartbeat_result(
         page: None,
         icmp: None,
         grpc: None,
+        browser: Default::default(),
     }
 }
 

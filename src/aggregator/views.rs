@@ -82,6 +82,18 @@ impl Aggregator {
             .history()
             .screenshots_present(failing_browser_runs)
             .await?;
+        // Their latest full results: pages, errors and film strips.
+        let browser_results: Vec<crate::result::ProbeResult> = self
+            .metrics
+            .latest_results()
+            .into_iter()
+            .filter(|r| {
+                config
+                    .checks
+                    .iter()
+                    .any(|c| c.name == r.check && c.kind_name() == "browser")
+            })
+            .collect();
         Ok(crate::status::compute(&crate::status::Inputs {
             config: &config,
             states: &states,
@@ -90,6 +102,7 @@ impl Aggregator {
             rolled_until_ms: rolled_until,
             raw: &raw,
             screenshots: &screenshots,
+            browser_results: &browser_results,
             now,
         }))
     }

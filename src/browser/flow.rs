@@ -1,55 +1,41 @@
-//! Running one flow's steps in a session: each step timed and judged, the
-//! first failure named in plain words (`step 2 fill #email: no element
-//! matches`), and on failure the page captured (PNG, URL, title).
+//! Running one flow's steps in a session: the settings for before the
+//! first page applied, each step timed and judged, the first failure named
+//! in plain words (`step 2 fill #email: no element matches`); after each
+//! step the page's errors and Web Vitals read (and `fail_on` applied), a
+//! film strip frame taken when asked; on failure the page captured (PNG,
+//! URL, title).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
-use fantoccini::error::CmdError;
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
+use serde_json::json;
 use tokio::time::Instant;
 
+use super::page::{self, Logged};
+use super::steps::{Browsing, StepError, run_step};
 use super::{BrowserPool, Flow, Slot, close_session, first_line};
-use crate::config::browser::{SelectBy, Selector, Step};
+use crate::config::browser::{BrowserSpec, FailOn, Step};
 use crate::limits;
 
-use crate::result::{Outcome, PageInfo, Phases, Report, StepResult, round_ms};
-
-/// Why a step failed, in words for people.
-#[derive(Debug, thiserror::Error)]
-enum StepError {
-    #[error("no element matches")]
-    NoElement,
-    #[error("no element matches within {0}")]
-    NotFoundWithin(String),
-    #[error("the element is not visible within {0}")]
-    NotVisibleWithin(String),
-    #[error("{0}")]
-    Expectation(String),
-    #[error("{0}")]
-    WebDriver(String),
-}
-
-impl From<CmdError> for StepError {
-    fn from(error: CmdError) -> StepError {
-        if error.is_no_such_element() {
-            return StepError::NoElement;
-        }
-        let text = match &error {
-            CmdError::Standard(wd) => format!("{}: {}", wd.error, first_line(&wd.message)),
-            other => first_line(&other.to_string()),
-        };
-        StepError::WebDriver(text)
-    }
-}
+use crate::result::{
+    BrowserFindings, FilmFrame, Outcome, PageError, PageInfo, Report, StepResult, round_ms,
+};
 
 /// What the steps leave behind for the result.
 #[derive(Default)]
 struct Progress {
     steps: Vec<StepResult>,
-    phases: Phases,
-    screenshot: Option<Vec<u8>>,
+    browsing: Browsing,
+    findings: BrowserFindings,
+    /// The last film strip frames: (step, name, JPEG).
+    frames: VecDeque<(usize, String, Vec<u8>)>,
+    /// The page whose Web Vitals are being read: its time origin and the
+    /// step (0-based) that holds them; pages seen so far.
+    page_origin: Option<f64>,
+    page_step: usize,
+    pages: usize,
     notes: Vec<String>,
     /// The failing step: index (1-based), name, error.
     failure: Option<(usize, String, String)>,
@@ -63,13 +49,18 @@ pub(super) async fn run(pool: &BrowserPool, slot: Arc<Slot>, flow: Flow<'_>) -> 
     let mut progress = Progress::default();
     let mut client: Option<Client> = None;
     let ran = tokio::time::timeout_at(deadline, async {
-        let started = pool
-            .new_session(&slot, &flow.user_agent, flow.timeout)
-            .await;
+        let user_agent = flow.spec.user_agent.as_deref().unwrap_or(&flow.user_agent);
+        let started = pool.new_session(&slot, user_agent, flow.timeout).await;
         let session = match started {
             Ok(session) => client.insert(session),
-            Err(error) => return Err(error.to_string()),
+            Err(error) => return Err(format!("cannot start the browser: {error}")),
         };
+        if let Err(error) = prepare(session, flow.spec, &mut progress.browsing).await {
+            return Err(format!(
+                "cannot prepare the browser before the first page: {}",
+                flow.secrets.redact(&error)
+            ));
+        }
         run_steps(session, &flow, clock, &mut progress).await;
         Ok(())
     })
@@ -79,7 +70,7 @@ pub(super) async fn run(pool: &BrowserPool, slot: Arc<Slot>, flow: Flow<'_>) -> 
     match ran {
         Ok(Err(session_error)) => {
             report.outcome = Outcome::Error;
-            report.error = Some(format!("cannot start the browser: {session_error}"));
+            report.error = Some(session_error);
         }
         Ok(Ok(())) => match &progress.failure {
             None => report.outcome = Outcome::Ok,
@@ -103,6 +94,7 @@ pub(super) async fn run(pool: &BrowserPool, slot: Arc<Slot>, flow: Flow<'_>) -> 
                         ok: false,
                         error: Some(error.clone()),
                         load_ms: None,
+                        vitals: None,
                     };
                     notify(&flow, index, &result);
                     progress.steps.push(result);
@@ -127,14 +119,15 @@ pub(super) async fn run(pool: &BrowserPool, slot: Arc<Slot>, flow: Flow<'_>) -> 
         };
         let mut png = None;
         let mut page = PageInfo::default();
-        let captured = tokio::time::timeout_at(until, capture(session, &mut png, &mut page)).await;
+        let captured =
+            tokio::time::timeout_at(until, page::capture(session, &mut png, &mut page)).await;
         if captured.is_err() && png.is_none() {
             progress
                 .notes
                 .push("the browser did not answer in time; no screenshot".to_string());
         }
         if png.is_some() {
-            progress.screenshot = png;
+            progress.browsing.screenshot = png;
         }
         report.page = Some(PageInfo {
             url: page.url.map(|u| flow.secrets.redact(&u)),
@@ -155,7 +148,7 @@ pub(super) async fn run(pool: &BrowserPool, slot: Arc<Slot>, flow: Flow<'_>) -> 
         }
     }
     drop(slot);
-    if let Some(png) = progress.screenshot.take() {
+    if let Some(png) = progress.browsing.screenshot.take() {
         if png.len() > limits::BROWSER_SCREENSHOT_BYTES_MAX {
             progress.notes.push(format!(
                 "screenshot left out: {} bytes, more than {}",
@@ -166,10 +159,253 @@ pub(super) async fn run(pool: &BrowserPool, slot: Arc<Slot>, flow: Flow<'_>) -> 
             report.screenshot = Some(base64::engine::general_purpose::STANDARD.encode(png));
         }
     }
+    if report.outcome != Outcome::Ok {
+        progress.findings.film_strip = film_strip(std::mem::take(&mut progress.frames));
+    }
     report.steps = progress.steps;
-    report.phases = progress.phases;
+    report.phases = progress.browsing.phases;
     report.notes = progress.notes;
+    report.browser = progress.findings;
     report
+}
+
+/// What is set before the first page: the observers of Web Vitals in
+/// every new document, cookies, extra headers, the viewport. Also notes the
+/// main window.
+async fn prepare(
+    client: &Client,
+    spec: &BrowserSpec,
+    browsing: &mut Browsing,
+) -> Result<(), String> {
+    let main = client
+        .window()
+        .await
+        .map_err(|e| first_line(&e.to_string()))?;
+    browsing.seen.push(main.clone());
+    browsing.current = Some(main.clone());
+    browsing.main = Some(main);
+    let cdp = |cmd: &'static str, params: serde_json::Value| async move {
+        page::cdp(client, cmd, params)
+            .await
+            .map_err(|e| format!("{cmd}: {}", first_line(&e.to_string())))
+    };
+    // Observers from each document's start; where the WebDriver server
+    // offers no DevTools they are installed when first read (buffered
+    // entries still count), so this is no reason to fail the run.
+    if spec.capture.web_vitals
+        && let Err(error) = cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": page::VITALS_INSTALL }),
+        )
+        .await
+    {
+        tracing::debug!(%error, "no Web Vitals observers before the first page");
+    }
+    if !spec.cookies.is_empty() || !spec.headers.is_empty() {
+        cdp("Network.enable", json!({})).await?;
+    }
+    let first = spec.first_url().map(|u| u.as_str().to_string());
+    for cookie in &spec.cookies {
+        let mut params = json!({
+            "name": cookie.name,
+            "value": cookie.value,
+            "path": cookie.path.as_deref().unwrap_or("/"),
+            "secure": cookie.secure,
+        });
+        match (&cookie.domain, &first) {
+            (Some(domain), _) => params["domain"] = json!(domain),
+            (None, Some(url)) => params["url"] = json!(url),
+            (None, None) => {}
+        }
+        let set = cdp("Network.setCookie", params).await?;
+        if set.get("success").and_then(serde_json::Value::as_bool) == Some(false) {
+            return Err(format!("the browser refused cookie `{}`", cookie.name));
+        }
+    }
+    if !spec.headers.is_empty() {
+        let headers: serde_json::Map<String, serde_json::Value> = spec
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        cdp("Network.setExtraHTTPHeaders", json!({ "headers": headers })).await?;
+    }
+    if let Some(viewport) = spec.viewport {
+        cdp(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": viewport.width, "height": viewport.height,
+                    "deviceScaleFactor": 1, "mobile": false }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The frames kept, the newest first when the bytes run out, then in order.
+fn film_strip(frames: VecDeque<(usize, String, Vec<u8>)>) -> Vec<FilmFrame> {
+    let mut total = 0usize;
+    let mut kept = Vec::new();
+    for (step, name, jpeg) in frames.into_iter().rev() {
+        if jpeg.len() > limits::BROWSER_FILM_STRIP_FRAME_BYTES_MAX
+            || total + jpeg.len() > limits::BROWSER_FILM_STRIP_BYTES_MAX
+        {
+            continue;
+        }
+        total += jpeg.len();
+        kept.push(FilmFrame {
+            step,
+            name,
+            jpeg: base64::engine::general_purpose::STANDARD.encode(jpeg),
+        });
+    }
+    kept.reverse();
+    kept
+}
+
+/// After a step: back to the main window if the popup it was in closed,
+/// the page's errors (failing the step under `fail_on`), its Web Vitals,
+/// a film strip frame. What the browser cannot tell now is left out.
+async fn after_step(
+    client: &Client,
+    flow: &Flow<'_>,
+    index: usize,
+    name: &str,
+    progress: &mut Progress,
+) -> Option<String> {
+    let mut failure = None;
+    if progress.browsing.current != progress.browsing.main
+        && let (Ok(handles), Some(current)) = (client.windows().await, &progress.browsing.current)
+        && !handles.contains(current)
+    {
+        back_to_main(client, index, progress).await;
+    }
+    let spec = flow.spec;
+    if spec.capture.errors
+        && let Ok(logged) = page::read_errors(client).await
+    {
+        let cut = |text: &str| {
+            shorten_to(
+                &flow.secrets.redact(text),
+                limits::BROWSER_PAGE_ERROR_CHARS_MAX,
+            )
+        };
+        for entry in logged {
+            let (list, error, fails) = match entry {
+                Logged::Console(message) => {
+                    let message = cut(&message);
+                    let fails = spec
+                        .fail_on
+                        .contains(&FailOn::ConsoleError)
+                        .then(|| format!("the page logged a console error: {message}"));
+                    (
+                        &mut progress.findings.console_errors,
+                        PageError {
+                            step: index,
+                            message,
+                            url: None,
+                            status: None,
+                        },
+                        fails,
+                    )
+                }
+                Logged::Request {
+                    message,
+                    url,
+                    status,
+                } => {
+                    let message = cut(&message);
+                    let url = url.map(|u| cut(&u));
+                    let fails = spec.fail_on.contains(&FailOn::RequestError).then(|| {
+                        format!(
+                            "a request of the page failed: {} {message}",
+                            url.as_deref().unwrap_or("(unknown URL)")
+                        )
+                    });
+                    (
+                        &mut progress.findings.request_errors,
+                        PageError {
+                            step: index,
+                            message,
+                            url,
+                            status,
+                        },
+                        fails,
+                    )
+                }
+            };
+            if failure.is_none() {
+                failure = fails;
+            }
+            if list.len() < limits::BROWSER_PAGE_ERRORS_MAX {
+                list.push(error);
+            }
+        }
+    }
+    read_page_vitals(client, flow, index, progress).await;
+    if spec.film_strip
+        && let Ok(jpeg) = page::thumbnail(client).await
+    {
+        if progress.frames.len() == limits::BROWSER_FILM_STRIP_FRAMES_MAX {
+            progress.frames.pop_front();
+        }
+        progress.frames.push_back((index, name.to_string(), jpeg));
+    }
+    failure
+}
+
+/// The main page's Web Vitals, read after step `index` (1-based) or
+/// before it leaves the page: a page not seen before is the step's, one
+/// seen updates the step that opened it.
+async fn read_page_vitals(client: &Client, flow: &Flow<'_>, index: usize, progress: &mut Progress) {
+    if !flow.spec.capture.web_vitals || !progress.browsing.in_main_page() {
+        return;
+    }
+    let Ok(Some((origin, mut vitals))) = page::read_vitals(client).await else {
+        return;
+    };
+    vitals.url = vitals.url.map(|u| flow.secrets.redact(&u));
+    let same_page = progress.page_origin == Some(origin);
+    if !same_page {
+        // Before a step ran, a new page is only the last step's doing.
+        if index > progress.steps.len() || progress.pages >= limits::BROWSER_VITALS_PAGES_MAX {
+            return;
+        }
+        progress.pages += 1;
+        progress.page_origin = Some(origin);
+        progress.page_step = index - 1;
+    }
+    if let Some(step) = progress.steps.get_mut(progress.page_step) {
+        step.vitals = Some(vitals);
+    }
+}
+
+/// Switches back to the main window (the one the flow drove closed);
+/// whether it could.
+async fn back_to_main(client: &Client, index: usize, progress: &mut Progress) -> bool {
+    let Some(main) = progress.browsing.main.clone() else {
+        return false;
+    };
+    if progress.browsing.current.as_ref() == Some(&main)
+        || client.switch_to_window(main.clone()).await.is_err()
+    {
+        return false;
+    }
+    progress.browsing.current = Some(main);
+    progress.browsing.frame_depth = 0;
+    progress.notes.push(format!(
+        "step {index}: the window closed; back in the main window"
+    ));
+    true
+}
+
+/// `text` cut to `max` characters (marked with `…`).
+fn shorten_to(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
 }
 
 fn notify(flow: &Flow<'_>, index: usize, result: &StepResult) {
@@ -184,299 +420,46 @@ async fn run_steps(client: &Client, flow: &Flow<'_>, clock: Instant, progress: &
         let name = flow.secrets.redact(&step.describe());
         let at = clock.elapsed();
         progress.started_last = Some(round_ms(at));
-        let outcome = run_step(client, step, progress).await;
+        // The page being left: its Web Vitals as they stand now (a late
+        // image, a shift after the last step's read).
+        if matches!(step, Step::Goto(_)) && progress.page_origin.is_some() {
+            read_page_vitals(client, flow, index, progress).await;
+        }
+        let mut outcome = run_step(client, step, &mut progress.browsing).await;
+        // A popup that closed itself: the flow goes on in the main window.
+        if matches!(outcome, Err(StepError::WindowClosed))
+            && back_to_main(client, index, progress).await
+        {
+            outcome = run_step(client, step, &mut progress.browsing).await;
+        }
         let ms = round_ms(clock.elapsed() - at);
         let (ok, error, load_ms) = match outcome {
             Ok(load_ms) => (true, None, load_ms),
             Err(error) => (false, Some(flow.secrets.redact(&error.to_string())), None),
         };
-        let result = StepResult {
+        progress.steps.push(StepResult {
             name: name.clone(),
             at_ms: round_ms(at),
             ms,
             ok,
             error: error.clone(),
             load_ms,
+            vitals: None,
+        });
+        let page_failure = after_step(client, flow, index, &name, progress).await;
+        let error = error.or(page_failure);
+        let Some(result) = progress.steps.last_mut() else {
+            return;
         };
-        notify(flow, index, &result);
-        progress.steps.push(result);
+        if let Some(error) = &error {
+            result.ok = false;
+            result.error = Some(error.clone());
+        }
+        notify(flow, index, result);
         progress.started_last = None;
         if let Some(error) = error {
             progress.failure = Some((index, name, error));
             return;
         }
-    }
-}
-
-/// Runs one step; `Ok(Some(ms))` for a `goto` that measured its load.
-async fn run_step(
-    client: &Client,
-    step: &Step,
-    progress: &mut Progress,
-) -> Result<Option<f64>, StepError> {
-    match step {
-        Step::Goto(url) => {
-            client.goto(url.as_str()).await?;
-            let timing = navigation_timing(client).await;
-            if progress.phases == Phases::default()
-                && let Some(t) = &timing
-            {
-                progress.phases = t.phases.clone();
-            }
-            Ok(timing.and_then(|t| t.load_ms))
-        }
-        Step::Click(target) => {
-            find(client, target, limits::BROWSER_FIND_WAIT)
-                .await?
-                .click()
-                .await?;
-            Ok(None)
-        }
-        Step::Fill { target, text } => {
-            let element = find(client, target, limits::BROWSER_FIND_WAIT).await?;
-            // Replace what is there; clearing costs a round of focus and
-            // change events, so only when there is something to clear.
-            let current = element.prop("value").await?;
-            if current.is_some_and(|v| !v.is_empty()) {
-                element.clear().await?;
-            }
-            element.send_keys(text).await?;
-            Ok(None)
-        }
-        Step::Select { target, by } => {
-            let element = find(client, target, limits::BROWSER_FIND_WAIT).await?;
-            let chosen = match by {
-                SelectBy::Value(value) => element.select_by_value(value).await,
-                SelectBy::Label(label) => element.select_by_label(label).await,
-            };
-            chosen.map_err(|e| match StepError::from(e) {
-                StepError::NoElement => StepError::Expectation(match by {
-                    SelectBy::Value(v) => format!("no option with value {v:?}"),
-                    SelectBy::Label(l) => format!("no option labelled {l:?}"),
-                }),
-                other => other,
-            })?;
-            Ok(None)
-        }
-        Step::Press { target, key } => {
-            let element = match target {
-                Some(target) => find(client, target, limits::BROWSER_FIND_WAIT).await?,
-                None => client.active_element().await?,
-            };
-            element.send_keys(&key.code.to_string()).await?;
-            Ok(None)
-        }
-        Step::WaitFor { target, timeout } => {
-            wait_visible(client, target, *timeout).await?;
-            Ok(None)
-        }
-        Step::ExpectText { target, text } => {
-            let element = find(client, target, limits::BROWSER_FIND_WAIT).await?;
-            expect("text", &element.text().await?, text)
-        }
-        Step::ExpectUrl(expected) => expect("URL", client.current_url().await?.as_str(), expected),
-        Step::ExpectTitle(expected) => expect("title", &client.title().await?, expected),
-        Step::Screenshot => {
-            progress.screenshot = Some(masked_screenshot(client).await?);
-            Ok(None)
-        }
-    }
-}
-
-/// `contains "Welcome"` reads as `does not contain "Welcome"`.
-/// An `expect_*` step's verdict on what the page showed as `what`.
-fn expect(
-    what: &str,
-    found: &str,
-    expected: &crate::config::browser::TextMatch,
-) -> Result<Option<f64>, StepError> {
-    if expected.matches(found) {
-        Ok(None)
-    } else {
-        Err(StepError::Expectation(format!(
-            "{what} {:?} does not {}",
-            shorten(found),
-            describe_match(expected)
-        )))
-    }
-}
-
-fn describe_match(m: &crate::config::browser::TextMatch) -> String {
-    use crate::config::browser::TextMatch;
-    match m {
-        TextMatch::Contains(s) => format!("contain {s:?}"),
-        TextMatch::Equals(s) => format!("equal {s:?}"),
-        TextMatch::Regex(re) => format!("match /{}/", re.as_str()),
-    }
-}
-
-/// Page text in an error: one line, bounded.
-fn shorten(text: &str) -> String {
-    const CHARS_MAX: usize = 80;
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= CHARS_MAX {
-        flat
-    } else {
-        let cut: String = flat.chars().take(CHARS_MAX - 1).collect();
-        format!("{cut}…")
-    }
-}
-
-fn locator(target: &Selector) -> Locator<'_> {
-    match target {
-        Selector::Css(css) => Locator::Css(css),
-        Selector::XPath(xpath) => Locator::XPath(xpath),
-        Selector::LinkText(text) => Locator::LinkText(text),
-    }
-}
-
-/// The first element `target` matches, looking again every poll until
-/// `wait` has passed.
-async fn find(
-    client: &Client,
-    target: &Selector,
-    wait: Duration,
-) -> Result<fantoccini::elements::Element, StepError> {
-    let deadline = Instant::now() + wait;
-    loop {
-        match client.find(locator(target)).await {
-            Ok(element) => return Ok(element),
-            Err(error) if error.is_no_such_element() || mid_navigation(&error) => {
-                if Instant::now() + limits::BROWSER_WAIT_POLL > deadline {
-                    return Err(StepError::NoElement);
-                }
-                tokio::time::sleep(limits::BROWSER_WAIT_POLL).await;
-            }
-            Err(error) => return Err(error.into()),
-        }
-    }
-}
-
-/// Whether a command failed only because the page was being replaced
-/// (a click that submitted a form): chromedriver answers "aborted by
-/// navigation", or the old page's script context is gone. Looking again
-/// on the new page is the right answer.
-fn mid_navigation(error: &CmdError) -> bool {
-    let text = error.to_string();
-    [
-        "aborted by navigation",
-        "Execution context was destroyed",
-        "no such execution context",
-    ]
-    .iter()
-    .any(|sign| text.contains(sign))
-}
-
-/// Waits until `target` is present and displayed.
-async fn wait_visible(client: &Client, target: &Selector, wait: Duration) -> Result<(), StepError> {
-    let deadline = Instant::now() + wait;
-    let within = crate::schedule::format_duration(wait);
-    let mut present = false;
-    loop {
-        match client.find(locator(target)).await {
-            Ok(element) => {
-                present = true;
-                match element.is_displayed().await {
-                    Ok(true) => return Ok(()),
-                    Ok(false) => {}
-                    // Replaced while we looked (a re-render, a new page):
-                    // look again.
-                    Err(error) if error.is_stale_element_reference() || mid_navigation(&error) => {}
-                    Err(error) => return Err(error.into()),
-                }
-            }
-            Err(error) if error.is_no_such_element() || mid_navigation(&error) => {}
-            Err(error) => return Err(error.into()),
-        }
-        if Instant::now() + limits::BROWSER_WAIT_POLL > deadline {
-            return Err(if present {
-                StepError::NotVisibleWithin(within)
-            } else {
-                StepError::NotFoundWithin(within)
-            });
-        }
-        tokio::time::sleep(limits::BROWSER_WAIT_POLL).await;
-    }
-}
-
-struct NavigationTiming {
-    load_ms: Option<f64>,
-    phases: Phases,
-}
-
-/// The browser's own timing of the last navigation (Navigation Timing
-/// Level 2), read with a script. `None` where the page does not offer it.
-async fn navigation_timing(client: &Client) -> Option<NavigationTiming> {
-    const SCRIPT: &str = "const e = performance.getEntriesByType('navigation')[0];
-        if (!e) { return null; }
-        return { start: e.startTime, dns_start: e.domainLookupStart, dns_end: e.domainLookupEnd,
-                 connect_start: e.connectStart, connect_end: e.connectEnd,
-                 tls_start: e.secureConnectionStart, request: e.requestStart,
-                 response_start: e.responseStart, response_end: e.responseEnd,
-                 load_end: e.loadEventEnd };";
-    let value = client.execute(SCRIPT, vec![]).await.ok()?;
-    let get = |key: &str| value.get(key).and_then(serde_json::Value::as_f64);
-    let span = |a: &str, b: &str| match (get(a), get(b)) {
-        (Some(a), Some(b)) if b >= a => Some(round3(b - a)),
-        _ => None,
-    };
-    let load_ms = match (get("start"), get("load_end")) {
-        (Some(start), Some(end)) if end > 0.0 && end >= start => Some(round3(end - start)),
-        _ => None,
-    };
-    let tls = match (get("tls_start"), get("connect_end")) {
-        (Some(start), Some(end)) if start > 0.0 && end >= start => Some(round3(end - start)),
-        _ => None,
-    };
-    Some(NavigationTiming {
-        load_ms,
-        phases: Phases {
-            dns: span("dns_start", "dns_end"),
-            connect: span("connect_start", "connect_end"),
-            tls,
-            ttfb: span("request", "response_start"),
-            transfer: span("response_start", "response_end"),
-        },
-    })
-}
-
-fn round3(ms: f64) -> f64 {
-    (ms * 1000.0).round() / 1000.0
-}
-
-/// The page as it is: a PNG, and its URL and title, each if it answers
-/// (what arrived before a deadline is kept).
-async fn capture(client: &Client, png: &mut Option<Vec<u8>>, page: &mut PageInfo) {
-    page.url = client.current_url().await.ok().map(|u| u.to_string());
-    page.title = client.title().await.ok();
-    *png = masked_screenshot(client).await.ok();
-}
-
-/// A screenshot in which what was typed into form fields shows as dots:
-/// the values often come from the environment (users, one-time codes,
-/// keys), and screenshots go to the status page and alert emails. Only the
-/// display changes; the fields keep their values.
-async fn masked_screenshot(client: &Client) -> Result<Vec<u8>, CmdError> {
-    const MASK: &str = "for (const field of document.querySelectorAll('input, textarea')) {
-            const kind = (field.getAttribute('type') || 'text').toLowerCase();
-            if (!['hidden', 'checkbox', 'radio', 'submit', 'button', 'reset', 'image', 'file', 'range', 'color'].includes(kind)) {
-                field.style.setProperty('-webkit-text-security', 'disc', 'important');
-            }
-        }";
-    // A page that refuses scripts still gets its screenshot.
-    let _ = client.execute(MASK, vec![]).await;
-    client.screenshot().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_command_cut_short_by_a_new_page_is_looked_at_again() {
-        let aborted = CmdError::NotW3C(serde_json::Value::String("aborted by navigation".into()));
-        assert!(mid_navigation(&aborted));
-        let other = CmdError::NotW3C(serde_json::Value::String("session deleted".into()));
-        assert!(!mid_navigation(&other));
     }
 }

@@ -19,6 +19,8 @@
 
 pub mod driver;
 mod flow;
+mod page;
+mod steps;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -389,6 +391,9 @@ impl BrowserPool {
         caps.insert("goog:chromeOptions".into(), chrome);
         caps.insert("pageLoadStrategy".into(), json!("normal"));
         caps.insert("unhandledPromptBehavior".into(), json!("dismiss"));
+        // The browser's log holds the page's console errors and failed
+        // requests (read after each step).
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
         caps.insert(
             "timeouts".into(),
             json!({ "implicit": 0, "pageLoad": ms, "script": ms }),

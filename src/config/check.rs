@@ -1,7 +1,7 @@
 //! One check's common settings and the checks file around it: `Check`
 //! (name, schedule, timeout, regions, labels, description), `CheckKind`
 //! with the dispatch to each kind's decoder (`http.rs`, `tcp.rs`, `tls.rs`,
-//! `dns.rs`, `heartbeat.rs`, `browser.rs`, `icmp.rs`, `grpc.rs`,
+//! `dns.rs`, `heartbeat.rs`, `browser/`, `icmp.rs`, `grpc.rs`,
 //! `websocket.rs`), `alert:` (`AlertRules`),
 //! `status_page:`, the `host:port` address the tcp and tls kinds share, and
 //! the name rule checks, channels and probe regions follow.
@@ -270,9 +270,11 @@ pub(super) fn decode_checks_file(ctx: &mut Ctx, root: &Node, refs: &mut Refs) ->
             env: &recording,
         };
         if let Some(mut check) = decode_check(&mut check_ctx, item, refs) {
+            // Included browser steps travel inside the tree: a probe has
+            // no `checks/` directory to read them from.
             check.source = Some(Arc::new(remote::CheckSource::new(
                 ctx.file.to_path_buf(),
-                item.clone(),
+                browser::inline_includes(ctx.file, item),
                 used.into_inner(),
             )));
             checks.push((check, item.pos));

@@ -11,7 +11,7 @@
 //! and checks that exist) and the sorted, masked errors. What each part of
 //! a file means is decoded beside its model: `check.rs` a check's common
 //! settings and the kind dispatch, one file per kind (`http.rs`, `tcp.rs`,
-//! `tls.rs`, `dns.rs`, `heartbeat.rs`, `browser.rs`), `expect.rs`,
+//! `tls.rs`, `dns.rs`, `heartbeat.rs`, `browser/`), `expect.rs`,
 //! `channels.rs` (and the alerts file's top level), `alerting.rs` routes
 //! and maintenance windows; the types are re-exported here, so every one is
 //! `crate::config::Name`.

@@ -608,3 +608,140 @@ fn config_errors_show_the_variable_never_its_value() {
         ]
     );
 }
+
+#[test]
+fn a_flow_for_a_real_app_decodes_its_settings_new_steps_and_includes() {
+    let d = dirs(
+        &[(
+            "flow.yaml",
+            r##"checks:
+  - name: flow
+    browser:
+      fail_on: [console_error, request_error]
+      cookies: [{ name: sid, value: "${API_TOKEN}", domain: app.example.com, secure: true }]
+      headers: { Authorization: "Bearer ${API_TOKEN}" }
+      viewport: { width: 390, height: 844 }
+      user_agent: "Mobile Probe"
+      film_strip: true
+      steps:
+        - include: { flow: "flows/login.yaml#login", with: { BASE: "https://app.example.com", WHO: "${API_TOKEN}" } }
+        - eval: { script: "document.title", expect: { equals: Home } }
+        - eval: "window.ready"
+        - wait_for_js: { script: "window.ready", timeout: 3s }
+        - frame: { css: "#pay" }
+        - frame: parent
+        - frame: top
+        - window: new
+        - window: { title: { regex: "^Pick" } }
+        - window: { url: "/popup" }
+        - window: main
+        - hover: { css: ".menu" }
+        - scroll_to: { xpath: "//footer" }
+        - upload: { css: "#file", file: flows/upload.txt }
+        - clear: { css: "#q" }
+        - check: { css: "#agree" }
+        - uncheck: { css: "#agree" }
+        - expect_visible: { css: ".ok" }
+        - expect_hidden: { css: ".spinner" }
+        - expect_count: { css: ".item", above: 2 }
+        - expect_attribute: { css: "a", attribute: href, contains: "/docs" }
+    every: 1m
+"##,
+        )],
+        &[],
+    );
+    std::fs::create_dir_all(d.checks.join("flows")).unwrap();
+    std::fs::write(
+        d.checks.join("flows/login.yaml"),
+        "login:\n  - goto: ${BASE}/login\n  - fill: { css: \"#user\", text: \"${WHO}\" }\n",
+    )
+    .unwrap();
+    std::fs::write(d.checks.join("flows/upload.txt"), "x").unwrap();
+    let config = load(&d).unwrap();
+    let CheckKind::Browser(spec) = &config.checks[0].kind else {
+        panic!("not a browser check")
+    };
+    let names: Vec<String> = spec.steps.iter().map(|s| s.describe()).collect();
+    assert_eq!(
+        names,
+        [
+            "goto https://app.example.com/login",
+            "fill #user",
+            "eval document.title",
+            "eval window.ready",
+            "wait_for_js window.ready",
+            "frame #pay",
+            "frame parent",
+            "frame top",
+            "window new",
+            "window title matches /^Pick/",
+            "window url contains \"/popup\"",
+            "window main",
+            "hover .menu",
+            "scroll_to xpath //footer",
+            "upload #file",
+            "clear #q",
+            "check #agree",
+            "uncheck #agree",
+            "expect_visible .ok",
+            "expect_hidden .spinner",
+            "expect_count .item above 2",
+            "expect_attribute a href contains \"/docs\"",
+        ]
+    );
+    assert_eq!(
+        spec.fail_on,
+        [browser::FailOn::ConsoleError, browser::FailOn::RequestError]
+    );
+    assert_eq!(spec.cookies[0].value, "tok-123456");
+    assert_eq!(spec.headers[0].0, "Authorization");
+    assert_eq!(
+        spec.viewport,
+        Some(browser::Viewport {
+            width: 390,
+            height: 844
+        })
+    );
+    assert_eq!(spec.user_agent.as_deref(), Some("Mobile Probe"));
+    assert!(spec.film_strip && spec.capture == browser::Capture::default());
+    // The included sequence got its parameters; the one from the
+    // environment stays a secret, the plain base URL is not made one.
+    assert!(matches!(&spec.steps[1], browser::Step::Fill { text, .. } if text == "tok-123456"));
+    assert_eq!(
+        config.secrets.redact("https://app.example.com tok-123456"),
+        "https://app.example.com ****"
+    );
+    let upload = match &spec.steps[14] {
+        browser::Step::Upload { file, .. } => file.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(upload.is_absolute() && upload.ends_with("flows/upload.txt"));
+    // A remote probe has no flows/ directory: the included steps travel
+    // inside the check's tree, their secret with them.
+    let wire = super::remote::WireCheck::from_check(&config.checks[0]).unwrap();
+    std::fs::remove_file(d.checks.join("flows/login.yaml")).unwrap();
+    let (checks, secrets) = super::remote::decode_wire_checks(vec![wire]).unwrap();
+    let CheckKind::Browser(remote) = &checks[0].kind else {
+        panic!("not a browser check")
+    };
+    let remote_names: Vec<String> = remote.steps.iter().map(|s| s.describe()).collect();
+    assert_eq!(remote_names, names);
+    assert_eq!(secrets.redact("x tok-123456"), "x ****");
+}
+
+#[test]
+fn eval_expectations_judge_the_json_encoded_result() {
+    use browser::JsExpect;
+    use serde_json::json;
+    assert!(JsExpect::Equals("Home".into()).holds(&json!("Home")));
+    assert!(JsExpect::Equals("3".into()).holds(&json!(3)));
+    assert!(JsExpect::Equals("false".into()).holds(&json!(false)));
+    assert!(JsExpect::Contains("\"a\":1".into()).holds(&json!({ "a": 1 })));
+    assert!(JsExpect::Matches(regex::Regex::new("^\\[1,").unwrap()).holds(&json!([1, 2])));
+    for falsy in [json!(null), json!(false), json!(0), json!("")] {
+        assert!(!JsExpect::Truthy.holds(&falsy), "{falsy}");
+    }
+    for truthy in [json!(true), json!(1), json!("x"), json!([]), json!({})] {
+        assert!(JsExpect::Truthy.holds(&truthy), "{truthy}");
+    }
+}

@@ -198,6 +198,7 @@ impl Runner {
             page: report.page,
             icmp: report.icmp,
             grpc: report.grpc,
+            browser: report.browser,
         }
     }
 }

@@ -54,6 +54,7 @@ fn input(spec: &str) -> (Option<ProbeResult>, DateTime<Utc>) {
         page: None,
         icmp: None,
         grpc: None,
+        browser: Default::default(),
     };
     (Some(result), at)
 }

@@ -159,6 +159,19 @@ pub struct RegionNow {
     /// A browser check's screenshot of its failing latest run, when kept.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub screenshot: Option<String>,
+    /// browser: the latest run's pages with their Web Vitals, by the step
+    /// (1-based) that opened each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<(usize, crate::result::WebVitals)>,
+    /// browser: the latest run's console errors and failed requests.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub console_errors: Vec<crate::result::PageError>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_errors: Vec<crate::result::PageError>,
+    /// browser: the failing latest run's film strip; shown on the check's
+    /// own page, left out of the JSON (it has the result's API).
+    #[serde(skip)]
+    pub film_strip: Vec<crate::result::FilmFrame>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -189,6 +202,9 @@ pub struct Inputs<'a> {
     pub raw: &'a [(String, String, i64, bool, f64)],
     /// Result ids (of latest runs) whose screenshot is kept.
     pub screenshots: &'a std::collections::HashSet<String>,
+    /// The latest full results of browser checks (pages, errors, film
+    /// strips), found by their ids.
+    pub browser_results: &'a [crate::result::ProbeResult],
     pub now: DateTime<Utc>,
 }
 
@@ -246,6 +262,12 @@ pub fn compute(inputs: &Inputs<'_>) -> StatusReport {
                 .regions
                 .iter()
                 .map(|(name, region)| {
+                    let full = inputs
+                        .browser_results
+                        .iter()
+                        .find(|r| r.id == region.last.id)
+                        // A hidden target is not shown through its pages' URLs.
+                        .filter(|_| !check.status_page.hide_target);
                     (
                         name.clone(),
                         RegionNow {
@@ -265,6 +287,24 @@ pub fn compute(inputs: &Inputs<'_>) -> StatusReport {
                                 .screenshots
                                 .contains(&region.last.id.to_string())
                                 .then(|| format!("/api/v1/results/{}/screenshot", region.last.id)),
+                            pages: full
+                                .map(|r| {
+                                    r.steps
+                                        .iter()
+                                        .enumerate()
+                                        .filter_map(|(i, s)| Some((i + 1, s.vitals.clone()?)))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                            console_errors: full
+                                .map(|r| r.browser.console_errors.clone())
+                                .unwrap_or_default(),
+                            request_errors: full
+                                .map(|r| r.browser.request_errors.clone())
+                                .unwrap_or_default(),
+                            film_strip: full
+                                .map(|r| r.browser.film_strip.clone())
+                                .unwrap_or_default(),
                         },
                     )
                 })

@@ -39,6 +39,8 @@ h1{font-size:1.3em;margin:.2em 0 .8em}h2{font-size:1.05em;margin:1.6em 0 .6em}
 .k50{color:var(--up)}.k95{color:var(--degraded)}
 .err{color:var(--down);font-size:.9em;word-break:break-word}
 .shot img{max-width:min(100%,24em);border:1px solid var(--line);border-radius:6px;margin:.3em 0}
+.vitals{font-size:.85em;border-collapse:collapse;margin:.4em 0}.vitals td,.vitals th{padding:.1em .5em;text-align:left}
+.strip{display:flex;gap:.4em;overflow-x:auto}.strip figure{margin:0;font-size:.75em}.strip img{width:12em;border:1px solid var(--line)}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.35em .4em;border-top:1px solid var(--line);vertical-align:top}
 th{font-size:.85em;color:var(--muted);font-weight:500}
 footer{margin:2em 0 1em;color:var(--muted);font-size:.85em}
@@ -82,7 +84,7 @@ pub fn render(report: &StatusReport, refresh: Option<u64>, single: Option<&str>)
                             }
                         }
                     }
-                    @for check in &report.checks { (check_card(check)) }
+                    @for check in &report.checks { (check_card(check, single.is_some())) }
                     @if report.checks.is_empty() { p class="muted" { "No checks to show." } }
                     h2 { "Recent incidents" }
                     (incidents(&report.incidents))
@@ -107,7 +109,8 @@ fn overall_class(report: &StatusReport) -> &'static str {
     }
 }
 
-fn check_card(check: &CheckStatus) -> Markup {
+/// `single`: on a check's own page, which also shows film strips.
+fn check_card(check: &CheckStatus, single: bool) -> Markup {
     html! {
         section class="card" id={"check-" (check.name)} data-check=(check.name) data-status=(check.status.as_str()) {
             div class="head" {
@@ -136,10 +139,50 @@ fn check_card(check: &CheckStatus) -> Markup {
                         img src=(screenshot) loading="lazy" alt={"Screenshot of the failing run in " (region)};
                     }
                 }
+                (browser_pages(region, now, single))
             }
             @if !check.latency.is_empty() {
                 div class="lat" {
                     @for (region, latency) in &check.latency { (latency_chart(region, latency)) }
+                }
+            }
+        }
+    }
+}
+
+/// A browser check's latest run: each page's Web Vitals, the console
+/// errors and failed requests, and (on the check's page) the film strip.
+fn browser_pages(region: &str, now: &super::RegionNow, single: bool) -> Markup {
+    let ms = |v: Option<f64>| v.map_or("–".to_string(), |ms| format!("{ms:.0} ms"));
+    html! {
+        @if !now.pages.is_empty() {
+            table class="vitals" {
+                caption { "Web Vitals · " (region) }
+                tr { th { "step" } th { "page" } th { "TTFB" } th { "FCP" } th { "LCP" } th { "CLS" } th { "INP" } th { "TBT" } }
+                @for (step, v) in &now.pages {
+                    tr {
+                        td { (step) }
+                        td class="target" { (v.url.as_deref().unwrap_or("")) }
+                        td { (ms(v.ttfb_ms)) } td { (ms(v.fcp_ms)) } td { (ms(v.lcp_ms)) }
+                        td { (v.cls.map_or("–".to_string(), |c| format!("{c:.3}"))) }
+                        td { (ms(v.inp_ms)) } td { (ms(v.tbt_ms)) }
+                    }
+                }
+            }
+        }
+        @for e in &now.console_errors {
+            div class="err" { (region) ": step " (e.step) " console error: " (e.message) }
+        }
+        @for e in &now.request_errors {
+            div class="err" { (region) ": step " (e.step) " request failed: " (e.url.as_deref().unwrap_or("")) " " (e.message) }
+        }
+        @if single && !now.film_strip.is_empty() {
+            div class="strip" {
+                @for frame in &now.film_strip {
+                    figure {
+                        img src={"data:image/jpeg;base64," (frame.jpeg)} alt={"After step " (frame.step) ": " (frame.name)};
+                        figcaption { (frame.step) ". " (frame.name) }
+                    }
                 }
             }
         }

@@ -207,6 +207,7 @@ fn latency_merges_rollups_with_the_hour_not_rolled_up() {
         rolled_until_ms: Some(at(10).timestamp_millis()),
         raw: &raw,
         screenshots: &Default::default(),
+        browser_results: &[],
         now,
     };
     let by_check = latency_by_check(&inputs);
@@ -236,5 +237,94 @@ fn a_hidden_target_is_taken_out_of_error_text() {
     assert_eq!(
         hide_target_in("no answer for db.internal", "A db.internal"),
         "no answer for [hidden]"
+    );
+}
+
+#[test]
+fn a_browser_check_shows_its_pages_vitals_errors_and_on_its_own_page_the_film_strip() {
+    use crate::result::{FilmFrame, Outcome, PageError, ProbeResult, StepResult, WebVitals};
+    let yaml = "checks:\n  - name: shop\n    every: 1m\n    browser:\n      steps:\n        - goto: https://shop.example/\n";
+    let config = crate::config::load_from_texts(
+        &[("checks.yaml".into(), yaml.to_string())],
+        &[],
+        std::path::Path::new("alerts"),
+        &|_| None,
+    )
+    .unwrap_or_else(|e| panic!("{}", e.0.len()));
+    let mut result = ProbeResult::for_test("shop", Outcome::Fail, at(0));
+    result.steps.push(StepResult {
+        name: "goto https://shop.example/".into(),
+        at_ms: 0.0,
+        ms: 80.0,
+        ok: false,
+        error: Some("the page logged a console error: checkout broke".into()),
+        load_ms: Some(70.0),
+        vitals: Some(WebVitals {
+            url: Some("https://shop.example/".into()),
+            lcp_ms: Some(512.0),
+            cls: Some(0.25),
+            ..WebVitals::default()
+        }),
+    });
+    result.browser.console_errors.push(PageError {
+        step: 1,
+        message: "checkout broke".into(),
+        url: None,
+        status: None,
+    });
+    result.browser.film_strip.push(FilmFrame {
+        step: 1,
+        name: "goto https://shop.example/".into(),
+        jpeg: "/9j/AAAA".into(),
+    });
+    let mut state = state(Status::Down, at(0));
+    state.regions.insert(
+        "eu".into(),
+        crate::rules::RegionState {
+            verdict: Verdict::Failing,
+            consecutive_failures: 1,
+            consecutive_successes: 0,
+            degraded: None,
+            stale: false,
+            last_seen: at(0),
+            last: (&result).into(),
+        },
+    );
+    let states = HashMap::from([("shop".to_string(), state)]);
+    let results = [result];
+    let report = compute(&Inputs {
+        config: &config,
+        states: &states,
+        events: &[],
+        rollups: &[],
+        rolled_until_ms: None,
+        raw: &[],
+        screenshots: &Default::default(),
+        browser_results: &results,
+        now: at(1),
+    });
+    let region = &report.checks[0].regions["eu"];
+    assert_eq!(region.pages.len(), 1);
+    assert_eq!(region.console_errors.len(), 1);
+    let single = page::render(&report, None, Some("shop")).into_string();
+    assert!(single.contains("Web Vitals · eu"), "{single}");
+    assert!(
+        single.contains("512 ms") && single.contains("0.250"),
+        "{single}"
+    );
+    assert!(
+        single.contains("step 1 console error: checkout broke"),
+        "{single}"
+    );
+    assert!(
+        single.contains("data:image/jpeg;base64,/9j/AAAA"),
+        "{single}"
+    );
+    let all = page::render(&report, None, None).into_string();
+    assert!(all.contains("Web Vitals · eu") && !all.contains("data:image/jpeg"));
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(
+        json.contains("checkout broke") && !json.contains("/9j/AAAA"),
+        "{json}"
     );
 }
