@@ -112,4 +112,14 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
         CREATE INDEX screenshots_by_check ON screenshots (check_name, at_ms DESC);
         CREATE INDEX screenshots_by_age ON screenshots (at_ms);",
     ),
+    // The status page's announcements written through the API (#17),
+    // whole as JSON; listed newest first by creation.
+    M::up(
+        "CREATE TABLE announcements (
+            id TEXT PRIMARY KEY,
+            created_at_ms INTEGER NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX announcements_by_age ON announcements (created_at_ms DESC);",
+    ),
 ];
