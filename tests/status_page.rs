@@ -22,7 +22,7 @@ fn grouped(target: &common::Target) -> ConfigDirs {
         "status_page:
   title: Acme status
   description: Everything Acme runs
-  logo: "{logo}"
+  logo: \"{logo}\"
   footer: {{ text: Acme Inc., url: https://example.com/ }}
   groups:
     - name: Website
