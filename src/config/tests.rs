@@ -638,6 +638,7 @@ announcements:
 checks:
   - name: web
     tcp: { address: "127.0.0.1:9" }
+    every: 1m
     status_page: { display_name: The web }
 "#,
             ),
