@@ -18,7 +18,9 @@
 //! - `storage`: durable state as traits by consumer, SQLite in
 //!   `storage::sqlite`; `rollup`: hourly latency histograms.
 //! - `status`: the status page's figures and HTML; `metrics`: Prometheus;
-//!   `kind_metrics`: the icmp and grpc kinds' series.
+//!   `kind_metrics`: the icmp and grpc kinds' series. The page's groups,
+//!   announcements, Atom feed, badges and one check's history are in
+//!   `status` too, its settings in `config::page`.
 //! - `api`: the aggregator's HTTP surface; `listener`: bounded serving of it;
 //!   `reload`: config reloads on SIGHUP and file changes.
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.

@@ -526,3 +526,41 @@ pub const BROWSER_FILM_STRIP_BYTES_MAX: usize = 256 * 1024;
 /// see which page and which state, a tenth of a full screenshot's bytes.
 pub const BROWSER_FILM_STRIP_SCALE: f64 = 0.4;
 pub const BROWSER_FILM_STRIP_JPEG_QUALITY: u32 = 50;
+// --- status page (#17) ---
+/// A page or metrics token shorter than this is guessable.
+pub const PAGE_TOKEN_CHARS_MIN: usize = 16;
+/// Groups on one page: each is a section and a roll-up; more is not a page
+/// anyone reads.
+pub const PAGE_GROUPS_MAX: usize = 200;
+/// A group's name: a heading and a badge label.
+pub const PAGE_GROUP_NAME_CHARS_MAX: usize = 80;
+/// A check's `display_name`: a card's heading.
+pub const PAGE_DISPLAY_NAME_CHARS_MAX: usize = 120;
+/// Announcements stored through the API; a flood of POSTs must not grow
+/// the page (every open one is on it) or the database without bound.
+pub const ANNOUNCEMENTS_STORED_MAX: usize = 1_000;
+/// Announcements the page, the feed and `GET /api/v1/announcements` read.
+pub const ANNOUNCEMENTS_LISTED_MAX: usize = 200;
+/// One announcement's request body.
+pub const ANNOUNCEMENT_BODY_BYTES_MAX: usize = 64 * 1024;
+/// An announcement's title.
+pub const ANNOUNCEMENT_TITLE_CHARS_MAX: usize = 200;
+/// One update's text (Markdown): a few paragraphs.
+pub const ANNOUNCEMENT_TEXT_CHARS_MAX: usize = 8_000;
+/// Updates on one announcement's timeline.
+pub const ANNOUNCEMENT_UPDATES_MAX: usize = 50;
+/// Checks and groups one announcement names.
+pub const ANNOUNCEMENT_TARGETS_MAX: usize = 100;
+/// Entries in one Atom feed: newest first, enough for any reader's poll.
+pub const FEED_ENTRIES_MAX: usize = 100;
+/// How long a client and a shared cache may keep a badge: README badges
+/// are fetched through image proxies, which must not hammer the page.
+pub const BADGE_MAX_AGE_S: u64 = 60;
+/// Successful HTTP basic checks remembered (bcrypt costs ~100 ms a check,
+/// so a page of badges must not pay it per image), and for how long.
+pub const BASIC_AUTH_CACHE_ENTRIES_MAX: usize = 256;
+pub const BASIC_AUTH_CACHE_FOR: Duration = Duration::from_secs(300);
+/// An `Authorization` header or `?key=` longer than this is refused unread.
+pub const PAGE_CREDENTIAL_BYTES_MAX: usize = 1024;
+/// Recent results `/checks/{name}` reads for each region's latest failure.
+pub const CHECK_PAGE_RESULTS_MAX: usize = 2_000;

@@ -33,6 +33,11 @@ pub struct CheckView {
 }
 
 impl Aggregator {
+    /// The status page's announcements written through the API (#17).
+    pub fn storage_announcements(&self) -> &dyn crate::storage::AnnouncementStore {
+        self.storage.announcements()
+    }
+
     /// The status page's figures, at most `STATUS_CACHE_FOR` old.
     pub async fn status_report(&self) -> Result<Arc<StatusReport>, StorageError> {
         // Held while computing, so concurrent visitors wait for one result.

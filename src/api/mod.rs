@@ -18,8 +18,11 @@ use crate::heartbeat::Ping;
 use crate::limits;
 use crate::storage::DeliveryState;
 
+mod announcements;
+mod history;
 mod probes;
 mod shared;
+mod status_page;
 
 pub use shared::{ApiState, BodyError, discard_body, read_body};
 
@@ -52,11 +55,9 @@ pub fn router(
         .route("/ping/{token}/{action}", get(ping_action).post(ping_action))
         .route("/api/v1/probes", get(list_probes))
         .route("/metrics", get(scrape))
-        .route("/", get(status_page))
-        .route("/checks/{name}", get(check_page))
-        .route("/api/v1/status", get(status_json))
-        .route("/api/v1/status/{name}", get(check_status_json))
-        .route("/api/v1/results/{id}/screenshot", get(result_screenshot));
+        // The page, its JSON, feed, badges and announcements: behind
+        // `status_page.access`.
+        .merge(status_page::routes(state.clone()));
     let routes = if probe_routes {
         routes.merge(probes::routes())
     } else {
@@ -89,36 +90,6 @@ impl PageQuery {
     fn refresh(&self) -> Option<u64> {
         self.refresh
             .map(|r| r.clamp(limits::STATUS_REFRESH_MIN, limits::STATUS_REFRESH_MAX))
-    }
-}
-
-/// `GET /`: the status page.
-async fn status_page(
-    State(aggregator): State<Arc<Aggregator>>,
-    Query(query): Query<PageQuery>,
-) -> Response {
-    match aggregator.status_report().await {
-        Ok(report) => axum::response::Html(
-            crate::status::page::render(&report, query.refresh(), None).into_string(),
-        )
-        .into_response(),
-        Err(error) => storage_failure(error),
-    }
-}
-
-/// `GET /checks/{name}`: one check's part of the status page (alerts link here).
-async fn check_page(
-    State(aggregator): State<Arc<Aggregator>>,
-    Path(name): Path<String>,
-    Query(query): Query<PageQuery>,
-) -> Response {
-    match one_check(&aggregator, &name).await {
-        Ok(Some(report)) => axum::response::Html(
-            crate::status::page::render(&report, query.refresh(), Some(&name)).into_string(),
-        )
-        .into_response(),
-        Ok(None) => not_found(&name),
-        Err(error) => storage_failure(error),
     }
 }
 
@@ -161,6 +132,7 @@ async fn one_check(
             .cloned()
             .collect(),
         counts: report.counts.clone(),
+        groups: Vec::new(),
         ..*report
     }))
 }
@@ -170,6 +142,9 @@ async fn scrape(
     State(aggregator): State<Arc<Aggregator>>,
     headers: axum::http::HeaderMap,
 ) -> Response {
+    if let Some(refused) = status_page::metrics_refused(&aggregator, &headers) {
+        return refused;
+    }
     let snapshot = aggregator.metrics_snapshot().await;
     match aggregator.metrics().encode(&snapshot) {
         Ok(text) => crate::metrics::respond(text, headers.get(axum::http::header::ACCEPT)),

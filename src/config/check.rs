@@ -164,6 +164,8 @@ pub struct StatusPageOptions {
     pub hidden: bool,
     /// On the page, without its URL or address.
     pub hide_target: bool,
+    /// The name the page shows instead of the check's own.
+    pub display_name: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -231,17 +233,32 @@ const CHECK_KEYS: [&str; 20] = [
 pub(super) struct Refs {
     pub(super) names: Vec<(String, Pos)>,
     pub(super) channels: Vec<(String, Pos)>,
+    /// The file's `status_page:` and `announcements:`.
+    pub(super) page: super::page::PageRefs,
 }
 
 pub(super) fn decode_checks_file(ctx: &mut Ctx, root: &Node, refs: &mut Refs) -> Vec<(Check, Pos)> {
     if matches!(root.value, Value::Null) {
         return Vec::new();
     }
-    let Some(top) = ctx.fields(root, "a checks file", &["checks"]) else {
+    let Some(top) = ctx.fields(
+        root,
+        "a checks file",
+        &["checks", "status_page", "announcements"],
+    ) else {
         return Vec::new();
     };
+    if let Some(node) = top.get("status_page") {
+        super::page::decode_page(ctx, node, &mut refs.page);
+    }
+    if let Some(node) = top.get("announcements") {
+        super::page::decode_announcements(ctx, node, &mut refs.page);
+    }
+    let page_only = top.get("status_page").is_some() || top.get("announcements").is_some();
     let Some(list_node) = top.get("checks") else {
-        ctx.error(root.pos, "a checks file holds a list under `checks:`");
+        if !page_only {
+            ctx.error(root.pos, "a checks file holds a list under `checks:`");
+        }
         return Vec::new();
     };
     if matches!(list_node.value, Value::Null) {
@@ -497,10 +514,26 @@ fn decode_status_page(ctx: &mut Ctx, name: &str, node: &Node) -> Option<StatusPa
     let fields = ctx.fields(
         node,
         &format!("`status_page` of check `{name}`"),
-        &["hidden", "hide_target"],
+        &["hidden", "hide_target", "display_name"],
     )?;
     let mut options = StatusPageOptions::default();
     let mut ok = true;
+    if let Some(n) = fields.get("display_name") {
+        match ctx.string(n, "`display_name`") {
+            Some(v) if !v.trim().is_empty() && v.len() <= limits::PAGE_DISPLAY_NAME_CHARS_MAX => {
+                options.display_name = Some(v)
+            }
+            Some(_) => {
+                let message = format!(
+                    "`display_name` must be 1 to {} characters",
+                    limits::PAGE_DISPLAY_NAME_CHARS_MAX
+                );
+                ctx.error(n.pos, message);
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
     for (key, slot) in [
         ("hidden", &mut options.hidden),
         ("hide_target", &mut options.hide_target),

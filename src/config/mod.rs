@@ -29,6 +29,7 @@ mod grpc;
 mod heartbeat;
 mod http;
 mod icmp;
+pub mod page;
 pub mod probes;
 pub mod remote;
 pub mod secrets;
@@ -112,6 +113,10 @@ pub struct Config {
     pub routes: Vec<alerting::Route>,
     pub maintenance: Vec<alerting::Maintenance>,
     pub secrets: Arc<Secrets>,
+    /// A checks file's `status_page:` (defaults when none has one).
+    pub page: Arc<page::PageSettings>,
+    /// The announcements written in the checks files (read only).
+    pub announcements: Vec<page::Announcement>,
 }
 
 impl Config {
@@ -202,6 +207,8 @@ fn load_texts(
     // Names alert files refer to, checked once every file is read.
     let mut alert_channel_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
     let mut maintenance_check_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
+    // The status page's settings and announcements, per file.
+    let mut page_refs: Vec<(page::PageRefs, PathBuf)> = Vec::new();
 
     for (file, text) in checks_files {
         let Some(root) = parse_file(file, text, &mut errors) else {
@@ -222,6 +229,7 @@ fn load_texts(
                 .into_iter()
                 .map(|(name, pos)| (name, pos, file.clone())),
         );
+        page_refs.push((std::mem::take(&mut refs.page), file.clone()));
         for (name, pos) in refs.names {
             if let Some((other_file, other_pos)) = names.get(&name) {
                 errors.push(ConfigError {
@@ -342,10 +350,14 @@ fn load_texts(
         }
     }
 
+    let (page, announcements) = page_across_files(page_refs, &names, &mut errors);
+
     if !errors.is_empty() {
         return Err(ConfigErrors::masked(errors, &secrets));
     }
     Ok(Config {
+        page: Arc::new(page),
+        announcements,
         routes,
         maintenance,
         checks: checks.into_iter().map(|(c, _, _)| Arc::new(c)).collect(),
@@ -355,6 +367,74 @@ fn load_texts(
             .unwrap_or_default(),
         secrets: Arc::new(secrets),
     })
+}
+
+/// The cross-file rules of the status page: one `status_page:` in all the
+/// checks files, groups and announcements naming checks and groups that
+/// exist, announcement ids unique.
+fn page_across_files(
+    files: Vec<(page::PageRefs, PathBuf)>,
+    names: &BTreeMap<String, (PathBuf, Pos)>,
+    errors: &mut Vec<ConfigError>,
+) -> (page::PageSettings, Vec<page::Announcement>) {
+    let mut settings: Option<(page::PageSettings, PathBuf)> = None;
+    let mut announcements: Vec<page::Announcement> = Vec::new();
+    let mut group_refs = Vec::new();
+    let mut error = |file: &Path, pos: Pos, message: String| {
+        errors.push(ConfigError {
+            file: file.to_path_buf(),
+            pos,
+            message,
+        })
+    };
+    for (refs, file) in files {
+        for (found, pos) in refs.settings {
+            match &settings {
+                Some((_, other)) => error(
+                    &file,
+                    pos,
+                    format!("`status_page` is already set in {}", other.display()),
+                ),
+                None => settings = Some((found, file.clone())),
+            }
+        }
+        for (name, pos) in refs.check_refs {
+            if !names.contains_key(&name) {
+                let known: Vec<&str> = names.keys().map(String::as_str).collect();
+                let hint = decode::suggest(&name, &known)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                error(
+                    &file,
+                    pos,
+                    format!("the status page names unknown check `{name}`{hint}"),
+                );
+            }
+        }
+        group_refs.extend(
+            refs.group_refs
+                .into_iter()
+                .map(|(g, p)| (g, p, file.clone())),
+        );
+        for (announcement, pos) in refs.announcements {
+            if announcements.iter().any(|a| a.id == announcement.id) {
+                error(
+                    &file,
+                    pos,
+                    format!("duplicate announcement id `{}`", announcement.id),
+                );
+            } else {
+                announcements.push(announcement);
+            }
+        }
+    }
+    let settings = settings.map(|(s, _)| s).unwrap_or_default();
+    for (group, pos, file) in group_refs {
+        if !settings.groups.iter().any(|g| g.name == group) {
+            error(&file, pos, format!("no status page group named `{group}`"));
+        }
+    }
+    (settings, announcements)
 }
 
 fn read_dir_yaml(

@@ -745,3 +745,87 @@ fn eval_expectations_judge_the_json_encoded_result() {
         assert!(JsExpect::Truthy.holds(&truthy), "{truthy}");
     }
 }
+
+#[test]
+fn the_status_page_settings_load_in_order_and_their_mistakes_have_positions() {
+    let d = dirs(
+        &[
+            (
+                "a.yaml",
+                r#"
+status_page:
+  title: Acme
+  logo: https://acme.example/logo.svg
+  footer: { text: Acme Inc., url: https://acme.example/ }
+  access: token
+  token: ${API_TOKEN}-and-more-characters
+  groups:
+    - name: Web
+      checks: [web]
+    - name: Payments
+      labels: { team: pay }
+announcements:
+  - id: planned
+    title: Planned
+    severity: maintenance
+    groups: [Payments]
+    updates:
+      - { at: "2026-03-01T11:00:00Z", status: resolved, text: done }
+      - { at: "2026-03-01T10:00:00Z", status: identified, text: "**soon**" }
+checks:
+  - name: web
+    tcp: { address: "127.0.0.1:9" }
+    every: 1m
+    status_page: { display_name: The web }
+"#,
+            ),
+            ("b.yaml", "announcements: []\n"),
+        ],
+        &[],
+    );
+    let config = load(&d).unwrap();
+    let page = &config.page;
+    assert_eq!(page.title(), "Acme");
+    let groups: Vec<&str> = page.groups.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(groups, ["Web", "Payments"]);
+    assert_eq!(
+        page.access,
+        page::PageAccess::Token("tok-123456-and-more-characters".into())
+    );
+    assert_eq!(
+        config.checks[0].status_page.display_name.as_deref(),
+        Some("The web")
+    );
+    let note = &config.announcements[0];
+    assert_eq!(
+        note.updates[0].status,
+        page::UpdateStatus::Identified,
+        "sorted by time"
+    );
+    assert!(!note.is_open());
+
+    let d = dirs(
+        &[
+            (
+                "a.yaml",
+                "status_page:\n  access: token\n  token: short\n  logo: ftp://x\n  groups:\n    - name: Other\n      checks: [web]\n",
+            ),
+            ("b.yaml", "status_page: { title: Again }\n"),
+        ],
+        &[],
+    );
+    let errors = load(&d).unwrap_err();
+    let text = errors.join("\n");
+    assert!(
+        text.contains("a.yaml:3:10: `token` must be at least 16"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a.yaml:4:9: `logo` must be an http"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a.yaml:6:7: group `Other` is already defined"),
+        "{text}"
+    );
+}

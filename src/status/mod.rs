@@ -13,6 +13,11 @@
 //! raw results of the hour not rolled up yet, so a 30-day page reads a few
 //! rows per check and hour, never every result.
 
+pub mod badge;
+pub mod check_page;
+pub mod feed;
+pub mod groups;
+pub mod markdown;
 pub mod page;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +52,15 @@ pub enum Overall {
 }
 
 impl Overall {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overall::Operational => "operational",
+            Overall::DegradedPerformance => "degraded_performance",
+            Overall::PartialOutage => "partial_outage",
+            Overall::MajorOutage => "major_outage",
+        }
+    }
+
     pub fn headline(self) -> &'static str {
         match self {
             Overall::Operational => "All systems operational",
@@ -64,6 +78,10 @@ pub struct StatusReport {
     pub counts: Counts,
     pub checks: Vec<CheckStatus>,
     pub incidents: Vec<Incident>,
+    /// The page's groups in their configured order, each with its roll-up,
+    /// and "Other" last for the checks in none; empty without groups.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<groups::GroupStatus>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -77,6 +95,9 @@ pub struct Counts {
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckStatus {
     pub name: String,
+    /// What the page calls it (`status_page.display_name`), else `name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -124,6 +145,9 @@ pub struct Day {
     pub down_s: i64,
     #[serde(skip_serializing_if = "is_zero")]
     pub degraded_s: i64,
+    /// Seconds of the day with a verdict (up, degraded or down).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub judged_s: i64,
 }
 
 fn is_zero(seconds: &i64) -> bool {
@@ -242,6 +266,7 @@ pub fn compute(inputs: &Inputs<'_>) -> StatusReport {
         let segments = segments(events, state, window_start, now);
         checks.push(CheckStatus {
             name: check.name.clone(),
+            display_name: check.status_page.display_name.clone(),
             kind: check.kind_name(),
             description: check.description.clone(),
             target: (!check.status_page.hide_target)
@@ -314,13 +339,15 @@ pub fn compute(inputs: &Inputs<'_>) -> StatusReport {
     // Worst first, so what is broken is at the top.
     checks.sort_by_key(|c| (severity_rank(c.status), c.name.clone()));
     let shown: std::collections::HashSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
-    let incidents = incidents(inputs.events, &shown, now);
+    let incidents = incidents(inputs.events, &shown, now, INCIDENTS_SHOWN);
+    let groups = groups::arrange(inputs.config, &checks);
     StatusReport {
         overall: overall(&counts),
         generated_at: now,
         counts,
         checks,
         incidents,
+        groups,
     }
 }
 
@@ -468,6 +495,7 @@ pub fn days(segments: &[Segment], now: DateTime<Utc>) -> Vec<Day> {
                 status,
                 down_s,
                 degraded_s,
+                judged_s: down_s + not_down_s,
             }
         })
         .collect()
@@ -553,10 +581,11 @@ fn latency_by_check<'a>(
 
 /// Incidents of the shown checks, newest first: the events that share an
 /// incident id, from the first to the one that closed it.
-fn incidents(
+pub fn incidents(
     events: &[Transition],
     shown: &std::collections::HashSet<&str>,
     now: DateTime<Utc>,
+    limit: usize,
 ) -> Vec<Incident> {
     let mut by_id: BTreeMap<Uuid, Incident> = BTreeMap::new();
     for event in events {
@@ -590,7 +619,7 @@ fn incidents(
         })
         .collect();
     list.sort_by_key(|incident| std::cmp::Reverse(incident.started));
-    list.truncate(INCIDENTS_SHOWN);
+    list.truncate(limit);
     list
 }
 

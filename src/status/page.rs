@@ -6,9 +6,18 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::{CheckStatus, DayStatus, Incident, RegionLatency, StatusReport};
+use crate::config::page::{Announcement, PageSettings};
 use crate::rules::Status;
 
-const STYLE: &str = r#"
+/// What the page shows beyond the figures: its settings (title, logo,
+/// groups, footer) and the announcements, newest first.
+pub struct PageView<'a> {
+    pub settings: &'a PageSettings,
+    pub announcements: &'a [Announcement],
+    pub refresh: Option<u64>,
+}
+
+pub(super) const STYLE: &str = r#"
 :root{--bg:#f6f7f9;--card:#fff;--fg:#1d2330;--muted:#667085;--line:#e4e7ec;
 --up:#12b76a;--degraded:#f79009;--down:#f04438;--none:#d0d5dd;--unknown:#98a2b3}
 @media (prefers-color-scheme:dark){:root{--bg:#0f1115;--card:#171a21;--fg:#e6e8ec;
@@ -44,6 +53,12 @@ h1{font-size:1.3em;margin:.2em 0 .8em}h2{font-size:1.05em;margin:1.6em 0 .6em}
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.35em .4em;border-top:1px solid var(--line);vertical-align:top}
 th{font-size:.85em;color:var(--muted);font-weight:500}
 footer{margin:2em 0 1em;color:var(--muted);font-size:.85em}
+.brand{display:flex;gap:.8em;align-items:center}.brand img{max-height:2.4em;max-width:10em}
+.group>h2{display:flex;gap:.6em;align-items:center;flex-wrap:wrap}
+.note{border-left:5px solid var(--unknown)}.note.maintenance{border-left-color:#2e90fa}
+.note.degraded{border-left-color:var(--degraded)}.note.outage{border-left-color:var(--down)}
+.note h3{margin:.1em 0 .4em;font-size:1em}.note ol{list-style:none;padding:0;margin:0}
+.note li{margin:.4em 0}.note li p{margin:.2em 0}.tag{font-weight:600;font-size:.85em;text-transform:uppercase;color:var(--muted)}
 a{color:inherit}
 @media (max-width:40em){main{padding:.6em}.banner{font-size:1.1em}}
 "#;
@@ -51,10 +66,27 @@ a{color:inherit}
 /// The whole page; `refresh` seconds adds an auto-refresh; `single` is set
 /// on a check's own page (`/checks/{name}`).
 pub fn render(report: &StatusReport, refresh: Option<u64>, single: Option<&str>) -> Markup {
-    let title = match single {
-        Some(name) => format!("{name} · Lookout status"),
-        None => "Lookout status".to_string(),
+    let settings = PageSettings::default();
+    let view = PageView {
+        settings: &settings,
+        announcements: &[],
+        refresh,
     };
+    render_page(report, &view, single)
+}
+
+/// The page with its settings and announcements.
+pub fn render_page(report: &StatusReport, view: &PageView<'_>, single: Option<&str>) -> Markup {
+    let refresh = view.refresh;
+    let site = view.settings.title();
+    let title = match single {
+        Some(name) => format!("{name} · {site}"),
+        None => site.to_string(),
+    };
+    let open: Vec<&Announcement> = view.announcements.iter().filter(|a| a.is_open()).collect();
+    let past: Vec<&Announcement> = view.announcements.iter().filter(|a| !a.is_open()).collect();
+    let by_name: std::collections::HashMap<&str, &CheckStatus> =
+        report.checks.iter().map(|c| (c.name.as_str(), c)).collect();
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -66,13 +98,25 @@ pub fn render(report: &StatusReport, refresh: Option<u64>, single: Option<&str>)
                     meta http-equiv="refresh" content=(seconds);
                 }
                 title { (title) }
+                link rel="alternate" type="application/atom+xml" href="/feed.atom" title={(site) " incidents"};
                 style { (PreEscaped(STYLE)) }
             }
             body {
                 main {
-                    h1 {
-                        @if single.is_some() { a href="/" { "Lookout status" } " / " (single.unwrap_or_default()) }
-                        @else { "Lookout status" }
+                    div class="brand" {
+                        @if let Some(logo) = &view.settings.logo_url { img src=(logo) alt=""; }
+                        h1 {
+                            @if single.is_some() { a href="/" { (site) } " / " (single.unwrap_or_default()) }
+                            @else { (site) }
+                        }
+                    }
+                    @if let Some(description) = view.settings.description.as_ref().filter(|_| single.is_none()) {
+                        p class="muted" data-page-description { (description) }
+                    }
+                    @if single.is_none() && !open.is_empty() {
+                        section class="announcements" data-announcements="open" {
+                            @for announcement in &open { (announcement_card(announcement)) }
+                        }
                     }
                     @if single.is_none() {
                         div class={"banner " (overall_class(report))} data-overall=(overall_class(report)) {
@@ -84,15 +128,45 @@ pub fn render(report: &StatusReport, refresh: Option<u64>, single: Option<&str>)
                             }
                         }
                     }
-                    @for check in &report.checks { (check_card(check, single.is_some())) }
+                    @if report.groups.is_empty() || single.is_some() {
+                        @for check in &report.checks { (check_card(check, &open, single.is_some())) }
+                    } @else {
+                        @for group in &report.groups {
+                            section class="group" id={"group-" (group.name)} data-group=(group.name) data-group-status=(group.status.as_str()) {
+                                h2 {
+                                    span { (group.name) }
+                                    span class={"badge " (group.status.as_str())} data-rollup=(group.overall.as_str()) { (group.overall.headline()) }
+                                }
+                                @if let Some(description) = &group.description { div class="muted" { (description) } }
+                                @for note in open.iter().filter(|a| a.groups.contains(&group.name)) {
+                                    div class="muted" data-group-announcement=(note.id) {
+                                        span class="tag" { (note.severity.as_str()) } " " a href={"/#announcement-" (note.id)} { (note.title) }
+                                    }
+                                }
+                                @for name in &group.checks {
+                                    @if let Some(check) = by_name.get(name.as_str()) { (check_card(check, &open, single.is_some())) }
+                                }
+                            }
+                        }
+                    }
                     @if report.checks.is_empty() { p class="muted" { "No checks to show." } }
                     h2 { "Recent incidents" }
-                    (incidents(&report.incidents))
+                    (incidents(&report.incidents, view.announcements))
+                    @if single.is_none() && !past.is_empty() {
+                        h2 { "Past announcements" }
+                        section class="announcements" data-announcements="past" {
+                            @for announcement in &past { (announcement_card(announcement)) }
+                        }
+                    }
                     footer {
+                        @if let Some(link) = &view.settings.footer {
+                            a href=(link.url) data-footer-link { (link.text) } " · "
+                        }
                         "Daily bars: the last 90 days, today on the right; grey: no data. "
                         "Updated " (report.generated_at.format("%Y-%m-%d %H:%M:%S UTC"))
                         " · " a href={"/api/v1/status" (single.map(|n| format!("/{n}")).unwrap_or_default())} { "JSON" }
                         " · " a href="?refresh=30" { "auto-refresh" }
+                        " · " a href="/feed.atom" { "Atom feed" }
                     }
                 }
             }
@@ -109,12 +183,56 @@ fn overall_class(report: &StatusReport) -> &'static str {
     }
 }
 
+/// An announcement: its severity, title, affected checks and groups, and
+/// its timeline oldest first, each text in the safe Markdown subset.
+pub fn announcement_card(announcement: &Announcement) -> Markup {
+    html! {
+        article class={"card note " (announcement.severity.as_str())} id={"announcement-" (announcement.id)}
+            data-announcement=(announcement.id) data-severity=(announcement.severity.as_str())
+            data-open=(announcement.is_open()) {
+            h3 { span class="tag" { (announcement.severity.as_str()) } " " (announcement.title) }
+            @if !announcement.checks.is_empty() || !announcement.groups.is_empty() {
+                div class="muted" {
+                    "Affects: "
+                    @for (i, name) in announcement.groups.iter().chain(&announcement.checks).enumerate() {
+                        @if i > 0 { ", " }
+                        (name)
+                    }
+                }
+            }
+            (timeline(announcement))
+        }
+    }
+}
+
+/// An announcement's updates, oldest first.
+pub fn timeline(announcement: &Announcement) -> Markup {
+    html! {
+        ol class="timeline" {
+            @for update in &announcement.updates {
+                li data-update=(update.status.as_str()) {
+                    span class="tag" { (update.status.label()) } " "
+                    span class="muted" { (update.at.format("%Y-%m-%d %H:%M UTC")) }
+                    // Built by `markdown::to_html` from a fixed list of tags
+                    // around escaped text: the one place user text is not
+                    // escaped by maud, because it already is.
+                    div class="text" { (PreEscaped(super::markdown::to_html(&update.text))) }
+                }
+            }
+        }
+    }
+}
+
 /// `single`: on a check's own page, which also shows film strips.
-fn check_card(check: &CheckStatus, single: bool) -> Markup {
+pub fn check_card(check: &CheckStatus, open: &[&Announcement], single: bool) -> Markup {
+    let notes: Vec<&&Announcement> = open
+        .iter()
+        .filter(|a| a.checks.contains(&check.name))
+        .collect();
     html! {
         section class="card" id={"check-" (check.name)} data-check=(check.name) data-status=(check.status.as_str()) {
             div class="head" {
-                span class="name" { a href={"/checks/" (check.name)} { (check.name) } }
+                span class="name" { a href={"/checks/" (check.name)} { (check.display_name.as_deref().unwrap_or(&check.name)) } }
                 span {
                     span class={"badge " (check.status.as_str())} { (status_word(check.status)) }
                     @if let Some(since) = check.since {
@@ -123,6 +241,11 @@ fn check_card(check: &CheckStatus, single: bool) -> Markup {
                 }
             }
             @if let Some(description) = &check.description { div class="muted" { (description) } }
+            @for note in &notes {
+                div class="muted" data-check-announcement=(note.id) {
+                    span class="tag" { (note.severity.as_str()) } " " a href={"/#announcement-" (note.id)} { (note.title) }
+                }
+            }
             @if let Some(target) = &check.target { div class="muted target" { (check.kind) " · " (target) } }
             div class="uptime" {
                 span { "24h " b { (percent(check.uptime.day)) } }
@@ -189,7 +312,7 @@ fn browser_pages(region: &str, now: &super::RegionNow, single: bool) -> Markup {
     }
 }
 
-fn status_word(status: Status) -> &'static str {
+pub(super) fn status_word(status: Status) -> &'static str {
     match status {
         Status::Up => "Operational",
         Status::Degraded => "Degraded",
@@ -198,7 +321,7 @@ fn status_word(status: Status) -> &'static str {
     }
 }
 
-fn percent(value: Option<f64>) -> String {
+pub(super) fn percent(value: Option<f64>) -> String {
     match value {
         // Never round a real outage up to 100%.
         Some(v) if v < 100.0 => format!("{:.2}%", (v * 100.0).floor() / 100.0),
@@ -303,7 +426,7 @@ fn latency_chart(region: &str, latency: &RegionLatency) -> Markup {
     }
 }
 
-fn ms(value: Option<f64>) -> String {
+pub(super) fn ms(value: Option<f64>) -> String {
     match value {
         Some(v) if v >= 1000.0 => format!("{:.2}s", v / 1000.0),
         Some(v) => format!("{v:.0}ms"),
@@ -311,7 +434,7 @@ fn ms(value: Option<f64>) -> String {
     }
 }
 
-fn incidents(list: &[Incident]) -> Markup {
+pub fn incidents(list: &[Incident], written: &[Announcement]) -> Markup {
     html! {
         @if list.is_empty() {
             p class="muted" { "No incidents in the last 90 days." }
@@ -326,7 +449,12 @@ fn incidents(list: &[Incident]) -> Markup {
                             (human_duration(incident.duration_s))
                             @if incident.ended.is_none() { " (ongoing)" }
                         }
-                        td { (incident.summary) }
+                        td {
+                            (incident.summary)
+                            @for note in written.iter().filter(|a| a.incident == Some(incident.id)) {
+                                (timeline(note))
+                            }
+                        }
                     }
                 }
             }

@@ -156,7 +156,7 @@ fn incidents_run_from_first_event_to_recovery_newest_first() {
         ),
     ];
     let shown: std::collections::HashSet<&str> = ["a", "b"].into_iter().collect();
-    let list = incidents(&events, &shown, now);
+    let list = incidents(&events, &shown, now, INCIDENTS_SHOWN);
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].check, "b");
     assert_eq!(list[0].ended, None);

@@ -33,6 +33,7 @@ use chrono::{DateTime, Utc};
 use crate::alert::AlertEvent;
 use crate::alert::silence::Silence;
 use crate::clock::Clock;
+use crate::config::page::Announcement;
 use crate::result::ProbeResult;
 use crate::rollup::{HourRollup, LatencyHistogram};
 use crate::rules::{CheckState, ProbeEvent, Transition};
@@ -411,10 +412,30 @@ pub trait JobStore: Send + Sync {
     fn check_file(&self) -> Result<(), StorageError>;
 }
 
-/// A backend: everything the consumers need, in one object.
-pub trait Backend: IngestStore + OutboxStore + HistoryStore + JobStore {}
+/// The status page's announcements written through the API (#17): stored
+/// whole, by id; the ones written in YAML live in the config instead.
+#[async_trait]
+pub trait AnnouncementStore: Send + Sync {
+    /// Stores `announcement`, replacing the one with its id if any.
+    async fn put_announcement(&self, announcement: Announcement) -> Result<(), StorageError>;
 
-impl<T: IngestStore + OutboxStore + HistoryStore + JobStore> Backend for T {}
+    /// One announcement by id.
+    async fn announcement(&self, id: String) -> Result<Option<Announcement>, StorageError>;
+
+    /// The newest `limit` announcements by creation, newest first.
+    async fn list_announcements(&self, limit: usize) -> Result<Vec<Announcement>, StorageError>;
+
+    /// Deletes one; false when there was none with that id.
+    async fn delete_announcement(&self, id: String) -> Result<bool, StorageError>;
+
+    /// How many are stored (the API refuses more than a bound).
+    async fn announcement_count(&self) -> Result<usize, StorageError>;
+}
+
+/// A backend: everything the consumers need, in one object.
+pub trait Backend: IngestStore + OutboxStore + HistoryStore + JobStore + AnnouncementStore {}
+
+impl<T: IngestStore + OutboxStore + HistoryStore + JobStore + AnnouncementStore> Backend for T {}
 
 /// The handle consumers hold: one backend behind every trait, and the clock
 /// that the backend and everything built on it date by. Cheap to clone.
@@ -496,5 +517,10 @@ impl Storage {
             StorageError::Task("the storage backend returned another decision's outcome".into())
         })?;
         Ok((committed, *outcome))
+    }
+
+    /// The status page's announcements written through the API.
+    pub fn announcements(&self) -> &dyn AnnouncementStore {
+        &*self.backend
     }
 }

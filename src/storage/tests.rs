@@ -45,6 +45,7 @@ macro_rules! suite {
             pruning_keeps_alerts_still_owed_and_recent_events,
             silences_live_until_they_expire,
             health_and_file_checks_pass,
+            announcements_are_stored_replaced_listed_and_deleted,
         );
     };
     (@tests $backend:ident, $make:path, $($test:ident),+ $(,)?) => {
@@ -834,6 +835,53 @@ async fn health_and_file_checks_pass(storage: &Storage) {
     storage.jobs().health_probe().await.unwrap();
     storage.jobs().health_probe().await.unwrap();
     storage.jobs().check_file().unwrap();
+}
+
+async fn announcements_are_stored_replaced_listed_and_deleted(storage: &Storage) {
+    use crate::config::page::{Announcement, AnnouncementUpdate, Severity, UpdateStatus};
+    let store = storage.announcements();
+    let make = |id: &str, created_at: DateTime<Utc>| Announcement {
+        id: id.into(),
+        title: format!("{id} title"),
+        severity: Severity::Maintenance,
+        checks: vec!["api".into()],
+        groups: Vec::new(),
+        incident: None,
+        updates: vec![AnnouncementUpdate {
+            at: created_at,
+            status: UpdateStatus::Investigating,
+            text: "looking".into(),
+        }],
+        created_at,
+        source: "api".into(),
+    };
+    assert_eq!(store.announcement_count().await.unwrap(), 0);
+    assert!(store.announcement("a".into()).await.unwrap().is_none());
+    store
+        .put_announcement(make("old", now() - Duration::hours(2)))
+        .await
+        .unwrap();
+    let mut newer = make("new", now() - Duration::hours(1));
+    store.put_announcement(newer.clone()).await.unwrap();
+    // Replacing keeps one row and its place in the order.
+    newer.updates.push(AnnouncementUpdate {
+        at: now(),
+        status: UpdateStatus::Resolved,
+        text: "fixed".into(),
+    });
+    store.put_announcement(newer.clone()).await.unwrap();
+    assert_eq!(store.announcement_count().await.unwrap(), 2);
+    assert_eq!(
+        store.announcement("new".into()).await.unwrap(),
+        Some(newer.clone())
+    );
+    let listed = store.list_announcements(10).await.unwrap();
+    let ids: Vec<&str> = listed.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["new", "old"], "newest first");
+    assert_eq!(store.list_announcements(1).await.unwrap().len(), 1);
+    assert!(store.delete_announcement("old".into()).await.unwrap());
+    assert!(!store.delete_announcement("old".into()).await.unwrap());
+    assert_eq!(store.announcement_count().await.unwrap(), 1);
 }
 
 async fn sqlite(clock: Clock) -> Fresh {

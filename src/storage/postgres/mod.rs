@@ -22,6 +22,7 @@ use super::StorageError;
 use crate::clock::Clock;
 use crate::limits;
 
+mod announcements;
 mod history;
 mod ingest;
 mod jobs;

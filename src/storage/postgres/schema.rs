@@ -9,7 +9,7 @@ use super::StorageError;
 const MIGRATION_LOCK: i64 = 0x4c6f_6f6b_6f75_7401;
 
 const MIGRATIONS: &[&str] = &[
-    // The tables of SQLite's migrations 1 to 8, as they stand after them.
+    // The tables of SQLite's migrations 1 to 9, as they stand after them.
     "CREATE TABLE results (
         id TEXT PRIMARY KEY,
         check_name TEXT NOT NULL,
@@ -100,6 +100,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX screenshots_by_check ON screenshots (check_name, at_ms DESC);
     CREATE INDEX screenshots_by_age ON screenshots (at_ms);",
+    // The status page's announcements written through the API, whole as
+    // JSON; listed newest first by creation (SQLite's migration 10).
+    "CREATE TABLE announcements (
+        id TEXT PRIMARY KEY,
+        created_at_ms BIGINT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX announcements_by_age ON announcements (created_at_ms DESC);",
 ];
 
 /// Applies the migrations this database has not had yet.

@@ -115,4 +115,14 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
     // Each check state's revision: a decision that finds its copy current
     // does not read the state back (see `IngestStore::decide`).
     M::up("ALTER TABLE check_state ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"),
+    // The status page's announcements written through the API (#17),
+    // whole as JSON; listed newest first by creation.
+    M::up(
+        "CREATE TABLE announcements (
+            id TEXT PRIMARY KEY,
+            created_at_ms INTEGER NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX announcements_by_age ON announcements (created_at_ms DESC);",
+    ),
 ];
