@@ -357,6 +357,9 @@ fn result(check: &str, outcome: Outcome) -> ProbeResult {
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        address: None,
+        ip_family: None,
+        http_version: None,
     }
 }
 

@@ -213,6 +213,9 @@ fn heartbeat_result(
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        address: None,
+        ip_family: None,
+        http_version: None,
     }
 }
 

@@ -34,14 +34,14 @@ mod tls;
 pub mod yaml;
 
 pub use channels::{Channel, ChannelKind, EmailChannel, WebhookChannel, WebhookFormat};
-pub use check::{AlertRules, Check, CheckKind, HostPort, StatusPageOptions};
+pub use check::{AlertRules, Check, CheckKind, HostPort, IpFamily, StatusPageOptions};
 pub use dns::{DnsRecordType, DnsSpec};
-pub use expect::{Expect, StatusRange};
+pub use expect::{Expect, HeaderAssertion, HttpVersion, JsonAssertion, JsonOp, StatusRange};
 pub use heartbeat::HeartbeatSpec;
 pub use http::HttpSpec;
 pub use secrets::Secrets;
 pub use tcp::TcpSpec;
-pub use tls::TlsSpec;
+pub use tls::{TlsClientOptions, TlsSpec};
 
 use std::collections::BTreeMap;
 use std::fmt;

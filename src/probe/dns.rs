@@ -187,7 +187,7 @@ fn judge_error(
         NetError::Truncated => format!(
             "the answer from {server} was truncated over UDP and not received whole over TCP"
         ),
-        other => format!("{other} ({server})"),
+        other => super::failure::dns_error(other, server),
     };
     Report::error(format!("DNS query failed: {reason}"), phases.clone())
 }

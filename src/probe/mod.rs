@@ -4,11 +4,14 @@
 //! A failing target is data, never an `Err`: every run ends in a result whose
 //! `outcome` says `ok`, `fail`, `timeout` or `error`, with a one-line reason.
 
+pub mod assertions;
 pub mod dns;
+pub mod failure;
 pub mod http;
 pub mod net;
 pub mod tcp;
 pub mod tls;
+pub mod tls_client;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,6 +176,11 @@ impl Runner {
             steps: report.steps,
             screenshot: report.screenshot,
             page: report.page,
+            address: report.peer.map(|peer| peer.ip().to_string()),
+            ip_family: report
+                .peer
+                .map(|peer| if peer.is_ipv4() { "ipv4" } else { "ipv6" }.to_string()),
+            http_version: report.http_version,
         }
     }
 }

@@ -52,6 +52,9 @@ fn input(spec: &str) -> (Option<ProbeResult>, DateTime<Utc>) {
         steps: Vec::new(),
         screenshot: None,
         page: None,
+        address: None,
+        ip_family: None,
+        http_version: None,
     };
     (Some(result), at)
 }
