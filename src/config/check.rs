@@ -650,3 +650,28 @@ pub(super) fn decode_ip_family(ctx: &mut Ctx, fields: &decode::Fields) -> Option
         }
     }
 }
+
+/// An IP literal of the other family can never be reached under
+/// `ip_family`: say so at load rather than on every run.
+pub(super) fn check_literal_family(
+    ctx: &mut Ctx,
+    fields: &decode::Fields,
+    family: IpFamily,
+    host: &str,
+) -> bool {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) if !family.allows(ip) => {
+            let pos = fields.get("ip_family").map_or(fields.pos, |n| n.pos);
+            ctx.error(
+                pos,
+                format!(
+                    "`ip_family: {}` cannot reach the address {literal}",
+                    family.as_str()
+                ),
+            );
+            false
+        }
+        _ => true,
+    }
+}

@@ -7,7 +7,7 @@ use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
-use super::check::{IpFamily, decode_ip_family};
+use super::check::{IpFamily, check_literal_family, decode_ip_family};
 use super::decode::{self, Ctx};
 use super::tls::{TlsClientOptions, decode_tls_client_options};
 use super::yaml::Node;
@@ -143,8 +143,15 @@ pub(super) fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Http
         return None;
     }
     let ip_family = decode_ip_family(ctx, &fields);
+    if let (Some(url), Some(family)) = (&url, ip_family)
+        && !check_literal_family(ctx, &fields, family, url.host_str().unwrap_or(""))
+    {
+        return None;
+    }
     let mut tls = tls?;
     tls.verify = tls_verify?;
+    // An https check's `ca_file` adds to the system's roots.
+    tls.system_roots_too = true;
     Some(HttpSpec {
         url: url?,
         method: method?,

@@ -1,7 +1,9 @@
 //! The `tcp` check kind: connect to `host:port`, optionally send a line and
 //! look for a substring in the banner.
 
-use super::check::{HostPort, IpFamily, decode_ip_family, host_port, optional_string};
+use super::check::{
+    HostPort, IpFamily, check_literal_family, decode_ip_family, host_port, optional_string,
+};
 use super::decode::Ctx;
 use super::yaml::Node;
 
@@ -21,6 +23,11 @@ pub(super) fn decode_tcp(ctx: &mut Ctx, name: &str, node: &Node) -> Option<TcpSp
     let send = optional_string(ctx, &fields, "send");
     let expect = optional_string(ctx, &fields, "expect");
     let ip_family = decode_ip_family(ctx, &fields);
+    if let (Some(address), Some(family)) = (&address, ip_family)
+        && !check_literal_family(ctx, &fields, family, &address.host)
+    {
+        return None;
+    }
     Some(TcpSpec {
         address: address?,
         send: send?,

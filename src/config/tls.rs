@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ca::{decode_ca_file, decode_pem_path, read_client_identity};
-use super::check::{HostPort, IpFamily, decode_ip_family, host_port, optional_string};
+use super::check::{
+    HostPort, IpFamily, check_literal_family, decode_ip_family, host_port, optional_string,
+};
 use super::decode::{Ctx, Fields};
 use super::yaml::Node;
 
@@ -24,6 +26,10 @@ pub struct TlsClientOptions {
     pub client_key: Option<PathBuf>,
     /// `false`: any certificate is accepted (http's `tls_verify: false`).
     pub verify: bool,
+    /// With a `ca_file`: trust the system's roots as well (http, as a
+    /// browser with an extra CA would), or only `ca_file`'s (tls, which
+    /// checks a chain against exactly what it was told).
+    pub system_roots_too: bool,
 }
 
 impl Default for TlsClientOptions {
@@ -33,12 +39,13 @@ impl Default for TlsClientOptions {
             client_cert: None,
             client_key: None,
             verify: true,
+            system_roots_too: false,
         }
     }
 }
 
 /// `ca_file`, `client_cert` and `client_key` of a kind (`verify` is left
-/// true: a kind that offers `tls_verify` sets it). The files are read here,
+/// true and `system_roots_too` false: a kind that differs sets them). The files are read here,
 /// so a missing, malformed or mismatched one fails validation.
 pub(super) fn decode_tls_client_options(
     ctx: &mut Ctx,
@@ -78,6 +85,7 @@ pub(super) fn decode_tls_client_options(
         client_cert,
         client_key,
         verify: true,
+        system_roots_too: false,
     })
 }
 
@@ -118,6 +126,11 @@ pub(super) fn decode_tls(ctx: &mut Ctx, name: &str, node: &Node) -> Option<TlsSp
         None => Some(TLS_EXPIRES_WITHIN_DEFAULT),
     };
     let ip_family = decode_ip_family(ctx, &fields);
+    if let (Some(address), Some(family)) = (&address, ip_family)
+        && !check_literal_family(ctx, &fields, family, &address.host)
+    {
+        return None;
+    }
     let address = address?;
     let server_name = server_name?.unwrap_or_else(|| address.host.clone());
     if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {

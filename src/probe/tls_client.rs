@@ -1,7 +1,8 @@
 //! A rustls `ClientConfig` from a check's `TlsClientOptions`, for every kind
 //! that speaks TLS (`http`, `tls`, and any kind added later): the trust
-//! roots (`ca_file` only, or the system's; loaded once per file version and
-//! cached), the client certificate, and the verifier around rustls's own.
+//! roots (`ca_file`'s, with or without the system's, or the system's alone;
+//! loaded once per file version and cached), the client certificate, and
+//! the verifier around rustls's own.
 //!
 //! The verifier keeps a copy of the chain the server presented (so a run can
 //! report its expiry whatever the verdict) and trusts a *pinned*
@@ -50,7 +51,7 @@ pub fn client_config_blocking(
     seen: Option<SeenChain>,
 ) -> Result<ClientSetup, String> {
     let provider = provider();
-    let (roots, pinned) = roots(options.ca_file.as_ref())?;
+    let (roots, pinned) = roots(options.ca_file.as_ref(), options.system_roots_too)?;
     let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| format!("cannot set up certificate verification: {e}"))?;
@@ -253,18 +254,21 @@ struct CachedRoots {
 }
 
 type Roots = (Arc<RootCertStore>, Arc<Vec<CertificateDer<'static>>>);
-type RootsCache = Mutex<HashMap<Option<PathBuf>, CachedRoots>>;
+/// By `ca_file` and whether the system's roots come with it.
+type RootsCache = Mutex<HashMap<(Option<PathBuf>, bool), CachedRoots>>;
 
 fn roots_cache() -> &'static RootsCache {
     static CACHE: OnceLock<RootsCache> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
 
-/// The roots to trust: only the certificates of `ca_file` (which are also
-/// the pinned ones), or the system's. Loaded once (per `ca_file` version)
-/// and shared; failures are not cached.
-fn roots(ca_file: Option<&PathBuf>) -> Result<Roots, String> {
-    let key = ca_file.cloned();
+/// The roots to trust: the certificates of `ca_file` (which are also the
+/// pinned ones), with the system's when `system_too`; without a `ca_file`,
+/// the system's. Loaded once (per `ca_file` version) and shared; failures
+/// are not cached.
+fn roots(ca_file: Option<&PathBuf>, system_too: bool) -> Result<Roots, String> {
+    let system_too = system_too && ca_file.is_some();
+    let key = (ca_file.cloned(), system_too);
     let modified = match ca_file {
         Some(path) => {
             let meta = std::fs::metadata(path)
@@ -289,10 +293,14 @@ fn roots(ca_file: Option<&PathBuf>) -> Result<Roots, String> {
     let (store, pinned) = match ca_file {
         Some(path) => {
             let certs = crate::config::ca::read_ca_file(path)?;
-            let mut store = RootCertStore::empty();
+            // A machine without system roots still trusts the ca_file.
+            let mut store = if system_too {
+                system_roots().unwrap_or_else(|_| RootCertStore::empty())
+            } else {
+                RootCertStore::empty()
+            };
             let (added, _ignored) = store.add_parsable_certificates(certs.iter().cloned());
-            // A pinned leaf that is no CA may still not parse as a root:
-            // it is trusted by its bytes all the same.
+            // Every certificate of ca_file is also pinned by its bytes.
             if added == 0 {
                 return Err("ca_file holds no usable certificate".to_string());
             }
