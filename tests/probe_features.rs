@@ -439,6 +439,10 @@ async fn http_and_https_checks_go_through_their_proxy_and_only_then() {
     assert_eq!(results[1].address.as_deref(), Some("127.0.0.1"));
     let dead_result = &results[4];
     assert_eq!(dead_result.outcome, Outcome::Error, "{dead_result:?}");
+    assert_eq!(
+        reason(dead_result),
+        format!("connection refused (proxy {dead})")
+    );
     let shown = serde_json::to_string(dead_result).unwrap();
     assert!(!shown.contains("pw-s3cret-42"), "{shown}");
     for check in &config.checks {

@@ -496,6 +496,12 @@ fn classify(error: &reqwest::Error, spec: &HttpSpec, recorder: &Recorder) -> Str
                 _ => None,
             };
             if let Some(what) = what {
+                // Through a proxy, the connection that failed is the proxy's.
+                if let Some(proxy) = &spec.proxy {
+                    let at = proxy.host_str().unwrap_or("?");
+                    let at_port = proxy.port_or_known_default().unwrap_or(0);
+                    return format!("{what} (proxy {at}:{at_port})");
+                }
                 return format!("{what} ({host}:{port})");
             }
         }
