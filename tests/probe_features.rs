@@ -601,10 +601,10 @@ async fn ip_family_picks_the_address_of_localhost_and_the_result_says_which() {
     }
 }
 
-// --- /metrics ---
+// --- /metrics and the API ---
 
 #[tokio::test]
-async fn metrics_say_the_address_family_and_http_version_and_pass_promtool() {
+async fn metrics_and_the_api_say_the_address_family_and_http_version() {
     let addr = json_target().await;
     let dirs = ConfigDirs::new(&format!(
         "checks:
@@ -680,5 +680,14 @@ async fn metrics_say_the_address_family_and_http_version_and_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The API's results carry the same facts.
+    let (status, body) =
+        common::get_json(&client, &format!("{base}/api/v1/checks/api/results")).await;
+    assert_eq!(status, 200, "{body}");
+    let latest = &body["results"][0];
+    assert_eq!(latest["outcome"], "ok", "{body}");
+    assert_eq!(latest["ip_family"], "ipv4", "{body}");
+    assert_eq!(latest["address"], "127.0.0.1", "{body}");
+    assert_eq!(latest["http_version"], "1.1", "{body}");
     drop(server);
 }
