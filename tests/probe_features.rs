@@ -691,3 +691,62 @@ async fn metrics_and_the_api_say_the_address_family_and_http_version() {
     assert_eq!(latest["http_version"], "1.1", "{body}");
     drop(server);
 }
+
+#[test]
+fn validate_checks_client_certificates_and_proxies() {
+    let dirs = ConfigDirs::new("checks: []\n");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["probe".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let write = |name: &str, text: String| {
+        let path = dirs.root.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path_str(&path)
+    };
+    let cert_file = write("client.pem", cert.pem());
+    let key_file = write("client.key", key.serialize_pem());
+    let other_file = write("other.key", other_key.serialize_pem());
+    let yaml = format!(
+        "checks:
+  - {{ name: good, every: 1m, tls: {{ address: \"127.0.0.1:9\", client_cert: \"{cert_file}\", client_key: \"{key_file}\" }} }}
+  - {{ name: alone, every: 1m, tls: {{ address: \"127.0.0.1:9\", client_cert: \"{cert_file}\" }} }}
+  - {{ name: mismatch, every: 1m, http: {{ url: \"https://127.0.0.1:9/\", client_cert: \"{cert_file}\", client_key: \"{other_file}\" }} }}
+  - {{ name: not-pem, every: 1m, http: {{ url: \"https://127.0.0.1:9/\", client_cert: \"{key_file}\", client_key: \"{key_file}\" }} }}
+  - {{ name: socks, every: 1m, http: {{ url: \"http://127.0.0.1:9/\", proxy: \"socks5://127.0.0.1:1080\" }} }}
+  - {{ name: both, every: 1m, http: {{ url: \"http://127.0.0.1:9/\", proxy: \"http://127.0.0.1:3128\", proxy_from_env: true }} }}
+"
+    );
+    std::fs::write(dirs.checks().join("checks.yaml"), yaml).unwrap();
+    let (code, _, stderr) = lookout(
+        &[
+            "validate",
+            "--checks",
+            &path_str(&dirs.checks()),
+            "--alerts",
+            &path_str(&dirs.alerts()),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let file = path_str(&dirs.checks().join("checks.yaml"));
+    for want in [
+        format!("{file}:3:"),
+        "`client_cert` needs `client_key` beside it".to_string(),
+        format!(
+            "client_key {other_file} does not belong to the certificate in client_cert {cert_file}"
+        ),
+        format!("client_cert {key_file} holds no certificate"),
+        "`proxy` must be http://host:port".to_string(),
+        "`proxy` and `proxy_from_env: true` exclude each other".to_string(),
+        "5 error(s)".to_string(),
+    ] {
+        assert!(stderr.contains(&want), "missing {want:?} in:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains(":2:"),
+        "the good check is valid:\n{stderr}"
+    );
+}

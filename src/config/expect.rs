@@ -391,15 +391,26 @@ fn decode_json_path(ctx: &mut Ctx, n: &Node) -> Option<(String, serde_json_path:
         );
         return None;
     }
+    if !text.trim_start().starts_with('$') {
+        ctx.error(
+            n.pos,
+            format!("invalid JSONPath `{text}`: a path starts with `$` (RFC 9535, such as $.db.status or $.items[0].id)"),
+        );
+        return None;
+    }
     match serde_json_path::JsonPath::parse(&text) {
         Ok(path) => Some((text, path)),
         Err(e) => {
+            // The parser's generic message says nothing the position does not.
+            let why = match e.message() {
+                "parser error" => "unexpected or missing text here",
+                other => other,
+            };
             ctx.error(
                 n.pos,
                 format!(
-                    "invalid JSONPath `{text}` at character {}: {} (RFC 9535, such as $.db.status or $.items[0].id)",
+                    "invalid JSONPath `{text}` at character {}: {why} (RFC 9535, such as $.db.status or $.items[0].id)",
                     e.position() + 1,
-                    e.message()
                 ),
             );
             None
