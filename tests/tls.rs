@@ -725,12 +725,25 @@ async fn http2_is_negotiated_and_can_be_required() {
 async fn tls_verify_false_accepts_any_certificate_and_still_reports_its_expiry() {
     let ca = Ca::new("Lookout Test CA", Duration::from_secs(365 * DAY));
     let stranger = leaf_in(None, &["other.test"], Duration::from_secs(60 * DAY));
-    let addr = serve_tls(vec![stranger.cert.clone()], stranger.key.clone_key(), After::Http).await;
+    let addr = serve_tls(
+        vec![stranger.cert.clone()],
+        stranger.key.clone_key(),
+        After::Http,
+    )
+    .await;
     let url = format!("https://localhost:{}/", addr.port());
     let verified = probe(&format!("    http: {{ url: \"{url}\" }}\n"), &ca).await;
     assert_eq!(verified.outcome, Outcome::Error, "{verified:?}");
     assert_no_debug_text(reason(&verified));
-    let unverified = probe(&format!("    http: {{ url: \"{url}\", tls_verify: false }}\n"), &ca).await;
-    assert_eq!((unverified.outcome, unverified.status), (Outcome::Ok, Some(200)), "{unverified:?}");
+    let unverified = probe(
+        &format!("    http: {{ url: \"{url}\", tls_verify: false }}\n"),
+        &ca,
+    )
+    .await;
+    assert_eq!(
+        (unverified.outcome, unverified.status),
+        (Outcome::Ok, Some(200)),
+        "{unverified:?}"
+    );
     assert_eq!(unverified.cert_expiry, Some(stranger.not_after));
 }

@@ -75,8 +75,10 @@ impl Recorder {
     }
 }
 
-/// reqwest clients shared by every check with the same TLS and redirect
-/// settings: building one loads the trust store, which is too costly per run.
+/// reqwest clients shared by every check with the same TLS, proxy, family
+/// and redirect settings: building one loads the trust store, which is too
+/// costly per run. A rotated `ca_file` or client certificate (a new
+/// modification time) gets a new client.
 #[derive(Clone, Default)]
 pub struct Clients {
     cache: Arc<Mutex<HashMap<ClientKey, reqwest::Client>>>,
@@ -91,6 +93,38 @@ struct ClientKey {
     /// environment (a reload) gets a new client.
     env_proxy: Option<EnvProxy>,
     ip_family: IpFamily,
+    /// When `ca_file`, `client_cert` and `client_key` last changed: a
+    /// rotated file gets a new client (the old one is dropped).
+    files_modified: Vec<Option<std::time::SystemTime>>,
+}
+
+impl ClientKey {
+    /// The same settings, whatever the files' times.
+    fn same_settings(&self, other: &ClientKey) -> bool {
+        ClientKey {
+            files_modified: Vec::new(),
+            ..self.clone()
+        } == ClientKey {
+            files_modified: Vec::new(),
+            ..other.clone()
+        }
+    }
+}
+
+/// When each of `tls`'s files last changed (`None`: unknown or absent).
+async fn files_modified(tls: &TlsClientOptions) -> Vec<Option<std::time::SystemTime>> {
+    let mut times = Vec::new();
+    for path in [&tls.ca_file, &tls.client_cert, &tls.client_key]
+        .into_iter()
+        .flatten()
+    {
+        let modified = tokio::fs::metadata(path)
+            .await
+            .ok()
+            .and_then(|m| m.modified().ok());
+        times.push(modified);
+    }
+    times
 }
 
 /// HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or their lowercase forms).
@@ -127,6 +161,7 @@ impl Clients {
             proxy: spec.proxy.clone(),
             env_proxy: spec.proxy_from_env.then(EnvProxy::read),
             ip_family: spec.ip_family,
+            files_modified: files_modified(&spec.tls).await,
         };
         if let Some(client) = self
             .cache
@@ -142,6 +177,7 @@ impl Clients {
             .map_err(|e| format!("cannot build HTTP client: {e}"))??;
         // Two first runs may race to build; either client is as good.
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|cached, _| *cached == key || !cached.same_settings(&key));
         Ok(cache.entry(key).or_insert(client).clone())
     }
 }
