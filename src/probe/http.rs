@@ -824,4 +824,55 @@ mod tests {
             ]
         );
     }
+
+    /// A loopback server that answers every connection with `reply` (then
+    /// closes it): nothing, garbage, half a response.
+    async fn raw_server(reply: &'static [u8]) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buffer = [0u8; 1024];
+                let _ = tcp.read(&mut buffer).await;
+                let _ = tcp.write_all(reply).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn every_request_failure_reads_as_words() {
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (http_server, _) = server(String::new()).await;
+        let (looping, _) = server("/away".into()).await;
+        let urls = [
+            format!("http://{refused}/"),
+            // TLS to a port that speaks plain HTTP.
+            format!("https://{http_server}/auth"),
+            format!("http://{}/", raw_server(b"").await),
+            format!("http://{}/", raw_server(b"SSH-2.0-OpenSSH_9.6\r\n").await),
+            format!(
+                "http://{}/",
+                raw_server(b"HTTP/1.1 200 OK\r\nContent-Le").await
+            ),
+            format!(
+                "http://{}/",
+                raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").await
+            ),
+            format!("http://{looping}/away"),
+        ];
+        for url in urls {
+            let report = probe(&spec(&url, &[])).await;
+            assert_ne!(report.outcome, Outcome::Ok, "{url}: {report:?}");
+            let reason = report.error.unwrap_or_default();
+            assert!(!reason.is_empty(), "{url}");
+            for leak in ["Error {", "kind:", "Some(", "Kind(", "Other(", "::"] {
+                assert!(!reason.contains(leak), "{url}: `{leak}` in {reason:?}");
+            }
+        }
+    }
 }
