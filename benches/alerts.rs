@@ -360,6 +360,9 @@ fn result(check: &str, outcome: Outcome) -> ProbeResult {
         icmp: None,
         grpc: None,
         browser: Default::default(),
+        address: None,
+        ip_family: None,
+        http_version: None,
     }
 }
 

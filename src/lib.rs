@@ -5,6 +5,8 @@
 //! - `schedule`: durations, intervals and cron; pure.
 //! - `scheduler`: runs every check on its cadence, one task per check.
 //! - `probe`: runs one check; `result`: the `ProbeResult` it makes.
+//!   (`probe::tls_client` builds every kind's rustls config from
+//!   `config::TlsClientOptions`; `probe::failure` says errors in words.)
 //! - `browser`: browser flows over WebDriver (chromedriver, session pool).
 //! - `transport`: carries results from a probe to the aggregator; a remote
 //!   probe's `spool` (on disk) and `uplink` (HTTP to its aggregator).

@@ -564,3 +564,21 @@ pub const BASIC_AUTH_CACHE_FOR: Duration = Duration::from_secs(300);
 pub const PAGE_CREDENTIAL_BYTES_MAX: usize = 1024;
 /// Recent results `/checks/{name}` reads for each region's latest failure.
 pub const CHECK_PAGE_RESULTS_MAX: usize = 2_000;
+// --- probe features (#15 part A) ---
+/// A TLS 1.3 server judges a client certificate after the client's side of
+/// the handshake is done, and says no with an alert: a `tls` check whose
+/// server asked for a certificate waits this long for that verdict (on
+/// loopback or across a region it comes in milliseconds; a server that
+/// accepted and says nothing costs the check this much, once).
+pub const TLS_CLIENT_CERT_VERDICT_WAIT: Duration = Duration::from_secs(1);
+/// `expect.json`: at most this many assertions per check (the body they
+/// read is bounded by `HTTP_BODY_BYTES_MAX`, so parsing it is too).
+pub const JSON_ASSERTIONS_MAX: usize = 64;
+/// `expect.headers`: at most this many header assertions per check.
+pub const HEADER_ASSERTIONS_MAX: usize = 64;
+/// A failure sentence quotes a selected JSON value up to this many
+/// characters: a whole object would drown the reason.
+pub const JSON_VALUE_SHOWN_CHARS_MAX: usize = 80;
+/// JSONPath expressions longer than this are refused at load: paths are
+/// typed by people, and serde_json_path's evaluation cost grows with them.
+pub const JSON_PATH_CHARS_MAX: usize = 512;

@@ -532,6 +532,13 @@ struct RegionLabel {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// FNV-1a, 32 bits: what `probe_ip_addr_hash` reports of an address.
+fn fnv1a_32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
 impl Snapshot {
     fn registry(&self) -> Registry {
         let mut registry = Registry::default();
@@ -544,6 +551,9 @@ impl Snapshot {
         let phases = Family::<ProbePhase, FloatGauge>::default();
         let cert_expiry = Family::<ProbeTarget, Gauge>::default();
         let dns_lookup = Family::<ProbeTarget, FloatGauge>::default();
+        let ip_protocol = Family::<ProbeTarget, Gauge>::default();
+        let ip_addr_hash = Family::<ProbeTarget, Gauge>::default();
+        let http_version = Family::<ProbeTarget, FloatGauge>::default();
         for result in &self.results {
             let Some(check) = checks.get(result.check.as_str()) else {
                 continue;
@@ -592,6 +602,18 @@ impl Snapshot {
             if let Some(ms) = p.dns {
                 dns_lookup.get_or_create(&labels).set(ms / 1000.0);
             }
+            if let Some(family) = result.ip_family.as_deref() {
+                let protocol = if family == "ipv6" { 6 } else { 4 };
+                ip_protocol.get_or_create(&labels).set(protocol);
+            }
+            if let Some(address) = result.address.as_deref() {
+                ip_addr_hash
+                    .get_or_create(&labels)
+                    .set(i64::from(fnv1a_32(address.as_bytes())));
+            }
+            if let Some(version) = result.http_version.as_deref().and_then(|v| v.parse().ok()) {
+                http_version.get_or_create(&labels).set(version);
+            }
         }
         let browser_results: Vec<&ProbeResult> = self
             .results
@@ -637,6 +659,21 @@ impl Snapshot {
             dns_lookup,
         );
         crate::kind_metrics::register(&mut registry, &self.results, &checks);
+        registry.register(
+            "probe_ip_protocol",
+            "IP protocol of the address the latest run connected to (4 or 6), as blackbox_exporter",
+            ip_protocol,
+        );
+        registry.register(
+            "probe_ip_addr_hash",
+            "FNV-1a (32-bit) hash of the address the latest run connected to: changes when the address does",
+            ip_addr_hash,
+        );
+        registry.register(
+            "probe_http_version",
+            "HTTP version of the latest run's answer (1.1 or 2), as blackbox_exporter",
+            http_version,
+        );
 
         let up = Family::<CheckLabel, Gauge>::default();
         let state = Family::<CheckStateLabels, Gauge>::default();

@@ -108,6 +108,15 @@ pub struct ProbeResult {
     /// failing run's film strip.
     #[serde(flatten)]
     pub browser: BrowserFindings,
+    /// Network kinds: the address the run connected to (the proxy's, when
+    /// one is used) and its family, `ipv4` or `ipv6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family: Option<String>,
+    /// http: the protocol version the answer came in, `1.1` or `2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<String>,
 }
 
 /// What one `icmp` run sent and got back.
@@ -280,6 +289,9 @@ impl ProbeResult {
             icmp: None,
             grpc: None,
             browser: BrowserFindings::default(),
+            address: None,
+            ip_family: None,
+            http_version: None,
         }
     }
 }
@@ -307,6 +319,10 @@ pub struct Report {
     /// Time spent queued for a resource (a browser session) before the run
     /// really started: not part of its duration.
     pub waited: Duration,
+    /// The peer connected to (network kinds).
+    pub peer: Option<std::net::SocketAddr>,
+    /// http: `1.1` or `2`.
+    pub http_version: Option<String>,
 }
 
 impl Report {

@@ -303,3 +303,26 @@ async fn a_resolver_that_never_answers_times_out() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn the_result_names_the_resolver_asked_and_its_family() {
+    let resolver = start_dns_server().await;
+    let result = probe(resolver, "name: www.example.test, ip_family: ipv4").await;
+    assert_eq!(result.outcome, Outcome::Ok, "{result:?}");
+    assert_eq!(result.address.as_deref(), Some("127.0.0.1"));
+    assert_eq!(result.ip_family.as_deref(), Some("ipv4"));
+}
+
+#[test]
+fn an_ip_family_that_cannot_reach_the_resolver_is_refused_at_load() {
+    let dirs = ConfigDirs::new(
+        "checks:\n  - name: t\n    every: 1m\n    dns: { name: a.test, resolver: \"127.0.0.1:53\", ip_family: ipv6 }\n",
+    );
+    let errors = lookout::config::load(&dirs.checks(), &dirs.alerts()).unwrap_err();
+    let text: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|e| e.ends_with("`ip_family: ipv6` cannot reach the address 127.0.0.1")),
+        "{text:?}"
+    );
+}

@@ -419,3 +419,331 @@ async fn https_check_reports_the_leaf_expiry() {
     );
     assert_eq!(result.cert_expiry, Some(leaf.not_after));
 }
+
+// --- #15 part A: pinned certificates, client certificates, HTTP/2 ---
+
+/// A self-signed certificate for `localhost` that says CA:TRUE, as
+/// `openssl req -x509` makes by default: pinned through `ca_file`.
+fn self_signed_ca_leaf() -> (Leaf, String) {
+    let now = unix_now();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "pinned server");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let not_after = set_validity(&mut params, now - DAY, now + 90 * DAY);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let pem = cert.pem();
+    (
+        Leaf {
+            cert: cert.der().clone(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            not_after,
+        },
+        pem,
+    )
+}
+
+/// Runs one check with `FILE:name` replaced by the path of `name` written
+/// with its content into the config directory.
+async fn probe_with_files(check_yaml: &str, files: &[(&str, String)]) -> ProbeResult {
+    let dirs = ConfigDirs::new("checks: []\n");
+    let mut yaml = format!("checks:\n  - name: t\n    every: 1s\n    timeout: 5s\n{check_yaml}");
+    for (name, content) in files {
+        let path = dirs.root.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        yaml = yaml.replace(&format!("FILE:{name}"), &path_str(&path));
+    }
+    std::fs::write(dirs.checks().join("checks.yaml"), yaml).unwrap();
+    dirs.run_first().await
+}
+
+#[tokio::test]
+async fn a_pinned_self_signed_ca_certificate_is_trusted_for_tls_and_https() {
+    let (leaf, pem) = self_signed_ca_leaf();
+    let files = [("pinned.pem", pem)];
+    let addr = serve_tls(vec![leaf.cert.clone()], leaf.key.clone_key(), After::Http).await;
+    let tls = probe_with_files(
+        &format!("    tls: {{ address: \"{addr}\", server_name: localhost, ca_file: \"FILE:pinned.pem\" }}\n"),
+        &files,
+    )
+    .await;
+    assert_eq!(tls.outcome, Outcome::Ok, "{tls:?}");
+    assert_eq!(tls.cert_expiry, Some(leaf.not_after));
+    let url = format!("https://localhost:{}/", addr.port());
+    let http = probe_with_files(
+        &format!("    http: {{ url: \"{url}\", ca_file: \"FILE:pinned.pem\" }}\n"),
+        &files,
+    )
+    .await;
+    assert_eq!(
+        (http.outcome, http.status),
+        (Outcome::Ok, Some(200)),
+        "{http:?}"
+    );
+
+    // Pinned is not "any name will do": asked as another name, it fails.
+    let misnamed = probe_with_files(
+        &format!("    tls: {{ address: \"{addr}\", server_name: other.test, ca_file: \"FILE:pinned.pem\" }}\n"),
+        &files,
+    )
+    .await;
+    assert_eq!(misnamed.outcome, Outcome::Fail, "{misnamed:?}");
+    assert!(
+        reason(&misnamed).starts_with("certificate is not valid for other.test"),
+        "{misnamed:?}"
+    );
+
+    // Not pinned (another CA in ca_file): refused in words, no Debug text.
+    let ca = Ca::new("Lookout Test CA", Duration::from_secs(365 * DAY));
+    let stranger = probe_tls(addr, &ca).await;
+    assert_eq!(stranger.outcome, Outcome::Fail, "{stranger:?}");
+    assert_no_debug_text(reason(&stranger));
+}
+
+fn assert_no_debug_text(text: &str) {
+    for leak in [
+        "Other(",
+        "OtherError",
+        "CaUsedAsEndEntity",
+        "AlertReceived",
+        "{ ",
+        "Error(",
+    ] {
+        assert!(!text.contains(leak), "`{leak}` in {text:?}");
+    }
+}
+
+/// A CA, a client certificate it signed (PEM cert and key), and a TLS
+/// server on 127.0.0.1 that requires a client certificate from that CA.
+struct ClientAuthServer {
+    ca: Ca,
+    client_cert: String,
+    client_key: String,
+    addr: SocketAddr,
+}
+
+async fn serve_requiring_client_cert(after: After) -> ClientAuthServer {
+    lookout::install_crypto_provider();
+    let ca = Ca::new("Lookout Test CA", Duration::from_secs(365 * DAY));
+    let server = leaf_in(Some(&ca), &["localhost"], Duration::from_secs(60 * DAY));
+    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "lookout probe");
+    let client_key = KeyPair::generate().unwrap();
+    let client = client_params.signed_by(&client_key, &ca.issuer).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![server.cert.clone()], server.key.clone_key())
+        .unwrap();
+    let addr = serve_tls_config(config, after).await;
+    ClientAuthServer {
+        ca,
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+        addr,
+    }
+}
+
+/// `serve_tls` with a server config of the test's own.
+async fn serve_tls_config(config: rustls::ServerConfig, after: After) -> SocketAddr {
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                answer(&mut tls, after).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    tls: &mut S,
+    after: After,
+) {
+    match after {
+        After::Greet => {
+            let _ = tls.write_all(b"hello\n").await;
+        }
+        After::Http => {
+            let mut head = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < REQUEST_HEAD_MAX {
+                match tls.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tls_check_presents_its_client_certificate() {
+    let server = serve_requiring_client_cert(After::Greet).await;
+    let files = [
+        ("ca.pem", server.ca.pem()),
+        ("client.pem", server.client_cert.clone()),
+        ("client.key", server.client_key.clone()),
+    ];
+    let base = format!(
+        "    tls: {{ address: \"{}\", server_name: localhost, ca_file: \"FILE:ca.pem\"",
+        server.addr
+    );
+    let with = probe_with_files(
+        &format!("{base}, client_cert: \"FILE:client.pem\", client_key: \"FILE:client.key\" }}\n"),
+        &files,
+    )
+    .await;
+    assert_eq!(with.outcome, Outcome::Ok, "{with:?}");
+    let without = probe_with_files(&format!("{base} }}\n"), &files).await;
+    assert_eq!(without.outcome, Outcome::Fail, "{without:?}");
+    assert_eq!(reason(&without), "the server requires a client certificate");
+}
+
+#[tokio::test]
+async fn an_https_check_presents_its_client_certificate() {
+    let server = serve_requiring_client_cert(After::Http).await;
+    let files = [
+        ("ca.pem", server.ca.pem()),
+        ("client.pem", server.client_cert.clone()),
+        ("client.key", server.client_key.clone()),
+    ];
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let with = probe_with_files(
+        &format!("    http: {{ url: \"{url}\", ca_file: \"FILE:ca.pem\", client_cert: \"FILE:client.pem\", client_key: \"FILE:client.key\" }}\n"),
+        &files,
+    )
+    .await;
+    assert_eq!(
+        (with.outcome, with.status),
+        (Outcome::Ok, Some(200)),
+        "{with:?}"
+    );
+    let without = probe_with_files(
+        &format!("    http: {{ url: \"{url}\", ca_file: \"FILE:ca.pem\" }}\n"),
+        &files,
+    )
+    .await;
+    assert_ne!(without.outcome, Outcome::Ok, "{without:?}");
+    assert!(
+        reason(&without).contains("the server requires a client certificate"),
+        "{without:?}"
+    );
+    assert_no_debug_text(reason(&without));
+}
+
+/// An HTTPS server that offers h2 by ALPN and answers over what was
+/// chosen (hyper's HTTP/2 or HTTP/1.1 server).
+async fn serve_h2(leaf: &Leaf) -> SocketAddr {
+    lookout::install_crypto_provider();
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.cert.clone()], leaf.key.clone_key())
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                let io = hyper_util::rt::TokioIo::new(tls);
+                let service = hyper::service::service_fn(|_request| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(axum::body::Body::from(
+                        "{\"ok\":true}",
+                    )))
+                });
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, service)
+                    .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn http2_is_negotiated_and_can_be_required() {
+    let ca = Ca::new("Lookout Test CA", Duration::from_secs(365 * DAY));
+    let leaf = leaf_in(Some(&ca), &["localhost"], Duration::from_secs(60 * DAY));
+    let addr = serve_h2(&leaf).await;
+    let url = format!("https://localhost:{}/", addr.port());
+    let check =
+        |expect: &str| format!("    http: {{ url: \"{url}\", ca_file: \"CA_FILE\" }}\n{expect}");
+    let result = probe(&check(""), &ca).await;
+    assert_eq!(result.outcome, Outcome::Ok, "{result:?}");
+    assert_eq!(result.http_version.as_deref(), Some("2"));
+    let wanted = probe(&check("    expect: { http_version: \"2\" }\n"), &ca).await;
+    assert_eq!(wanted.outcome, Outcome::Ok, "{wanted:?}");
+    let old = probe(&check("    expect: { http_version: \"1.1\" }\n"), &ca).await;
+    assert_eq!(old.outcome, Outcome::Fail, "{old:?}");
+    assert_eq!(reason(&old), "answered over HTTP/2, not HTTP/1.1");
+    // A server without h2 answers over 1.1.
+    let plain = serve_tls(vec![leaf.cert.clone()], leaf.key.clone_key(), After::Http).await;
+    let url = format!("https://localhost:{}/", plain.port());
+    let result = probe(
+        &format!("    http: {{ url: \"{url}\", ca_file: \"CA_FILE\" }}\n"),
+        &ca,
+    )
+    .await;
+    assert_eq!(result.http_version.as_deref(), Some("1.1"), "{result:?}");
+}
+
+#[tokio::test]
+async fn tls_verify_false_accepts_any_certificate_and_still_reports_its_expiry() {
+    let ca = Ca::new("Lookout Test CA", Duration::from_secs(365 * DAY));
+    let stranger = leaf_in(None, &["other.test"], Duration::from_secs(60 * DAY));
+    let addr = serve_tls(
+        vec![stranger.cert.clone()],
+        stranger.key.clone_key(),
+        After::Http,
+    )
+    .await;
+    let url = format!("https://localhost:{}/", addr.port());
+    let verified = probe(&format!("    http: {{ url: \"{url}\" }}\n"), &ca).await;
+    assert_eq!(verified.outcome, Outcome::Error, "{verified:?}");
+    assert_no_debug_text(reason(&verified));
+    let unverified = probe(
+        &format!("    http: {{ url: \"{url}\", tls_verify: false }}\n"),
+        &ca,
+    )
+    .await;
+    assert_eq!(
+        (unverified.outcome, unverified.status),
+        (Outcome::Ok, Some(200)),
+        "{unverified:?}"
+    );
+    assert_eq!(unverified.cert_expiry, Some(stranger.not_after));
+}

@@ -219,6 +219,9 @@ fn heartbeat_result(
         icmp: None,
         grpc: None,
         browser: Default::default(),
+        address: None,
+        ip_family: None,
+        http_version: None,
     }
 }
 

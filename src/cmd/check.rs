@@ -123,6 +123,12 @@ pub async fn run(
             if let Some(url) = result.page.as_ref().and_then(|p| p.url.as_ref()) {
                 detail.push_str(&format!(" [page {url}]"));
             }
+            if let (Some(address), Some(family)) = (&result.address, &result.ip_family) {
+                detail.push_str(&format!(" [{family} {address}]"));
+            }
+            if let Some(version) = &result.http_version {
+                detail.push_str(&format!(" [HTTP/{version}]"));
+            }
             println!(
                 "{:<width$}  {:<8}  {:>9.1}  {}",
                 check.name,

@@ -679,3 +679,76 @@ pub(super) fn optional_string(
         None => Some(None),
     }
 }
+
+/// `ip_family:` of a network check: which addresses of a name to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum IpFamily {
+    /// The resolver's order, both families.
+    #[default]
+    Any,
+    Ipv4,
+    Ipv6,
+}
+
+impl IpFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::Any => "any",
+            IpFamily::Ipv4 => "ipv4",
+            IpFamily::Ipv6 => "ipv6",
+        }
+    }
+
+    /// Whether `ip` may be used under this setting.
+    pub fn allows(self, ip: std::net::IpAddr) -> bool {
+        match self {
+            IpFamily::Any => true,
+            IpFamily::Ipv4 => ip.is_ipv4(),
+            IpFamily::Ipv6 => ip.is_ipv6(),
+        }
+    }
+}
+
+/// The optional `ip_family: any | ipv4 | ipv6` of a network kind.
+pub(super) fn decode_ip_family(ctx: &mut Ctx, fields: &decode::Fields) -> Option<IpFamily> {
+    let Some(n) = fields.get("ip_family") else {
+        return Some(IpFamily::Any);
+    };
+    match ctx.string(n, "`ip_family`")?.as_str() {
+        "any" => Some(IpFamily::Any),
+        "ipv4" => Some(IpFamily::Ipv4),
+        "ipv6" => Some(IpFamily::Ipv6),
+        other => {
+            ctx.error(
+                n.pos,
+                format!("`ip_family` must be any, ipv4 or ipv6, found `{other}`"),
+            );
+            None
+        }
+    }
+}
+
+/// An IP literal of the other family can never be reached under
+/// `ip_family`: say so at load rather than on every run.
+pub(super) fn check_literal_family(
+    ctx: &mut Ctx,
+    fields: &decode::Fields,
+    family: IpFamily,
+    host: &str,
+) -> bool {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) if !family.allows(ip) => {
+            let pos = fields.get("ip_family").map_or(fields.pos, |n| n.pos);
+            ctx.error(
+                pos,
+                format!(
+                    "`ip_family: {}` cannot reach the address {literal}",
+                    family.as_str()
+                ),
+            );
+            false
+        }
+        _ => true,
+    }
+}

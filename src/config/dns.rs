@@ -1,6 +1,7 @@
 //! The `dns` check kind: a name, a record type, an optional resolver and
 //! the values the answer must hold.
 
+use super::check::{IpFamily, check_literal_family, decode_ip_family};
 use super::decode::{self, Ctx};
 use super::yaml::{Node, Value};
 
@@ -41,10 +42,16 @@ pub struct DnsSpec {
     pub resolver: Option<std::net::SocketAddr>,
     /// Every value must be in the answer.
     pub expect: Vec<String>,
+    /// Which of the system's name servers to ask (by their address family).
+    pub ip_family: IpFamily,
 }
 pub(super) fn decode_dns(ctx: &mut Ctx, name: &str, node: &Node) -> Option<DnsSpec> {
     let what = format!("`dns` of check `{name}`");
-    let fields = ctx.fields(node, &what, &["name", "type", "resolver", "expect"])?;
+    let fields = ctx.fields(
+        node,
+        &what,
+        &["name", "type", "resolver", "expect", "ip_family"],
+    )?;
     let query = match fields.get("name") {
         Some(n) => ctx.string(n, "`name`").and_then(|q| {
             if q.is_empty() || q.len() > 253 {
@@ -101,10 +108,17 @@ pub(super) fn decode_dns(ctx: &mut Ctx, name: &str, node: &Node) -> Option<DnsSp
         },
         None => Some(Vec::new()),
     };
+    let ip_family = decode_ip_family(ctx, &fields);
+    if let (Some(Some(server)), Some(family)) = (&resolver, ip_family)
+        && !check_literal_family(ctx, &fields, family, &server.ip().to_string())
+    {
+        return None;
+    }
     Some(DnsSpec {
         name: query?,
         record_type: record_type?,
         resolver: resolver?,
         expect: expect?,
+        ip_family: ip_family?,
     })
 }

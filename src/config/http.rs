@@ -1,15 +1,15 @@
 //! The `http` check kind: URL, method, headers (marked sensitive), body,
-//! redirects, certificate verification and `ca_file`. What the answer must
-//! be is `expect:` (`expect.rs`).
-
-use std::path::PathBuf;
+//! redirects, the TLS options (`tls_verify`, `ca_file`, a client
+//! certificate), a proxy and the address family. What the answer must be is
+//! `expect:` (`expect.rs`).
 
 use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
-use super::ca::decode_ca_file;
+use super::check::{IpFamily, check_literal_family, decode_ip_family};
 use super::decode::{self, Ctx};
+use super::tls::{TlsClientOptions, decode_tls_client_options};
 use super::yaml::Node;
 
 #[derive(Clone, Debug)]
@@ -19,10 +19,17 @@ pub struct HttpSpec {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Option<String>,
     pub follow_redirects: bool,
-    pub tls_verify: bool,
-    pub ca_file: Option<PathBuf>,
+    /// `tls_verify` (as `verify`), `ca_file`, `client_cert`/`client_key`.
+    pub tls: TlsClientOptions,
+    /// `proxy: http://host:port`: every request goes through it (CONNECT
+    /// for https). Its password, if any, is a secret (masked everywhere).
+    pub proxy: Option<Url>,
+    /// Honour HTTPS_PROXY / HTTP_PROXY / NO_PROXY; off by default, so a
+    /// stray variable never reroutes a probe.
+    pub proxy_from_env: bool,
+    pub ip_family: IpFamily,
 }
-const HTTP_KEYS: [&str; 7] = [
+const HTTP_KEYS: [&str; 12] = [
     "url",
     "method",
     "headers",
@@ -30,6 +37,11 @@ const HTTP_KEYS: [&str; 7] = [
     "follow_redirects",
     "tls_verify",
     "ca_file",
+    "client_cert",
+    "client_key",
+    "proxy",
+    "proxy_from_env",
+    "ip_family",
 ];
 
 pub(super) fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<HttpSpec> {
@@ -112,17 +124,96 @@ pub(super) fn decode_http(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Http
         Some(n) => ctx.bool(n, "`tls_verify`"),
         None => Some(true),
     };
-    let ca_file = match fields.get("ca_file") {
-        Some(n) => decode_ca_file(ctx, n).map(Some),
+    let tls = decode_tls_client_options(ctx, &fields);
+    let proxy = match fields.get("proxy") {
+        Some(n) => decode_proxy(ctx, n).map(Some),
         None => Some(None),
     };
+    let proxy_from_env = match fields.get("proxy_from_env") {
+        Some(n) => ctx.bool(n, "`proxy_from_env`"),
+        None => Some(false),
+    };
+    if let (Some(n), Some(Some(_))) = (fields.get("proxy_from_env"), &proxy)
+        && proxy_from_env == Some(true)
+    {
+        ctx.error(
+            n.pos,
+            "`proxy` and `proxy_from_env: true` exclude each other; keep one",
+        );
+        return None;
+    }
+    let ip_family = decode_ip_family(ctx, &fields);
+    if let (Some(url), Some(family)) = (&url, ip_family)
+        && !check_literal_family(ctx, &fields, family, url.host_str().unwrap_or(""))
+    {
+        return None;
+    }
+    let mut tls = tls?;
+    tls.verify = tls_verify?;
+    // An https check's `ca_file` adds to the system's roots.
+    tls.system_roots_too = true;
     Some(HttpSpec {
         url: url?,
         method: method?,
         headers: headers?,
         body,
         follow_redirects: follow_redirects?,
-        tls_verify: tls_verify?,
-        ca_file: ca_file?,
+        tls,
+        proxy: proxy?,
+        proxy_from_env: proxy_from_env?,
+        ip_family: ip_family?,
     })
+}
+
+/// `proxy: http://[user:password@]host:port`. The password is made a secret,
+/// so no output shows it.
+fn decode_proxy(ctx: &mut Ctx, node: &Node) -> Option<Url> {
+    let text = ctx.string(node, "`proxy`")?;
+    let url = match Url::parse(&text) {
+        Ok(url) => url,
+        Err(e) => {
+            ctx.error(node.pos, format!("invalid proxy URL: {e}"));
+            return None;
+        }
+    };
+    if url.scheme() != "http" || url.host().is_none() {
+        ctx.error(
+            node.pos,
+            format!(
+                "`proxy` must be http://host:port (HTTP CONNECT is used for https), found scheme `{}`",
+                url.scheme()
+            ),
+        );
+        return None;
+    }
+    if let Some(password) = url.password() {
+        ctx.secrets.add(password);
+        // The decoded form too: that is what a header or a message would carry.
+        if let Ok(decoded) = percent_decoded(password) {
+            ctx.secrets.add(&decoded);
+        }
+    }
+    Some(url)
+}
+
+fn percent_decoded(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(high), Some(low)) = (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            )
+        {
+            out.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
 }

@@ -39,17 +39,17 @@ mod websocket;
 pub mod yaml;
 
 pub use channels::{Channel, ChannelKind, EmailChannel, WebhookChannel, WebhookFormat};
-pub use check::{AlertRules, Check, CheckKind, HostPort, StatusPageOptions};
+pub use check::{AlertRules, Check, CheckKind, HostPort, IpFamily, StatusPageOptions};
 pub use connection::TlsOptions;
 pub use dns::{DnsRecordType, DnsSpec};
-pub use expect::{Expect, StatusRange};
+pub use expect::{Expect, HeaderAssertion, HttpVersion, JsonAssertion, JsonOp, StatusRange};
 pub use grpc::GrpcSpec;
 pub use heartbeat::HeartbeatSpec;
 pub use http::HttpSpec;
 pub use icmp::IcmpSpec;
 pub use secrets::Secrets;
 pub use tcp::TcpSpec;
-pub use tls::TlsSpec;
+pub use tls::{TlsClientOptions, TlsSpec};
 pub use websocket::WebsocketSpec;
 
 use std::collections::BTreeMap;

@@ -267,6 +267,49 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_feature_keys_travel_to_a_probe_unchanged() {
+        let config = load(
+            "checks:
+  - name: api
+    every: 5s
+    http:
+      url: \"https://localhost:9/\"
+      proxy: \"http://probe:pr0xy-pass@127.0.0.1:3128\"
+      ip_family: ipv6
+    expect:
+      http_version: \"2\"
+      headers: { x-version: { matches: \"^2\", allow_missing: true } }
+      body_not_matches: \"error\"
+      json:
+        - { path: \"$.items[?@.ok == false]\", length: 0 }
+  - name: v4
+    every: 5s
+    tcp: { address: \"localhost:9\", ip_family: ipv4 }
+",
+            &[],
+        );
+        let wire: Vec<WireCheck> = config
+            .checks
+            .iter()
+            .filter_map(|c| WireCheck::from_check(c))
+            .collect();
+        let json = serde_json::to_string(&wire).unwrap();
+        let (checks, secrets) = decode_wire_checks(serde_json::from_str(&json).unwrap()).unwrap();
+        for (probe, aggregator) in checks.iter().zip(&config.checks) {
+            assert_eq!(
+                format!("{:?}", probe.kind),
+                format!("{:?}", aggregator.kind)
+            );
+            assert_eq!(
+                format!("{:?}", probe.expect),
+                format!("{:?}", aggregator.expect)
+            );
+        }
+        // The proxy's password is a secret on the probe too.
+        assert_eq!(secrets.redact("pr0xy-pass"), "****");
+    }
+
+    #[test]
     fn the_fingerprint_follows_content_and_values_not_position() {
         let config = load(CHECKS, &[("API_TOKEN", "a-token"), ("PATH_PART", "h")]);
         let moved = load(

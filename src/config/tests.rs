@@ -96,7 +96,7 @@ defaults:
         panic!("not http")
     };
     assert_eq!(http.method, Method::GET);
-    assert!(http.follow_redirects && http.tls_verify);
+    assert!(http.follow_redirects && http.tls.verify);
     assert_eq!(http.headers[0].1.to_str().unwrap(), "Bearer tok-123456");
     assert_eq!(api.timeout, Duration::from_secs(10));
     assert_eq!(

@@ -21,7 +21,7 @@ use hickory_resolver::{Resolver, TokioResolver};
 use tokio::time::Instant;
 
 use super::{Outcome, Phases, Report, net, round_ms};
-use crate::config::{DnsRecordType, DnsSpec};
+use crate::config::{DnsRecordType, DnsSpec, IpFamily};
 use crate::limits;
 use crate::schedule::format_duration;
 
@@ -47,7 +47,7 @@ async fn run_with_timeout(spec: &DnsSpec, phases: &mut Phases, timeout: Duration
     };
     // Exactly the name configured: no search domains, whatever ndots says.
     name.set_fqdn(true);
-    let resolver = match build_resolver(spec.resolver, timeout) {
+    let resolver = match build_resolver(spec.resolver, spec.ip_family, timeout) {
         Ok(resolver) => resolver,
         Err(e) => {
             return Report::error(
@@ -101,15 +101,18 @@ async fn run_with_timeout(spec: &DnsSpec, phases: &mut Phases, timeout: Duration
         outcome: Outcome::Ok,
         phases: phases.clone(),
         notes,
+        // The server asked, when it is one we know (an explicit resolver).
+        peer: spec.resolver,
         ..Report::default()
     }
 }
 
 /// A resolver asking only `server` (UDP, then TCP when the answer is
-/// truncated), or the system's name servers; no cache, no hosts file, one
-/// attempt bounded by `timeout`.
+/// truncated), or the system's name servers (of `family` only, unless
+/// `any`); no cache, no hosts file, one attempt bounded by `timeout`.
 fn build_resolver(
     server: Option<SocketAddr>,
+    family: IpFamily,
     timeout: Duration,
 ) -> Result<TokioResolver, NetError> {
     let mut builder = match server {
@@ -121,7 +124,28 @@ fn build_resolver(
             let config = ResolverConfig::from_name_servers(vec![name_server]);
             Resolver::builder_with_config(config, TokioRuntimeProvider::default())
         }
-        None => TokioResolver::builder_tokio()?,
+        None if family == IpFamily::Any => TokioResolver::builder_tokio()?,
+        None => {
+            let (system, _options) = hickory_resolver::system_conf::read_system_conf()?;
+            let servers: Vec<NameServerConfig> = system
+                .name_servers()
+                .iter()
+                .filter(|s| family.allows(s.ip))
+                .cloned()
+                .collect();
+            if servers.is_empty() {
+                return Err(NetError::Msg(format!(
+                    "the system has no {} name server",
+                    super::net::family_name(family)
+                )));
+            }
+            let config = ResolverConfig::from_parts(
+                system.domain().cloned(),
+                system.search().to_vec(),
+                servers,
+            );
+            Resolver::builder_with_config(config, TokioRuntimeProvider::default())
+        }
     };
     let options: &mut ResolverOpts = builder.options_mut();
     options.timeout = timeout;
@@ -187,7 +211,7 @@ fn judge_error(
         NetError::Truncated => format!(
             "the answer from {server} was truncated over UDP and not received whole over TCP"
         ),
-        other => format!("{other} ({server})"),
+        other => super::failure::dns_error(other, server),
     };
     Report::error(format!("DNS query failed: {reason}"), phases.clone())
 }
@@ -367,6 +391,7 @@ mod tests {
             record_type,
             resolver: Some(resolver),
             expect: expect.iter().map(|s| s.to_string()).collect(),
+            ip_family: IpFamily::Any,
         }
     }
 

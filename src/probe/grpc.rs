@@ -24,26 +24,26 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::{Outcome, Phases, Report, net, round_ms, tls_client};
+use super::{Outcome, Phases, Report, kind_tls, net, round_ms};
 use crate::config::GrpcSpec;
 use crate::limits;
 use crate::result::GrpcFigures;
 
 /// Runs one gRPC health check. The caller bounds it with the check's timeout.
 pub async fn run(spec: &GrpcSpec, phases: &mut Phases, user_agent: &str) -> Report {
-    let tcp = match net::connect(&spec.address, phases).await {
+    let tcp = match net::connect(&spec.address, crate::config::IpFamily::Any, phases).await {
         Ok(stream) => stream,
         Err(error) => return Report::error(error, phases.clone()),
     };
     let Some(options) = &spec.tls else {
         return call(spec, tcp, Scheme::HTTP, phases, user_agent).await;
     };
-    let (config, seen) = match tls_client::client_config(options, &[b"h2"]).await {
+    let (config, seen) = match kind_tls::client_config(options, &["h2"]).await {
         Ok(config) => config,
         Err(error) => return Report::error(error, phases.clone()),
     };
-    let stream = tls_client::handshake(tcp, &spec.address.host, config, phases).await;
-    let cert_expiry = tls_client::leaf_expiry(&seen);
+    let stream = kind_tls::handshake(tcp, &spec.address.host, config, phases).await;
+    let cert_expiry = kind_tls::leaf_expiry(&seen);
     let mut report = match stream {
         Ok(stream) => call(spec, stream, Scheme::HTTPS, phases, user_agent).await,
         Err(failure) => Report {

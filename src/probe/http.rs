@@ -19,7 +19,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -29,7 +28,7 @@ use reqwest::header::USER_AGENT;
 use tokio::time::Instant;
 
 use super::{Outcome, Phases, Report, round_ms};
-use crate::config::{Expect, HttpSpec, StatusRange};
+use crate::config::{Expect, HttpSpec, IpFamily, StatusRange, TlsClientOptions};
 use crate::limits;
 use crate::schedule::format_duration;
 
@@ -76,8 +75,10 @@ impl Recorder {
     }
 }
 
-/// reqwest clients shared by every check with the same TLS and redirect
-/// settings: building one loads the trust store, which is too costly per run.
+/// reqwest clients shared by every check with the same TLS, proxy, family
+/// and redirect settings: building one loads the trust store, which is too
+/// costly per run. A rotated `ca_file` or client certificate (a new
+/// modification time) gets a new client.
 #[derive(Clone, Default)]
 pub struct Clients {
     cache: Arc<Mutex<HashMap<ClientKey, reqwest::Client>>>,
@@ -86,8 +87,68 @@ pub struct Clients {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ClientKey {
     follow_redirects: bool,
-    tls_verify: bool,
-    ca_file: Option<PathBuf>,
+    tls: TlsClientOptions,
+    proxy: Option<url::Url>,
+    /// The proxy variables as read when the client was built: a changed
+    /// environment (a reload) gets a new client.
+    env_proxy: Option<EnvProxy>,
+    ip_family: IpFamily,
+    /// When `ca_file`, `client_cert` and `client_key` last changed: a
+    /// rotated file gets a new client (the old one is dropped).
+    files_modified: Vec<Option<std::time::SystemTime>>,
+}
+
+impl ClientKey {
+    /// The same settings, whatever the files' times.
+    fn same_settings(&self, other: &ClientKey) -> bool {
+        ClientKey {
+            files_modified: Vec::new(),
+            ..self.clone()
+        } == ClientKey {
+            files_modified: Vec::new(),
+            ..other.clone()
+        }
+    }
+}
+
+/// When each of `tls`'s files last changed (`None`: unknown or absent).
+async fn files_modified(tls: &TlsClientOptions) -> Vec<Option<std::time::SystemTime>> {
+    let mut times = Vec::new();
+    for path in [&tls.ca_file, &tls.client_cert, &tls.client_key]
+        .into_iter()
+        .flatten()
+    {
+        let modified = tokio::fs::metadata(path)
+            .await
+            .ok()
+            .and_then(|m| m.modified().ok());
+        times.push(modified);
+    }
+    times
+}
+
+/// HTTPS_PROXY, HTTP_PROXY and NO_PROXY (or their lowercase forms).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct EnvProxy {
+    https: Option<String>,
+    http: Option<String>,
+    no_proxy: Option<String>,
+}
+
+impl EnvProxy {
+    fn read() -> EnvProxy {
+        let var = |upper: &str, lower: &str| {
+            std::env::var(upper)
+                .ok()
+                .or_else(|| std::env::var(lower).ok())
+                .filter(|v| !v.trim().is_empty())
+        };
+        EnvProxy {
+            https: var("HTTPS_PROXY", "https_proxy"),
+            http: var("HTTP_PROXY", "http_proxy"),
+            no_proxy: var("NO_PROXY", "no_proxy"),
+        }
+    }
 }
 
 impl Clients {
@@ -96,8 +157,11 @@ impl Clients {
     async fn get(&self, spec: &HttpSpec) -> Result<reqwest::Client, String> {
         let key = ClientKey {
             follow_redirects: spec.follow_redirects,
-            tls_verify: spec.tls_verify,
-            ca_file: spec.ca_file.clone(),
+            tls: spec.tls.clone(),
+            proxy: spec.proxy.clone(),
+            env_proxy: spec.proxy_from_env.then(EnvProxy::read),
+            ip_family: spec.ip_family,
+            files_modified: files_modified(&spec.tls).await,
         };
         if let Some(client) = self
             .cache
@@ -113,6 +177,7 @@ impl Clients {
             .map_err(|e| format!("cannot build HTTP client: {e}"))??;
         // Two first runs may race to build; either client is as good.
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|cached, _| *cached == key || !cached.same_settings(&key));
         Ok(cache.entry(key).or_insert(client).clone())
     }
 }
@@ -140,30 +205,48 @@ fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
     } else {
         reqwest::redirect::Policy::none()
     };
+    // Our own rustls config: pinned certificates, the client certificate
+    // and the plain-words verifier are the same as the `tls` kind's. ALPN
+    // offers HTTP/2 first, as browsers do.
+    let tls = super::tls_client::client_config_blocking(&key.tls, &["h2", "http/1.1"], None)?;
     let mut builder = reqwest::Client::builder()
         .redirect(redirect)
         .pool_max_idle_per_host(0)
+        // reqwest reads the proxy variables by default: never, unless asked.
         .no_proxy()
-        .dns_resolver(Arc::new(TimedResolver))
+        .dns_resolver(Arc::new(TimedResolver {
+            family: key.ip_family,
+        }))
         .connector_layer(TimingLayer)
         .tls_info(true)
-        .tls_danger_accept_invalid_certs(!key.tls_verify);
-    if let Some(path) = &key.ca_file {
-        let certs = crate::config::ca::read_ca_file(path)?
-            .iter()
-            .map(|der| reqwest::Certificate::from_der(der))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                format!(
-                    "ca_file {} holds an unusable certificate: {e}",
-                    path.display()
-                )
-            })?;
-        builder = builder.tls_certs_merge(certs);
+        .tls_backend_preconfigured(tls.config);
+    let proxy_error = |e: reqwest::Error| format!("unusable proxy: {}", innermost(&e));
+    if let Some(proxy) = &key.proxy {
+        builder = builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(proxy_error)?);
+    }
+    if let Some(env) = &key.env_proxy {
+        let no_proxy = env
+            .no_proxy
+            .as_deref()
+            .and_then(reqwest::NoProxy::from_string);
+        if let Some(url) = &env.https {
+            builder = builder.proxy(
+                reqwest::Proxy::https(url.as_str())
+                    .map_err(proxy_error)?
+                    .no_proxy(no_proxy.clone()),
+            );
+        }
+        if let Some(url) = &env.http {
+            builder = builder.proxy(
+                reqwest::Proxy::http(url.as_str())
+                    .map_err(proxy_error)?
+                    .no_proxy(no_proxy),
+            );
+        }
     }
     builder
         .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
+        .map_err(|e| format!("cannot build HTTP client: {}", innermost(&e)))
 }
 
 /// Runs one HTTP check within `timeout`.
@@ -241,6 +324,9 @@ async fn attempt(
     let headers_at = Instant::now();
     recorder.with(|r| r.stage = Stage::ReadingBody);
     let status = response.status().as_u16();
+    let version = version_text(response.version());
+    let peer = response.remote_addr();
+    let headers = response.headers().clone();
     let cert_expiry = response
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
@@ -281,6 +367,8 @@ async fn attempt(
         error,
         cert_expiry,
         notes: notes.clone(),
+        peer,
+        http_version: version.map(str::to_string),
         ..Report::default()
     };
     if let Some(error) = read_error {
@@ -289,7 +377,37 @@ async fn attempt(
     if let Some(reason) = judge(status, &body, expect) {
         return report(Outcome::Fail, Some(reason));
     }
+    if let Some(wanted) = expect.http_version
+        && version != Some(wanted.as_str())
+    {
+        let got = version.unwrap_or("an older version");
+        return report(
+            Outcome::Fail,
+            Some(format!(
+                "answered over HTTP/{got}, not HTTP/{}",
+                wanted.as_str()
+            )),
+        );
+    }
+    if let Some(reason) = super::assertions::judge_headers(&headers, &expect.headers) {
+        return report(Outcome::Fail, Some(reason));
+    }
+    if let Some(reason) = super::assertions::judge_json(&body, &expect.json) {
+        return report(Outcome::Fail, Some(reason));
+    }
     report(Outcome::Ok, None)
+}
+
+/// `1.1` or `2`, as `expect.http_version` and the results write it.
+fn version_text(version: reqwest::Version) -> Option<&'static str> {
+    match version {
+        reqwest::Version::HTTP_11 => Some("1.1"),
+        reqwest::Version::HTTP_2 => Some("2"),
+        reqwest::Version::HTTP_10 => Some("1.0"),
+        reqwest::Version::HTTP_09 => Some("0.9"),
+        reqwest::Version::HTTP_3 => Some("3"),
+        _ => None,
+    }
 }
 
 /// The URL to request. reqwest turns userinfo into an `Authorization:
@@ -325,7 +443,11 @@ fn judge(status: u16, body: &[u8], expect: &Expect) -> Option<String> {
         let list: Vec<String> = accepted.iter().map(ToString::to_string).collect();
         return Some(format!("status {status} not in [{}]", list.join(", ")));
     }
-    if expect.body_contains.is_none() && expect.body_matches.is_none() {
+    if expect.body_contains.is_none()
+        && expect.body_matches.is_none()
+        && expect.body_not_contains.is_none()
+        && expect.body_not_matches.is_none()
+    {
         return None;
     }
     let text = String::from_utf8_lossy(body);
@@ -338,6 +460,16 @@ fn judge(status: u16, body: &[u8], expect: &Expect) -> Option<String> {
         && !re.is_match(&text)
     {
         return Some(format!("body does not match /{}/", re.as_str()));
+    }
+    if let Some(needle) = &expect.body_not_contains
+        && text.contains(needle.as_str())
+    {
+        return Some(format!("body contains \"{needle}\", and must not"));
+    }
+    if let Some(re) = &expect.body_not_matches
+        && re.is_match(&text)
+    {
+        return Some(format!("body matches /{}/, and must not", re.as_str()));
     }
     None
 }
@@ -400,6 +532,12 @@ fn classify(error: &reqwest::Error, spec: &HttpSpec, recorder: &Recorder) -> Str
                 _ => None,
             };
             if let Some(what) = what {
+                // Through a proxy, the connection that failed is the proxy's.
+                if let Some(proxy) = &spec.proxy {
+                    let at = proxy.host_str().unwrap_or("?");
+                    let at_port = proxy.port_or_known_default().unwrap_or(0);
+                    return format!("{what} (proxy {at}:{at_port})");
+                }
                 return format!("{what} ({host}:{port})");
             }
         }
@@ -408,7 +546,8 @@ fn classify(error: &reqwest::Error, spec: &HttpSpec, recorder: &Recorder) -> Str
                 rustls::Error::InvalidCertificate(cause) => {
                     super::tls::describe_invalid(cause, host)
                 }
-                other => format!("TLS error: {other}"),
+                rustls::Error::AlertReceived(alert) => super::failure::alert_received(*alert),
+                other => format!("TLS error: {}", super::failure::tls_error(other, host)),
             };
         }
         source = next_cause(e);
@@ -445,18 +584,31 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
 #[error("{0}")]
 struct DnsError(String);
 
+/// The system resolver's failure in words (its text names the cause: "failed
+/// to lookup address information: Name or service not known").
+fn lookup_failure(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    text.strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text)
+        .to_string()
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("too many redirects")]
 struct TooManyRedirects;
 
 /// reqwest's resolver, timed: tokio's `lookup_host` (the system resolver, as
-/// a user's browser would use) with the duration written to the recorder.
-struct TimedResolver;
+/// a user's browser would use) with the duration written to the recorder,
+/// keeping only the addresses of the check's `ip_family`.
+struct TimedResolver {
+    family: IpFamily,
+}
 
 impl reqwest::dns::Resolve for TimedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let recorder = Recorder::current();
         let host = name.as_str().to_string();
+        let family = self.family;
         Box::pin(async move {
             let started = Instant::now();
             let lookup = tokio::net::lookup_host((host.as_str(), 0)).await;
@@ -465,13 +617,19 @@ impl reqwest::dns::Resolve for TimedResolver {
             }
             match lookup {
                 Ok(addrs) => {
-                    let addrs: Vec<SocketAddr> = addrs.collect();
-                    if addrs.is_empty() {
+                    let all: Vec<SocketAddr> = addrs.collect();
+                    if all.is_empty() {
                         return Err(Box::new(DnsError("no addresses".into())) as _);
+                    }
+                    let addrs: Vec<SocketAddr> =
+                        all.into_iter().filter(|a| family.allows(a.ip())).collect();
+                    if addrs.is_empty() {
+                        let wanted = super::net::family_name(family);
+                        return Err(Box::new(DnsError(format!("no {wanted} address"))) as _);
                     }
                     Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
                 }
-                Err(e) => Err(Box::new(DnsError(e.to_string())) as _),
+                Err(e) => Err(Box::new(DnsError(lookup_failure(&e))) as _),
             }
         })
     }
@@ -615,8 +773,10 @@ mod tests {
                 .collect(),
             body: None,
             follow_redirects: true,
-            tls_verify: true,
-            ca_file: None,
+            tls: TlsClientOptions::default(),
+            proxy: None,
+            proxy_from_env: false,
+            ip_family: IpFamily::Any,
         }
     }
 
@@ -664,5 +824,56 @@ mod tests {
                 vec!["Basic YWxpY2U6cHc=".to_string()],
             ]
         );
+    }
+
+    /// A loopback server that answers every connection with `reply` (then
+    /// closes it): nothing, garbage, half a response.
+    async fn raw_server(reply: &'static [u8]) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut buffer = [0u8; 1024];
+                let _ = tcp.read(&mut buffer).await;
+                let _ = tcp.write_all(reply).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn every_request_failure_reads_as_words() {
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let (http_server, _) = server(String::new()).await;
+        let (looping, _) = server("/away".into()).await;
+        let urls = [
+            format!("http://{refused}/"),
+            // TLS to a port that speaks plain HTTP.
+            format!("https://{http_server}/auth"),
+            format!("http://{}/", raw_server(b"").await),
+            format!("http://{}/", raw_server(b"SSH-2.0-OpenSSH_9.6\r\n").await),
+            format!(
+                "http://{}/",
+                raw_server(b"HTTP/1.1 200 OK\r\nContent-Le").await
+            ),
+            format!(
+                "http://{}/",
+                raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc").await
+            ),
+            format!("http://{looping}/away"),
+        ];
+        for url in urls {
+            let report = probe(&spec(&url, &[])).await;
+            assert_ne!(report.outcome, Outcome::Ok, "{url}: {report:?}");
+            let reason = report.error.unwrap_or_default();
+            assert!(!reason.is_empty(), "{url}");
+            for leak in ["Error {", "kind:", "Some(", "Kind(", "Other(", "::"] {
+                assert!(!reason.contains(leak), "{url}: `{leak}` in {reason:?}");
+            }
+        }
     }
 }

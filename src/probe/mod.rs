@@ -4,10 +4,13 @@
 //! A failing target is data, never an `Err`: every run ends in a result whose
 //! `outcome` says `ok`, `fail`, `timeout` or `error`, with a one-line reason.
 
+pub mod assertions;
 pub mod dns;
+pub mod failure;
 pub mod grpc;
 pub mod http;
 pub mod icmp;
+pub mod kind_tls;
 pub mod net;
 pub mod tcp;
 pub mod tls;
@@ -199,6 +202,11 @@ impl Runner {
             icmp: report.icmp,
             grpc: report.grpc,
             browser: report.browser,
+            address: report.peer.map(|peer| peer.ip().to_string()),
+            ip_family: report
+                .peer
+                .map(|peer| if peer.is_ipv4() { "ipv4" } else { "ipv6" }.to_string()),
+            http_version: report.http_version,
         }
     }
 }

@@ -7,12 +7,16 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{Phases, round_ms};
-use crate::config::HostPort;
+use crate::config::{HostPort, IpFamily};
 
-/// Resolves `address` (timing `dns` unless it is an IP literal) and connects
-/// to the first address that accepts (timing `connect`). The caller bounds
-/// the whole with the check's timeout.
-pub async fn connect(address: &HostPort, phases: &mut Phases) -> Result<TcpStream, String> {
+/// Resolves `address` (timing `dns` unless it is an IP literal), keeps the
+/// addresses of `family`, and connects to the first that accepts (timing
+/// `connect`). The caller bounds the whole with the check's timeout.
+pub async fn connect(
+    address: &HostPort,
+    family: IpFamily,
+    phases: &mut Phases,
+) -> Result<TcpStream, String> {
     let addrs: Vec<SocketAddr> = match address.host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, address.port)],
         Err(_) => {
@@ -29,6 +33,17 @@ pub async fn connect(address: &HostPort, phases: &mut Phases) -> Result<TcpStrea
         return Err(format!(
             "DNS lookup of {} returned no addresses",
             address.host
+        ));
+    }
+    let addrs: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| family.allows(a.ip()))
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!(
+            "{} has no {} address",
+            address.host,
+            family_name(family)
         ));
     }
     let started = Instant::now();
@@ -52,15 +67,14 @@ pub async fn connect(address: &HostPort, phases: &mut Phases) -> Result<TcpStrea
 
 /// One line for an I/O error, naming the peer.
 pub fn describe_io(error: &std::io::Error, peer: &str) -> String {
-    use std::io::ErrorKind::*;
-    let what = match error.kind() {
-        ConnectionRefused => "connection refused",
-        ConnectionReset => "connection reset by peer",
-        ConnectionAborted => "connection aborted",
-        HostUnreachable => "host unreachable",
-        NetworkUnreachable => "network unreachable",
-        UnexpectedEof => "connection closed by peer",
-        _ => return format!("{error} ({peer})"),
-    };
-    format!("{what} ({peer})")
+    super::failure::io_error(error, peer)
+}
+
+/// `IPv4` / `IPv6`, for messages.
+pub fn family_name(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::Ipv4 => "IPv4",
+        IpFamily::Ipv6 => "IPv6",
+        IpFamily::Any => "IP",
+    }
 }

@@ -9,10 +9,22 @@ use crate::limits;
 
 /// Runs one TCP check. The caller bounds it with the check's timeout.
 pub async fn run(spec: &TcpSpec, phases: &mut Phases) -> Report {
-    let mut stream = match net::connect(&spec.address, phases).await {
+    let mut stream = match net::connect(&spec.address, spec.ip_family, phases).await {
         Ok(stream) => stream,
         Err(error) => return Report::error(error, phases.clone()),
     };
+    let peer_addr = stream.peer_addr().ok();
+    let mut report = exchange(spec, &mut stream, phases).await;
+    report.peer = peer_addr;
+    report
+}
+
+/// The optional send and banner read over a connected stream.
+async fn exchange(
+    spec: &TcpSpec,
+    stream: &mut tokio::net::TcpStream,
+    phases: &mut Phases,
+) -> Report {
     let peer = spec.address.to_string();
     if let Some(send) = &spec.send
         && let Err(e) = stream.write_all(send.as_bytes()).await

@@ -12,24 +12,18 @@
 //! a fresh client config, so no session is resumed and the chain is verified
 //! every time; the trust roots behind it are loaded once and cached.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
+use rustls::CertificateError;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
-};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
-use super::{Outcome, Phases, Report, net, round_ms};
+use super::{Outcome, Phases, Report, failure, net, round_ms, tls_client};
 use crate::config::TlsSpec;
 use crate::limits;
 use crate::schedule::format_duration;
@@ -45,23 +39,20 @@ pub async fn run(spec: &TlsSpec, phases: &mut Phases) -> Report {
             );
         }
     };
-    let roots = match roots(spec.ca_file.as_ref()).await {
-        Ok(roots) => roots,
-        Err(error) => return Report::error(error, phases.clone()),
-    };
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let config = match client_config(roots, seen.clone()) {
-        Ok(config) => config,
+    let seen: tls_client::SeenChain = Arc::new(Mutex::new(Vec::new()));
+    let setup = match tls_client::client_config(&spec.tls, &[], Some(seen.clone())).await {
+        Ok(setup) => setup,
         Err(error) => return Report::error(error, phases.clone()),
     };
 
-    let tcp = match net::connect(&spec.address, phases).await {
+    let tcp = match net::connect(&spec.address, spec.ip_family, phases).await {
         Ok(stream) => stream,
         Err(error) => return Report::error(error, phases.clone()),
     };
+    let peer_addr = tcp.peer_addr().ok();
     let peer = spec.address.to_string();
     let started = Instant::now();
-    let handshake = TlsConnector::from(Arc::new(config))
+    let handshake = TlsConnector::from(Arc::new(setup.config))
         .connect(server_name, tcp)
         .await;
     phases.tls = Some(round_ms(started.elapsed()));
@@ -75,37 +66,55 @@ pub async fn run(spec: &TlsSpec, phases: &mut Phases) -> Report {
         error,
         cert_expiry,
         degraded,
+        peer: peer_addr,
         ..Report::default()
+    };
+    let rejected = |e: &std::io::Error| match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(cause)) => report(
+            Outcome::Fail,
+            Some(describe_invalid(cause, &spec.server_name)),
+            None,
+        ),
+        Some(rustls::Error::AlertReceived(alert)) => {
+            report(Outcome::Fail, Some(failure::alert_received(*alert)), None)
+        }
+        Some(other) => report(
+            Outcome::Error,
+            Some(format!(
+                "TLS handshake failed: {}",
+                failure::tls_error(other, &spec.server_name)
+            )),
+            None,
+        ),
+        None => report(
+            Outcome::Error,
+            Some(format!(
+                "TLS handshake failed: {}",
+                net::describe_io(e, &peer)
+            )),
+            None,
+        ),
     };
 
     let mut stream = match handshake {
         Ok(stream) => stream,
-        Err(e) => {
-            return match e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                Some(rustls::Error::InvalidCertificate(cause)) => report(
-                    Outcome::Fail,
-                    Some(describe_invalid(cause, &spec.server_name)),
-                    None,
-                ),
-                Some(other) => report(
-                    Outcome::Error,
-                    Some(format!("TLS handshake failed: {other}")),
-                    None,
-                ),
-                None => report(
-                    Outcome::Error,
-                    Some(format!(
-                        "TLS handshake failed: {}",
-                        net::describe_io(&e, &peer)
-                    )),
-                    None,
-                ),
-            };
-        }
+        Err(e) => return rejected(&e),
     };
+    // A TLS 1.3 server judges a client certificate after our side of the
+    // handshake is done: when it asked for one, wait a moment for its
+    // verdict (an alert) before calling the handshake good.
+    if setup.asked_for_client_cert.load(Ordering::Relaxed) {
+        let mut byte = [0u8; 1];
+        if let Ok(Err(e)) =
+            tokio::time::timeout(limits::TLS_CLIENT_CERT_VERDICT_WAIT, stream.read(&mut byte)).await
+            && e.kind() != std::io::ErrorKind::UnexpectedEof
+        {
+            return rejected(&e);
+        }
+    }
     // The verdict is in; say goodbye politely, but do not wait on the peer.
     let _ = tokio::time::timeout(limits::TLS_CLOSE_GRACE, stream.shutdown()).await;
 
@@ -211,7 +220,17 @@ pub(crate) fn describe_invalid(cause: &CertificateError, server_name: &str) -> S
         | UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
             "certificate uses an unsupported signature algorithm".into()
         }
-        other => format!("certificate is invalid: {other}"),
+        Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(reason) => failure::webpki_error(reason),
+            None => "certificate is invalid".into(),
+        },
+        ApplicationVerificationFailure => "certificate was refused by the verifier".into(),
+        InvalidOcspResponse => "the certificate's OCSP response is invalid".into(),
+        UnknownRevocationStatus => "the certificate's revocation status is unknown".into(),
+        ExpiredRevocationList | ExpiredRevocationListContext { .. } => {
+            "the certificate revocation list has expired".into()
+        }
+        _ => "certificate is invalid".into(),
     }
 }
 
@@ -239,192 +258,6 @@ fn names(presented: &[String]) -> String {
         ));
     }
     shown.join(", ")
-}
-
-/// The ring provider, made once: the TLS checks never depend on a process
-/// default being installed.
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
-}
-
-pub(crate) fn client_config(
-    roots: Arc<RootCertStore>,
-    seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
-) -> Result<rustls::ClientConfig, String> {
-    let provider = provider();
-    let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-        .build()
-        .map_err(|e| format!("cannot set up certificate verification: {e}"))?;
-    let verifier = Arc::new(CapturingVerifier { inner, seen });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    // A resumed session skips the certificate: every run must see it.
-    config.resumption = rustls::client::Resumption::disabled();
-    Ok(config)
-}
-
-/// rustls's verifier, unchanged, except that it first keeps a copy of the
-/// chain the server presented, so the run can report its expiry whatever the
-/// verdict.
-#[derive(Debug)]
-struct CapturingVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
-}
-
-impl ServerCertVerifier for CapturingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.clear();
-            seen.push(end_entity.clone().into_owned());
-            seen.extend(intermediates.iter().map(|c| c.clone().into_owned()));
-        }
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-
-    fn requires_raw_public_keys(&self) -> bool {
-        self.inner.requires_raw_public_keys()
-    }
-
-    fn root_hint_subjects(&self) -> Option<&[DistinguishedName]> {
-        self.inner.root_hint_subjects()
-    }
-}
-
-/// Trust roots loaded earlier, by `ca_file` (`None`: the system's). A
-/// `ca_file` is reloaded when its modification time changes, so a rotated
-/// CA is picked up without a restart; the map holds one entry per path.
-struct CachedRoots {
-    modified: Option<SystemTime>,
-    roots: Arc<RootCertStore>,
-}
-
-type RootsCache = Mutex<HashMap<Option<PathBuf>, CachedRoots>>;
-
-fn roots_cache() -> &'static RootsCache {
-    static CACHE: OnceLock<RootsCache> = OnceLock::new();
-    CACHE.get_or_init(Default::default)
-}
-
-fn cached(key: &Option<PathBuf>, modified: Option<SystemTime>) -> Option<Arc<RootCertStore>> {
-    let cache = roots_cache().lock().unwrap_or_else(|p| p.into_inner());
-    cache
-        .get(key)
-        .filter(|entry| entry.modified == modified)
-        .map(|entry| entry.roots.clone())
-}
-
-fn remember(key: Option<PathBuf>, modified: Option<SystemTime>, roots: Arc<RootCertStore>) {
-    let mut cache = roots_cache().lock().unwrap_or_else(|p| p.into_inner());
-    cache.insert(key, CachedRoots { modified, roots });
-}
-
-/// The roots to trust: only the certificates of `ca_file`, or the system's.
-/// Loaded once (per `ca_file` version) and shared; failures are not cached.
-pub(crate) async fn roots(ca_file: Option<&PathBuf>) -> Result<Arc<RootCertStore>, String> {
-    let key = ca_file.cloned();
-    let modified = match ca_file {
-        Some(path) => {
-            let meta = tokio::fs::metadata(path)
-                .await
-                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-            if meta.len() > limits::CA_FILE_BYTES_MAX {
-                return Err(format!(
-                    "ca_file {} is larger than {} bytes",
-                    path.display(),
-                    limits::CA_FILE_BYTES_MAX
-                ));
-            }
-            meta.modified().ok()
-        }
-        None => None,
-    };
-    if let Some(roots) = cached(&key, modified) {
-        return Ok(roots);
-    }
-    let store = match ca_file {
-        Some(path) => file_roots(path).await?,
-        None => tokio::task::spawn_blocking(system_roots)
-            .await
-            .map_err(|e| format!("loading the system's trusted certificates failed: {e}"))??,
-    };
-    let store = Arc::new(store);
-    remember(key, modified, store.clone());
-    Ok(store)
-}
-
-async fn file_roots(path: &std::path::Path) -> Result<RootCertStore, String> {
-    let path = path.to_path_buf();
-    let certs = tokio::task::spawn_blocking(move || crate::config::ca::read_ca_file(&path))
-        .await
-        .map_err(|e| format!("reading ca_file failed: {e}"))??;
-    let mut store = RootCertStore::empty();
-    let (added, _ignored) = store.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err("ca_file holds no usable certificate".to_string());
-    }
-    Ok(store)
-}
-
-fn system_roots() -> Result<RootCertStore, String> {
-    let loaded = rustls_native_certs::load_native_certs();
-    let mut store = RootCertStore::empty();
-    let (added, ignored) = store.add_parsable_certificates(loaded.certs);
-    if added == 0 {
-        let why = loaded
-            .errors
-            .first()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        return Err(format!("no trusted certificates found on this system{why}"));
-    }
-    if ignored > 0 || !loaded.errors.is_empty() {
-        tracing::debug!(
-            added,
-            ignored,
-            errors = loaded.errors.len(),
-            "loaded the system's trusted certificates"
-        );
-    }
-    Ok(store)
 }
 
 #[cfg(test)]

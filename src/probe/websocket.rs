@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::{Outcome, Phases, Report, net, round_ms, tls_client};
+use super::{Outcome, Phases, Report, kind_tls, net, round_ms};
 use crate::config::WebsocketSpec;
 use crate::limits;
 
@@ -25,19 +25,19 @@ pub async fn run(spec: &WebsocketSpec, phases: &mut Phases, user_agent: &str) ->
     let Some(address) = spec.host_port() else {
         return Report::error(format!("`{}` names no host", spec.url), phases.clone());
     };
-    let tcp = match net::connect(&address, phases).await {
+    let tcp = match net::connect(&address, crate::config::IpFamily::Any, phases).await {
         Ok(stream) => stream,
         Err(error) => return Report::error(error, phases.clone()),
     };
     if !spec.is_secure() {
         return exchange(spec, tcp, phases, user_agent).await;
     }
-    let (config, seen) = match tls_client::client_config(&spec.tls, &[b"http/1.1"]).await {
+    let (config, seen) = match kind_tls::client_config(&spec.tls, &["http/1.1"]).await {
         Ok(config) => config,
         Err(error) => return Report::error(error, phases.clone()),
     };
-    let stream = tls_client::handshake(tcp, &address.host, config, phases).await;
-    let cert_expiry = tls_client::leaf_expiry(&seen);
+    let stream = kind_tls::handshake(tcp, &address.host, config, phases).await;
+    let cert_expiry = kind_tls::leaf_expiry(&seen);
     let mut report = match stream {
         Ok(stream) => exchange(spec, stream, phases, user_agent).await,
         Err(failure) => Report {

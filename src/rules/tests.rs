@@ -55,6 +55,9 @@ fn input(spec: &str) -> (Option<ProbeResult>, DateTime<Utc>) {
         icmp: None,
         grpc: None,
         browser: Default::default(),
+        address: None,
+        ip_family: None,
+        http_version: None,
     };
     (Some(result), at)
 }
