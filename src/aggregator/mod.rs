@@ -39,6 +39,7 @@ use crate::rules::{self, CheckState, Effect, Rules, Status};
 use crate::status::StatusReport;
 use crate::storage::{
     Batch, Committed, HistoryStore, JobStore, Load, Revised, Screenshot, Storage, StorageError,
+    Stored,
 };
 use cache::StateCache;
 use judge::{Judge, Judged, queue_alert_to};
@@ -114,41 +115,48 @@ impl Aggregator {
         let silences = storage.ingest().live_silences(now).await?;
         // Time stood still while we were down: give every region a fresh
         // staleness window from now, or a restart would report them all
-        // stale. Written back, so that the stored state is what is judged.
-        let forgiven: Vec<(String, CheckState)> = stored
-            .iter()
-            .filter_map(|(name, revised)| {
-                let mut state = revised.state.clone();
-                let mut changed = false;
-                // Not heartbeats: their anchor is the last ping, and a job
-                // that died must not be forgiven by every restart.
-                for (region_name, region) in state.regions.iter_mut() {
-                    if region_name != HEARTBEAT_REGION && region.last_seen < now {
-                        region.last_seen = now;
-                        changed = true;
+        // stale. Written back, so that the stored state is what is judged;
+        // decided on the state the transaction reads (another aggregator
+        // on the same database may have changed it since `load_states`).
+        let states = StateCache::new(stored.iter().cloned());
+        let load = Load {
+            checks: stored
+                .iter()
+                .filter(|(_, revised)| needs_forgiving(&revised.state, now))
+                .map(|(name, revised)| (name.clone(), Some(revised.revision)))
+                .collect(),
+            result_ids: Vec::new(),
+        };
+        if !load.checks.is_empty() {
+            let copies: HashMap<String, CheckState> = stored
+                .into_iter()
+                .map(|(name, revised)| (name, revised.state))
+                .collect();
+            let (committed, refreshed) = storage
+                .decide(load, move |loaded| {
+                    let mut batch = Batch::default();
+                    let mut refreshed = Vec::new();
+                    for (name, found) in loaded.states {
+                        let mut state = match found {
+                            Stored::Changed(revised) => {
+                                refreshed.push((name.clone(), revised.clone()));
+                                revised.state
+                            }
+                            Stored::Current => match copies.get(&name) {
+                                Some(state) => state.clone(),
+                                None => continue,
+                            },
+                            Stored::Absent => continue,
+                        };
+                        if needs_forgiving(&state, now) {
+                            forgive(&mut state, now);
+                            batch.states.push((name, state));
+                        }
                     }
-                }
-                changed.then(|| (name.clone(), state))
-            })
-            .collect();
-        let states = StateCache::new(stored);
-        if !forgiven.is_empty() {
-            let load = Load {
-                checks: forgiven
-                    .iter()
-                    .map(|(name, _)| (name.clone(), None))
-                    .collect(),
-                result_ids: Vec::new(),
-            };
-            let (committed, ()) = storage
-                .decide(load, move |_| {
-                    let batch = Batch {
-                        states: forgiven,
-                        ..Batch::default()
-                    };
-                    (batch, ())
+                    (batch, refreshed)
                 })
                 .await?;
+            states.merge(refreshed);
             states.merge(committed_states(&committed));
         }
         let mut probes = BTreeMap::new();
@@ -340,7 +348,11 @@ impl Aggregator {
             regions
         };
         let mut batch = Batch::default();
-        let back = self.claim_probes_back(&config, &reporting, received_at, &mut batch);
+        let mut claim = probes::BackClaim {
+            back: self.claim_probes_back(&config, &reporting, received_at, &mut batch),
+            aggregator: self,
+            committed: false,
+        };
         let result_ids = results.iter().map(|r| r.id.to_string()).collect();
         let judge = self.judge(&config, &checks, received_at);
         let (load, judge) = self.load_for(checks, result_ids, judge);
@@ -350,15 +362,10 @@ impl Aggregator {
                 judge.results(loaded, results, batch, screenshots)
             })
             .await;
-        let (committed, judged) = match committed {
-            Ok(committed) => committed,
-            Err(error) => {
-                // Nothing was written: the probes that came back are as
-                // they were, and tell again with the resend.
-                self.unclaim_probes_back(&back);
-                return Err(error);
-            }
-        };
+        // On an error nothing was written: `claim`, dropped, gives the
+        // probes that came back their old state, and the resend tells again.
+        let (committed, judged) = committed?;
+        claim.committed = true;
         let judged_age = chrono::Duration::from_std(limits::RESULT_JUDGED_AGE_MAX)
             .unwrap_or(chrono::Duration::MAX);
         let confirm: Vec<(String, String, bool)> = committed
@@ -377,7 +384,7 @@ impl Aggregator {
                 }
             }
         });
-        self.note_probes_reported(&reporting, received_at, &back);
+        self.note_probes_reported(&reporting, received_at, &claim.back);
         self.ask_for_confirmation(&config, &confirm);
         Ok(report)
     }
@@ -489,6 +496,25 @@ fn tick_candidate(state: &CheckState, check: &Check, held_now: bool, now: DateTi
         policy::on_tick(state, held_now, check.alert.remind_every, now),
         OnTick::Update { .. }
     ) || rules::tick_due(state, &Rules::for_check(check, now), now)
+}
+
+/// Whether a region of `state` (heartbeats aside: their anchor is the last
+/// ping, and a job that died must not be forgiven by every restart) was
+/// last seen before `now`.
+fn needs_forgiving(state: &CheckState, now: DateTime<Utc>) -> bool {
+    state
+        .regions
+        .iter()
+        .any(|(name, region)| name != HEARTBEAT_REGION && region.last_seen < now)
+}
+
+/// Moves every region's last sighting (heartbeats aside) up to `now`.
+fn forgive(state: &mut CheckState, now: DateTime<Utc>) {
+    for (name, region) in state.regions.iter_mut() {
+        if name != HEARTBEAT_REGION {
+            region.last_seen = region.last_seen.max(now);
+        }
+    }
 }
 
 /// The states a commit wrote, at their new revisions.

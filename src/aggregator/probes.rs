@@ -20,6 +20,23 @@ pub(super) struct ClaimedBack {
     was: ProbeStatus,
 }
 
+/// The probes a batch claims as back, given back unless the batch
+/// committed: a failed write, and an ingest dropped midway (the probe hung
+/// up), leave them stale, and the resend tells again.
+pub(super) struct BackClaim<'a> {
+    pub(super) aggregator: &'a Aggregator,
+    pub(super) back: Vec<ClaimedBack>,
+    pub(super) committed: bool,
+}
+
+impl Drop for BackClaim<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.aggregator.unclaim_probes_back(&self.back);
+        }
+    }
+}
+
 /// A region's probe as the aggregator sees it (`GET /api/v1/probes`).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ProbeStatus {
@@ -97,7 +114,11 @@ impl Aggregator {
             let Some(probe) = probes.get_mut(region).filter(|p| p.stale) else {
                 continue;
             };
+            let was = probe.clone();
+            // Claimed as reporting now, so that neither a concurrent batch
+            // nor a tick's staleness check acts on the old silence.
             probe.stale = false;
+            probe.last_result = Some(now);
             let lasted = probe
                 .since
                 .and_then(|since| (now - since).to_std().ok())
@@ -134,7 +155,7 @@ impl Aggregator {
             batch.probe_events.push(event);
             back.push(ClaimedBack {
                 region: region.clone(),
-                was: probe.clone(),
+                was,
             });
         }
         back
@@ -148,6 +169,7 @@ impl Aggregator {
                 probe.stale = true;
                 probe.since = claimed.was.since;
                 probe.incident = claimed.was.incident;
+                probe.last_result = claimed.was.last_result;
             }
         }
     }

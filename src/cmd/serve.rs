@@ -41,8 +41,8 @@ pub struct AggregatorArgs {
     /// Keep everything in PostgreSQL instead of SQLite under --data:
     /// postgres://user:password@host:port/database, with `sslmode` as libpq
     /// spells it (disable, prefer (the default), require, verify-ca,
-    /// verify-full) and `sslrootcert` for the server's CA. Several
-    /// aggregators may share one database.
+    /// verify-full) and `sslrootcert` for the server's CA. Prefer the
+    /// environment variable: a flag shows in `ps`.
     #[arg(
         long,
         env = "LOOKOUT_DATABASE_URL",
@@ -107,14 +107,29 @@ impl AggregatorArgs {
 
 /// A database URL fit for a log line: the password replaced.
 fn without_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "(a URL that does not parse)".to_string(),
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(a URL that does not parse)".to_string();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
+    // tokio-postgres also takes the password as a query parameter.
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(key, value)| {
+            let secret = matches!(key.as_ref(), "password" | "sslpassword");
+            let value = if secret {
+                "***".to_string()
+            } else {
+                value.into_owned()
+            };
+            (key.into_owned(), value)
+        })
+        .collect();
+    if !pairs.is_empty() {
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 /// A duration flag that must not be zero (a zero timeout closes everything).
@@ -530,6 +545,18 @@ pub async fn shutdown_on_signal(cancel: CancellationToken) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_database_url_is_logged_without_its_password() {
+        for url in [
+            "postgres://lookout:s3cret@db:5432/lookout",
+            "postgres://lookout@db/lookout?password=s3cret&sslmode=require",
+        ] {
+            let shown = super::without_password(url);
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("db"), "{shown}");
+        }
+    }
+
     #[test]
     fn the_listener_flags_default_to_the_limits() {
         #[derive(clap::Parser)]

@@ -39,6 +39,10 @@ pub enum UrlError {
     Invalid(String),
     #[error("sslmode={0} is not one of disable, prefer, require, verify-ca, verify-full")]
     SslMode(String),
+    #[error(
+        "sslmode=verify-ca needs sslrootcert=<the server's CA file> (the name is not checked, so the system's roots would trust any public certificate)"
+    )]
+    VerifyCaWithoutRoot,
     #[error("cannot read sslrootcert {path}: {reason}")]
     RootCert { path: String, reason: String },
 }

@@ -4,8 +4,9 @@
 //! nothing itself; libpq's meanings are kept here: `prefer` (the default)
 //! and `require` encrypt without checking the server's certificate (as
 //! libpq does when no root certificate is given), `verify-ca` checks the
-//! chain against `sslrootcert` (or the system's roots), `verify-full` the
-//! chain and the host name. `sslrootcert` with `require` verifies the chain,
+//! chain against `sslrootcert` (required, as libpq requires a root
+//! certificate), `verify-full` the chain (against `sslrootcert` or the
+//! system's roots) and the host name. `sslrootcert` with `require` verifies the chain,
 //! as libpq does.
 
 use std::str::FromStr;
@@ -66,6 +67,10 @@ pub(super) fn config_for(
         "allow" | "prefer" => (SslMode::Prefer, Verify::Nothing),
         "require" if root_cert.is_some() => (SslMode::Require, Verify::Chain),
         "require" => (SslMode::Require, Verify::Nothing),
+        // libpq refuses to check a chain without a root certificate; the
+        // system's roots would let any public certificate through, since
+        // verify-ca does not check the name.
+        "verify-ca" if root_cert.is_none() => return Err(UrlError::VerifyCaWithoutRoot),
         "verify-ca" => (SslMode::Require, Verify::Chain),
         "verify-full" => (SslMode::Require, Verify::ChainAndName),
         other => return Err(UrlError::SslMode(other.to_string())),
@@ -276,5 +281,7 @@ mod tests {
         assert!(error.to_string().contains("postgres://"), "{error}");
         let error = refused("postgres://u@h/db?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem");
         assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+        let error = refused("postgres://u@h/db?sslmode=verify-ca");
+        assert!(error.to_string().contains("sslrootcert"), "{error}");
     }
 }
