@@ -79,7 +79,12 @@ async fn serve_ws(behaviour: Behaviour) -> SocketAddr {
 
 /// A WebSocket echo server behind TLS with `pki`'s certificate.
 async fn serve_wss(pki: &TestPki) -> SocketAddr {
-    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(&[b"http/1.1"]));
+    serve_wss_with(pki.server_config(&[b"http/1.1"])).await
+}
+
+/// A WebSocket echo server behind TLS with `config`.
+async fn serve_wss_with(config: std::sync::Arc<rustls::ServerConfig>) -> SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -231,6 +236,53 @@ async fn a_server_that_is_not_there_is_an_error() {
             .as_deref()
             .is_some_and(|e| e.contains("connection refused")),
         "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn wss_presents_its_client_certificate_when_the_server_asks() {
+    let pki = TestPki::new();
+    let addr = serve_wss_with(pki.server_config_requiring_client(&[b"http/1.1"])).await;
+    let (cert, key) = pki.client_files();
+    let url = format!("wss://localhost:{}/", addr.port());
+    let base = format!(
+        "url: \"{url}\", ca_file: \"{}\", send: hello, expect: hello",
+        path_str(&pki.ca_file())
+    );
+    let with = probe(&format!(
+        "{{ {base}, client_cert: \"{}\", client_key: \"{}\" }}",
+        path_str(&cert),
+        path_str(&key)
+    ))
+    .await;
+    assert_eq!(with.outcome, Outcome::Ok, "{with:?}");
+    let without = probe(&format!("{{ {base} }}")).await;
+    assert_ne!(without.outcome, Outcome::Ok, "{without:?}");
+}
+
+#[tokio::test]
+async fn ip_family_picks_the_address_and_a_literal_of_the_other_family_is_refused_at_load() {
+    let addr = serve_ws(Behaviour::Echo).await;
+    let v4 = probe(&format!(
+        "{{ url: \"ws://127.0.0.1:{}/\", ip_family: ipv4 }}",
+        addr.port()
+    ))
+    .await;
+    assert_eq!(v4.outcome, Outcome::Ok, "{v4:?}");
+    assert_eq!(v4.address.as_deref(), Some("127.0.0.1"), "{v4:?}");
+    let dirs = ConfigDirs::new(&format!(
+        "checks:\n  - name: ws\n    websocket: {{ url: \"ws://127.0.0.1:{}/\", ip_family: ipv6 }}\n    every: 1m\n",
+        addr.port()
+    ));
+    let errors = match lookout::config::load(&dirs.checks(), &dirs.alerts()) {
+        Ok(_) => panic!("loaded"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    };
+    assert!(
+        errors
+            .join("\n")
+            .contains("`ip_family: ipv6` cannot reach the address 127.0.0.1"),
+        "{errors:?}"
     );
 }
 

@@ -1,12 +1,12 @@
 //! What the `websocket` and `grpc` kinds share with the `http` kind: the TLS
-//! keys (`tls_verify`, `ca_file`, read as `http` reads them) and header
+//! keys (`tls_verify`, `ca_file`, `client_cert`, `client_key`, read as
+//! `http` reads them) and header
 //! maps (WebSocket handshake headers, gRPC metadata), checked at load.
 
 use std::path::PathBuf;
 
 use reqwest::header::{HeaderName, HeaderValue};
 
-use super::ca::decode_ca_file;
 use super::decode::Ctx;
 use super::decode::{Fields, field};
 
@@ -17,6 +17,10 @@ pub struct TlsOptions {
     pub tls_verify: bool,
     /// Trust only these roots (PEM); default: the system's.
     pub ca_file: Option<PathBuf>,
+    /// A client certificate chain (PEM) and its key, for servers that ask
+    /// (read and checked to match at load, as on `http` checks).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl Default for TlsOptions {
@@ -24,25 +28,30 @@ impl Default for TlsOptions {
         TlsOptions {
             tls_verify: true,
             ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
 
 /// The keys `decode_tls_options` reads, for a kind's list of known keys.
-pub(super) const TLS_OPTION_KEYS: [&str; 2] = ["tls_verify", "ca_file"];
+pub(super) const TLS_OPTION_KEYS: [&str; 4] =
+    ["tls_verify", "ca_file", "client_cert", "client_key"];
 
 pub(super) fn decode_tls_options(ctx: &mut Ctx, fields: &Fields) -> Option<TlsOptions> {
     let tls_verify = match fields.get("tls_verify") {
         Some(n) => ctx.bool(n, "`tls_verify`"),
         None => Some(true),
     };
-    let ca_file = match fields.get("ca_file") {
-        Some(n) => decode_ca_file(ctx, n).map(Some),
-        None => Some(None),
-    };
+    // `ca_file`, `client_cert` and `client_key` as the http and tls kinds
+    // read them.
+    let shared = super::tls::decode_tls_client_options(ctx, fields);
+    let shared = shared?;
     Some(TlsOptions {
         tls_verify: tls_verify?,
-        ca_file: ca_file?,
+        ca_file: shared.ca_file,
+        client_cert: shared.client_cert,
+        client_key: shared.client_key,
     })
 }
 

@@ -6,6 +6,7 @@
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
 use super::check::{HostPort, host_port, optional_string};
+use super::check::{IpFamily, check_literal_family, decode_ip_family};
 use super::connection::{TLS_OPTION_KEYS, TlsOptions, decode_tls_options};
 use super::decode::{self, Ctx};
 use super::yaml::Node;
@@ -19,14 +20,22 @@ pub struct GrpcSpec {
     pub tls: Option<TlsOptions>,
     /// Sent with the call (values marked sensitive).
     pub metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
+    /// Which addresses of `address` to use.
+    pub ip_family: IpFamily,
 }
 
 pub(super) fn decode_grpc(ctx: &mut Ctx, name: &str, node: &Node) -> Option<GrpcSpec> {
     let what = format!("`grpc` of check `{name}`");
-    let mut known = vec!["address", "service", "tls", "metadata"];
+    let mut known = vec!["address", "service", "tls", "metadata", "ip_family"];
     known.extend(TLS_OPTION_KEYS);
     let fields = ctx.fields(node, &what, &known)?;
     let address = host_port(ctx, &fields, "address", &what);
+    let ip_family = decode_ip_family(ctx, &fields);
+    if let (Some(address), Some(family)) = (&address, ip_family)
+        && !check_literal_family(ctx, &fields, family, &address.host)
+    {
+        return None;
+    }
     let service = optional_string(ctx, &fields, "service");
     let use_tls = match fields.get("tls") {
         Some(n) => ctx.bool(n, "`tls`"),
@@ -90,5 +99,6 @@ pub(super) fn decode_grpc(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Grpc
         service: service?.unwrap_or_default(),
         tls,
         metadata: metadata?,
+        ip_family: ip_family?,
     })
 }

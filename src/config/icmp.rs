@@ -2,6 +2,7 @@
 //! (a name or an IPv4/IPv6 address), `payload_size` bytes each. Whether the
 //! loss is acceptable is `expect.packet_loss_below` (default: one reply).
 
+use super::check::{IpFamily, check_literal_family, decode_ip_family};
 use std::time::Duration;
 
 use super::decode::Ctx;
@@ -15,6 +16,8 @@ pub struct IcmpSpec {
     pub count: u32,
     pub interval: Duration,
     pub payload_size: usize,
+    /// Which addresses of `host` to ping (the first of that family).
+    pub ip_family: IpFamily,
 }
 
 impl IcmpSpec {
@@ -26,7 +29,12 @@ impl IcmpSpec {
 
 pub(super) fn decode_icmp(ctx: &mut Ctx, name: &str, node: &Node) -> Option<IcmpSpec> {
     let what = format!("`icmp` of check `{name}`");
-    let fields = ctx.fields(node, &what, &["host", "count", "interval", "payload_size"])?;
+    let fields = ctx.fields(
+        node,
+        &what,
+        &["host", "count", "interval", "payload_size", "ip_family"],
+    )?;
+    let ip_family = decode_ip_family(ctx, &fields);
     let host = match fields.get("host") {
         Some(n) => ctx.string(n, "`host`").and_then(|text| {
             let host = text.trim_start_matches('[').trim_end_matches(']');
@@ -50,6 +58,11 @@ pub(super) fn decode_icmp(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Icmp
             None
         }
     };
+    if let (Some(host), Some(family)) = (&host, ip_family)
+        && !check_literal_family(ctx, &fields, family, host)
+    {
+        return None;
+    }
     let count = match fields.get("count") {
         Some(n) => ctx.positive_u32(n, "`count`").and_then(|count| {
             if count > limits::ICMP_COUNT_MAX {
@@ -90,6 +103,7 @@ pub(super) fn decode_icmp(ctx: &mut Ctx, name: &str, node: &Node) -> Option<Icmp
         count: count?,
         interval: interval?,
         payload_size: payload_size?,
+        ip_family: ip_family?,
     })
 }
 

@@ -6,6 +6,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
 use super::check::optional_string;
+use super::check::{IpFamily, check_literal_family, decode_ip_family};
 use super::connection::{TLS_OPTION_KEYS, TlsOptions, decode_headers, decode_tls_options};
 use super::decode::{self, Ctx};
 use super::yaml::Node;
@@ -22,6 +23,8 @@ pub struct WebsocketSpec {
     pub expect: Option<String>,
     /// For `wss://`.
     pub tls: TlsOptions,
+    /// Which addresses of the URL's host to use.
+    pub ip_family: IpFamily,
 }
 
 impl WebsocketSpec {
@@ -44,7 +47,7 @@ impl WebsocketSpec {
 
 pub(super) fn decode_websocket(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebsocketSpec> {
     let what = format!("`websocket` of check `{name}`");
-    let mut known = vec!["url", "headers", "send", "expect"];
+    let mut known = vec!["url", "headers", "send", "expect", "ip_family"];
     known.extend(TLS_OPTION_KEYS);
     let fields = ctx.fields(node, &what, &known)?;
     let url = match fields.get("url") {
@@ -91,11 +94,18 @@ pub(super) fn decode_websocket(ctx: &mut Ctx, name: &str, node: &Node) -> Option
         return None;
     }
     let tls = decode_tls_options(ctx, &fields);
+    let ip_family = decode_ip_family(ctx, &fields);
+    if let (Some(url), Some(family)) = (&url, ip_family)
+        && !check_literal_family(ctx, &fields, family, url.host_str().unwrap_or_default())
+    {
+        return None;
+    }
     Some(WebsocketSpec {
         url: url?,
         headers: headers?,
         send: send?,
         expect: expect?,
         tls: tls?,
+        ip_family: ip_family?,
     })
 }

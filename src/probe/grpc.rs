@@ -31,10 +31,24 @@ use crate::result::GrpcFigures;
 
 /// Runs one gRPC health check. The caller bounds it with the check's timeout.
 pub async fn run(spec: &GrpcSpec, phases: &mut Phases, user_agent: &str) -> Report {
-    let tcp = match net::connect(&spec.address, crate::config::IpFamily::Any, phases).await {
+    let tcp = match net::connect(&spec.address, spec.ip_family, phases).await {
         Ok(stream) => stream,
         Err(error) => return Report::error(error, phases.clone()),
     };
+    // The address the run connected to, for the result and /metrics.
+    let peer = tcp.peer_addr().ok();
+    let mut report = connected(spec, tcp, phases, user_agent).await;
+    report.peer = report.peer.or(peer);
+    report
+}
+
+/// The run, once connected.
+async fn connected(
+    spec: &GrpcSpec,
+    tcp: tokio::net::TcpStream,
+    phases: &mut Phases,
+    user_agent: &str,
+) -> Report {
     let Some(options) = &spec.tls else {
         return call(spec, tcp, Scheme::HTTP, phases, user_agent).await;
     };

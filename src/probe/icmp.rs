@@ -44,7 +44,7 @@ pub async fn run(
     let started = Instant::now();
     let margin = limits::ICMP_RESULT_MARGIN.min(timeout / 10);
     let deadline = started + timeout.saturating_sub(margin);
-    let target = match resolve(&spec.host, phases).await {
+    let target = match resolve(&spec.host, spec.ip_family, phases).await {
         Ok(ip) => ip,
         Err(error) => return Report::error(error, phases.clone()),
     };
@@ -127,8 +127,13 @@ fn percent(value: f64) -> String {
     }
 }
 
-/// The address to ping: the host itself, or its first resolved address.
-async fn resolve(host: &str, phases: &mut Phases) -> Result<IpAddr, String> {
+/// The address to ping: the host itself, or its first resolved address of
+/// `family`.
+async fn resolve(
+    host: &str,
+    family: crate::config::IpFamily,
+    phases: &mut Phases,
+) -> Result<IpAddr, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip);
     }
@@ -137,9 +142,15 @@ async fn resolve(host: &str, phases: &mut Phases) -> Result<IpAddr, String> {
     phases.dns = Some(round_ms(started.elapsed()));
     let mut addrs = resolved.map_err(|e| format!("DNS lookup of {host} failed: {e}"))?;
     addrs
-        .next()
+        .find(|addr| family.allows(addr.ip()))
         .map(|addr| addr.ip())
-        .ok_or_else(|| format!("DNS lookup of {host} returned no addresses"))
+        .ok_or_else(|| match family {
+            crate::config::IpFamily::Any => format!("DNS lookup of {host} returned no addresses"),
+            other => format!(
+                "DNS lookup of {host} returned no {} address",
+                other.as_str()
+            ),
+        })
 }
 
 /// Which kind of socket a run used.

@@ -34,9 +34,10 @@ pub async fn client_config(
     let seen = SeenChain::default();
     let shared = crate::config::TlsClientOptions {
         ca_file: options.ca_file.clone(),
+        client_cert: options.client_cert.clone(),
+        client_key: options.client_key.clone(),
         verify: options.tls_verify,
         system_roots_too: false,
-        ..crate::config::TlsClientOptions::default()
     };
     let setup = super::tls_client::client_config(&shared, alpn, Some(seen.clone())).await?;
     Ok((setup.config, seen))

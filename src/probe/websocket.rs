@@ -25,10 +25,24 @@ pub async fn run(spec: &WebsocketSpec, phases: &mut Phases, user_agent: &str) ->
     let Some(address) = spec.host_port() else {
         return Report::error(format!("`{}` names no host", spec.url), phases.clone());
     };
-    let tcp = match net::connect(&address, crate::config::IpFamily::Any, phases).await {
+    let tcp = match net::connect(&address, spec.ip_family, phases).await {
         Ok(stream) => stream,
         Err(error) => return Report::error(error, phases.clone()),
     };
+    // The address the run connected to, for the result and /metrics.
+    let peer = tcp.peer_addr().ok();
+    let mut report = connected(spec, tcp, phases, user_agent).await;
+    report.peer = report.peer.or(peer);
+    report
+}
+
+/// The run, once connected.
+async fn connected(
+    spec: &WebsocketSpec,
+    tcp: tokio::net::TcpStream,
+    phases: &mut Phases,
+    user_agent: &str,
+) -> Report {
     if !spec.is_secure() {
         return exchange(spec, tcp, phases, user_agent).await;
     }
@@ -36,7 +50,8 @@ pub async fn run(spec: &WebsocketSpec, phases: &mut Phases, user_agent: &str) ->
         Ok(config) => config,
         Err(error) => return Report::error(error, phases.clone()),
     };
-    let stream = kind_tls::handshake(tcp, &address.host, config, phases).await;
+    let host = spec.host_port().map(|a| a.host).unwrap_or_default();
+    let stream = kind_tls::handshake(tcp, &host, config, phases).await;
     let cert_expiry = kind_tls::leaf_expiry(&seen);
     let mut report = match stream {
         Ok(stream) => exchange(spec, stream, phases, user_agent).await,

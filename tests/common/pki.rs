@@ -10,6 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub struct TestPki {
     pub ca_pem: String,
+    pub ca_der: CertificateDer<'static>,
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivateKeyDer<'static>,
     /// Holds `ca.pem` while the test runs.
@@ -30,7 +31,17 @@ impl TestPki {
         let cert = params.signed_by(&key, &ca).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        // A client certificate from the same CA, for servers that ask.
+        let client_key = KeyPair::generate().unwrap();
+        let client = CertificateParams::new(vec!["probe.example".to_string()])
+            .unwrap()
+            .signed_by(&client_key, &ca)
+            .unwrap();
+        std::fs::write(dir.path().join("client.pem"), client.pem()).unwrap();
+        std::fs::write(dir.path().join("client.key"), client_key.serialize_pem()).unwrap();
+        let ca_der = ca.der().clone();
         TestPki {
+            ca_der,
             ca_pem: ca.pem(),
             chain: vec![cert.der().clone()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
@@ -41,6 +52,30 @@ impl TestPki {
     /// The CA's PEM, written to a file, for `ca_file`.
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
+    }
+
+    /// The client certificate and key (PEM files) the CA issued.
+    pub fn client_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("client.pem"),
+            self.dir.path().join("client.key"),
+        )
+    }
+
+    /// `server_config`, also requiring a client certificate from the CA.
+    pub fn server_config_requiring_client(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        lookout::install_crypto_provider();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .unwrap();
+        let mut config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
     }
 
     /// A server config presenting the certificate, offering `alpn`.
