@@ -76,6 +76,34 @@ pub enum StorageError {
 /// backend's types.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What `JobStore::prune_older_than` deletes before, per kind of row, in
+/// ms: results, screenshots and finished deliveries at `cutoff`; incident
+/// and probe events kept at least `EVENTS_KEPT_MIN` and roll-ups
+/// `ROLLUPS_KEPT` before `now`, whatever `cutoff` says. Every backend
+/// prunes by these.
+pub(crate) struct Cutoffs {
+    pub(crate) results: i64,
+    pub(crate) events: i64,
+    pub(crate) rollups: i64,
+}
+
+impl Cutoffs {
+    pub(crate) fn for_pruning(cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Cutoffs {
+        let at_least = |keep: std::time::Duration| {
+            let floor = chrono::Duration::from_std(keep)
+                .ok()
+                .and_then(|keep| now.checked_sub_signed(keep))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            cutoff.min(floor).timestamp_millis()
+        };
+        Cutoffs {
+            results: cutoff.timestamp_millis(),
+            events: at_least(crate::limits::EVENTS_KEPT_MIN),
+            rollups: at_least(crate::limits::ROLLUPS_KEPT),
+        }
+    }
+}
+
 /// What one ingested batch writes.
 #[derive(Default)]
 pub struct Batch {

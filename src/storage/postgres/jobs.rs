@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{PostgresStorage, big};
-use crate::limits;
 use crate::rollup::{HOUR_MS, HourRollup, LatencyHistogram, hour_of};
 use crate::storage::{JobStore, StorageError};
 
@@ -58,17 +57,11 @@ impl JobStore for PostgresStorage {
         cutoff: DateTime<Utc>,
         batch: usize,
     ) -> Result<usize, StorageError> {
-        let now = self.clock.now();
-        let at_least = |keep: std::time::Duration| {
-            let floor = chrono::Duration::from_std(keep)
-                .ok()
-                .and_then(|keep| now.checked_sub_signed(keep))
-                .unwrap_or(DateTime::<Utc>::MIN_UTC);
-            cutoff.min(floor).timestamp_millis()
-        };
-        let events_cutoff = at_least(limits::EVENTS_KEPT_MIN);
-        let rollups_cutoff = at_least(limits::ROLLUPS_KEPT);
-        let cutoff = cutoff.timestamp_millis();
+        let crate::storage::Cutoffs {
+            results: cutoff,
+            events: events_cutoff,
+            rollups: rollups_cutoff,
+        } = crate::storage::Cutoffs::for_pruning(cutoff, self.clock.now());
         // Pending deliveries are never pruned: they are alerts still owed.
         let statements: [(&str, i64); 6] = [
             (
