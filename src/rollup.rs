@@ -130,6 +130,48 @@ pub struct HourRollup {
     pub latency: LatencyHistogram,
 }
 
+/// One hour's results counted into roll-ups, a row at a time: what every
+/// storage backend's roll-up feeds from its rows.
+pub struct HourTally {
+    hour_ms: i64,
+    rollups: std::collections::HashMap<(String, String), HourRollup>,
+}
+
+impl HourTally {
+    pub fn new(hour_ms: i64) -> HourTally {
+        HourTally {
+            hour_ms,
+            rollups: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Counts one result of `check` in `region`: ok ones add their run time.
+    pub fn add(&mut self, check: String, region: String, ok: bool, ms: f64) {
+        let hour_ms = self.hour_ms;
+        let entry = self
+            .rollups
+            .entry((check.clone(), region.clone()))
+            .or_insert_with(|| HourRollup {
+                check,
+                region,
+                hour_ms,
+                total: 0,
+                ok: 0,
+                latency: LatencyHistogram::new(),
+            });
+        entry.total += 1;
+        if ok {
+            entry.ok += 1;
+            entry.latency.record(ms);
+        }
+    }
+
+    /// The hour's roll-ups, one per check and region that had results.
+    pub fn rollups(self) -> impl Iterator<Item = HourRollup> {
+        self.rollups.into_values()
+    }
+}
+
 pub const HOUR_MS: i64 = 3_600_000;
 
 /// The start of the hour `ms` falls in.

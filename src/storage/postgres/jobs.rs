@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{PostgresStorage, big};
-use crate::rollup::{HOUR_MS, HourRollup, LatencyHistogram, hour_of};
+use crate::rollup::{HOUR_MS, HourTally, hour_of};
 use crate::storage::{JobStore, StorageError};
 
 #[async_trait]
@@ -156,32 +156,18 @@ async fn roll_up_hour(
             &[&hour, &(hour + HOUR_MS)],
         )
         .await?;
-    let mut rollups: std::collections::HashMap<(String, String), HourRollup> =
-        std::collections::HashMap::new();
+    let mut tally = HourTally::new(hour);
     for row in rows {
-        let check: String = row.try_get(0)?;
-        let region: String = row.try_get(1)?;
-        let ok: bool = row.try_get(2)?;
-        let ms: f64 = row.try_get(3)?;
-        let entry = rollups
-            .entry((check.clone(), region.clone()))
-            .or_insert_with(|| HourRollup {
-                check,
-                region,
-                hour_ms: hour,
-                total: 0,
-                ok: 0,
-                latency: LatencyHistogram::new(),
-            });
-        entry.total += 1;
-        if ok {
-            entry.ok += 1;
-            entry.latency.record(ms);
-        }
+        tally.add(
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        );
     }
     tx.execute("DELETE FROM latency_hourly WHERE hour_ms = $1", &[&hour])
         .await?;
-    for rollup in rollups.values() {
+    for rollup in tally.rollups() {
         tx.execute(
             "INSERT INTO latency_hourly (check_name, region, hour_ms, total, ok, hist)
              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -149,10 +149,9 @@ impl JobStore for SqliteStorage {
 /// Rolls up the results of the hour starting at `hour` into
 /// `latency_hourly`, in one transaction, and moves the mark past it.
 fn roll_up_hour(conn: &mut Connection, hour: i64, start: i64) -> Result<(), StorageError> {
-    use crate::rollup::{HOUR_MS, HourRollup, LatencyHistogram};
+    use crate::rollup::{HOUR_MS, HourTally};
     let tx = conn.transaction()?;
-    let mut rollups: std::collections::HashMap<(String, String), HourRollup> =
-        std::collections::HashMap::new();
+    let mut tally = HourTally::new(hour);
     {
         let mut stmt = tx.prepare_cached(
             "SELECT check_name, region, outcome, duration_ms FROM results
@@ -160,25 +159,8 @@ fn roll_up_hour(conn: &mut Connection, hour: i64, start: i64) -> Result<(), Stor
         )?;
         let mut rows = stmt.query(params![hour, hour + HOUR_MS])?;
         while let Some(row) = rows.next()? {
-            let check: String = row.get(0)?;
-            let region: String = row.get(1)?;
             let ok = row.get_ref(2)?.as_str().unwrap_or_default() == "ok";
-            let ms: f64 = row.get(3)?;
-            let entry = rollups
-                .entry((check.clone(), region.clone()))
-                .or_insert_with(|| HourRollup {
-                    check,
-                    region,
-                    hour_ms: hour,
-                    total: 0,
-                    ok: 0,
-                    latency: LatencyHistogram::new(),
-                });
-            entry.total += 1;
-            if ok {
-                entry.ok += 1;
-                entry.latency.record(ms);
-            }
+            tally.add(row.get(0)?, row.get(1)?, ok, row.get(3)?);
         }
     }
     tx.execute(
@@ -190,7 +172,7 @@ fn roll_up_hour(conn: &mut Connection, hour: i64, start: i64) -> Result<(), Stor
             "INSERT INTO latency_hourly (check_name, region, hour_ms, total, ok, hist)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for rollup in rollups.values() {
+        for rollup in tally.rollups() {
             insert.execute(params![
                 rollup.check,
                 rollup.region,
