@@ -17,7 +17,7 @@ use crate::schedule::{Schedule, format_duration};
 use std::sync::Arc;
 
 /// The region name heartbeat results carry: they are pushed, not probed.
-pub const HEARTBEAT_REGION: &str = "push";
+pub(crate) const HEARTBEAT_REGION: &str = "push";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ping {
@@ -42,7 +42,7 @@ impl Ping {
 /// The heartbeat check whose token is `token`. Every token is compared in
 /// constant time, and all of them are compared, so timing tells an attacker
 /// nothing about how close a guess was.
-pub fn find_by_token(config: &Config, token: &str) -> Option<Arc<Check>> {
+pub(crate) fn find_by_token(config: &Config, token: &str) -> Option<Arc<Check>> {
     let mut found = None;
     for check in &config.checks {
         if let CheckKind::Heartbeat(spec) = &check.kind
@@ -56,7 +56,7 @@ pub fn find_by_token(config: &Config, token: &str) -> Option<Arc<Check>> {
 
 /// When silence since `anchor` (the last ping or missed-ping report, or
 /// the aggregator's start) becomes a missed heartbeat.
-pub fn deadline(spec: &HeartbeatSpec, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn deadline(spec: &HeartbeatSpec, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let grace = chrono::Duration::from_std(spec.grace).ok()?;
     let due = match &spec.period {
         Schedule::Every(period) => {
@@ -68,7 +68,7 @@ pub fn deadline(spec: &HeartbeatSpec, anchor: DateTime<Utc>) -> Option<DateTime<
 }
 
 /// The reason for a missed heartbeat, if `now` is past its deadline.
-pub fn overdue(
+pub(crate) fn overdue(
     spec: &HeartbeatSpec,
     anchor: DateTime<Utc>,
     pinged_before: bool,

@@ -46,7 +46,7 @@ struct TargetServing {
 
 /// Adds the icmp and grpc series for `results`, each labelled with its
 /// check's target; results of checks no longer configured are left out.
-pub fn register(
+pub(crate) fn register(
     registry: &mut Registry,
     results: &[ProbeResult],
     checks: &HashMap<&str, &CheckSnapshot>,

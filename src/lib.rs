@@ -27,6 +27,8 @@
 //!   `reload`: config reloads on SIGHUP and file changes.
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
 
+#![warn(unreachable_pub)]
+
 pub mod aggregator;
 pub mod alert;
 pub mod api;
@@ -34,25 +36,25 @@ pub mod browser;
 pub mod clock;
 pub mod cmd;
 pub mod config;
-pub mod heartbeat;
+pub(crate) mod heartbeat;
 pub mod hub;
-pub mod kind_metrics;
+pub(crate) mod kind_metrics;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
-pub mod policy;
+pub(crate) mod policy;
 pub mod probe;
-pub mod reload;
+pub(crate) mod reload;
 pub mod result;
-pub mod rollup;
+pub(crate) mod rollup;
 pub mod rules;
-pub mod schedule;
+pub(crate) mod schedule;
 pub mod scheduler;
-pub mod spool;
+pub(crate) mod spool;
 pub mod status;
 pub mod storage;
 pub mod transport;
-pub mod uplink;
+pub(crate) mod uplink;
 
 /// rustls needs one process-wide crypto provider; we use ring (lighter to
 /// build than aws-lc). Idempotent.

@@ -24,7 +24,7 @@ use crate::rules::{CheckState, Status, Transition};
 
 /// What a change of state comes to.
 #[derive(Debug, PartialEq, Eq)]
-pub struct OnChange {
+pub(crate) struct OnChange {
     /// The check has just started flapping and no hold mutes it: say so once.
     pub flapping_alert: bool,
     pub told: Told,
@@ -32,7 +32,7 @@ pub struct OnChange {
 
 /// Whether a change is alerted.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Told {
+pub(crate) enum Told {
     /// Tell the check's channels.
     Alert(AlertKind),
     /// News, held back (why: the hold, or flapping); announced when it ends.
@@ -44,7 +44,7 @@ pub enum Told {
 
 /// An alert about the check's current state, from the passing of time.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Announcement {
+pub(crate) struct Announcement {
     pub kind: AlertKind,
     /// What people had last heard, for the payload's `previous_status`.
     pub previously: Option<Status>,
@@ -52,7 +52,7 @@ pub struct Announcement {
 
 /// What the passing of time comes to.
 #[derive(Debug, PartialEq)]
-pub enum OnTick {
+pub(crate) enum OnTick {
     /// The policy has nothing to do; the rules may still (staleness).
     Judge,
     /// The bookkeeping changes (a hold or flapping ended, a reminder went
@@ -64,7 +64,7 @@ pub enum OnTick {
 }
 
 /// The alert a change from `from` to `to` makes, if it is news.
-pub fn alert_kind(from: Status, to: Status) -> Option<AlertKind> {
+pub(crate) fn alert_kind(from: Status, to: Status) -> Option<AlertKind> {
     match (from, to) {
         (_, Status::Down) => Some(AlertKind::Down),
         (_, Status::Degraded) => Some(AlertKind::Degraded),
@@ -76,7 +76,11 @@ pub fn alert_kind(from: Status, to: Status) -> Option<AlertKind> {
 /// Decides about `transition` of the check whose state (already moved by
 /// the rules) is `state`, and records it there (flapping clock, `held`,
 /// `alerted`). `hold`: why alerts are held back now, if they are.
-pub fn on_change(state: &mut CheckState, transition: &Transition, hold: Option<&str>) -> OnChange {
+pub(crate) fn on_change(
+    state: &mut CheckState,
+    transition: &Transition,
+    hold: Option<&str>,
+) -> OnChange {
     let flapping_started = note_change(state, transition.at);
     let flapping_alert = flapping_started && hold.is_none();
     let Some(kind) = alert_kind(transition.from, transition.to) else {
@@ -109,7 +113,7 @@ pub fn on_change(state: &mut CheckState, transition: &Transition, hold: Option<&
 /// Decides what time passing to `now` does for a check in `current`:
 /// `held_now` says whether a hold is in force, `remind_every` is the
 /// check's reminder interval.
-pub fn on_tick(
+pub(crate) fn on_tick(
     current: &CheckState,
     held_now: bool,
     remind_every: Option<Duration>,
@@ -162,7 +166,7 @@ pub fn on_tick(
 
 /// What to announce when a hold ends, given what was last announced: the
 /// current state if people have not heard it, nothing if they have.
-pub fn catch_up_kind(alerted: Option<Status>, now: Status) -> Option<AlertKind> {
+pub(crate) fn catch_up_kind(alerted: Option<Status>, now: Status) -> Option<AlertKind> {
     match now {
         Status::Down if alerted != Some(Status::Down) => Some(AlertKind::Down),
         Status::Degraded if alerted != Some(Status::Degraded) => Some(AlertKind::Degraded),

@@ -20,7 +20,7 @@ use crate::limits;
 
 /// What is reloaded, and from where.
 #[derive(Clone, Debug)]
-pub struct Sources {
+pub(crate) struct Sources {
     pub checks: PathBuf,
     pub alerts: PathBuf,
     /// The aggregator's probes.yaml; `None` in `serve`.
@@ -29,10 +29,10 @@ pub struct Sources {
     pub tls: Option<(PathBuf, PathBuf, axum_server::tls_rustls::RustlsConfig)>,
 }
 
-pub type OnReload = Box<dyn Fn(&Arc<Config>) + Send + Sync>;
+pub(crate) type OnReload = Box<dyn Fn(&Arc<Config>) + Send + Sync>;
 
 /// Reloads on SIGHUP and on file changes until `cancel`.
-pub async fn run(
+pub(crate) async fn run(
     sources: Sources,
     aggregator: Arc<Aggregator>,
     on_reload: Option<OnReload>,
@@ -69,7 +69,7 @@ pub async fn run(
 }
 
 /// One reload attempt; the old config stays on any error.
-pub async fn reload(
+pub(crate) async fn reload(
     sources: &Sources,
     aggregator: &Aggregator,
     on_reload: Option<&OnReload>,

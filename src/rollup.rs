@@ -132,13 +132,13 @@ pub struct HourRollup {
 
 /// One hour's results counted into roll-ups, a row at a time: what every
 /// storage backend's roll-up feeds from its rows.
-pub struct HourTally {
+pub(crate) struct HourTally {
     hour_ms: i64,
     rollups: std::collections::HashMap<(String, String), HourRollup>,
 }
 
 impl HourTally {
-    pub fn new(hour_ms: i64) -> HourTally {
+    pub(crate) fn new(hour_ms: i64) -> HourTally {
         HourTally {
             hour_ms,
             rollups: std::collections::HashMap::new(),
@@ -146,7 +146,7 @@ impl HourTally {
     }
 
     /// Counts one result of `check` in `region`: ok ones add their run time.
-    pub fn add(&mut self, check: String, region: String, ok: bool, ms: f64) {
+    pub(crate) fn add(&mut self, check: String, region: String, ok: bool, ms: f64) {
         let hour_ms = self.hour_ms;
         let entry = self
             .rollups
@@ -167,15 +167,15 @@ impl HourTally {
     }
 
     /// The hour's roll-ups, one per check and region that had results.
-    pub fn rollups(self) -> impl Iterator<Item = HourRollup> {
+    pub(crate) fn rollups(self) -> impl Iterator<Item = HourRollup> {
         self.rollups.into_values()
     }
 }
 
-pub const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// The start of the hour `ms` falls in.
-pub fn hour_of(ms: i64) -> i64 {
+pub(crate) fn hour_of(ms: i64) -> i64 {
     ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 

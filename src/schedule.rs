@@ -173,7 +173,7 @@ fn day_number(text: &str) -> Result<Option<u32>, String> {
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h`, `14d` and combinations such as `1h 30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
@@ -195,7 +195,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// The shortest exact spelling of a duration in the config syntax.
-pub fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
     const UNITS: [(u128, &str); 5] = [
         (86_400_000, "d"),
         (3_600_000, "h"),
@@ -216,7 +216,7 @@ pub fn format_duration(duration: Duration) -> String {
 }
 
 /// A duration for people: `12m`, `1h 5m`, `2d 3h`, two units at most.
-pub fn format_duration_approx(duration: Duration) -> String {
+pub(crate) fn format_duration_approx(duration: Duration) -> String {
     let secs = duration.as_secs();
     const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
     let mut parts = Vec::new();
@@ -240,7 +240,7 @@ pub fn format_duration_approx(duration: Duration) -> String {
 /// A stable offset within `every` for a check, so checks sharing an interval
 /// spread over it instead of firing together. Derived from the check's name
 /// with FNV-1a, which (unlike std's hasher) is the same across builds.
-pub fn stable_offset(name: &str, every: Duration) -> Duration {
+pub(crate) fn stable_offset(name: &str, every: Duration) -> Duration {
     use std::hash::Hasher;
     let mut hasher = fnv::FnvHasher::default();
     hasher.write(name.as_bytes());

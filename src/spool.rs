@@ -33,7 +33,7 @@ use crate::result::ProbeResult;
 
 /// Why results were lost (the `reason` label of the dropped counter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// The spool reached its bound and dropped its oldest batches, or the
     /// probe stopped with results in memory that a full disk could not take.
     SpoolFull,
@@ -46,26 +46,19 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [DropReason; 3] = [
         DropReason::SpoolFull,
         DropReason::SpoolNotWritable,
         DropReason::QueueFull,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DropReason::SpoolFull => "spool_full",
-            DropReason::SpoolNotWritable => "spool_not_writable",
-            DropReason::QueueFull => "queue_full",
-        }
-    }
 }
 
 /// What happened to the probe's results since it started: the counters of
 /// its `/metrics`. The spool counts what it spools and drops; the uplink
 /// what was made, sent and rejected.
 #[derive(Debug, Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub made: AtomicU64,
     pub sent: AtomicU64,
     pub spooled: AtomicU64,
@@ -74,11 +67,11 @@ pub struct Counts {
 }
 
 impl Counts {
-    pub fn add(counter: &AtomicU64, n: usize) {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    pub fn dropped(&self, reason: DropReason) -> u64 {
+    pub(crate) fn dropped(&self, reason: DropReason) -> u64 {
         self.dropped[reason as usize].load(Ordering::Relaxed)
     }
 
@@ -89,7 +82,7 @@ impl Counts {
 
 /// The spool's present state, for `/metrics` and logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// Results waiting for the aggregator (disk and memory).
     pub pending: u64,
     /// Bytes and files in the spool directory (files already sent but not
@@ -155,7 +148,7 @@ struct State {
     drops_unlogged: u64,
 }
 
-pub struct Spool {
+pub(crate) struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     memory_max: usize,
@@ -169,7 +162,7 @@ pub struct Spool {
 /// queue. Hand it back with `remove` (delivered), `reject` (refused for
 /// good) or `put_back` (to try again).
 #[derive(Debug)]
-pub struct Drain {
+pub(crate) struct Drain {
     pub results: Vec<ProbeResult>,
     seqs: Vec<u64>,
     from_memory: bool,
@@ -177,7 +170,7 @@ pub struct Drain {
 
 impl Drain {
     /// The batches it holds: one per spool file, or one from memory.
-    pub fn batches(&self) -> usize {
+    pub(crate) fn batches(&self) -> usize {
         if self.from_memory { 1 } else { self.seqs.len() }
     }
 }
@@ -193,7 +186,7 @@ impl Spool {
     /// Opens (creating) the spool in `dir`, picking up what an earlier run
     /// left. A directory that cannot be created or read is logged and the
     /// probe goes on with results in memory until it can be written.
-    pub fn open(dir: &Path, max_bytes: u64, memory_max: usize) -> Spool {
+    pub(crate) fn open(dir: &Path, max_bytes: u64, memory_max: usize) -> Spool {
         let mut entries = Vec::new();
         let mut unwritable = None;
         let listing = std::fs::create_dir_all(dir).and_then(|()| std::fs::read_dir(dir));
@@ -269,28 +262,29 @@ impl Spool {
         }
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Results waiting to be sent.
-    pub fn pending(&self) -> u64 {
+    pub(crate) fn pending(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
     }
 
     /// Results dropped since start, for every reason.
-    pub fn dropped(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn dropped(&self) -> u64 {
         DropReason::ALL
             .iter()
             .map(|r| self.counts.dropped(*r))
             .sum()
     }
 
-    pub fn counts(&self) -> &Counts {
+    pub(crate) fn counts(&self) -> &Counts {
         &self.counts
     }
 
-    pub fn figures(&self) -> Figures {
+    pub(crate) fn figures(&self) -> Figures {
         let state = self.lock();
         let leftover_bytes: u64 = state.leftovers.iter().map(|l| l.entry.bytes).sum();
         Figures {
@@ -308,7 +302,7 @@ impl Spool {
 
     /// Keeps a batch: on disk if the spool takes it, otherwise in memory.
     /// Blocking file I/O: call from `spawn_blocking`.
-    pub fn append(&self, results: Vec<ProbeResult>) {
+    pub(crate) fn append(&self, results: Vec<ProbeResult>) {
         if results.is_empty() {
             return;
         }
@@ -472,7 +466,7 @@ impl Spool {
     /// `max_results` results (at least one file); when there are none, up
     /// to `max_results` from memory. A file that cannot be read back is
     /// moved to `rejected/` and skipped. Blocking: call from `spawn_blocking`.
-    pub fn oldest(&self, max_files: usize, max_results: usize) -> Drain {
+    pub(crate) fn oldest(&self, max_files: usize, max_results: usize) -> Drain {
         loop {
             let taken: Vec<Entry> = {
                 let mut state = self.lock();
@@ -550,7 +544,7 @@ impl Spool {
     }
 
     /// Forgets results the aggregator has accepted. Blocking.
-    pub fn remove(&self, drain: Drain) {
+    pub(crate) fn remove(&self, drain: Drain) {
         let mut state = self.lock();
         if drain.from_memory {
             state.memory_out = 0;
@@ -562,7 +556,7 @@ impl Spool {
     }
 
     /// Results that were not delivered and are tried again later.
-    pub fn put_back(&self, drain: Drain) {
+    pub(crate) fn put_back(&self, drain: Drain) {
         if !drain.from_memory {
             return; // still in their files
         }
@@ -576,7 +570,7 @@ impl Spool {
 
     /// Sets aside results the aggregator refused for good: to `rejected/`,
     /// where a person can look at them; they are not sent again. Blocking.
-    pub fn reject(&self, drain: Drain) {
+    pub(crate) fn reject(&self, drain: Drain) {
         let mut state = self.lock();
         if drain.from_memory {
             state.memory_out = 0;
@@ -605,7 +599,7 @@ impl Spool {
 
     /// At shutdown: what waits in memory goes to disk if it can; what
     /// cannot is lost, counted and logged. Blocking.
-    pub fn flush_at_shutdown(&self) {
+    pub(crate) fn flush_at_shutdown(&self) {
         let mut state = self.lock();
         if state.memory.is_empty() && state.memory_out == 0 {
             return;

@@ -2,9 +2,10 @@
 //!
 //! The probe side only knows a `ResultSink`. In `lookout serve` the sink is
 //! `LocalSink`, a direct call into the in-process aggregator, fed by `ship`
-//! (batches in memory, retried until stored). A remote probe's sink is
-//! `uplink::HttpSink`, fed from the on-disk `spool` so that nothing is lost
-//! while the aggregator is away or across restarts. Either way a batch is
+//! (batches in memory, retried until stored). A remote probe's results go
+//! into the on-disk `spool` and from it to the aggregator over HTTP
+//! (`uplink::ship`), so that nothing is lost while the aggregator is away or
+//! across restarts. Either way a batch is
 //! resent with the same result ids until accepted, and the aggregator
 //! ignores ids it already has: nothing lost, nothing counted twice.
 

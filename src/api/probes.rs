@@ -23,7 +23,7 @@ use crate::aggregator::Aggregator;
 use crate::limits;
 use crate::transport::{ResultBatch, RunNow};
 
-pub fn routes() -> Router<ApiState> {
+pub(super) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/probe/checks", get(specs))
         .route("/api/v1/probe/run-now", get(run_now))

@@ -36,7 +36,7 @@ pub(super) struct Browsing {
 impl Browsing {
     /// Whether steps run in the main window's top document (where its
     /// Web Vitals are read).
-    pub fn in_main_page(&self) -> bool {
+    pub(super) fn in_main_page(&self) -> bool {
         self.frame_depth == 0 && self.current == self.main
     }
 }

@@ -10,9 +10,9 @@ use super::yaml::{Node, Pos, Value};
 use super::{ConfigError, Secrets};
 
 /// Where an environment variable's value is looked up; tests pass their own.
-pub type EnvLookup<'e> = &'e dyn Fn(&str) -> Option<String>;
+pub(super) type EnvLookup<'e> = &'e dyn Fn(&str) -> Option<String>;
 
-pub struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     pub file: &'a Path,
     pub errors: &'a mut Vec<ConfigError>,
     pub secrets: &'a mut Secrets,
@@ -20,26 +20,26 @@ pub struct Ctx<'a> {
 }
 
 /// The fields of a mapping whose keys have been checked against the known ones.
-pub struct Fields<'n> {
+pub(super) struct Fields<'n> {
     pub pos: Pos,
     entries: Vec<(&'n str, &'n Node)>,
 }
 
 impl<'n> Fields<'n> {
-    pub fn get(&self, key: &str) -> Option<&'n Node> {
+    pub(super) fn get(&self, key: &str) -> Option<&'n Node> {
         self.entries
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| *v)
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = (&'n str, &'n Node)> + '_ {
+    pub(super) fn keys(&self) -> impl Iterator<Item = (&'n str, &'n Node)> + '_ {
         self.entries.iter().copied()
     }
 }
 
 impl Ctx<'_> {
-    pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(super) fn error(&mut self, pos: Pos, message: impl Into<String>) {
         // One line whatever the quoted text held: errors are read as
         // `path:line:col: message`, one per line.
         let message: String = message.into();
@@ -57,7 +57,12 @@ impl Ctx<'_> {
 
     /// A mapping with only `known` keys; unknown ones are reported with a
     /// suggestion, duplicates and non-string keys too.
-    pub fn fields<'n>(&mut self, node: &'n Node, what: &str, known: &[&str]) -> Option<Fields<'n>> {
+    pub(super) fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        known: &[&str],
+    ) -> Option<Fields<'n>> {
         let Value::Map(entries) = &node.value else {
             self.error(
                 node.pos,
@@ -91,7 +96,7 @@ impl Ctx<'_> {
     }
 
     /// A mapping of free-form string keys (headers, labels).
-    pub fn string_map(&mut self, node: &Node, what: &str) -> Option<Vec<(String, String)>> {
+    pub(super) fn string_map(&mut self, node: &Node, what: &str) -> Option<Vec<(String, String)>> {
         let Value::Map(entries) = &node.value else {
             self.error(
                 node.pos,
@@ -111,7 +116,7 @@ impl Ctx<'_> {
 
     /// A string, with `${NAME}` replaced from the environment. Numbers and
     /// booleans are accepted as their text.
-    pub fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+    pub(super) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         let text = self.scalar_text(node, what)?;
         self.interpolate(&text, node.pos)
     }
@@ -131,7 +136,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub fn bool(&mut self, node: &Node, what: &str) -> Option<bool> {
+    pub(super) fn bool(&mut self, node: &Node, what: &str) -> Option<bool> {
         match &node.value {
             Value::Bool(b) => Some(*b),
             other => {
@@ -144,7 +149,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub fn positive_u32(&mut self, node: &Node, what: &str) -> Option<u32> {
+    pub(super) fn positive_u32(&mut self, node: &Node, what: &str) -> Option<u32> {
         let parsed = match &node.value {
             Value::Number(n) => n.parse::<u32>().ok().filter(|&n| n > 0),
             _ => None,
@@ -158,7 +163,7 @@ impl Ctx<'_> {
         parsed
     }
 
-    pub fn duration(&mut self, node: &Node, what: &str) -> Option<std::time::Duration> {
+    pub(super) fn duration(&mut self, node: &Node, what: &str) -> Option<std::time::Duration> {
         let text = self.string(node, what)?;
         match crate::schedule::parse_duration(&text) {
             Ok(d) => Some(d),
@@ -169,7 +174,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub fn list<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [Node]> {
+    pub(super) fn list<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [Node]> {
         match &node.value {
             Value::Seq(items) => Some(items),
             other => {
@@ -182,7 +187,7 @@ impl Ctx<'_> {
         }
     }
 
-    pub fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<(String, Pos)>> {
+    pub(super) fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<(String, Pos)>> {
         let items = self.list(node, what)?;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
@@ -196,7 +201,7 @@ impl Ctx<'_> {
     /// `${NAME}` from the environment, `${NAME:-default}` with a fallback,
     /// `$${` for a literal `${`. Every value taken from the environment is
     /// recorded as a secret so it can be masked in any output.
-    pub fn interpolate(&mut self, text: &str, pos: Pos) -> Option<String> {
+    pub(super) fn interpolate(&mut self, text: &str, pos: Pos) -> Option<String> {
         if !text.contains('$') {
             return Some(text.to_string());
         }
@@ -258,12 +263,12 @@ impl Ctx<'_> {
 
 /// Decodes one field: a `?` inside stops only this field, so the rest of
 /// the mapping is still checked and every error reported.
-pub fn field<T>(decode: impl FnOnce() -> Option<T>) -> Option<T> {
+pub(super) fn field<T>(decode: impl FnOnce() -> Option<T>) -> Option<T> {
     decode()
 }
 
 /// The known key closest to `name`, if it is close enough to be a typo.
-pub fn suggest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(super) fn suggest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
         .map(|k| (*k, strsim::jaro_winkler(name, k)))

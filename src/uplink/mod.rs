@@ -35,10 +35,10 @@ use crate::limits;
 use crate::result::ProbeResult;
 use crate::scheduler::CheckSet;
 use crate::spool::{Counts, Spool};
-use crate::transport::{ResultBatch, ResultSink, RunNow, SubmitFuture, TransportError};
+use crate::transport::{ResultBatch, RunNow, TransportError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum UplinkError {
+pub(crate) enum UplinkError {
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
     #[error("--aggregator {0} is not an http(s) URL")]
@@ -47,7 +47,7 @@ pub enum UplinkError {
 
 /// How the probe reaches its aggregator.
 #[derive(Clone)]
-pub struct Uplink {
+pub(crate) struct Uplink {
     base: Url,
     region: String,
     authorization: String,
@@ -62,18 +62,17 @@ pub struct Uplink {
 }
 
 /// The header a probe reports its spool backlog in (results waiting).
-pub const SPOOL_PENDING_HEADER: &str = "x-lookout-spool-pending";
+pub(crate) const SPOOL_PENDING_HEADER: &str = "x-lookout-spool-pending";
 
 /// The specs document of `GET /api/v1/probe/checks`.
 #[derive(Debug, Deserialize)]
-pub struct SpecsDocument {
+pub(crate) struct SpecsDocument {
     pub version: String,
-    pub region: String,
     pub checks: Vec<WireCheck>,
 }
 
 /// What asking for specs gave.
-pub enum SpecsAnswer {
+pub(crate) enum SpecsAnswer {
     /// A document, and its bytes as received (for the cache).
     Changed(SpecsDocument, Vec<u8>),
     Unchanged,
@@ -86,11 +85,9 @@ pub enum SpecsAnswer {
 /// The aggregator's answer to a result batch it took (all fields optional:
 /// an older aggregator says less).
 #[derive(Debug, Default, Deserialize)]
-pub struct BatchAnswer {
+pub(crate) struct BatchAnswer {
     #[serde(default)]
     pub accepted: Option<u64>,
-    #[serde(default)]
-    pub duplicates: Option<u64>,
     /// Results it refused one by one (checks this region does not run);
     /// the rest of the batch is stored.
     #[serde(default)]
@@ -98,7 +95,7 @@ pub struct BatchAnswer {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct RefusedResult {
+pub(crate) struct RefusedResult {
     #[serde(default)]
     pub id: serde_json::Value,
     #[serde(default)]
@@ -118,7 +115,7 @@ enum Route {
 impl Uplink {
     /// `ca_file`: trust this CA (PEM) for the aggregator's certificate, in
     /// addition to the system's roots.
-    pub fn new(
+    pub(crate) fn new(
         base: Url,
         region: &str,
         token: &str,
@@ -159,13 +156,13 @@ impl Uplink {
     }
 
     /// Reports `spool`'s backlog with every request.
-    pub fn with_spool(mut self, spool: Arc<Spool>) -> Uplink {
+    pub(crate) fn with_spool(mut self, spool: Arc<Spool>) -> Uplink {
         self.spool = Some(spool);
         self
     }
 
     /// How long one request may take (the long-polls get their wait on top).
-    pub fn with_request_timeout(mut self, timeout: Duration) -> Uplink {
+    pub(crate) fn with_request_timeout(mut self, timeout: Duration) -> Uplink {
         self.request_timeout = timeout;
         self
     }
@@ -199,7 +196,7 @@ impl Uplink {
 
     /// The region's checks, unless still at `known_version`: waits up to
     /// `wait` for a change first.
-    pub async fn fetch_specs(
+    pub(crate) async fn fetch_specs(
         &self,
         known_version: Option<&str>,
         wait: Duration,
@@ -254,7 +251,7 @@ impl Uplink {
     }
 
     /// Checks the aggregator wants run now; waits up to `wait` for some.
-    pub async fn run_now(&self, wait: Duration) -> Result<Vec<String>, TransportError> {
+    pub(crate) async fn run_now(&self, wait: Duration) -> Result<Vec<String>, TransportError> {
         let mut url = self.url("api/v1/probe/run-now")?;
         url.query_pairs_mut()
             .append_pair("region", &self.region)
@@ -284,7 +281,7 @@ impl Uplink {
 
     /// Posts one batch. A 2xx means the batch is done (what the answer
     /// says of single results aside).
-    pub async fn post_results(
+    pub(crate) async fn post_results(
         &self,
         results: Vec<ProbeResult>,
     ) -> Result<BatchAnswer, TransportError> {
@@ -324,17 +321,6 @@ impl Uplink {
                 "{url} answered {status} without saying it stored the batch (a proxy in the way?); the results are kept and sent again"
             ))),
         }
-    }
-}
-
-/// The uplink as a `ResultSink` (one batch, the aggregator's details of it
-/// left out).
-pub struct HttpSink(pub Uplink);
-
-impl ResultSink for HttpSink {
-    fn submit(&self, mut batch: Vec<ProbeResult>) -> SubmitFuture<'_> {
-        crate::transport::bound_screenshots(&mut batch);
-        Box::pin(async move { self.0.post_results(batch).await.map(|_| ()) })
     }
 }
 
@@ -509,5 +495,5 @@ async fn poll_gap(started: tokio::time::Instant, cancel: &CancellationToken) -> 
 mod ship;
 mod specs;
 
-pub use ship::ship_spooled;
-pub use specs::{follow_run_now, follow_specs};
+pub(crate) use ship::ship_spooled;
+pub(crate) use specs::{follow_run_now, follow_specs};

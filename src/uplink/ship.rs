@@ -8,7 +8,7 @@ use super::*;
 /// cannot be written, its memory queue), then sends them to the
 /// aggregator, oldest first, until `cancel` and the channel is drained.
 /// Whatever is not sent by then stays in the spool for the next start.
-pub async fn ship_spooled(
+pub(crate) async fn ship_spooled(
     mut results: mpsc::Receiver<ProbeResult>,
     spool: Arc<Spool>,
     uplink: Uplink,

@@ -141,7 +141,7 @@ fn describe_changes(
 /// long-polling for changes; writes each new document to `cache` and starts
 /// from it when the aggregator cannot be reached at start. A document equal
 /// to the running one (by version or content) changes nothing.
-pub async fn follow_specs(
+pub(crate) async fn follow_specs(
     uplink: Uplink,
     cache: PathBuf,
     checks: watch::Sender<CheckSet>,
@@ -224,7 +224,7 @@ async fn write_cached_specs(path: &Path, body: &[u8]) {
 }
 
 /// Passes the aggregator's run-now requests to the scheduler.
-pub async fn follow_run_now(
+pub(crate) async fn follow_run_now(
     uplink: Uplink,
     run_now: mpsc::Sender<String>,
     cancel: CancellationToken,
@@ -279,7 +279,6 @@ mod tests {
         .unwrap();
         SpecsDocument {
             version: version.to_string(),
-            region: "eu".to_string(),
             checks: config
                 .checks
                 .iter()

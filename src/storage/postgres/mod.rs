@@ -34,7 +34,7 @@ mod tls;
 
 /// What is wrong with a `--database` URL, in plain words.
 #[derive(Debug, thiserror::Error)]
-pub enum UrlError {
+pub(crate) enum UrlError {
     #[error("the database URL is not a PostgreSQL URL: {0}")]
     Invalid(String),
     #[error("sslmode={0} is not one of disable, prefer, require, verify-ca, verify-full")]
