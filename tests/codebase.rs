@@ -42,7 +42,12 @@ fn modules() -> Vec<String> {
     std::fs::read_to_string(root().join("src/lib.rs"))
         .unwrap()
         .lines()
-        .filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';'))
+        .filter_map(|l| {
+            let declared = l
+                .strip_prefix("pub mod ")
+                .or_else(|| l.strip_prefix("pub(crate) mod "))?;
+            declared.strip_suffix(';')
+        })
         .map(str::to_string)
         .collect()
 }
