@@ -582,3 +582,33 @@ pub const JSON_VALUE_SHOWN_CHARS_MAX: usize = 80;
 /// JSONPath expressions longer than this are refused at load: paths are
 /// typed by people, and serde_json_path's evaluation cost grows with them.
 pub const JSON_PATH_CHARS_MAX: usize = 512;
+
+/// How long a replica's claim on the deliveries it is sending holds
+/// (default of `--delivery-claim`): another replica retakes them only
+/// after it runs out, so it must outlast any one attempt
+/// (`ALERT_SEND_TIMEOUT`, which an attempt is also cut to half the claim
+/// by); a replica that dies mid-send delays those alerts by at most this.
+pub const DELIVERY_CLAIM_DEFAULT: Duration = Duration::from_secs(60);
+/// The shortest claim the flag takes: below it, a slow database round
+/// trip could outlive the claim.
+pub const DELIVERY_CLAIM_MIN: Duration = Duration::from_secs(2);
+/// How long the leader's lease lasts: a replica that dies as leader is
+/// replaced within this (plus one renewal), and no two replicas lead at
+/// once unless their clocks differ by more than it.
+pub const LEADER_LEASE_FOR: Duration = Duration::from_secs(8);
+/// How often a replica renews (or tries to take) the leader's lease: a
+/// quarter of the lease, so that two missed renewals still keep it.
+pub const LEADER_RENEW_EVERY: Duration = Duration::from_secs(2);
+/// How often a replica records itself in the replicas' registry.
+pub const REPLICA_RECORD_EVERY: Duration = Duration::from_secs(5);
+/// A replica not seen for this long is shown as gone (three missed
+/// records, so a slow database does not make it flicker).
+pub const REPLICA_LIVE_WITHIN: Duration = Duration::from_secs(20);
+/// Replicas not seen for this long are deleted from the registry (every
+/// restart makes a new one).
+pub const REPLICA_FORGOTTEN_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How often a replica shares what its probes told it (contact, skew,
+/// backlog) with the others, and the leader reads what they shared: well
+/// inside a probe's staleness window (3 intervals), so no replica's
+/// silence makes a reporting probe look stale.
+pub const PROBE_CONTACT_SHARE_EVERY: Duration = Duration::from_secs(1);

@@ -14,7 +14,8 @@
 //! reads; `probes` the probes' liveness, skew, backlog and fast
 //! confirmation; `heartbeats` pings and missed pings; `holds` maintenance
 //! windows and silences; `latency` the `p95_above_baseline` judgement;
-//! `views` what the API, the status page and `/metrics` read.
+//! `views` what the API, the status page and `/metrics` read; `replicas`
+//! what replicas on one database share (probe contact, states, silences).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -82,6 +83,10 @@ pub struct Aggregator {
     /// The status page's latest figures, and when they were computed: a
     /// burst of visitors costs one computation per `STATUS_CACHE_FOR`.
     status_cache: Mutex<Option<(tokio::time::Instant, Arc<StatusReport>)>>,
+    /// This process among the replicas on its database (the API's
+    /// `/api/v1/aggregators` and `/health`); none in tests that build an
+    /// aggregator alone.
+    replicas: Option<Arc<crate::replica::Replicas>>,
 }
 
 /// What one ingest did, for the caller's logs and tests.
@@ -195,6 +200,7 @@ impl Aggregator {
             metrics: Arc::new(Metrics::new()),
             status_cache: Mutex::new(None),
             clock,
+            replicas: None,
         })
     }
 
@@ -218,6 +224,16 @@ impl Aggregator {
 
     /// Whether a change seen in one region makes the others run the check
     /// at once (`ask_for_confirmation`).
+    /// The replicas' registry this aggregator is part of.
+    pub fn with_replicas(mut self, replicas: Arc<crate::replica::Replicas>) -> Aggregator {
+        self.replicas = Some(replicas);
+        self
+    }
+
+    pub fn replicas(&self) -> Option<&Arc<crate::replica::Replicas>> {
+        self.replicas.as_ref()
+    }
+
     pub fn with_fast_confirmation(mut self, enabled: bool) -> Aggregator {
         self.fast_confirmation = enabled;
         self
@@ -234,6 +250,9 @@ impl Aggregator {
         self.metrics
             .retain_checks(&|name| config.check(name).is_some());
         self.hub.update(&config, tokens);
+        if let Some(replicas) = &self.replicas {
+            replicas.set_config_hash(config.source_hash.clone());
+        }
     }
 
     /// A batch from a remote probe of `region` (authenticated by the API),
@@ -455,6 +474,7 @@ impl Aggregator {
         if !missed.is_empty() {
             self.ingest(missed).await?;
         }
+        self.probes_back_elsewhere(now).await?;
         self.probes_gone_stale(now).await?;
         self.silences
             .write()
@@ -572,6 +592,7 @@ mod holds;
 mod judge;
 mod latency;
 mod probes;
+mod replicas;
 mod views;
 
 #[cfg(test)]
