@@ -540,6 +540,53 @@ async fn a_replica_cut_off_from_the_database_answers_503_and_takes_no_results() 
     );
     let taken = post(b.base.clone()).await;
     assert_eq!(taken, 200, "b takes the batch");
+
+    // A replica with other files is reported, not silently mixed in.
+    let other = ConfigDirs::new(
+        "checks:\n  - name: api\n    http: { url: \"http://127.0.0.1:9/health\" }\n    every: 30s\n",
+    );
+    std::fs::copy(
+        setup.dirs.alerts().join("alerts.yaml"),
+        other.alerts().join("alerts.yaml"),
+    )
+    .unwrap();
+    let mut args: Vec<OsString> = vec![
+        "aggregator".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--replica-id".into(),
+        "replica-c".into(),
+        "--probes".into(),
+        setup.dirs.root.path().join("probes.yaml").into(),
+    ];
+    args.extend(["--checks".into(), other.checks().into()]);
+    args.extend(["--alerts".into(), other.alerts().into()]);
+    let c = Server::spawn(
+        &args,
+        &[("LOOKOUT_DATABASE_URL", direct.as_str())],
+        "listening on ",
+    );
+    let health = wait_for(
+        "b reporting c's other config",
+        Duration::from_secs(30),
+        || async {
+            let (_, body) = get_json(&client(), &format!("{}/health", b.base)).await;
+            let differs = body["replica"]["config_differs_from"].clone();
+            (differs == serde_json::json!(["replica-c"])).then_some(body)
+        },
+    )
+    .await;
+    let listed = health["aggregators"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let c_row = listed.iter().find(|r| r["id"] == "replica-c").cloned();
+    assert_eq!(
+        c_row.map(|r| r["config_differs"].clone()),
+        Some(Value::Bool(true)),
+        "{health}"
+    );
+    drop(c);
     drop(a);
     drop(b);
 }
