@@ -612,3 +612,11 @@ pub const REPLICA_FORGOTTEN_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// inside a probe's staleness window (3 intervals), so no replica's
 /// silence makes a reporting probe look stale.
 pub const PROBE_CONTACT_SHARE_EVERY: Duration = Duration::from_secs(1);
+/// Fast-confirmation requests read from the other replicas per share: a
+/// few seconds' worth at the rate the queues take (`RUN_NOW_QUEUE_MAX` per
+/// region).
+pub const RUN_NOW_SHARED_MAX: usize = 10_000;
+/// How far back a replica looks for the others' fast-confirmation
+/// requests (several shares, so a slow one misses none), and how long
+/// they are kept: a confirmation asked for longer ago is moot.
+pub const RUN_NOW_SHARED_WINDOW: Duration = Duration::from_secs(10);

@@ -87,6 +87,11 @@ pub struct Aggregator {
     /// `/api/v1/aggregators` and `/health`); none in tests that build an
     /// aggregator alone.
     replicas: Option<Arc<crate::replica::Replicas>>,
+    /// Fast-confirmation requests made here, for the other replicas (whose
+    /// probes long-poll them), and those of theirs already taken.
+    shared_run_now: std::sync::Mutex<replicas::SharedRunNow>,
+    /// Woken when there is something to share at once.
+    share_wake: Arc<tokio::sync::Notify>,
 }
 
 /// What one ingest did, for the caller's logs and tests.
@@ -201,6 +206,8 @@ impl Aggregator {
             status_cache: Mutex::new(None),
             clock,
             replicas: None,
+            shared_run_now: std::sync::Mutex::new(replicas::SharedRunNow::default()),
+            share_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -232,6 +239,12 @@ impl Aggregator {
 
     pub fn replicas(&self) -> Option<&Arc<crate::replica::Replicas>> {
         self.replicas.as_ref()
+    }
+
+    /// Woken when this replica has something to share at once (a
+    /// fast-confirmation request for a probe another replica may hold).
+    pub fn share_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.share_wake.clone()
     }
 
     pub fn with_fast_confirmation(mut self, enabled: bool) -> Aggregator {

@@ -8,11 +8,22 @@
 //! a probe that reports to any replica is never stale, and a stale probe
 //! that reports again to any replica is back at the leader's next tick.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
+use crate::limits;
 use crate::storage::{Batch, ProbeContact, StorageError};
+
+/// Fast-confirmation requests crossing replicas.
+#[derive(Default)]
+pub(super) struct SharedRunNow {
+    /// Made here, not yet written for the others.
+    outgoing: Vec<(String, String)>,
+    /// The others' requests already put in this replica's queues, by
+    /// number, with when they were made (forgotten after the window).
+    taken: HashMap<i64, DateTime<Utc>>,
+}
 
 use super::*;
 
@@ -20,6 +31,7 @@ impl Aggregator {
     /// Gives the others what this replica's probes said, and takes what
     /// theirs said, the states they committed and the live silences.
     pub async fn sync_with_replicas(&self) -> Result<(), StorageError> {
+        self.exchange_run_now().await?;
         let coordination = self.storage.coordination();
         coordination
             .record_probe_contacts(self.contacts_to_share())
@@ -31,6 +43,62 @@ impl Aggregator {
         let now = self.clock.now();
         let silences = self.storage.ingest().live_silences(now).await?;
         *self.silences.write().unwrap_or_else(|p| p.into_inner()) = silences;
+        Ok(())
+    }
+
+    /// Queues a fast-confirmation request for the other replicas (when
+    /// there may be any), and wakes the share loop to write it now.
+    pub(super) fn share_run_now(&self, region: &str, check: &str) {
+        if !self.replicas.as_ref().is_some_and(|r| r.shared()) {
+            return;
+        }
+        let mut shared = self
+            .shared_run_now
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if shared.outgoing.len() < limits::RUN_NOW_QUEUE_MAX {
+            shared
+                .outgoing
+                .push((region.to_string(), check.to_string()));
+        }
+        drop(shared);
+        self.share_wake.notify_one();
+    }
+
+    /// Writes this replica's fast-confirmation requests, and queues the
+    /// others' for the probes that long-poll here.
+    async fn exchange_run_now(&self) -> Result<(), StorageError> {
+        let Some(me) = self.replicas.as_ref().map(|r| r.id().to_string()) else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        let window = chrono::Duration::from_std(limits::RUN_NOW_SHARED_WINDOW).unwrap_or_default();
+        let outgoing = std::mem::take(
+            &mut self
+                .shared_run_now
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .outgoing,
+        );
+        let coordination = self.storage.coordination();
+        coordination
+            .push_run_now(&me, outgoing, now, now - window)
+            .await?;
+        // Nothing from before this replica started: those were for others.
+        let since = (now - window).max(self.started_at);
+        let requests = coordination.run_now_since(since).await?;
+        let mut shared = self
+            .shared_run_now
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        shared.taken.retain(|_, at| *at >= since);
+        for request in requests {
+            if request.origin == me || shared.taken.contains_key(&request.seq) {
+                continue;
+            }
+            shared.taken.insert(request.seq, request.at);
+            self.hub.request_run_now(&request.region, &request.check);
+        }
         Ok(())
     }
 

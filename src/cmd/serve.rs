@@ -555,10 +555,12 @@ async fn tick_loop(
 async fn share_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
     let mut interval = tokio::time::interval(limits::PROBE_CONTACT_SHARE_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let wake = aggregator.share_wake();
     let mut failing = false;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
+            _ = wake.notified() => {}
             _ = cancel.cancelled() => return,
         }
         match aggregator.sync_with_replicas().await {

@@ -59,6 +59,19 @@ pub struct Claim {
     pub until: DateTime<Utc>,
 }
 
+/// A fast-confirmation request one replica made, for the replica the
+/// region's probe long-polls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunNowRequest {
+    /// Its number, for telling requests already seen apart.
+    pub seq: i64,
+    /// The replica that made it (which has it in its own queue already).
+    pub origin: String,
+    pub region: String,
+    pub check: String,
+    pub at: DateTime<Utc>,
+}
+
 /// Leases, the replicas' registry and the probes' shared contact.
 #[async_trait]
 pub trait CoordinationStore: Send + Sync {
@@ -95,4 +108,18 @@ pub trait CoordinationStore: Send + Sync {
 
     /// What every region's probe last told any replica, by region.
     async fn probe_contacts(&self) -> Result<Vec<ProbeContact>, StorageError>;
+
+    /// Records fast-confirmation requests (region, check) that `origin`
+    /// made at `at`, and forgets those older than `forget_before`.
+    async fn push_run_now(
+        &self,
+        origin: &str,
+        requests: Vec<(String, String)>,
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StorageError>;
+
+    /// The requests made since `since`, oldest first.
+    async fn run_now_since(&self, since: DateTime<Utc>)
+    -> Result<Vec<RunNowRequest>, StorageError>;
 }

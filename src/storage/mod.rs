@@ -46,7 +46,9 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
-pub use coordination::{Claim, CoordinationStore, LEADER_LEASE, ProbeContact, Replica};
+pub use coordination::{
+    Claim, CoordinationStore, LEADER_LEASE, ProbeContact, Replica, RunNowRequest,
+};
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 

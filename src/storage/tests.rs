@@ -975,6 +975,44 @@ async fn leases_registry_and_probe_contact_are_shared(storage: &Storage) {
         .record_probe_contacts(Vec::new())
         .await
         .unwrap();
+
+    // Fast-confirmation requests: kept for the window, read by time.
+    let old = now - Duration::seconds(30);
+    coordination
+        .push_run_now("a", vec![("eu".into(), "api".into())], old, old)
+        .await
+        .unwrap();
+    coordination
+        .push_run_now(
+            "b",
+            vec![("eu".into(), "db".into()), ("us".into(), "db".into())],
+            now,
+            now - Duration::seconds(10),
+        )
+        .await
+        .unwrap();
+    let requests = coordination
+        .run_now_since(now - Duration::minutes(5))
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str, &str)> = requests
+        .iter()
+        .map(|r| (r.origin.as_str(), r.region.as_str(), r.check.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("b", "eu", "db"), ("b", "us", "db")],
+        "older ones forgotten"
+    );
+    assert!(requests[0].seq < requests[1].seq);
+    assert_eq!(requests[0].at, now);
+    assert!(
+        coordination
+            .run_now_since(now + Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn pruning_keeps_alerts_still_owed_and_recent_events(storage: &Storage) {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::PostgresStorage;
 use crate::limits;
-use crate::storage::{CoordinationStore, ProbeContact, Replica, StorageError};
+use crate::storage::{CoordinationStore, ProbeContact, Replica, RunNowRequest, StorageError};
 
 #[async_trait]
 impl CoordinationStore for PostgresStorage {
@@ -178,6 +178,57 @@ impl CoordinationStore for PostgresStorage {
                 spool_pending: row
                     .try_get::<_, Option<i64>>(4)?
                     .map(|n| u64::try_from(n).unwrap_or(0)),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn push_run_now(
+        &self,
+        origin: &str,
+        requests: Vec<(String, String)>,
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        let (regions, checks): (Vec<String>, Vec<String>) = requests.into_iter().unzip();
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO run_now (origin, region, check_name, at_ms)
+                 SELECT $1, region, check_name, $4 FROM unnest($2::text[], $3::text[]) AS r(region, check_name)",
+                &[&origin, &regions, &checks, &at.timestamp_millis()],
+            )
+            .await?;
+        client
+            .execute(
+                "DELETE FROM run_now WHERE at_ms < $1",
+                &[&forget_before.timestamp_millis()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn run_now_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RunNowRequest>, StorageError> {
+        let client = self.client().await?;
+        // By time, not by number: numbers of concurrent inserts may commit
+        // out of order; the caller skips what it has seen.
+        let rows = client
+            .query(
+                "SELECT seq, origin, region, check_name, at_ms FROM run_now WHERE at_ms >= $1 ORDER BY seq LIMIT $2",
+                &[&since.timestamp_millis(), &super::big(limits::RUN_NOW_SHARED_MAX)],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(RunNowRequest {
+                seq: row.try_get(0)?,
+                origin: row.try_get(1)?,
+                region: row.try_get(2)?,
+                check: row.try_get(3)?,
+                at: at(row.try_get(4)?),
             });
         }
         Ok(out)

@@ -132,7 +132,15 @@ const MIGRATIONS: &[&str] = &[
         reported_at_ms BIGINT,
         clock_skew_ms BIGINT,
         spool_pending BIGINT
-    );",
+    );
+    CREATE TABLE run_now (
+        seq BIGSERIAL PRIMARY KEY,
+        origin TEXT NOT NULL,
+        region TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX run_now_by_age ON run_now (at_ms);",
 ];
 
 /// Applies the migrations this database has not had yet.

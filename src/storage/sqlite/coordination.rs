@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStorage;
 use crate::limits;
-use crate::storage::{CoordinationStore, ProbeContact, Replica, StorageError};
+use crate::storage::{CoordinationStore, ProbeContact, Replica, RunNowRequest, StorageError};
 
 #[async_trait]
 impl CoordinationStore for SqliteStorage {
@@ -164,6 +164,59 @@ impl CoordinationStore for SqliteStorage {
                         .map(|n| u64::try_from(n).unwrap_or(0)),
                 })
             })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn push_run_now(
+        &self,
+        origin: &str,
+        requests: Vec<(String, String)>,
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
+        let origin = origin.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO run_now (origin, region, check_name, at_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (region, check) in &requests {
+                    stmt.execute(params![origin, region, check, at.timestamp_millis()])?;
+                }
+            }
+            tx.execute(
+                "DELETE FROM run_now WHERE at_ms < ?1",
+                params![forget_before.timestamp_millis()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn run_now_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RunNowRequest>, StorageError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, origin, region, check_name, at_ms FROM run_now WHERE at_ms >= ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(
+                params![since.timestamp_millis(), limits::RUN_NOW_SHARED_MAX as i64],
+                |row| {
+                    Ok(RunNowRequest {
+                        seq: row.get(0)?,
+                        origin: row.get(1)?,
+                        region: row.get(2)?,
+                        check: row.get(3)?,
+                        at: at(row.get(4)?),
+                    })
+                },
+            )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

@@ -150,6 +150,14 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
             reported_at_ms INTEGER,
             clock_skew_ms INTEGER,
             spool_pending INTEGER
-        );",
+        );
+        CREATE TABLE run_now (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            origin TEXT NOT NULL,
+            region TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            at_ms INTEGER NOT NULL
+        );
+        CREATE INDEX run_now_by_age ON run_now (at_ms);",
     ),
 ];
