@@ -79,6 +79,10 @@ struct Setup {
 }
 
 async fn setup(remind: bool) -> Setup {
+    setup_every(remind, "1s").await
+}
+
+async fn setup_every(remind: bool, every: &str) -> Setup {
     let database = test_server::fresh().await;
     let target = RegionalTarget::default();
     let target_addr = common::serve_on_loopback(
@@ -89,7 +93,7 @@ async fn setup(remind: bool) -> Setup {
     .await;
     let remind = if remind { ", remind_every: 3s" } else { "" };
     let dirs = ConfigDirs::new(&format!(
-        "checks:\n  - name: api\n    http: {{ url: \"http://{target_addr}/health\" }}\n    every: 1s\n    timeout: 2s\n    alert: {{ failures: 2, quorum: 2{remind} }}\n"
+        "checks:\n  - name: api\n    http: {{ url: \"http://{target_addr}/health\" }}\n    every: {every}\n    timeout: 2s\n    alert: {{ failures: 2, quorum: 2{remind} }}\n"
     ));
     let (ops, ops_url) = Hooks::start().await;
     let (team, team_url) = Hooks::start().await;
@@ -323,6 +327,45 @@ async fn two_replicas_page_once_per_channel_and_the_survivor_of_the_leader_takes
     assert_eq!(setup.ops.events("probe_stale").len(), 1);
     drop(us);
     drop(eu);
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_confirmation_reaches_a_probe_that_long_polls_another_replica() {
+    // Every 10s: a run the aggregator asks for is logged as such.
+    let setup = setup_every(false, "10s").await;
+    let url = setup.database.url.clone();
+    let a = start_replica(&setup, "replica-a", &url, &[]);
+    let b = start_replica(&setup, "replica-b", &url, &[]);
+    let eu = start_probe(&setup, "eu-west", &a);
+    let us = start_probe(&setup, "us-east", &b);
+    // Both regions have run once (the first run comes within an interval).
+    wait_for(
+        "both regions reporting",
+        Duration::from_secs(60),
+        || async {
+            let state = check_state(&b.base, "api").await;
+            let regions = state["regions"].as_object().map(|r| r.len()).unwrap_or(0);
+            (regions >= 2).then_some(())
+        },
+    )
+    .await;
+    setup.target.fail(&["eu-west"]);
+    // eu-west fails at its next run (on a); us-east (on b) is asked to run
+    // now, which it logs.
+    wait_for(
+        "us-east running api now, asked through replica-b",
+        Duration::from_secs(60),
+        || async {
+            us.log_text()
+                .contains("running now, as the aggregator asked")
+                .then_some(())
+        },
+    )
+    .await;
+    drop(eu);
+    drop(us);
+    drop(a);
     drop(b);
 }
 
