@@ -582,3 +582,24 @@ pub const JSON_VALUE_SHOWN_CHARS_MAX: usize = 80;
 /// JSONPath expressions longer than this are refused at load: paths are
 /// typed by people, and serde_json_path's evaluation cost grows with them.
 pub const JSON_PATH_CHARS_MAX: usize = 512;
+// --- alerts out (#16 part A) ---
+/// `format: alertmanager`: firing alerts are sent again this often unless
+/// `resend_every` says otherwise (Prometheus resends every minute too), so
+/// Alertmanager's `resolve_timeout` (5m by default) never ends an open outage.
+pub const ALERTMANAGER_RESEND_DEFAULT: Duration = Duration::from_secs(60);
+/// The shortest `resend_every`: more often only adds load to Alertmanager.
+pub const ALERTMANAGER_RESEND_MIN: Duration = Duration::from_secs(1);
+/// Outbox rows of one Alertmanager channel the resend reads, newest first,
+/// to find each check's last alert: a check whose last word is older than
+/// that many deliveries to the channel is not resent.
+pub const ALERTMANAGER_RESEND_SCAN_MAX: usize = 5_000;
+/// `format: alertmanager`: at most this many `urls` per channel (an HA
+/// cluster is a handful of members).
+pub const ALERTMANAGER_URLS_MAX: usize = 16;
+/// A `format: template` template (url, a header, a body) is at most this
+/// long, and renders to at most `TEMPLATE_OUTPUT_BYTES_MAX`: a loop in a
+/// template cannot build an unbounded request.
+pub const TEMPLATE_SOURCE_BYTES_MAX: usize = 64 * 1024;
+pub const TEMPLATE_OUTPUT_BYTES_MAX: usize = 256 * 1024;
+/// minijinja's fuel: how many instructions one render may take.
+pub const TEMPLATE_FUEL: u64 = 200_000;
