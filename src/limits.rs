@@ -603,3 +603,8 @@ pub const TEMPLATE_SOURCE_BYTES_MAX: usize = 64 * 1024;
 pub const TEMPLATE_OUTPUT_BYTES_MAX: usize = 256 * 1024;
 /// minijinja's fuel: how many instructions one render may take.
 pub const TEMPLATE_FUEL: u64 = 200_000;
+/// A resend posts at most this many alerts per request to Alertmanager (its
+/// API takes any number; this keeps one body small).
+pub const ALERTMANAGER_ALERTS_PER_POST: usize = 200;
+/// How often the resend loop looks whether a channel's `resend_every` is up.
+pub const ALERTMANAGER_RESEND_TICK: Duration = Duration::from_secs(1);

@@ -10,6 +10,7 @@
 pub mod email;
 pub mod format;
 pub mod outbox;
+pub mod resend;
 pub mod silence;
 pub mod template;
 pub mod webhook;

@@ -390,6 +390,22 @@ impl AggregatorService {
             max_age: self.alert_max_age,
         };
         tasks.spawn(dispatcher.run(cancel.clone()));
+        // Alertmanager forgets a firing alert it is not told about again.
+        let resender = crate::alert::resend::Resender {
+            storage: self.storage.clone(),
+            config: {
+                let aggregator = aggregator.clone();
+                Arc::new(move || aggregator.config())
+            },
+        };
+        tasks.spawn(resender.run(cancel.clone()));
+        for (name, channel) in &config.channels {
+            if let crate::config::ChannelKind::Email(mail) = &channel.kind
+                && !mail.tls_verify
+            {
+                tracing::warn!(channel = %name, "channel has `tls_verify: false`: the SMTP server's certificate is not checked, so anyone on the path can read these alerts and the password");
+            }
+        }
         tasks.spawn(rollup_loop(self.storage.clone(), cancel.clone()));
         tasks.spawn(latency_loop(aggregator.clone(), cancel.clone()));
         tasks.spawn(retention_loop(
