@@ -61,7 +61,14 @@ impl Problem {
 fn event_alerts(event: &AlertEvent) -> Vec<Value> {
     let mut out = Vec::new();
     match event.event {
-        AlertKind::Test => out.push(alert(event, Problem::Test, event.since, Some(event.since))),
+        // Active for a few minutes, so receivers behind Alertmanager get it,
+        // then over by itself.
+        AlertKind::Test => out.push(alert(
+            event,
+            Problem::Test,
+            event.since,
+            event.since.checked_add_signed(chrono::TimeDelta::minutes(5)),
+        )),
         AlertKind::ProbeStale => out.push(alert(event, Problem::ProbeStale, event.since, None)),
         AlertKind::ProbeBack => {
             out.push(alert(event, Problem::ProbeStale, started(event), Some(event.since)));
@@ -241,7 +248,7 @@ mod tests {
         assert_eq!(value[0]["labels"]["severity"], "warning");
         let value = rendered(WebhookFormat::Alertmanager, &test_event());
         assert_eq!(value[0]["labels"]["alertname"], "LookoutTest");
-        assert!(value[0].get("endsAt").is_some());
+        assert_eq!(value[0]["endsAt"], "2026-11-24T09:35:00Z");
         assert!(value[0].get("generatorURL").is_none());
     }
 }
