@@ -98,8 +98,8 @@ impl Alertmanager {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            let log =
-                std::fs::read_to_string(am._dir.path().join("alertmanager.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(am._dir.path().join("alertmanager.log"))
+                .unwrap_or_default();
             eprintln!("alertmanager did not become ready; retrying. Its log:\n{log}");
         }
         panic!("could not start prometheus-alertmanager");
@@ -195,12 +195,16 @@ async fn a_down_check_is_an_alertmanager_alert_kept_active_then_resolved() {
     // Up first (a first verdict is not news), then down.
     wait_status(&server.base, "up").await;
     target.set_flip(500);
-    let alert = wait_for("the alert in Alertmanager", Duration::from_secs(60), || async {
-        am.alerts_of("flip")
-            .await
-            .into_iter()
-            .find(|a| a["status"]["state"] == "active")
-    })
+    let alert = wait_for(
+        "the alert in Alertmanager",
+        Duration::from_secs(60),
+        || async {
+            am.alerts_of("flip")
+                .await
+                .into_iter()
+                .find(|a| a["status"]["state"] == "active")
+        },
+    )
     .await;
     let labels = &alert["labels"];
     assert_eq!(labels["alertname"], "LookoutCheckDown", "{alert}");
@@ -223,7 +227,10 @@ async fn a_down_check_is_an_alertmanager_alert_kept_active_then_resolved() {
         annotations["status_page"],
         "http://status.example.com/checks/flip"
     );
-    assert_eq!(alert["generatorURL"], "http://status.example.com/checks/flip");
+    assert_eq!(
+        alert["generatorURL"],
+        "http://status.example.com/checks/flip"
+    );
 
     // Alertmanager's own notification reaches its receiver.
     let firing = wait_for(
@@ -238,7 +245,10 @@ async fn a_down_check_is_an_alertmanager_alert_kept_active_then_resolved() {
     )
     .await;
     assert_eq!(firing["receiver"], "hook");
-    assert_eq!(firing["alerts"][0]["labels"]["alertname"], "LookoutCheckDown");
+    assert_eq!(
+        firing["alerts"][0]["labels"]["alertname"],
+        "LookoutCheckDown"
+    );
 
     // Active across several resolve_timeouts: Lookout keeps telling it.
     let watch_until = Instant::now() + RESOLVE_TIMEOUT * 3;

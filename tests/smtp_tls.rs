@@ -117,7 +117,12 @@ async fn starttls_with_the_private_ca_delivers() {
         matches!(&refused, Err(DeliveryError::Retryable { reason, .. }) if reason.contains("certificate") || reason.contains("TLS")),
         "{refused:?}"
     );
-    assert!(!sink.messages().iter().any(|(_, m)| m["subject"] == "untrusted"));
+    assert!(
+        !sink
+            .messages()
+            .iter()
+            .any(|(_, m)| m["subject"] == "untrusted")
+    );
 }
 
 #[tokio::test]

@@ -28,8 +28,7 @@ struct Request {
 
 impl Request {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
     fn header(&self, name: &str) -> &str {
@@ -118,12 +117,9 @@ async fn wait_status(base: &str, status: &str) {
 async fn the_readme_recipes_send_what_each_service_expects() {
     let target = start_target().await;
     let receiver = Receiver::default();
-    let addr = common::serve_on_loopback(
-        Router::new()
-            .fallback(record)
-            .with_state(receiver.clone()),
-    )
-    .await;
+    let addr =
+        common::serve_on_loopback(Router::new().fallback(record).with_state(receiver.clone()))
+            .await;
     let local = format!("http://{addr}");
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("read README.md");
@@ -241,7 +237,11 @@ async fn the_readme_recipes_send_what_each_service_expects() {
     let p = pushover[0].json();
     assert_eq!(pushover[0].uri, "/pushover/1/messages.json");
     assert_eq!(
-        (p["token"].as_str(), p["user"].as_str(), p["priority"].as_i64()),
+        (
+            p["token"].as_str(),
+            p["user"].as_str(),
+            p["priority"].as_i64()
+        ),
         (Some("app-token"), Some("user-key"), Some(1))
     );
     assert_eq!(p["url"], "http://status.example.com/checks/flip");
@@ -270,7 +270,12 @@ async fn the_readme_recipes_send_what_each_service_expects() {
 
 /// The first `n` requests under `prefix`, waiting up to a minute (the
 /// server's log shown if they do not come).
-async fn wait_requests(receiver: &Receiver, server: &Server, prefix: &str, n: usize) -> Vec<Request> {
+async fn wait_requests(
+    receiver: &Receiver,
+    server: &Server,
+    prefix: &str,
+    n: usize,
+) -> Vec<Request> {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let got = receiver.under(prefix);
@@ -313,7 +318,8 @@ fn validate_places_a_template_error_in_the_yaml() {
     );
     // `{% if %}` has no condition: line 8, where `%}` follows `if`.
     assert!(
-        lines[1].starts_with(&format!("{file}:8:")) && lines[1].contains("template error in `body`"),
+        lines[1].starts_with(&format!("{file}:8:"))
+            && lines[1].contains("template error in `body`"),
         "{stderr}"
     );
 }

@@ -54,7 +54,9 @@ impl Resender {
                 if webhook.format != WebhookFormat::Alertmanager {
                     continue;
                 }
-                let due = next.entry(name.clone()).or_insert(now + webhook.resend_every);
+                let due = next
+                    .entry(name.clone())
+                    .or_insert(now + webhook.resend_every);
                 if *due > now {
                     continue;
                 }
@@ -96,7 +98,11 @@ impl Resender {
             let id = uuid::Uuid::now_v7();
             match webhook::send(client, channel, chunk, id).await {
                 Ok(()) => {
-                    tracing::debug!(channel = name, alerts = chunk.len(), "firing alerts resent to Alertmanager");
+                    tracing::debug!(
+                        channel = name,
+                        alerts = chunk.len(),
+                        "firing alerts resent to Alertmanager"
+                    );
                 }
                 Err(error) => {
                     let reason = config.secrets.redact(&error.to_string());
@@ -110,10 +116,7 @@ impl Resender {
 /// Per check, its newest delivery (`recent` is newest first); the events of
 /// those that are still a problem, oldest check name first. A dead-lettered
 /// newest delivery is not resent (the receiver refused it for good).
-pub fn still_firing(
-    recent: Vec<Delivery>,
-    configured: impl Fn(&str) -> bool,
-) -> Vec<AlertEvent> {
+pub fn still_firing(recent: Vec<Delivery>, configured: impl Fn(&str) -> bool) -> Vec<AlertEvent> {
     let mut seen = HashSet::new();
     let mut out: Vec<AlertEvent> = Vec::new();
     for delivery in recent {

@@ -28,7 +28,10 @@ pub struct Request {
 /// The request for `events`, or `None` when the templates have no body for
 /// this kind of event (the channel does not want it). An error is a
 /// template that fails on these values, or a URL that is not http(s).
-pub fn render(template: &WebhookTemplate, events: &[AlertEvent]) -> Result<Option<Request>, String> {
+pub fn render(
+    template: &WebhookTemplate,
+    events: &[AlertEvent],
+) -> Result<Option<Request>, String> {
     let Some(first) = events.first() else {
         return Ok(None);
     };
@@ -72,7 +75,10 @@ pub fn render(template: &WebhookTemplate, events: &[AlertEvent]) -> Result<Optio
     for (name, value) in &template.headers {
         let value = one(&format!("header {name}"), value)?;
         // A header value is one line.
-        headers.push((name.clone(), value.replace(['\r', '\n'], " ").trim().to_string()));
+        headers.push((
+            name.clone(),
+            value.replace(['\r', '\n'], " ").trim().to_string(),
+        ));
     }
     let body = body_source.map(|b| one("body", b)).transpose()?;
     if let Some(body) = &body
@@ -194,23 +200,22 @@ mod tests {
                 .headers
                 .contains(&("Content-Type".into(), "application/json".into()))
         );
-        let body: Value = serde_json::from_str(request.body.as_deref().unwrap_or("")).unwrap_or_default();
+        let body: Value =
+            serde_json::from_str(request.body.as_deref().unwrap_or("")).unwrap_or_default();
         assert_eq!(body["text"], "api is \"DOWN\"\nnow");
     }
 
     #[test]
     fn a_body_per_kind_and_kinds_without_one_are_not_sent() {
         let t = template(&[("down", "D"), ("up", "U")]);
-        let body = |k| {
-            render(&t, &[event(k)])
-                .ok()
-                .flatten()
-                .and_then(|r| r.body)
-        };
+        let body = |k| render(&t, &[event(k)]).ok().flatten().and_then(|r| r.body);
         assert_eq!(body(AlertKind::Down).as_deref(), Some("D"));
         assert_eq!(body(AlertKind::Up).as_deref(), Some("U"));
         assert_eq!(render(&t, &[event(AlertKind::Reminder)]), Ok(None));
-        let grouped = template(&[("group", "{{ count }} {% for a in alerts %}{{ a.check }};{% endfor %}")]);
+        let grouped = template(&[(
+            "group",
+            "{{ count }} {% for a in alerts %}{{ a.check }};{% endfor %}",
+        )]);
         let request = render(&grouped, &[event(AlertKind::Down), event(AlertKind::Up)]);
         assert_eq!(
             request.ok().flatten().and_then(|r| r.body).as_deref(),

@@ -58,10 +58,8 @@ pub async fn send(
                 reason: "the channel has no templates".to_string(),
             });
         };
-        let Some(request) =
-            super::template::render(template, events).map_err(|reason| DeliveryError::Permanent {
-                reason,
-            })?
+        let Some(request) = super::template::render(template, events)
+            .map_err(|reason| DeliveryError::Permanent { reason })?
         else {
             // No body for this kind of event: the channel does not want it.
             tracing::debug!(kind, "no template body for this event; not sent");

@@ -204,10 +204,7 @@ fn line_offset(source: &str, line: usize) -> Option<usize> {
     if line <= 1 {
         return Some(0);
     }
-    source
-        .match_indices('\n')
-        .nth(line - 2)
-        .map(|(i, _)| i + 1)
+    source.match_indices('\n').nth(line - 2).map(|(i, _)| i + 1)
 }
 
 /// Where byte `offset` of a template (the value of the scalar at `at`) is

@@ -332,10 +332,12 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
         Some(n) => ctx.bool(n, "`tls_verify`"),
         None => Some(true),
     };
-    if system_roots == Some(false) && !fields.get("ca_file").is_some() {
+    if system_roots == Some(false) && fields.get("ca_file").is_none() {
         ctx.error(
             fields.pos,
-            format!("channel `{name}` has `system_roots: false` and needs a `ca_file` to trust instead"),
+            format!(
+                "channel `{name}` has `system_roots: false` and needs a `ca_file` to trust instead"
+            ),
         );
         return None;
     }
@@ -403,7 +405,10 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node, text: &str) -> Option<
                 .iter()
                 .find(|(_, f)| *f == wanted)
                 .map_or("", |(k, _)| *k);
-            ctx.error(n.pos, format!("`{key}` is only read with `format: {wanted}`"));
+            ctx.error(
+                n.pos,
+                format!("`{key}` is only read with `format: {wanted}`"),
+            );
         }
     }
     let template = if format == WebhookFormat::Template {
@@ -420,7 +425,10 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node, text: &str) -> Option<
         if let Some(list) = fields.get("urls") {
             match &list.value {
                 Value::Seq(items) if !items.is_empty() => url_nodes.extend(items.iter()),
-                _ => ctx.error(list.pos, "`urls` must be a list of http:// or https:// URLs"),
+                _ => ctx.error(
+                    list.pos,
+                    "`urls` must be a list of http:// or https:// URLs",
+                ),
             }
         }
         if url_nodes.is_empty() {

@@ -67,11 +67,18 @@ fn event_alerts(event: &AlertEvent) -> Vec<Value> {
             event,
             Problem::Test,
             event.since,
-            event.since.checked_add_signed(chrono::TimeDelta::minutes(5)),
+            event
+                .since
+                .checked_add_signed(chrono::TimeDelta::minutes(5)),
         )),
         AlertKind::ProbeStale => out.push(alert(event, Problem::ProbeStale, event.since, None)),
         AlertKind::ProbeBack => {
-            out.push(alert(event, Problem::ProbeStale, started(event), Some(event.since)));
+            out.push(alert(
+                event,
+                Problem::ProbeStale,
+                started(event),
+                Some(event.since),
+            ));
         }
         AlertKind::Up => {
             if let Some(problem) = Problem::of(event.previous_status) {
