@@ -323,3 +323,44 @@ fn validate_places_a_template_error_in_the_yaml() {
         "{stderr}"
     );
 }
+
+#[test]
+fn format_keys_are_checked_where_they_are() {
+    let dirs = ConfigDirs::new("checks: []\n");
+    std::fs::write(
+        dirs.alerts().join("alerts.yaml"),
+        "channels:
+  a:
+    webhook:
+      url: https://h/
+      urls: [https://h2/]
+      body: x
+  b:
+    webhook:
+      format: template
+      url: https://h/
+      method: FETCH
+      body: { down: x, sideways: y }
+  c:
+    webhook:
+      format: alertmanager
+      urls: [https://am1:9093, \"ftp://am2\"]
+      resend_every: 10ms
+",
+    )
+    .unwrap();
+    let errors = lookout::config::load(&dirs.checks(), &dirs.alerts())
+        .err()
+        .map(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let file = common::path_str(&dirs.alerts().join("alerts.yaml"));
+    let expected = [
+        format!("{file}:5:13: `urls` is only read with `format: alertmanager`"),
+        format!("{file}:6:13: `body` is only read with `format: template`"),
+        format!("{file}:11:15: unknown `method` `FETCH`; expected one of: GET, POST, PUT, PATCH, DELETE"),
+        format!("{file}:12:24: unknown event kind `sideways` in `body`; expected one of: default, down, up, degraded, reminder, flapping, test, probe_stale, probe_back, group"),
+        format!("{file}:16:32: invalid webhook `url` `ftp://am2`; expected http:// or https://"),
+        format!("{file}:17:21: `resend_every` is at least 1s"),
+    ];
+    assert_eq!(errors, expected);
+}

@@ -61,6 +61,12 @@ pub async fn send(
         let Some(request) = super::template::render(template, events)
             .map_err(|reason| DeliveryError::Permanent { reason })?
         else {
+            // `lookout alert test` must not report a message nobody got.
+            if kind == "test" {
+                return Err(DeliveryError::Permanent {
+                    reason: "the channel's `body` has no template for `test` events (nor a `default`); nothing was sent".to_string(),
+                });
+            }
             // No body for this kind of event: the channel does not want it.
             tracing::debug!(kind, "no template body for this event; not sent");
             return Ok(());

@@ -417,6 +417,8 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node, text: &str) -> Option<
         None
     };
     let mut urls = Vec::new();
+    // Every url is looked at (and the keys after them) before giving up.
+    let mut bad_url = false;
     if format != WebhookFormat::Template {
         let mut url_nodes: Vec<&Node> = Vec::new();
         if let Some(n) = fields.get("url") {
@@ -466,8 +468,11 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node, text: &str) -> Option<
                         None
                     }
                 }
-            })?;
-            urls.push(url);
+            });
+            match url {
+                Some(url) => urls.push(url),
+                None => bad_url = true,
+            }
         }
     }
     let resend_every = match fields.get("resend_every") {
@@ -509,6 +514,9 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node, text: &str) -> Option<
     }
     if format == WebhookFormat::PagerDuty && routing_key.is_none() {
         ctx.error(fields.pos, format!("channel `{name}` has `format: pagerduty` and needs its `routing_key` (the Events API v2 integration key)"));
+        return None;
+    }
+    if bad_url {
         return None;
     }
     let url = match urls.first() {
