@@ -158,6 +158,34 @@ async fn wait_status(base: &str, status: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_check_is_an_alertmanager_alert_kept_active_then_resolved() {
+    down_kept_active_then_resolved(None).await;
+}
+
+/// The same on PostgreSQL (the resend reads the outbox there), on the
+/// server `scripts/test` starts (`LOOKOUT_TEST_POSTGRES`), in a database of
+/// its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_postgresql() {
+    let Ok(server) = std::env::var("LOOKOUT_TEST_POSTGRES") else {
+        eprintln!("LOOKOUT_TEST_POSTGRES is not set (scripts/test sets it); skipped");
+        return;
+    };
+    let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .expect("connect to LOOKOUT_TEST_POSTGRES");
+    tokio::spawn(connection);
+    let name = format!("lookout_am_{}", uuid::Uuid::now_v7().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create a database");
+    let mut url = url::Url::parse(&server).expect("LOOKOUT_TEST_POSTGRES is a URL");
+    url.set_path(&format!("/{name}"));
+    down_kept_active_then_resolved(Some(url.to_string())).await;
+}
+
+/// `database`: a PostgreSQL URL, or SQLite under the test's data dir.
+async fn down_kept_active_then_resolved(database: Option<String>) {
     let target = start_target().await;
     // Alertmanager's receiver, and a second "Alertmanager" (an HA peer
     // behind a path prefix) that only records what Lookout posts.
@@ -190,7 +218,17 @@ async fn a_down_check_is_an_alertmanager_alert_kept_active_then_resolved() {
         "--public-url".into(),
         "http://status.example.com/".into(),
     ];
-    args.extend(dirs.flags());
+    match &database {
+        Some(url) => args.extend([
+            "--checks".into(),
+            dirs.checks().into(),
+            "--alerts".into(),
+            dirs.alerts().into(),
+            "--database".into(),
+            url.into(),
+        ]),
+        None => args.extend(dirs.flags()),
+    }
     let server = Server::spawn(&args, &[], "listening on ");
     // Up first (a first verdict is not news), then down.
     wait_status(&server.base, "up").await;

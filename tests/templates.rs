@@ -357,8 +357,12 @@ fn format_keys_are_checked_where_they_are() {
     let expected = [
         format!("{file}:5:13: `urls` is only read with `format: alertmanager`"),
         format!("{file}:6:13: `body` is only read with `format: template`"),
-        format!("{file}:11:15: unknown `method` `FETCH`; expected one of: GET, POST, PUT, PATCH, DELETE"),
-        format!("{file}:12:24: unknown event kind `sideways` in `body`; expected one of: default, down, up, degraded, reminder, flapping, test, probe_stale, probe_back, group"),
+        format!(
+            "{file}:11:15: unknown `method` `FETCH`; expected one of: GET, POST, PUT, PATCH, DELETE"
+        ),
+        format!(
+            "{file}:12:24: unknown event kind `sideways` in `body`; expected one of: default, down, up, degraded, reminder, flapping, test, probe_stale, probe_back, group"
+        ),
         format!("{file}:16:32: invalid webhook `url` `ftp://am2`; expected http:// or https://"),
         format!("{file}:17:21: `resend_every` is at least 1s"),
     ];
