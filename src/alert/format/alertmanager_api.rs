@@ -182,6 +182,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn alertmanager_api_down() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Alertmanager, &down()));
+    }
+
+    #[test]
+    fn alertmanager_api_up() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Alertmanager, &up()));
+    }
+
+    #[test]
     fn api_down_is_one_firing_alert_without_ends() {
         let value = rendered(WebhookFormat::Alertmanager, &down());
         let alerts = value.as_array().cloned().unwrap_or_default();
