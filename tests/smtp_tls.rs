@@ -184,3 +184,29 @@ fn the_email_channel_keys_validate() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("alerts.yaml:5:16:"), "{errors:?}");
 }
+
+#[tokio::test]
+async fn tls_verify_false_is_warned_about_at_start() {
+    let dirs = common::ConfigDirs::new("checks: []\n");
+    std::fs::write(
+        dirs.alerts().join("alerts.yaml"),
+        "channels:\n  blind:\n    email:\n      smtp: smtps://127.0.0.1:2465\n      tls_verify: false\n      from: lookout@example.com\n      to: [oncall@example.com]\n",
+    )
+    .unwrap();
+    let server = common::Server::start(&dirs);
+    common::wait_for(
+        "the tls_verify warning",
+        std::time::Duration::from_secs(30),
+        || {
+            let log = server.log_text();
+            async move {
+                log.lines()
+                    .find(|l| {
+                        l.contains("WARN") && l.contains("tls_verify: false") && l.contains("blind")
+                    })
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+}
