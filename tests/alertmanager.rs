@@ -4,7 +4,8 @@
 //! Lookout's labels and annotations, stays active across several
 //! `resolve_timeout`s because Lookout resends it, and is resolved after the
 //! recovery; Alertmanager's own webhook notification reaches the receiver
-//! behind it; a second URL (an HA peer) gets every alert as well.
+//! behind it; a second URL (an HA peer) gets every alert as well; and
+//! `lookout alert test` fires `LookoutTest` there.
 
 mod common;
 
@@ -230,6 +231,50 @@ async fn down_kept_active_then_resolved(database: Option<String>) {
         None => args.extend(dirs.flags()),
     }
     let server = Server::spawn(&args, &[], "listening on ");
+    // `lookout alert test am` fires LookoutTest in Alertmanager.
+    let tested = tokio::task::spawn_blocking({
+        let (checks, alerts) = (dirs.checks(), dirs.alerts());
+        move || {
+            Command::new(common::lookout_bin())
+                .args(["alert", "test", "am", "--checks"])
+                .arg(checks)
+                .arg("--alerts")
+                .arg(alerts)
+                .output()
+        }
+    })
+    .await
+    .expect("alert test ran")
+    .expect("run lookout alert test");
+    assert!(
+        tested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    let test_alert = wait_for(
+        "LookoutTest in Alertmanager",
+        Duration::from_secs(60),
+        || async {
+            let client = common::client();
+            let text = client
+                .get(format!("{}/api/v2/alerts", am.base))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let list: Value = serde_json::from_str(&text).ok()?;
+            list.as_array()?
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "LookoutTest")
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(test_alert["labels"]["severity"], "info", "{test_alert}");
+    assert_eq!(test_alert["status"]["state"], "active", "{test_alert}");
+
     // Up first (a first verdict is not news), then down.
     wait_status(&server.base, "up").await;
     target.set_flip(500);
