@@ -1,6 +1,8 @@
 //! Webhook delivery: one POST per attempt, signed, with a delivery id that is
 //! the same on every retry so receivers can drop duplicates (DESIGN.md,
-//! "Webhook delivery").
+//! "Webhook delivery"). `format: alertmanager` posts to every URL's
+//! `/api/v2/alerts`; `format: template` sends the request its templates
+//! render (`alert::template`), with the same headers and answer handling.
 //!
 //! Signature: `X-Lookout-Signature: sha256=<hex of HMAC-SHA256(secret,
 //! timestamp + "." + body)>` with `X-Lookout-Timestamp` in unix seconds, so a
