@@ -620,3 +620,29 @@ pub const RUN_NOW_SHARED_MAX: usize = 10_000;
 /// requests (several shares, so a slow one misses none), and how long
 /// they are kept: a confirmation asked for longer ago is moot.
 pub const RUN_NOW_SHARED_WINDOW: Duration = Duration::from_secs(10);
+// --- alerts out (#16 part A) ---
+/// `format: alertmanager`: firing alerts are sent again this often unless
+/// `resend_every` says otherwise (Prometheus resends every minute too), so
+/// Alertmanager's `resolve_timeout` (5m by default) never ends an open outage.
+pub const ALERTMANAGER_RESEND_DEFAULT: Duration = Duration::from_secs(60);
+/// The shortest `resend_every`: more often only adds load to Alertmanager.
+pub const ALERTMANAGER_RESEND_MIN: Duration = Duration::from_secs(1);
+/// Outbox rows of one Alertmanager channel the resend reads, newest first,
+/// to find each check's last alert: a check whose last word is older than
+/// that many deliveries to the channel is not resent.
+pub const ALERTMANAGER_RESEND_SCAN_MAX: usize = 5_000;
+/// `format: alertmanager`: at most this many `urls` per channel (an HA
+/// cluster is a handful of members).
+pub const ALERTMANAGER_URLS_MAX: usize = 16;
+/// A `format: template` template (url, a header, a body) is at most this
+/// long, and renders to at most `TEMPLATE_OUTPUT_BYTES_MAX`: a loop in a
+/// template cannot build an unbounded request.
+pub const TEMPLATE_SOURCE_BYTES_MAX: usize = 64 * 1024;
+pub const TEMPLATE_OUTPUT_BYTES_MAX: usize = 256 * 1024;
+/// minijinja's fuel: how many instructions one render may take.
+pub const TEMPLATE_FUEL: u64 = 200_000;
+/// A resend posts at most this many alerts per request to Alertmanager (its
+/// API takes any number; this keeps one body small).
+pub const ALERTMANAGER_ALERTS_PER_POST: usize = 200;
+/// How often the resend loop looks whether a channel's `resend_every` is up.
+pub const ALERTMANAGER_RESEND_TICK: Duration = Duration::from_secs(1);

@@ -436,6 +436,27 @@ impl AggregatorService {
             claim_for: self.delivery_claim,
         };
         tasks.spawn(dispatcher.run(cancel.clone()));
+        // Alertmanager forgets a firing alert it is not told about again.
+        let resender = crate::alert::resend::Resender {
+            storage: self.storage.clone(),
+            config: {
+                let aggregator = aggregator.clone();
+                Arc::new(move || aggregator.config())
+            },
+            // One replica resends (the leader), as it runs the other jobs.
+            leading: {
+                let replicas = replicas.clone();
+                Arc::new(move || replicas.is_leader())
+            },
+        };
+        tasks.spawn(resender.run(cancel.clone()));
+        for (name, channel) in &config.channels {
+            if let crate::config::ChannelKind::Email(mail) = &channel.kind
+                && !mail.tls_verify
+            {
+                tracing::warn!(channel = %name, "channel has `tls_verify: false`: the SMTP server's certificate is not checked, so anyone on the path can read these alerts and the password");
+            }
+        }
         // The periodic jobs: on the leader only.
         tasks.spawn(tick_loop(
             aggregator.clone(),

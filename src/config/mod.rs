@@ -19,6 +19,7 @@
 pub mod alerting;
 pub mod browser;
 pub mod ca;
+mod channel_template;
 mod channels;
 mod check;
 mod connection;
@@ -38,6 +39,7 @@ mod tls;
 mod websocket;
 pub mod yaml;
 
+pub use channel_template::{BODY_KINDS, WebhookTemplate, engine as template_engine};
 pub use channels::{Channel, ChannelKind, EmailChannel, WebhookChannel, WebhookFormat};
 pub use check::{AlertRules, Check, CheckKind, HostPort, IpFamily, StatusPageOptions};
 pub use connection::TlsOptions;
@@ -261,7 +263,7 @@ fn load_texts(
             secrets: &mut secrets,
             env,
         };
-        let decoded = decode_alerts_file(&mut ctx, &root);
+        let decoded = decode_alerts_file(&mut ctx, &root, text);
         routes.extend(decoded.routes);
         maintenance.extend(decoded.maintenance);
         alert_channel_refs.extend(

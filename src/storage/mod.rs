@@ -330,6 +330,15 @@ pub trait OutboxStore: Send + Sync {
 
     /// The PNG of a stored screenshot, by result id, to attach to an email.
     async fn attachment(&self, result_id: String) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// The newest deliveries to `channel` (any state), newest first, at most
+    /// `limit`: what the channel was last told about each check
+    /// (`alert::resend` keeps Alertmanager's firing alerts alive from it).
+    async fn recent_deliveries(
+        &self,
+        channel: String,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError>;
 }
 
 /// Every read the API, the status page, `/metrics` and the latency

@@ -45,6 +45,7 @@ macro_rules! suite {
             outbox_due_grouped_and_recorded,
             outbox_claims_hold_until_they_expire_and_groups_go_whole,
             leases_registry_and_probe_contact_are_shared,
+            recent_deliveries_of_a_channel_newest_first,
             pruning_keeps_alerts_still_owed_and_recent_events,
             silences_live_until_they_expire,
             health_and_file_checks_pass,
@@ -598,6 +599,36 @@ async fn screenshots_are_capped_found_and_attached(storage: &Storage) {
         HashSet::from([newer[0].result_id.to_string()]),
         "only the stored ones"
     );
+}
+
+async fn recent_deliveries_of_a_channel_newest_first(storage: &Storage) {
+    let now = now();
+    let old = delivery("am", now - Duration::minutes(3), now);
+    let new = delivery("am", now - Duration::minutes(1), now);
+    let other = delivery("hooks", now, now);
+    let batch = Batch {
+        deliveries: vec![old.clone(), other.clone(), new.clone()],
+        ..Batch::default()
+    };
+    storage.ingest().write_batch(batch).await.unwrap();
+    // Delivered rows count too: they are what the channel was told.
+    storage
+        .outbox()
+        .record_attempt(old.id, DeliveryState::Delivered, now, None)
+        .await
+        .unwrap();
+    let recent = storage
+        .outbox()
+        .recent_deliveries("am".to_string(), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(recent, |d| d.id), vec![new.id, old.id]);
+    let recent = storage
+        .outbox()
+        .recent_deliveries("am".to_string(), 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(recent, |d| d.id), vec![new.id]);
 }
 
 async fn outbox_due_grouped_and_recorded(storage: &Storage) {

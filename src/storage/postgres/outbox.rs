@@ -164,6 +164,20 @@ impl OutboxStore for PostgresStorage {
         Ok(())
     }
 
+    async fn recent_deliveries(
+        &self,
+        channel: String,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        self.deliveries(
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE channel = $1 ORDER BY created_at_ms DESC, id DESC LIMIT $2"
+            ),
+            &[&channel, &big(limit)],
+        )
+        .await
+    }
+
     async fn attachment(&self, result_id: String) -> Result<Option<Vec<u8>>, StorageError> {
         let client = self.client().await?;
         let row = client

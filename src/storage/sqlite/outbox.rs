@@ -154,6 +154,20 @@ impl OutboxStore for SqliteStorage {
         .await
     }
 
+    async fn recent_deliveries(
+        &self,
+        channel: String,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        self.deliveries(
+            "SELECT id, event_id, channel, event, state, attempts, created_at_ms, next_attempt_at_ms, last_error, group_id
+             FROM outbox WHERE channel = ?1 ORDER BY created_at_ms DESC, rowid DESC LIMIT ?2",
+            Value::Text(channel),
+            limit,
+        )
+        .await
+    }
+
     async fn attachment(&self, result_id: String) -> Result<Option<Vec<u8>>, StorageError> {
         self.read(move |conn| {
             Ok(conn
