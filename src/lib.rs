@@ -26,6 +26,10 @@
 //! - `api`: the aggregator's HTTP surface; `listener`: bounded serving of it;
 //!   `reload`: config reloads on SIGHUP and file changes.
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
+//! - `schema`: JSON Schemas of the YAML files (`lookout schema`), kept true
+//!   to `config` by tests/schema.rs.
+//! - `import`: other monitors' configuration (Gatus, blackbox_exporter) turned
+//!   into checks files (`lookout import`).
 
 #![warn(unreachable_pub)]
 
@@ -43,11 +47,13 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub(crate) mod policy;
+pub mod import;
 pub mod probe;
 pub(crate) mod reload;
 pub mod result;
 pub(crate) mod rollup;
 pub mod rules;
+pub mod schema;
 pub(crate) mod schedule;
 pub mod scheduler;
 pub(crate) mod spool;
