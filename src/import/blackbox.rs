@@ -125,7 +125,10 @@ pub fn convert(config_path: &Path, config: &Node, prom_path: &Path, prom: &Node)
                     let mut kind = module.kind.clone();
                     let mut prober = module.prober.as_str();
                     let mut target_notes = Vec::new();
-                    place_target(prober, &target, &mut kind, &mut target_notes, target_node, prom_path);
+                    if !place_target(prober, &target, &mut kind, &mut target_notes, target_node, prom_path) {
+                        conversion.notes.extend(target_notes);
+                        continue;
+                    }
                     if prober == "tcp-tls" {
                         prober = "tls";
                     }
@@ -175,8 +178,16 @@ fn source_labels(r: &Node) -> Vec<String> {
     get(r, "source_labels").map(|s| items(s).iter().filter_map(text).collect()).unwrap_or_default()
 }
 
-/// Puts the target where the prober's kind wants it.
-fn place_target(prober: &str, target: &str, kind: &mut Y, notes: &mut Vec<Note>, node: &Node, file: &Path) {
+/// Puts the target where the prober's kind wants it; false when it cannot
+/// be (noted).
+fn place_target(prober: &str, target: &str, kind: &mut Y, notes: &mut Vec<Note>, node: &Node, file: &Path) -> bool {
+    let mut note = |message: String| {
+        notes.push(Note {
+            file: file.to_path_buf(),
+            line: node.pos.line,
+            message,
+        })
+    };
     match prober {
         "http" => {
             let mut url = if target.contains("://") { target.to_string() } else { format!("http://{target}") };
@@ -200,26 +211,26 @@ fn place_target(prober: &str, target: &str, kind: &mut Y, notes: &mut Vec<Note>,
             }
         }
         "dns" => {
-            let resolver = if target.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-                target.to_string()
-            } else {
-                format!("{target}:53")
+            let resolver = match target.parse::<std::net::SocketAddr>() {
+                Ok(a) => Some(a.to_string()),
+                Err(_) => target.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, 53).to_string()),
             };
-            kind.put("resolver", Y::s(resolver));
+            match resolver {
+                Some(r) => kind.put("resolver", Y::s(r)),
+                None => note(format!("target `{target}`: a Lookout dns check's resolver is an IP address; the system's resolver is used")),
+            }
         }
         _ => {
             if !target.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-                notes.push(Note {
-                    file: file.to_path_buf(),
-                    line: node.pos.line,
-                    message: format!("target `{target}` has no port; Lookout's {prober} check needs host:port"),
-                });
+                note(format!("target `{target}` has no port; Lookout's {prober} check needs host:port (not converted)"));
+                return false;
             }
             if let Y::Map(e) = kind {
                 e.insert(0, ("address".into(), Y::s(target)));
             }
         }
     }
+    true
 }
 
 fn ip_family(n: &mut Notes, spec: &Node, kind: &mut Y) {
