@@ -33,45 +33,132 @@ fn assert_validates(out: &Path, env: &[(&str, String)]) {
     std::fs::create_dir_all(out.join("alerts")).unwrap();
     let checks = out.join("checks");
     let alerts = out.join("alerts");
-    let v = lookout(&["validate", "--checks", checks.to_str().unwrap(), "--alerts", alerts.to_str().unwrap()], env);
-    assert!(v.status.success(), "imported config does not validate:\n{}\n{}", text(&v.stderr), std::fs::read_to_string(checks.join(std::fs::read_dir(&checks).unwrap().next().unwrap().unwrap().file_name())).unwrap_or_default());
+    let v = lookout(
+        &[
+            "validate",
+            "--checks",
+            checks.to_str().unwrap(),
+            "--alerts",
+            alerts.to_str().unwrap(),
+        ],
+        env,
+    );
+    assert!(
+        v.status.success(),
+        "imported config does not validate:\n{}\n{}",
+        text(&v.stderr),
+        std::fs::read_to_string(
+            checks.join(
+                std::fs::read_dir(&checks)
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .file_name()
+            )
+        )
+        .unwrap_or_default()
+    );
 }
 
 #[test]
 fn gatus_samples_import_validate_and_count() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = fixtures().join("gatus");
-    let out = lookout(&["import", "gatus", dir.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()], &[]);
+    let out = lookout(
+        &[
+            "import",
+            "gatus",
+            dir.to_str().unwrap(),
+            "--out",
+            tmp.path().to_str().unwrap(),
+        ],
+        &[],
+    );
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // config.yaml 8, alerting.yaml 1, dns.yaml 1, tcp.yaml 2, multi/backend.yaml 3 endpoints;
     // partial: two `[DOMAIN_EXPIRATION]` conditions and one `client.certpath`.
-    assert!(stderr.contains("12 of 15 endpoints converted fully, 3 partially"), "{stderr}");
+    assert!(
+        stderr.contains("12 of 15 endpoints converted fully, 3 partially"),
+        "{stderr}"
+    );
     let config = dir.join("config.yaml");
-    assert!(stderr.contains(&format!("{}:53: condition `[DOMAIN_EXPIRATION] > 720h` has no Lookout equivalent", config.display())), "{stderr}");
-    assert!(stderr.contains(&format!("{}:65: `client.certpath`", config.display())), "{stderr}");
-    assert!(stderr.contains(&format!("{}:1: top-level `metrics`", dir.join("multi/global.yaml").display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:53: condition `[DOMAIN_EXPIRATION] > 720h` has no Lookout equivalent",
+            config.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:65: `client.certpath`", config.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}:1: top-level `metrics`",
+            dir.join("multi/global.yaml").display()
+        )),
+        "{stderr}"
+    );
     assert_validates(tmp.path(), &[]);
     let checks = std::fs::read_to_string(tmp.path().join("checks/gatus.yaml")).unwrap();
     assert!(checks.starts_with("# yaml-language-server: $schema=../schema/checks.schema.json\n"));
     // The conditions became the same judgements.
-    for expected in ["status: [200]", "path: $.status", "equals: UP", "max_latency: 150ms", "name: back-end-certificate", "expires_within: 48h", "resolver: 8.8.8.8:53", "expect: [93.184.216.34]", "host: example.org", "address: 127.0.0.1:6379", "channels: [slack, discord]", "failures: 3", "group: core", "tls_verify: false", "timeout: 10s", "every: 5m"] {
+    for expected in [
+        "status: [200]",
+        "path: $.status",
+        "equals: UP",
+        "max_latency: 150ms",
+        "name: back-end-certificate",
+        "expires_within: 48h",
+        "resolver: 8.8.8.8:53",
+        "expect: [93.184.216.34]",
+        "host: example.org",
+        "address: 127.0.0.1:6379",
+        "channels: [slack, discord]",
+        "failures: 3",
+        "group: core",
+        "tls_verify: false",
+        "timeout: 10s",
+        "every: 5m",
+    ] {
         assert!(checks.contains(expected), "no `{expected}` in\n{checks}");
     }
     let alerts = std::fs::read_to_string(tmp.path().join("alerts/gatus.yaml")).unwrap();
-    assert!(alerts.contains("format: slack") && alerts.contains("format: discord"), "{alerts}");
+    assert!(
+        alerts.contains("format: slack") && alerts.contains("format: discord"),
+        "{alerts}"
+    );
 }
 
 #[test]
 fn blackbox_samples_import_and_validate() {
     for (config, prometheus, summary) in [
-        ("blackbox.yml", "prometheus.yml", "3 of 10 probes (target and module) converted fully, 7 partially"),
+        (
+            "blackbox.yml",
+            "prometheus.yml",
+            "3 of 10 probes (target and module) converted fully, 7 partially",
+        ),
         ("blackbox-good.yml", "prometheus-good.yml", "of 7 probes"),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let c = fixtures().join("blackbox").join(config);
         let p = fixtures().join("blackbox").join(prometheus);
-        let out = lookout(&["import", "blackbox", "--config", c.to_str().unwrap(), "--prometheus", p.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()], &[]);
+        let out = lookout(
+            &[
+                "import",
+                "blackbox",
+                "--config",
+                c.to_str().unwrap(),
+                "--prometheus",
+                p.to_str().unwrap(),
+                "--out",
+                tmp.path().to_str().unwrap(),
+            ],
+            &[],
+        );
         let stderr = text(&out.stderr);
         assert!(out.status.success(), "{stderr}");
         assert!(stderr.contains(summary), "{config}: {stderr}");
@@ -80,11 +167,33 @@ fn blackbox_samples_import_and_validate() {
     // Notes name the module's line.
     let c = fixtures().join("blackbox/blackbox.yml");
     let p = fixtures().join("blackbox/prometheus.yml");
-    let out = lookout(&["import", "blackbox", "--config", c.to_str().unwrap(), "--prometheus", p.to_str().unwrap()], &[]);
+    let out = lookout(
+        &[
+            "import",
+            "blackbox",
+            "--config",
+            c.to_str().unwrap(),
+            "--prometheus",
+            p.to_str().unwrap(),
+        ],
+        &[],
+    );
     let stderr = text(&out.stderr);
-    assert!(stderr.contains(&format!("{}:67: `modules.http_3xx.http.enable_http3` has no Lookout equivalent", c.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:67: `modules.http_3xx.http.enable_http3` has no Lookout equivalent",
+            c.display()
+        )),
+        "{stderr}"
+    );
     let stdout = text(&out.stdout);
-    for expected in ["every: 30s", "url: http://127.0.0.1:8080/health", "service: service1", "send: NICK prober", "host: example.com\n"] {
+    for expected in [
+        "every: 30s",
+        "url: http://127.0.0.1:8080/health",
+        "service: service1",
+        "send: NICK prober",
+        "host: example.com\n",
+    ] {
         assert!(stdout.contains(expected), "no `{expected}` in\n{stdout}");
     }
 }
@@ -101,7 +210,11 @@ fn serve(status: Arc<AtomicU16>) -> u16 {
             let _ = stream.read(&mut buf);
             let code = status.load(Ordering::SeqCst);
             let body = r#"{"status":"UP"}"#;
-            let _ = write!(stream, "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     port
@@ -110,7 +223,17 @@ fn serve(status: Arc<AtomicU16>) -> u16 {
 fn run_check(dir: &Path, name: &str, env: &[(&str, String)]) -> Output {
     let checks = dir.join("checks");
     let alerts = dir.join("alerts");
-    lookout(&["check", name, "--checks", checks.to_str().unwrap(), "--alerts", alerts.to_str().unwrap()], env)
+    lookout(
+        &[
+            "check",
+            name,
+            "--checks",
+            checks.to_str().unwrap(),
+            "--alerts",
+            alerts.to_str().unwrap(),
+        ],
+        env,
+    )
 }
 
 #[test]
@@ -125,23 +248,55 @@ fn an_imported_gatus_check_judges_like_gatus() {
     )
     .unwrap();
     let out_dir = tmp.path().join("out");
-    let out = lookout(&["import", "gatus", gatus.to_str().unwrap(), "--out", out_dir.to_str().unwrap()], &[]);
+    let out = lookout(
+        &[
+            "import",
+            "gatus",
+            gatus.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains(&format!("{}:7: `client.network`", gatus.display())), "{stderr}");
-    assert!(stderr.contains(&format!("{}:11: condition `[IP] == 127.0.0.1`", gatus.display())), "{stderr}");
-    assert!(stderr.contains("0 of 1 endpoints converted fully, 1 partially"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:7: `client.network`", gatus.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}:11: condition `[IP] == 127.0.0.1`",
+            gatus.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("0 of 1 endpoints converted fully, 1 partially"),
+        "{stderr}"
+    );
     let env = [("LOOKOUT_TEST_PORT", port.to_string())];
     assert_validates(&out_dir, &env);
     let checks = std::fs::read_to_string(out_dir.join("checks/gatus.yaml")).unwrap();
     assert!(checks.contains("${LOOKOUT_TEST_PORT}"), "{checks}");
     // The condition holds: the check passes.
     let ok = run_check(&out_dir, "local-api", &env);
-    assert!(ok.status.success(), "{}{}", text(&ok.stdout), text(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        text(&ok.stdout),
+        text(&ok.stderr)
+    );
     // The status differs: it fails, as Gatus's `[STATUS] == 200` would.
     status.store(503, Ordering::SeqCst);
     let fail = run_check(&out_dir, "local-api", &env);
-    assert_eq!(fail.status.code(), Some(1), "{}{}", text(&fail.stdout), text(&fail.stderr));
+    assert_eq!(
+        fail.status.code(),
+        Some(1),
+        "{}{}",
+        text(&fail.stdout),
+        text(&fail.stderr)
+    );
 }
 
 #[test]
@@ -154,15 +309,41 @@ fn an_imported_blackbox_check_judges_like_blackbox() {
     let prometheus = tmp.path().join("prometheus.yml");
     std::fs::write(&prometheus, format!("scrape_configs:\n  - job_name: bb\n    scrape_interval: 15s\n    metrics_path: /probe\n    params: {{module: [http_up]}}\n    static_configs:\n      - targets: ['http://127.0.0.1:{port}/health']\n    relabel_configs:\n      - source_labels: [__address__]\n        target_label: __param_target\n      - target_label: __address__\n        replacement: 127.0.0.1:9115\n")).unwrap();
     let out_dir = tmp.path().join("out");
-    let out = lookout(&["import", "blackbox", "--config", config.to_str().unwrap(), "--prometheus", prometheus.to_str().unwrap(), "--out", out_dir.to_str().unwrap()], &[]);
+    let out = lookout(
+        &[
+            "import",
+            "blackbox",
+            "--config",
+            config.to_str().unwrap(),
+            "--prometheus",
+            prometheus.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("1 of 1 probes (target and module) converted fully, 0 partially"), "{stderr}");
+    assert!(
+        stderr.contains("1 of 1 probes (target and module) converted fully, 0 partially"),
+        "{stderr}"
+    );
     assert_validates(&out_dir, &[]);
     let name = format!("http_up-127-0-0-1-{port}");
     let ok = run_check(&out_dir, &name, &[]);
-    assert!(ok.status.success(), "{}{}", text(&ok.stdout), text(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        text(&ok.stdout),
+        text(&ok.stderr)
+    );
     status.store(500, Ordering::SeqCst);
     let fail = run_check(&out_dir, &name, &[]);
-    assert_eq!(fail.status.code(), Some(1), "{}{}", text(&fail.stdout), text(&fail.stderr));
+    assert_eq!(
+        fail.status.code(),
+        Some(1),
+        "{}{}",
+        text(&fail.stdout),
+        text(&fail.stderr)
+    );
 }

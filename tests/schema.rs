@@ -43,7 +43,9 @@ fn decoder_keys(kind: SchemaKind, doc: &Value) -> Result<BTreeSet<String>, Strin
     .unwrap_or_default();
     let needle = format!("unknown key `{UNKNOWN}`");
     let Some(line) = errors.iter().find(|e| e.contains(&needle)) else {
-        return Err(format!("the decoder did not flag the unknown key; errors: {errors:?}"));
+        return Err(format!(
+            "the decoder did not flag the unknown key; errors: {errors:?}"
+        ));
     };
     let Some((_, list)) = line.split_once("expected one of: ") else {
         return Err(format!("no key list in {line}"));
@@ -55,7 +57,15 @@ type Build<'a> = &'a dyn Fn(Value) -> Value;
 
 /// Walks every mapping the schema describes; `build` wraps an instance of
 /// the current node into a whole document.
-fn walk(kind: SchemaKind, path: &str, node: &Value, base: Option<&Value>, build: Build, out: &mut Vec<String>, probed: &mut usize) {
+fn walk(
+    kind: SchemaKind,
+    path: &str,
+    node: &Value,
+    base: Option<&Value>,
+    build: Build,
+    out: &mut Vec<String>,
+    probed: &mut usize,
+) {
     for key in ["anyOf", "oneOf"] {
         if let Some(branches) = node.get(key).and_then(Value::as_array) {
             for b in branches {
@@ -87,7 +97,11 @@ fn walk(kind: SchemaKind, path: &str, node: &Value, base: Option<&Value>, build:
         let exclusive: Vec<String> = node
             .get("oneOf")
             .and_then(Value::as_array)
-            .map(|o| o.iter().filter_map(|b| b["required"][0].as_str().map(String::from)).collect())
+            .map(|o| {
+                o.iter()
+                    .filter_map(|b| b["required"][0].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         for (key, child) in props {
             let mut parent = instance.clone();
@@ -104,18 +118,45 @@ fn walk(kind: SchemaKind, path: &str, node: &Value, base: Option<&Value>, build:
                 build(Value::Object(p))
             };
             let child_base = child.get("examples").and_then(|e| e.get(0));
-            walk(kind, &format!("{path}.{key}"), child, child_base, &wrap, out, probed);
+            walk(
+                kind,
+                &format!("{path}.{key}"),
+                child,
+                child_base,
+                &wrap,
+                out,
+                probed,
+            );
         }
     }
     if let Some(items) = node.get("items").filter(|v| v.is_object()) {
         let item_base = base.and_then(|b| b.get(0)).cloned();
         let wrap = |inst: Value| build(json!([inst]));
-        walk(kind, &format!("{path}[]"), items, item_base.as_ref(), &wrap, out, probed);
+        walk(
+            kind,
+            &format!("{path}[]"),
+            items,
+            item_base.as_ref(),
+            &wrap,
+            out,
+            probed,
+        );
     }
     if let Some(values) = node.get("additionalProperties").filter(|v| v.is_object()) {
-        let value_base = base.and_then(Value::as_object).and_then(|m| m.values().next()).cloned();
+        let value_base = base
+            .and_then(Value::as_object)
+            .and_then(|m| m.values().next())
+            .cloned();
         let wrap = |inst: Value| build(json!({"drift": inst}));
-        walk(kind, &format!("{path}.*"), values, value_base.as_ref(), &wrap, out, probed);
+        walk(
+            kind,
+            &format!("{path}.*"),
+            values,
+            value_base.as_ref(),
+            &wrap,
+            out,
+            probed,
+        );
     }
 }
 
@@ -124,10 +165,26 @@ fn schema_and_decoder_know_the_same_keys() {
     let mut problems = Vec::new();
     for kind in [SchemaKind::Checks, SchemaKind::Alerts, SchemaKind::Probes] {
         let mut probed = 0;
-        walk(kind, kind.name(), &schema(kind), None, &|v| v, &mut problems, &mut probed);
-        assert!(probed >= 2, "{}: only {probed} mappings probed", kind.name());
+        walk(
+            kind,
+            kind.name(),
+            &schema(kind),
+            None,
+            &|v| v,
+            &mut problems,
+            &mut probed,
+        );
+        assert!(
+            probed >= 2,
+            "{}: only {probed} mappings probed",
+            kind.name()
+        );
     }
-    assert!(problems.is_empty(), "schema drift:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "schema drift:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -136,10 +193,23 @@ fn committed_schema_files_are_what_lookout_schema_prints() {
     for kind in SchemaKind::ALL {
         let path = root.join(format!("schema/{}.schema.json", kind.name()));
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert_eq!(committed.trim_end(), schema_text(kind), "{} is stale: run `lookout schema {} > {}`", path.display(), kind.name(), path.display());
-        let out = Command::new(env!("CARGO_BIN_EXE_lookout")).args(["schema", kind.name()]).output().unwrap();
+        assert_eq!(
+            committed.trim_end(),
+            schema_text(kind),
+            "{} is stale: run `lookout schema {} > {}`",
+            path.display(),
+            kind.name(),
+            path.display()
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+            .args(["schema", kind.name()])
+            .output()
+            .unwrap();
         assert!(out.status.success());
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), schema_text(kind));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            schema_text(kind)
+        );
     }
 }
 
@@ -161,11 +231,21 @@ for e in errors:
     print("/".join(map(str, e.path)) + ": " + e.message[:300])
 sys.exit(1 if errors else 0)
 "#;
-    let out = Command::new("python3").arg("-c").arg(script).arg(&schema_path).arg(&doc_path).output().map_err(|e| format!("python3: {e}"))?;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&schema_path)
+        .arg(&doc_path)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -184,16 +264,36 @@ fn every_example_file_validates_against_its_schema_and_names_it() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let mut examples: Vec<(SchemaKind, PathBuf)> = Vec::new();
-    examples.extend(yaml_files(&root.join("checks")).into_iter().map(|p| (SchemaKind::Checks, p)));
-    examples.extend(yaml_files(&root.join("alerts")).into_iter().map(|p| (SchemaKind::Alerts, p)));
+    examples.extend(
+        yaml_files(&root.join("checks"))
+            .into_iter()
+            .map(|p| (SchemaKind::Checks, p)),
+    );
+    examples.extend(
+        yaml_files(&root.join("alerts"))
+            .into_iter()
+            .map(|p| (SchemaKind::Alerts, p)),
+    );
     examples.push((SchemaKind::Probes, root.join("deploy/probes.example.yaml")));
     assert!(examples.len() >= 3);
     for (kind, path) in examples {
         let text = std::fs::read_to_string(&path).unwrap();
-        let line = format!("# yaml-language-server: $schema=../schema/{}.schema.json", kind.name());
-        assert_eq!(text.lines().next(), Some(line.as_str()), "{} lacks the schema line", path.display());
+        let line = format!(
+            "# yaml-language-server: $schema=../schema/{}.schema.json",
+            kind.name()
+        );
+        assert_eq!(
+            text.lines().next(),
+            Some(line.as_str()),
+            "{} lacks the schema line",
+            path.display()
+        );
         if let Err(e) = validate_with_python(kind, &text, tmp.path()) {
-            panic!("{} does not validate against the {} schema:\n{e}", path.display(), kind.name());
+            panic!(
+                "{} does not validate against the {} schema:\n{e}",
+                path.display(),
+                kind.name()
+            );
         }
     }
 }
@@ -209,7 +309,10 @@ fn the_validator_rejects_what_the_decoder_rejects() {
         "checks:\n  - name: a\n    http: { url: https://x.test/ }\n    cron: every day\n",
     ];
     for doc in bad {
-        assert!(validate_with_python(SchemaKind::Checks, doc, tmp.path()).is_err(), "accepted:\n{doc}");
+        assert!(
+            validate_with_python(SchemaKind::Checks, doc, tmp.path()).is_err(),
+            "accepted:\n{doc}"
+        );
     }
     let alerts = "channels:\n  a:\n    webhook: { url: https://x.test/, format: telegram }\n";
     assert!(validate_with_python(SchemaKind::Alerts, alerts, tmp.path()).is_err());

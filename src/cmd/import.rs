@@ -12,10 +12,18 @@ pub fn gatus(paths: &[std::path::PathBuf], out: Option<&Path>) -> ExitCode {
 }
 
 pub fn blackbox(config: &Path, prometheus: &Path, out: Option<&Path>) -> ExitCode {
-    finish(import::blackbox::convert_paths(config, prometheus), out, "blackbox")
+    finish(
+        import::blackbox::convert_paths(config, prometheus),
+        out,
+        "blackbox",
+    )
 }
 
-fn finish(result: Result<Conversion, import::ImportError>, out: Option<&Path>, stem: &str) -> ExitCode {
+fn finish(
+    result: Result<Conversion, import::ImportError>,
+    out: Option<&Path>,
+    stem: &str,
+) -> ExitCode {
     let conversion = match result {
         Ok(c) => c,
         Err(error) => {

@@ -14,7 +14,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::{Conversion, ImportError, Note, Y, entries, get, items, lookout_name, text, unique_name};
+use super::{
+    Conversion, ImportError, Note, Y, entries, get, items, lookout_name, text, unique_name,
+};
 use crate::config::yaml::{Node, Value};
 
 pub fn convert_paths(config: &Path, prometheus: &Path) -> Result<Conversion, ImportError> {
@@ -59,7 +61,10 @@ pub fn convert(config_path: &Path, config: &Node, prom_path: &Path, prom: &Node)
             module_nodes.insert(name.to_string(), node);
         }
     }
-    let mut pn = Notes { file: prom_path.to_path_buf(), notes: Vec::new() };
+    let mut pn = Notes {
+        file: prom_path.to_path_buf(),
+        notes: Vec::new(),
+    };
     let global_interval = get(prom, "global")
         .and_then(|g| get(g, "scrape_interval"))
         .and_then(text)
@@ -70,7 +75,8 @@ pub fn convert(config_path: &Path, config: &Node, prom_path: &Path, prom: &Node)
     for job in jobs {
         let relabels = get(job, "relabel_configs").map(items).unwrap_or(&[]);
         let targets_param = relabels.iter().any(|r| {
-            target_label(r) == Some("__param_target".into()) && source_labels(r) == vec!["__address__".to_string()]
+            target_label(r) == Some("__param_target".into())
+                && source_labels(r) == vec!["__address__".to_string()]
         });
         if !targets_param {
             continue;
@@ -80,7 +86,9 @@ pub fn convert(config_path: &Path, config: &Node, prom_path: &Path, prom: &Node)
             .find(|r| target_label(r) == Some("__param_module".into()))
             .and_then(|r| source_labels(r).into_iter().next());
         let job_name = get(job, "job_name").and_then(text).unwrap_or_default();
-        let every = get(job, "scrape_interval").and_then(text).unwrap_or_else(|| global_interval.clone());
+        let every = get(job, "scrape_interval")
+            .and_then(text)
+            .unwrap_or_else(|| global_interval.clone());
         let param_modules: Vec<String> = get(job, "params")
             .and_then(|p| get(p, "module"))
             .map(|m| items(m).iter().filter_map(text).collect())
@@ -88,7 +96,10 @@ pub fn convert(config_path: &Path, config: &Node, prom_path: &Path, prom: &Node)
         if let Some(params) = get(job, "params") {
             for (k, v) in entries(params) {
                 if k != "module" {
-                    pn.note(v, format!("job `{job_name}`: `params.{k}` has no Lookout equivalent"));
+                    pn.note(
+                        v,
+                        format!("job `{job_name}`: `params.{k}` has no Lookout equivalent"),
+                    );
                 }
             }
         }
@@ -104,11 +115,19 @@ pub fn convert(config_path: &Path, config: &Node, prom_path: &Path, prom: &Node)
                 continue;
             }
             for target_node in get(sc, "targets").map(items).unwrap_or(&[]) {
-                let Some(target) = text(target_node) else { continue };
+                let Some(target) = text(target_node) else {
+                    continue;
+                };
                 for module_name in &modules {
                     conversion.total += 1;
                     let Some(node) = module_nodes.get(module_name) else {
-                        pn.note(target_node, format!("job `{job_name}`: module `{module_name}` is not in {}", config_path.display()));
+                        pn.note(
+                            target_node,
+                            format!(
+                                "job `{job_name}`: module `{module_name}` is not in {}",
+                                config_path.display()
+                            ),
+                        );
                         continue;
                     };
                     let module = decode_module(config_path, module_name, node, &target);
@@ -125,7 +144,14 @@ pub fn convert(config_path: &Path, config: &Node, prom_path: &Path, prom: &Node)
                     let mut kind = module.kind.clone();
                     let mut prober = module.prober.as_str();
                     let mut target_notes = Vec::new();
-                    if !place_target(prober, &target, &mut kind, &mut target_notes, target_node, prom_path) {
+                    if !place_target(
+                        prober,
+                        &target,
+                        &mut kind,
+                        &mut target_notes,
+                        target_node,
+                        prom_path,
+                    ) {
                         conversion.notes.extend(target_notes);
                         continue;
                     }
@@ -139,9 +165,15 @@ pub fn convert(config_path: &Path, config: &Node, prom_path: &Path, prom: &Node)
                         .next()
                         .unwrap_or_default()
                         .to_string();
-                    let name = unique_name(lookout_name(&format!("{module_name}-{host}")), &mut taken);
+                    let name =
+                        unique_name(lookout_name(&format!("{module_name}-{host}")), &mut taken);
                     let mut check = Y::Map(vec![("name".into(), Y::s(name))]);
-                    check.put("description", Y::s(format!("blackbox module {module_name}, job {job_name}, target {target}")));
+                    check.put(
+                        "description",
+                        Y::s(format!(
+                            "blackbox module {module_name}, job {job_name}, target {target}"
+                        )),
+                    );
                     check.put(prober, kind);
                     check.put("every", Y::s(every.clone()));
                     if let Some(t) = &module.timeout {
@@ -175,12 +207,21 @@ fn target_label(r: &Node) -> Option<String> {
 }
 
 fn source_labels(r: &Node) -> Vec<String> {
-    get(r, "source_labels").map(|s| items(s).iter().filter_map(text).collect()).unwrap_or_default()
+    get(r, "source_labels")
+        .map(|s| items(s).iter().filter_map(text).collect())
+        .unwrap_or_default()
 }
 
 /// Puts the target where the prober's kind wants it; false when it cannot
 /// be (noted).
-fn place_target(prober: &str, target: &str, kind: &mut Y, notes: &mut Vec<Note>, node: &Node, file: &Path) -> bool {
+fn place_target(
+    prober: &str,
+    target: &str,
+    kind: &mut Y,
+    notes: &mut Vec<Note>,
+    node: &Node,
+    file: &Path,
+) -> bool {
     let mut note = |message: String| {
         notes.push(Note {
             file: file.to_path_buf(),
@@ -190,7 +231,11 @@ fn place_target(prober: &str, target: &str, kind: &mut Y, notes: &mut Vec<Note>,
     };
     match prober {
         "http" => {
-            let mut url = if target.contains("://") { target.to_string() } else { format!("http://{target}") };
+            let mut url = if target.contains("://") {
+                target.to_string()
+            } else {
+                format!("http://{target}")
+            };
             if let Some(Y::Str(userinfo)) = kind.get("__userinfo").cloned()
                 && let Some((scheme, rest)) = url.split_once("://")
             {
@@ -213,16 +258,27 @@ fn place_target(prober: &str, target: &str, kind: &mut Y, notes: &mut Vec<Note>,
         "dns" => {
             let resolver = match target.parse::<std::net::SocketAddr>() {
                 Ok(a) => Some(a.to_string()),
-                Err(_) => target.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok().map(|ip| std::net::SocketAddr::new(ip, 53).to_string()),
+                Err(_) => target
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(|ip| std::net::SocketAddr::new(ip, 53).to_string()),
             };
             match resolver {
                 Some(r) => kind.put("resolver", Y::s(r)),
-                None => note(format!("target `{target}`: a Lookout dns check's resolver is an IP address; the system's resolver is used")),
+                None => note(format!(
+                    "target `{target}`: a Lookout dns check's resolver is an IP address; the system's resolver is used"
+                )),
             }
         }
         _ => {
-            if !target.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-                note(format!("target `{target}` has no port; Lookout's {prober} check needs host:port (not converted)"));
+            if target
+                .rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            {
+                note(format!(
+                    "target `{target}` has no port; Lookout's {prober} check needs host:port (not converted)"
+                ));
                 return false;
             }
             if let Y::Map(e) = kind {
@@ -234,13 +290,16 @@ fn place_target(prober: &str, target: &str, kind: &mut Y, notes: &mut Vec<Note>,
 }
 
 fn ip_family(n: &mut Notes, spec: &Node, kind: &mut Y) {
-    let Some(node) = get(spec, "preferred_ip_protocol") else { return };
+    let Some(node) = get(spec, "preferred_ip_protocol") else {
+        return;
+    };
     let family = match text(node).as_deref() {
         Some("ip4") => "ipv4",
         Some("ip6") => "ipv6",
         _ => return n.note(node, "`preferred_ip_protocol` is neither ip4 nor ip6"),
     };
-    let fallback = get(spec, "ip_protocol_fallback").is_none_or(|f| !matches!(f.value, Value::Bool(false)));
+    let fallback =
+        get(spec, "ip_protocol_fallback").is_none_or(|f| !matches!(f.value, Value::Bool(false)));
     if fallback {
         n.note(node, format!("`preferred_ip_protocol: {}` falls back to the other family; Lookout's ip_family is strict, so `any` is kept", text(node).unwrap_or_default()));
     } else {
@@ -249,7 +308,9 @@ fn ip_family(n: &mut Notes, spec: &Node, kind: &mut Y) {
 }
 
 fn tls_config(n: &mut Notes, spec: &Node, kind: &mut Y, prefix: &str) {
-    let Some(tc) = get(spec, "tls_config") else { return };
+    let Some(tc) = get(spec, "tls_config") else {
+        return;
+    };
     for (k, v) in entries(tc) {
         match k {
             "insecure_skip_verify" => {
@@ -260,7 +321,10 @@ fn tls_config(n: &mut Notes, spec: &Node, kind: &mut Y, prefix: &str) {
             "ca_file" => kind.put("ca_file", Y::s(text(v).unwrap_or_default())),
             "cert_file" => kind.put("client_cert", Y::s(text(v).unwrap_or_default())),
             "key_file" => kind.put("client_key", Y::s(text(v).unwrap_or_default())),
-            other => n.note(v, format!("`{prefix}.tls_config.{other}` has no Lookout equivalent")),
+            other => n.note(
+                v,
+                format!("`{prefix}.tls_config.{other}` has no Lookout equivalent"),
+            ),
         }
     }
 }
@@ -272,7 +336,7 @@ fn literal(regex_text: &str) -> Option<String> {
     let mut chars = body.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => out.push(chars.next()?).to_owned(),
+            '\\' => out.push(chars.next()?),
             // An unescaped `.` is read as itself: the substring is then
             // stricter than the regex, never looser.
             c if "[](){}*+?|$^".contains(c) => return None,
@@ -283,21 +347,36 @@ fn literal(regex_text: &str) -> Option<String> {
 }
 
 fn decode_module(file: &Path, name: &str, node: &Node, _target: &str) -> Option<Module> {
-    let mut n = Notes { file: file.to_path_buf(), notes: Vec::new() };
+    let mut n = Notes {
+        file: file.to_path_buf(),
+        notes: Vec::new(),
+    };
     let prober = get(node, "prober").and_then(text).unwrap_or_default();
     if !matches!(prober.as_str(), "http" | "tcp" | "dns" | "icmp" | "grpc") {
         return None;
     }
-    let mut module = Module { prober: prober.clone(), kind: Y::Map(Vec::new()), expect: Y::Map(Vec::new()), timeout: None, notes: Vec::new() };
+    let mut module = Module {
+        prober: prober.clone(),
+        kind: Y::Map(Vec::new()),
+        expect: Y::Map(Vec::new()),
+        timeout: None,
+        notes: Vec::new(),
+    };
     for (k, v) in entries(node) {
         match k {
             "prober" => {}
             "timeout" => module.timeout = text(v),
             k if k == prober => {}
-            other => n.note(v, format!("module `{name}`: `{other}` has no Lookout equivalent")),
+            other => n.note(
+                v,
+                format!("module `{name}`: `{other}` has no Lookout equivalent"),
+            ),
         }
     }
-    let empty = Node { pos: node.pos, value: Value::Null };
+    let empty = Node {
+        pos: node.pos,
+        value: Value::Null,
+    };
     let spec = get(node, &prober).unwrap_or(&empty);
     let (kind, expect) = (&mut module.kind, &mut module.expect);
     let p = format!("modules.{name}.{prober}");
@@ -305,11 +384,27 @@ fn decode_module(file: &Path, name: &str, node: &Node, _target: &str) -> Option<
         "http" => {
             for (k, v) in entries(spec) {
                 match k {
-                    "method" => kind.put("method", Y::s(text(v).unwrap_or_default().to_ascii_uppercase())),
-                    "headers" => kind.put("headers", Y::Map(entries(v).into_iter().filter_map(|(h, x)| text(x).map(|x| (h.to_string(), Y::s(x)))).collect())),
+                    "method" => kind.put(
+                        "method",
+                        Y::s(text(v).unwrap_or_default().to_ascii_uppercase()),
+                    ),
+                    "headers" => kind.put(
+                        "headers",
+                        Y::Map(
+                            entries(v)
+                                .into_iter()
+                                .filter_map(|(h, x)| text(x).map(|x| (h.to_string(), Y::s(x))))
+                                .collect(),
+                        ),
+                    ),
                     "body" => kind.put("body", Y::s(text(v).unwrap_or_default())),
                     "valid_status_codes" => {
-                        let codes: Vec<Y> = items(v).iter().filter_map(text).filter_map(|c| c.parse::<i64>().ok()).map(Y::Int).collect();
+                        let codes: Vec<Y> = items(v)
+                            .iter()
+                            .filter_map(text)
+                            .filter_map(|c| c.parse::<i64>().ok())
+                            .map(Y::Int)
+                            .collect();
                         if !codes.is_empty() {
                             expect.put("status", Y::List(codes));
                         }
@@ -318,14 +413,30 @@ fn decode_module(file: &Path, name: &str, node: &Node, _target: &str) -> Option<
                         let versions: Vec<String> = items(v).iter().filter_map(text).collect();
                         match versions.as_slice() {
                             [one] if one == "HTTP/1.1" => expect.put("http_version", Y::s("1.1")),
-                            [one] if one == "HTTP/2.0" || one == "HTTP/2" => expect.put("http_version", Y::s("2")),
-                            _ => n.note(v, format!("`{p}.valid_http_versions` {}: Lookout checks one of 1.1 or 2", versions.join(", "))),
+                            [one] if one == "HTTP/2.0" || one == "HTTP/2" => {
+                                expect.put("http_version", Y::s("2"))
+                            }
+                            _ => n.note(
+                                v,
+                                format!(
+                                    "`{p}.valid_http_versions` {}: Lookout checks one of 1.1 or 2",
+                                    versions.join(", ")
+                                ),
+                            ),
                         }
                     }
                     "fail_if_body_matches_regexp" => {
                         let r: Vec<String> = items(v).iter().filter_map(text).collect();
                         if !r.is_empty() {
-                            expect.put("body_not_matches", Y::s(r.iter().map(|x| format!("(?:{x})")).collect::<Vec<_>>().join("|")));
+                            expect.put(
+                                "body_not_matches",
+                                Y::s(
+                                    r.iter()
+                                        .map(|x| format!("(?:{x})"))
+                                        .collect::<Vec<_>>()
+                                        .join("|"),
+                                ),
+                            );
                         }
                     }
                     "fail_if_body_not_matches_regexp" => {
@@ -342,10 +453,19 @@ fn decode_module(file: &Path, name: &str, node: &Node, _target: &str) -> Option<
                     "fail_if_header_not_matches" => {
                         let mut headers = Vec::new();
                         for h in items(v) {
-                            let (Some(name), Some(re)) = (get(h, "header").and_then(text), get(h, "regexp").and_then(text)) else { continue };
-                            let missing = get(h, "allow_missing").is_some_and(|a| matches!(a.value, Value::Bool(true)));
+                            let (Some(name), Some(re)) = (
+                                get(h, "header").and_then(text),
+                                get(h, "regexp").and_then(text),
+                            ) else {
+                                continue;
+                            };
+                            let missing = get(h, "allow_missing")
+                                .is_some_and(|a| matches!(a.value, Value::Bool(true)));
                             let value = if missing {
-                                Y::Map(vec![("matches".into(), Y::s(re)), ("allow_missing".into(), Y::Bool(true))])
+                                Y::Map(vec![
+                                    ("matches".into(), Y::s(re)),
+                                    ("allow_missing".into(), Y::Bool(true)),
+                                ])
                             } else {
                                 Y::s(re)
                             };
@@ -353,8 +473,12 @@ fn decode_module(file: &Path, name: &str, node: &Node, _target: &str) -> Option<
                         }
                         expect.put("headers", Y::Map(headers));
                     }
-                    "no_follow_redirects" if matches!(v.value, Value::Bool(true)) => kind.put("follow_redirects", Y::Bool(false)),
-                    "follow_redirects" if matches!(v.value, Value::Bool(false)) => kind.put("follow_redirects", Y::Bool(false)),
+                    "no_follow_redirects" if matches!(v.value, Value::Bool(true)) => {
+                        kind.put("follow_redirects", Y::Bool(false))
+                    }
+                    "follow_redirects" if matches!(v.value, Value::Bool(false)) => {
+                        kind.put("follow_redirects", Y::Bool(false))
+                    }
                     "no_follow_redirects" | "follow_redirects" => {}
                     "proxy_url" => kind.put("proxy", Y::s(text(v).unwrap_or_default())),
                     "basic_auth" => {
@@ -364,7 +488,8 @@ fn decode_module(file: &Path, name: &str, node: &Node, _target: &str) -> Option<
                     }
                     "bearer_token" => {
                         let token = text(v).unwrap_or_default();
-                        let mut headers = kind.get("headers").cloned().unwrap_or(Y::Map(Vec::new()));
+                        let mut headers =
+                            kind.get("headers").cloned().unwrap_or(Y::Map(Vec::new()));
                         headers.put("Authorization", Y::s(format!("Bearer {token}")));
                         kind.put("headers", headers);
                     }
@@ -392,9 +517,17 @@ fn decode_module(file: &Path, name: &str, node: &Node, _target: &str) -> Option<
                 // TLS on connect: the handshake and chain, as a `tls` check.
                 module.prober = "tcp-tls".to_string();
                 if let Y::Map(e) = kind {
-                    e.retain(|(k, _)| matches!(k.as_str(), "ca_file" | "client_cert" | "client_key" | "ip_family"));
+                    e.retain(|(k, _)| {
+                        matches!(
+                            k.as_str(),
+                            "ca_file" | "client_cert" | "client_key" | "ip_family"
+                        )
+                    });
                 }
-                if get(spec, "tls_config").and_then(|t| get(t, "insecure_skip_verify")).is_some_and(|v| matches!(v.value, Value::Bool(true))) {
+                if get(spec, "tls_config")
+                    .and_then(|t| get(t, "insecure_skip_verify"))
+                    .is_some_and(|v| matches!(v.value, Value::Bool(true)))
+                {
                     n.note(spec, format!("`{p}.tls_config.insecure_skip_verify`: a Lookout tls check always verifies"));
                 }
             }
@@ -408,7 +541,13 @@ fn decode_module(file: &Path, name: &str, node: &Node, _target: &str) -> Option<
                     "valid_rcodes" => {
                         let codes: Vec<String> = items(v).iter().filter_map(text).collect();
                         if codes != ["NOERROR"] {
-                            n.note(v, format!("`{p}.valid_rcodes` {}: Lookout expects an answer (NOERROR)", codes.join(", ")));
+                            n.note(
+                                v,
+                                format!(
+                                    "`{p}.valid_rcodes` {}: Lookout expects an answer (NOERROR)",
+                                    codes.join(", ")
+                                ),
+                            );
                         }
                     }
                     "preferred_ip_protocol" => ip_family(&mut n, spec, kind),
@@ -416,8 +555,14 @@ fn decode_module(file: &Path, name: &str, node: &Node, _target: &str) -> Option<
                     other => n.note(v, format!("`{p}.{other}` has no Lookout equivalent")),
                 }
             }
-            match query_type.as_deref().map(str::to_ascii_uppercase).as_deref() {
-                Some(t @ ("A" | "AAAA" | "CNAME" | "MX" | "TXT" | "NS")) => kind.put("type", Y::s(t)),
+            match query_type
+                .as_deref()
+                .map(str::to_ascii_uppercase)
+                .as_deref()
+            {
+                Some(t @ ("A" | "AAAA" | "CNAME" | "MX" | "TXT" | "NS")) => {
+                    kind.put("type", Y::s(t))
+                }
                 other => {
                     let t = other.unwrap_or("ANY (the default)");
                     n.note(get(spec, "query_type").unwrap_or(spec), format!("`{p}.query_type` {t}: Lookout queries A, AAAA, CNAME, MX, TXT or NS; A is used"));

@@ -12,7 +12,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::{Conversion, ImportError, Note, Y, entries, get, items, lookout_name, text, unique_name};
+use super::{
+    Conversion, ImportError, Note, Y, entries, get, items, lookout_name, text, unique_name,
+};
 use crate::config::yaml::{Node, Value};
 
 /// Expands directories (their `*.yaml`/`*.yml`, recursively, in name
@@ -47,9 +49,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), Impo
     let mut children: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
     children.sort();
     for child in children {
-        let yaml = child
-            .extension()
-            .is_some_and(|e| e == "yaml" || e == "yml");
+        let yaml = child.extension().is_some_and(|e| e == "yaml" || e == "yml");
         if child.is_dir() {
             collect(&child, out, depth + 1)?;
         } else if yaml {
@@ -84,7 +84,10 @@ pub fn convert(docs: &[(PathBuf, Node)]) -> Conversion {
     let mut channels: BTreeSet<String> = BTreeSet::new();
     // Providers first: endpoints name them in `alerts`.
     for (file, root) in docs {
-        let mut ctx = Ctx { file, notes: Vec::new() };
+        let mut ctx = Ctx {
+            file,
+            notes: Vec::new(),
+        };
         for (key, value) in entries(root) {
             match key {
                 "endpoints" => {}
@@ -96,17 +99,25 @@ pub fn convert(docs: &[(PathBuf, Node)]) -> Conversion {
                         }
                     }
                 }
-                other => ctx.note(value, format!("top-level `{other}` has no Lookout equivalent (not converted)")),
+                other => ctx.note(
+                    value,
+                    format!("top-level `{other}` has no Lookout equivalent (not converted)"),
+                ),
             }
         }
         conversion.notes.extend(ctx.notes);
     }
     let mut taken = BTreeSet::new();
     for (file, root) in docs {
-        let Some(list) = get(root, "endpoints") else { continue };
+        let Some(list) = get(root, "endpoints") else {
+            continue;
+        };
         for endpoint in items(list) {
             conversion.total += 1;
-            let mut ctx = Ctx { file, notes: Vec::new() };
+            let mut ctx = Ctx {
+                file,
+                notes: Vec::new(),
+            };
             let made = endpoint_checks(&mut ctx, endpoint, &channels, &mut taken);
             match (made.is_empty(), ctx.notes.is_empty()) {
                 (true, _) => {}
@@ -157,17 +168,27 @@ fn provider_channel(ctx: &mut Ctx, provider: &str, spec: &Node) -> Option<Y> {
         "slack" | "discord" | "teams" | "mattermost" => {
             let url = get(spec, "webhook-url").and_then(s);
             let Some(url) = url else {
-                ctx.note(spec, format!("alerting provider `{provider}` has no `webhook-url` (not converted)"));
+                ctx.note(
+                    spec,
+                    format!("alerting provider `{provider}` has no `webhook-url` (not converted)"),
+                );
                 return None;
             };
             webhook.put("url", Y::s(url));
-            let format = if provider == "mattermost" { "slack" } else { provider };
+            let format = if provider == "mattermost" {
+                "slack"
+            } else {
+                provider
+            };
             webhook.put("format", Y::s(format));
             used.push("webhook-url");
         }
         "pagerduty" => {
             let Some(key) = get(spec, "integration-key").and_then(s) else {
-                ctx.note(spec, "alerting provider `pagerduty` has no `integration-key` (not converted)");
+                ctx.note(
+                    spec,
+                    "alerting provider `pagerduty` has no `integration-key` (not converted)",
+                );
                 return None;
             };
             webhook.put("url", Y::s("https://events.pagerduty.com/v2/enqueue"));
@@ -177,7 +198,10 @@ fn provider_channel(ctx: &mut Ctx, provider: &str, spec: &Node) -> Option<Y> {
         }
         "custom" => {
             let Some(url) = get(spec, "url").and_then(s) else {
-                ctx.note(spec, "alerting provider `custom` has no `url` (not converted)");
+                ctx.note(
+                    spec,
+                    "alerting provider `custom` has no `url` (not converted)",
+                );
                 return None;
             };
             webhook.put("url", Y::s(url));
@@ -196,10 +220,15 @@ fn provider_channel(ctx: &mut Ctx, provider: &str, spec: &Node) -> Option<Y> {
             let from = get(spec, "from").and_then(s);
             let to = get(spec, "to").and_then(s);
             let (Some(host), Some(from), Some(to)) = (host, from, to) else {
-                ctx.note(spec, "alerting provider `email` needs `host`, `from` and `to` (not converted)");
+                ctx.note(
+                    spec,
+                    "alerting provider `email` needs `host`, `from` and `to` (not converted)",
+                );
                 return None;
             };
-            let port = get(spec, "port").and_then(s).unwrap_or_else(|| "587".into());
+            let port = get(spec, "port")
+                .and_then(s)
+                .unwrap_or_else(|| "587".into());
             let scheme = if port == "465" { "smtps" } else { "smtp" };
             let mut email = Y::Map(Vec::new());
             email.put("smtp", Y::s(format!("{scheme}://{host}:{port}")));
@@ -209,11 +238,17 @@ fn provider_channel(ctx: &mut Ctx, provider: &str, spec: &Node) -> Option<Y> {
                 }
             }
             email.put("from", Y::s(from));
-            email.put("to", Y::List(to.split(',').map(|t| Y::s(t.trim())).collect()));
+            email.put(
+                "to",
+                Y::List(to.split(',').map(|t| Y::s(t.trim())).collect()),
+            );
             used.extend(["host", "port", "from", "to", "username", "password"]);
             for (key, value) in entries(spec) {
                 if !used.contains(&key) {
-                    ctx.note(value, format!("`alerting.email.{key}` has no Lookout equivalent"));
+                    ctx.note(
+                        value,
+                        format!("`alerting.email.{key}` has no Lookout equivalent"),
+                    );
                 }
             }
             let mut channel = Y::Map(Vec::new());
@@ -221,13 +256,19 @@ fn provider_channel(ctx: &mut Ctx, provider: &str, spec: &Node) -> Option<Y> {
             return Some(channel);
         }
         other => {
-            ctx.note(spec, format!("alerting provider `{other}` has no Lookout channel (not converted)"));
+            ctx.note(
+                spec,
+                format!("alerting provider `{other}` has no Lookout channel (not converted)"),
+            );
             return None;
         }
     }
     for (key, value) in entries(spec) {
         if !used.contains(&key) {
-            ctx.note(value, format!("`alerting.{provider}.{key}` has no Lookout equivalent"));
+            ctx.note(
+                value,
+                format!("`alerting.{provider}.{key}` has no Lookout equivalent"),
+            );
         }
     }
     let mut channel = Y::Map(Vec::new());
@@ -254,14 +295,19 @@ fn target(ctx: &mut Ctx, endpoint: &Node, url_node: &Node, url: &str) -> Option<
             .trim_start_matches("tcp://")
             .trim_start_matches("udp://")
             .to_string();
-        let server = if server.contains(':') && !server.starts_with('[') && server.matches(':').count() == 1 {
-            server
-        } else {
-            format!("{server}:53")
-        };
+        let server =
+            if server.contains(':') && !server.starts_with('[') && server.matches(':').count() == 1
+            {
+                server
+            } else {
+                format!("{server}:53")
+            };
         return Some(Target::Dns(server));
     }
-    if get(endpoint, "grpc").is_some() || lower.starts_with("grpc://") || lower.starts_with("grpcs://") {
+    if get(endpoint, "grpc").is_some()
+        || lower.starts_with("grpc://")
+        || lower.starts_with("grpcs://")
+    {
         let (address, tls) = if lower.starts_with("grpcs://") {
             (rest("grpcs://"), true)
         } else if lower.starts_with("grpc://") {
@@ -286,11 +332,19 @@ fn target(ctx: &mut Ctx, endpoint: &Node, url_node: &Node, url: &str) -> Option<
     if lower.starts_with("ws://") || lower.starts_with("wss://") {
         return Some(Target::Websocket(url.to_string()));
     }
-    ctx.note(url_node, format!("`url` `{url}`: Lookout has no check of this kind (endpoint not converted)"));
+    ctx.note(
+        url_node,
+        format!("`url` `{url}`: Lookout has no check of this kind (endpoint not converted)"),
+    );
     None
 }
 
-fn endpoint_checks(ctx: &mut Ctx, endpoint: &Node, channels: &BTreeSet<String>, taken: &mut BTreeSet<String>) -> Vec<Y> {
+fn endpoint_checks(
+    ctx: &mut Ctx,
+    endpoint: &Node,
+    channels: &BTreeSet<String>,
+    taken: &mut BTreeSet<String>,
+) -> Vec<Y> {
     let Some(name_node) = get(endpoint, "name") else {
         ctx.note(endpoint, "an endpoint without a `name` (not converted)");
         return Vec::new();
@@ -303,7 +357,10 @@ fn endpoint_checks(ctx: &mut Ctx, endpoint: &Node, channels: &BTreeSet<String>, 
         return Vec::new();
     }
     let Some(url_node) = get(endpoint, "url") else {
-        ctx.note(endpoint, format!("endpoint `{gatus_name}` has no `url` (not converted)"));
+        ctx.note(
+            endpoint,
+            format!("endpoint `{gatus_name}` has no `url` (not converted)"),
+        );
         return Vec::new();
     };
     let url = s(url_node).unwrap_or_default();
@@ -328,7 +385,10 @@ fn endpoint_checks(ctx: &mut Ctx, endpoint: &Node, channels: &BTreeSet<String>, 
         }
         Target::Dns(server) => {
             let dns = get(endpoint, "dns");
-            let query = dns.and_then(|d| get(d, "query-name")).and_then(s).unwrap_or_default();
+            let query = dns
+                .and_then(|d| get(d, "query-name"))
+                .and_then(s)
+                .unwrap_or_default();
             kind.put("name", Y::s(query));
             if let Some(t) = dns.and_then(|d| get(d, "query-type")).and_then(s) {
                 kind.put("type", Y::s(t.to_ascii_uppercase()));
@@ -369,7 +429,10 @@ fn endpoint_checks(ctx: &mut Ctx, endpoint: &Node, channels: &BTreeSet<String>, 
             }
             "interval" => match s(value) {
                 Some(v) if crate::schedule::parse_duration(&v).is_ok() => every = Y::s(v),
-                _ => ctx.note(value, "`interval` is not a duration Lookout reads (60s used)"),
+                _ => ctx.note(
+                    value,
+                    "`interval` is not a duration Lookout reads (60s used)",
+                ),
             },
             "method" | "headers" | "body" if kind_name == "http" => match key {
                 "method" => {
@@ -413,7 +476,18 @@ fn endpoint_checks(ctx: &mut Ctx, endpoint: &Node, channels: &BTreeSet<String>, 
             "client" => client(ctx, value, kind_name, &mut kind, &mut timeout),
             "conditions" => {
                 for cond in items(value) {
-                    condition(ctx, cond, kind_name, &target, &mut expect, &mut kind, &name, &every, &mut extra, taken);
+                    condition(
+                        ctx,
+                        cond,
+                        kind_name,
+                        &target,
+                        &mut expect,
+                        &mut kind,
+                        &name,
+                        &every,
+                        &mut extra,
+                        taken,
+                    );
                 }
             }
             "alerts" => alerts(ctx, value, channels, &mut alert),
@@ -480,7 +554,10 @@ fn client(ctx: &mut Ctx, node: &Node, kind_name: &str, kind: &mut Y, timeout: &m
                 }
             }
             "proxy-url" if kind_name == "http" => kind.put("proxy", Y::s(t)),
-            other => ctx.note(v, format!("`client.{other}` has no Lookout equivalent for a {kind_name} check")),
+            other => ctx.note(
+                v,
+                format!("`client.{other}` has no Lookout equivalent for a {kind_name} check"),
+            ),
         }
     }
 }
@@ -502,9 +579,15 @@ fn alerts(ctx: &mut Ctx, node: &Node, channels: &BTreeSet<String>, alert: &mut Y
             ctx.note(a, format!("alert type `{kind}` has no converted channel"));
         }
         let number = |key: &str, default: i64| {
-            get(a, key).and_then(text).and_then(|t| t.parse::<i64>().ok()).unwrap_or(default)
+            get(a, key)
+                .and_then(text)
+                .and_then(|t| t.parse::<i64>().ok())
+                .unwrap_or(default)
         };
-        let these = (number("failure-threshold", 3), number("success-threshold", 2));
+        let these = (
+            number("failure-threshold", 3),
+            number("success-threshold", 2),
+        );
         match thresholds {
             None => thresholds = Some(these),
             Some(t) if t != these => ctx.note(a, format!("alert `{kind}`: Lookout has one threshold per check; the first alert's ({}/{}) is kept", t.0, t.1)),
@@ -552,7 +635,10 @@ fn json_value(text: &str) -> serde_json::Value {
 fn yv(v: &serde_json::Value) -> Y {
     match v {
         serde_json::Value::Bool(b) => Y::Bool(*b),
-        serde_json::Value::Number(n) => n.as_i64().map(Y::Int).unwrap_or_else(|| Y::s(n.to_string())),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Y::Int)
+            .unwrap_or_else(|| Y::s(n.to_string())),
         other => Y::s(other.as_str().unwrap_or_default()),
     }
 }
@@ -571,20 +657,42 @@ fn glob_regex(glob: &str) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn condition(ctx: &mut Ctx, node: &Node, kind_name: &str, target: &Target, expect: &mut Y, kind: &mut Y, name: &str, every: &Y, extra: &mut Vec<Y>, taken: &mut BTreeSet<String>) {
+fn condition(
+    ctx: &mut Ctx,
+    node: &Node,
+    kind_name: &str,
+    target: &Target,
+    expect: &mut Y,
+    kind: &mut Y,
+    name: &str,
+    every: &Y,
+    extra: &mut Vec<Y>,
+    taken: &mut BTreeSet<String>,
+) {
     let Some(cond) = text(node) else { return };
-    let op = ["==", "!=", "<=", ">=", "<", ">"].into_iter().find(|op| cond.contains(op));
+    let op = ["==", "!=", "<=", ">=", "<", ">"]
+        .into_iter()
+        .find(|op| cond.contains(op));
     let Some(op) = op else {
         ctx.note(node, format!("condition `{cond}` is not one Lookout reads"));
         return;
     };
     let (left, right) = cond.split_once(op).unwrap_or_default();
     let (left, right) = (left.trim(), right.trim());
-    let unsupported = |ctx: &mut Ctx| ctx.note(node, format!("condition `{cond}` has no Lookout equivalent"));
+    let unsupported = |ctx: &mut Ctx| {
+        ctx.note(
+            node,
+            format!("condition `{cond}` has no Lookout equivalent"),
+        )
+    };
     match (left, op) {
         ("[STATUS]", "==") if kind_name == "http" => {
             let codes: Vec<Y> = match right.strip_prefix("any(").and_then(|r| r.strip_suffix(')')) {
-                Some(list) => list.split(',').filter_map(|c| c.trim().parse::<i64>().ok()).map(Y::Int).collect(),
+                Some(list) => list
+                    .split(',')
+                    .filter_map(|c| c.trim().parse::<i64>().ok())
+                    .map(Y::Int)
+                    .collect(),
                 None => right.parse::<i64>().ok().map(Y::Int).into_iter().collect(),
             };
             if codes.is_empty() {
@@ -593,7 +701,9 @@ fn condition(ctx: &mut Ctx, node: &Node, kind_name: &str, target: &Target, expec
             expect.put("status", Y::List(codes));
         }
         ("[STATUS]", "<" | "<=" | ">" | ">=") if kind_name == "http" => {
-            let Ok(n) = right.parse::<i64>() else { return unsupported(ctx) };
+            let Ok(n) = right.parse::<i64>() else {
+                return unsupported(ctx);
+            };
             let (lo, hi) = match op {
                 "<" => (100, n - 1),
                 "<=" => (100, n),
@@ -604,26 +714,36 @@ fn condition(ctx: &mut Ctx, node: &Node, kind_name: &str, target: &Target, expec
             if lo % 100 != 0 || (hi + 1) % 100 != 0 || lo > hi {
                 return unsupported(ctx);
             }
-            let classes: Vec<Y> = (lo / 100..=hi / 100).map(|c| Y::s(format!("{c}xx"))).collect();
+            let classes: Vec<Y> = (lo / 100..=hi / 100)
+                .map(|c| Y::s(format!("{c}xx")))
+                .collect();
             expect.put("status", Y::List(classes));
         }
         ("[RESPONSE_TIME]", "<" | "<=") => match right.parse::<u64>() {
-            Ok(ms) => expect.put("max_latency", Y::s(crate::schedule::format_duration(std::time::Duration::from_millis(ms)))),
+            Ok(ms) => expect.put(
+                "max_latency",
+                Y::s(crate::schedule::format_duration(
+                    std::time::Duration::from_millis(ms),
+                )),
+            ),
             Err(_) => unsupported(ctx),
         },
-        ("[CONNECTED]", "==") if right == "true" && matches!(kind_name, "tcp" | "icmp" | "tls" | "websocket") => {}
+        ("[CONNECTED]", "==")
+            if right == "true" && matches!(kind_name, "tcp" | "icmp" | "tls" | "websocket") => {}
         ("[DNS_RCODE]", "==") if right == "NOERROR" && kind_name == "dns" => {}
         ("[BODY]", "==") if kind_name == "dns" => {
-            let mut values = match expect_list(kind) {
-                Some(v) => v,
-                None => Vec::new(),
-            };
+            let mut values = expect_list(kind).unwrap_or_default();
             values.push(Y::s(right));
             kind.put("expect", Y::List(values));
         }
         ("[BODY]", "==") if kind_name == "http" => {
             match right.strip_prefix("pat(").and_then(|r| r.strip_suffix(')')) {
-                Some(p) if p.starts_with('*') && p.ends_with('*') && p.len() > 2 && !p[1..p.len() - 1].contains('*') => {
+                Some(p)
+                    if p.starts_with('*')
+                        && p.ends_with('*')
+                        && p.len() > 2
+                        && !p[1..p.len() - 1].contains('*') =>
+                {
                     expect.put("body_contains", Y::s(&p[1..p.len() - 1]));
                 }
                 Some(p) => expect.put("body_matches", Y::s(format!("(?s){}", glob_regex(p)))),
@@ -640,14 +760,18 @@ fn condition(ctx: &mut Ctx, node: &Node, kind_name: &str, target: &Target, expec
                 Target::Grpc(a, _) | Target::Tls(a) | Target::Tcp(a) => Some(a.clone()),
                 _ => None,
             };
-            let (Some(address), true) = (address, crate::schedule::parse_duration(right).is_ok()) else {
+            let (Some(address), true) = (address, crate::schedule::parse_duration(right).is_ok())
+            else {
                 return unsupported(ctx);
             };
             if kind_name == "tls" {
                 kind.put("expires_within", Y::s(right));
                 return;
             }
-            let tls_name = unique_name(format!("{name}-certificate").chars().take(64).collect(), taken);
+            let tls_name = unique_name(
+                format!("{name}-certificate").chars().take(64).collect(),
+                taken,
+            );
             let mut tls = Y::Map(Vec::new());
             tls.put("address", Y::s(address));
             tls.put("expires_within", Y::s(right));
@@ -657,7 +781,9 @@ fn condition(ctx: &mut Ctx, node: &Node, kind_name: &str, target: &Target, expec
             extra.push(c);
         }
         (l, _) if l.starts_with("[BODY].") && kind_name == "http" => {
-            let Some(path) = json_path(l) else { return unsupported(ctx) };
+            let Some(path) = json_path(l) else {
+                return unsupported(ctx);
+            };
             let v = json_value(right);
             let assertion = match op {
                 "==" => match right.strip_prefix("pat(").and_then(|r| r.strip_suffix(')')) {
@@ -682,7 +808,9 @@ fn condition(ctx: &mut Ctx, node: &Node, kind_name: &str, target: &Target, expec
         (l, "==") if l.starts_with("has([BODY]") && kind_name == "http" => {
             let inner = l.trim_start_matches("has(").trim_end_matches(')');
             match (json_path(inner), right) {
-                (Some(path), "true" | "false") => push_json(expect, &path, vec![("exists", Y::Bool(right == "true"))]),
+                (Some(path), "true" | "false") => {
+                    push_json(expect, &path, vec![("exists", Y::Bool(right == "true"))])
+                }
                 _ => unsupported(ctx),
             }
         }

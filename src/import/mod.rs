@@ -114,10 +114,8 @@ pub struct Conversion {
 }
 
 /// The schema line the repository's example files start with.
-pub const CHECKS_SCHEMA_LINE: &str =
-    "# yaml-language-server: $schema=../schema/checks.schema.json";
-pub const ALERTS_SCHEMA_LINE: &str =
-    "# yaml-language-server: $schema=../schema/alerts.schema.json";
+pub const CHECKS_SCHEMA_LINE: &str = "# yaml-language-server: $schema=../schema/checks.schema.json";
+pub const ALERTS_SCHEMA_LINE: &str = "# yaml-language-server: $schema=../schema/alerts.schema.json";
 
 impl Conversion {
     pub fn checks_yaml(&self) -> String {
@@ -152,7 +150,10 @@ impl Conversion {
         root.put("channels", Y::Map(self.channels.clone()));
         if !self.defaults.is_empty() {
             let mut d = Y::Map(Vec::new());
-            d.put("channels", Y::List(self.defaults.iter().map(Y::s).collect()));
+            d.put(
+                "channels",
+                Y::List(self.defaults.iter().map(Y::s).collect()),
+            );
             root.put("defaults", d);
         }
         emit_map(&mut out, &root, 0);
@@ -290,7 +291,27 @@ fn plain_is_safe(s: &str) -> bool {
         && !s.contains(": ")
         && !s.contains(" #")
         && s.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '.' | '/' | ':' | '@' | '-' | '+' | '$' | '{' | '}' | '=' | '?' | '&' | '%' | '(' | ')' | '~')
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    ' ' | '_'
+                        | '.'
+                        | '/'
+                        | ':'
+                        | '@'
+                        | '-'
+                        | '+'
+                        | '$'
+                        | '{'
+                        | '}'
+                        | '='
+                        | '?'
+                        | '&'
+                        | '%'
+                        | '('
+                        | ')'
+                        | '~'
+                )
         })
 }
 
@@ -327,7 +348,10 @@ pub(crate) fn entries(node: &Node) -> Vec<(&str, &Node)> {
 }
 
 pub(crate) fn get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
-    entries(node).into_iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    entries(node)
+        .into_iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
 }
 
 /// A scalar's text (strings, numbers, booleans).
@@ -358,7 +382,11 @@ pub fn lookout_name(text: &str) -> String {
         }
     }
     let out = out.trim_matches('-').to_string();
-    let mut out = if out.is_empty() { "check".to_string() } else { out };
+    let mut out = if out.is_empty() {
+        "check".to_string()
+    } else {
+        out
+    };
     out.truncate(64);
     out
 }
@@ -384,7 +412,10 @@ mod tests {
 
     #[test]
     fn scalars_are_quoted_only_when_needed() {
-        assert_eq!(scalar_text(&Y::s("https://example.com/")), "https://example.com/");
+        assert_eq!(
+            scalar_text(&Y::s("https://example.com/")),
+            "https://example.com/"
+        );
         assert_eq!(scalar_text(&Y::s("30s")), "30s");
         assert_eq!(scalar_text(&Y::s("true")), "\"true\"");
         assert_eq!(scalar_text(&Y::s("200")), "\"200\"");

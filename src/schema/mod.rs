@@ -228,7 +228,10 @@ mod tests {
                     missing.push(path.to_string());
                 }
             });
-            assert!(missing.is_empty(), "without description or example: {missing:?}");
+            assert!(
+                missing.is_empty(),
+                "without description or example: {missing:?}"
+            );
         }
     }
 
