@@ -104,6 +104,12 @@ fn gatus_samples_import_validate_and_count() {
     );
     assert_validates(tmp.path(), &[]);
     let checks = std::fs::read_to_string(tmp.path().join("checks/gatus.yaml")).unwrap();
+    assert_matches_schema("checks", &checks, tmp.path());
+    assert_matches_schema(
+        "alerts",
+        &std::fs::read_to_string(tmp.path().join("alerts/gatus.yaml")).unwrap(),
+        tmp.path(),
+    );
     assert!(checks.starts_with("# yaml-language-server: $schema=../schema/checks.schema.json\n"));
     // The conditions became the same judgements.
     for expected in [
@@ -163,6 +169,8 @@ fn blackbox_samples_import_and_validate() {
         assert!(out.status.success(), "{stderr}");
         assert!(stderr.contains(summary), "{config}: {stderr}");
         assert_validates(tmp.path(), &[]);
+        let checks = std::fs::read_to_string(tmp.path().join("checks/blackbox.yaml")).unwrap();
+        assert_matches_schema("checks", &checks, tmp.path());
     }
     // Notes name the module's line.
     let c = fixtures().join("blackbox/blackbox.yml");
@@ -196,6 +204,32 @@ fn blackbox_samples_import_and_validate() {
     ] {
         assert!(stdout.contains(expected), "no `{expected}` in\n{stdout}");
     }
+}
+
+/// The output validates against `lookout schema KIND` too (Python's
+/// jsonschema, draft 2020-12).
+fn assert_matches_schema(kind: &str, yaml: &str, dir: &Path) {
+    let schema = lookout(&["schema", kind], &[]);
+    assert!(schema.status.success());
+    let doc: serde_json::Value = serde_saphyr::from_str(yaml).expect("output is YAML");
+    let schema_path = dir.join(format!("{kind}.schema.json"));
+    let doc_path = dir.join(format!("{kind}.json"));
+    std::fs::write(&schema_path, &schema.stdout).unwrap();
+    std::fs::write(&doc_path, serde_json::to_string(&doc).unwrap()).unwrap();
+    let script = "import json, sys\nfrom jsonschema import Draft202012Validator\nv = Draft202012Validator(json.load(open(sys.argv[1])))\nerrors = [e.message[:300] for e in v.iter_errors(json.load(open(sys.argv[2])))]\nprint(chr(10).join(errors))\nsys.exit(1 if errors else 0)\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&schema_path)
+        .arg(&doc_path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "imported {kind} do not match the schema:\n{}{}\n{yaml}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 /// An HTTP server on loopback answering `status` and `{"status":"UP"}`.

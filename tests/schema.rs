@@ -12,11 +12,11 @@ use serde_json::{Map, Value, json};
 
 const UNKNOWN: &str = "zzzdrift";
 
-/// The keys the decoder lists for an unknown key put into `doc`, or why not.
-fn decoder_keys(kind: SchemaKind, doc: &Value) -> Result<BTreeSet<String>, String> {
+/// Every error the decoder reports for `doc` (JSON is YAML).
+fn decoder_errors(kind: SchemaKind, doc: &Value) -> Vec<String> {
     let text = serde_json::to_string(doc).unwrap();
     let env = |_: &str| Some("a-value-from-the-environment-1234".to_string());
-    let errors = match kind {
+    match kind {
         SchemaKind::Checks => lookout::config::load_from_texts(
             &[(PathBuf::from("checks/t.yaml"), text)],
             &[],
@@ -40,7 +40,12 @@ fn decoder_keys(kind: SchemaKind, doc: &Value) -> Result<BTreeSet<String>, Strin
         }
         SchemaKind::Page => unreachable!("the page schema is probed inside checks files"),
     }
-    .unwrap_or_default();
+    .unwrap_or_default()
+}
+
+/// The keys the decoder lists for an unknown key put into `doc`, or why not.
+fn decoder_keys(kind: SchemaKind, doc: &Value) -> Result<BTreeSet<String>, String> {
+    let errors = decoder_errors(kind, doc);
     let needle = format!("unknown key `{UNKNOWN}`");
     let Some(line) = errors.iter().find(|e| e.contains(&needle)) else {
         return Err(format!(
@@ -51,6 +56,69 @@ fn decoder_keys(kind: SchemaKind, doc: &Value) -> Result<BTreeSet<String>, Strin
         return Err(format!("no key list in {line}"));
     };
     Ok(list.split(", ").map(str::to_string).collect())
+}
+
+/// The values the decoder names as expected for `zzzdrift` in `doc`: the
+/// words after "expected" (`one of: a, b`, `a, b or c`), backticks off.
+fn decoder_values(kind: SchemaKind, doc: &Value) -> Result<BTreeSet<String>, String> {
+    let errors = decoder_errors(kind, doc);
+    let Some(line) = errors
+        .iter()
+        .find(|e| e.to_ascii_lowercase().contains(UNKNOWN) || e.contains(" must be "))
+    else {
+        return Err(format!(
+            "the decoder did not refuse the value `{UNKNOWN}`; errors: {errors:?}"
+        ));
+    };
+    let list = [
+        "expected one of: ",
+        "expected ",
+        "must be one of ",
+        "must be ",
+    ]
+    .iter()
+    .find_map(|lead| line.rsplit_once(lead).map(|(_, rest)| rest));
+    let Some(list) = list else {
+        return Err(format!("no list of values in {line}"));
+    };
+    let list = list.split(", found").next().unwrap_or(list);
+    let list = list.split(" (").next().unwrap_or(list);
+    Ok(list
+        .split(", ")
+        .flat_map(|part| part.split(" or "))
+        .map(|v| {
+            v.trim()
+                .trim_matches(['`', '"'])
+                .trim_end_matches(['.', ';'])
+                .to_string()
+        })
+        .filter(|v| !v.is_empty())
+        .collect())
+}
+
+/// A property's enum (strings; case folded, the DNS types come in both),
+/// and whether it is a list of them.
+fn enum_of(schema: &Value) -> Option<(BTreeSet<String>, bool)> {
+    let strings = |v: &Value| -> Option<BTreeSet<String>> {
+        let values = v.get("enum")?.as_array()?;
+        Some(
+            values
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .collect(),
+        )
+    };
+    if let Some(set) = strings(schema) {
+        return Some((set, false));
+    }
+    if let Some(branches) = schema.get("anyOf").and_then(Value::as_array)
+        && branches.iter().all(|b| b.get("properties").is_none())
+        && let Some(set) = branches.iter().find_map(strings)
+    {
+        return Some((set, false));
+    }
+    schema.get("items").and_then(strings).map(|set| (set, true))
 }
 
 type Build<'a> = &'a dyn Fn(Value) -> Value;
@@ -110,6 +178,28 @@ fn walk(
             }
             if node.get("maxProperties") == Some(&json!(1)) {
                 parent.clear();
+            }
+            if let Some((values, list_mode)) = enum_of(child) {
+                let mut p = parent.clone();
+                let bad = if list_mode {
+                    json!([UNKNOWN])
+                } else {
+                    json!(UNKNOWN)
+                };
+                p.insert(key.clone(), bad);
+                match decoder_values(kind, &build(Value::Object(p))) {
+                    Ok(listed) => {
+                        let listed: BTreeSet<String> =
+                            listed.iter().map(|v| v.to_ascii_lowercase()).collect();
+                        if listed != values {
+                            out.push(format!(
+                                "{path}.{key}: the decoder accepts {listed:?}, the schema's enum is {values:?}"
+                            ));
+                        }
+                    }
+                    Err(e) => out.push(format!("{path}.{key}: {e}")),
+                }
+                *probed += 1;
             }
             let key2 = key.clone();
             let wrap = move |inst: Value| {
@@ -276,6 +366,25 @@ fn every_example_file_validates_against_its_schema_and_names_it() {
     );
     examples.push((SchemaKind::Probes, root.join("deploy/probes.example.yaml")));
     assert!(examples.len() >= 3);
+    // The Kubernetes example carries checks, alerts and probes files inside
+    // ConfigMaps: each embedded file validates too.
+    for (file, kind) in [
+        ("configmap-checks.yaml", SchemaKind::Checks),
+        ("configmap-alerts.yaml", SchemaKind::Alerts),
+        ("configmap-probes.yaml", SchemaKind::Probes),
+    ] {
+        let path = root.join("deploy/kubernetes").join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let map: Value = serde_saphyr::from_str(&text).unwrap();
+        let data = map["data"].as_object().expect("a ConfigMap with data");
+        assert!(!data.is_empty());
+        for (key, embedded) in data {
+            let embedded = embedded.as_str().unwrap();
+            if let Err(e) = validate_with_python(kind, embedded, tmp.path()) {
+                panic!("{} `{key}` does not validate:\n{e}", path.display());
+            }
+        }
+    }
     for (kind, path) in examples {
         let text = std::fs::read_to_string(&path).unwrap();
         let line = format!(

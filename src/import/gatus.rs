@@ -163,7 +163,7 @@ fn s(node: &Node) -> Option<String> {
 
 fn provider_channel(ctx: &mut Ctx, provider: &str, spec: &Node) -> Option<Y> {
     let mut webhook = Y::Map(Vec::new());
-    let mut used = vec!["default-alert"];
+    let mut used = vec![];
     match provider {
         "slack" | "discord" | "teams" | "mattermost" => {
             let url = get(spec, "webhook-url").and_then(s);
