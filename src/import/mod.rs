@@ -433,3 +433,6 @@ mod tests {
         assert_eq!(unique_name("a".into(), &mut taken), "a-2");
     }
 }
+
+#[cfg(test)]
+mod converter_tests;
