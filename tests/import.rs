@@ -381,3 +381,37 @@ fn an_imported_blackbox_check_judges_like_blackbox() {
         text(&fail.stderr)
     );
 }
+
+#[test]
+fn gatus_maintenance_and_external_endpoints_import_and_validate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gatus = tmp.path().join("gatus.yaml");
+    std::fs::write(
+        &gatus,
+        "maintenance:\n  start: \"23:30\"\n  duration: 1h\n  timezone: Europe/Amsterdam\n  every: [Monday, Thursday]\nexternal-endpoints:\n  - name: nightly-job\n    token: ${JOB_TOKEN}\n    heartbeat:\n      interval: 30m\nendpoints:\n  - name: web\n    url: https://x.test/\n",
+    )
+    .unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = lookout(
+        &[
+            "import",
+            "gatus",
+            gatus.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("1 of 2 endpoints converted fully, 1 partially"),
+        "{stderr}"
+    );
+    let env = [("JOB_TOKEN", "a-token-of-enough-characters".to_string())];
+    assert_validates(&out_dir, &env);
+    let alerts = std::fs::read_to_string(out_dir.join("alerts/gatus.yaml")).unwrap();
+    assert_matches_schema("alerts", &alerts, tmp.path());
+    let checks = std::fs::read_to_string(out_dir.join("checks/gatus.yaml")).unwrap();
+    assert_matches_schema("checks", &checks, tmp.path());
+}

@@ -255,3 +255,35 @@ fn blackbox_what_does_not_map_is_noted_once_at_its_line() {
     let c = blackbox("modules:\n  m:\n    prober: tcp\n", "x.test");
     assert_eq!((c.total, c.checks.len(), c.notes.len()), (1, 0, 1));
 }
+
+#[test]
+fn gatus_external_endpoints_and_maintenance() {
+    let c = gatus(
+        "maintenance:\n  start: \"23:30\"\n  duration: 1h\n  timezone: Europe/Amsterdam\n  every: [Monday, Thursday]\nexternal-endpoints:\n  - name: nightly-job\n    group: core\n    token: ${JOB_TOKEN}\n    heartbeat:\n      interval: 30m\n  - name: short\n    token: potato\n    heartbeat:\n      interval: 30m\nendpoints:\n  - name: web\n    url: https://x.test/\n",
+    );
+    let out = c.checks_yaml();
+    for expected in [
+        "heartbeat:\n      token: ${JOB_TOKEN}\n      period: 30m",
+        "group: core",
+    ] {
+        assert!(out.contains(expected), "no `{expected}` in\n{out}");
+    }
+    let alerts = c.alerts_yaml().unwrap();
+    for expected in [
+        "cron: \"30 23 * * 1,4\"",
+        "duration: 1h",
+        "tz: Europe/Amsterdam",
+        "checks: [web, nightly-job]",
+    ] {
+        assert!(alerts.contains(expected), "no `{expected}` in\n{alerts}");
+    }
+    // web fully; nightly-job partially (the ping URL changes); short not at all.
+    assert_eq!((c.total, c.full, c.partial), (3, 1, 1), "{:?}", c.notes);
+    assert!(
+        c.notes
+            .iter()
+            .any(|n| n.line == 13 && n.message.contains("16 or more")),
+        "{:?}",
+        c.notes
+    );
+}

@@ -106,6 +106,8 @@ pub struct Conversion {
     pub unit: &'static str,
     pub checks: Vec<Y>,
     pub channels: Vec<(String, Y)>,
+    /// Maintenance windows for the alerts file.
+    pub maintenance: Vec<Y>,
     pub defaults: Vec<String>,
     pub notes: Vec<Note>,
     pub total: usize,
@@ -139,7 +141,7 @@ impl Conversion {
 
     /// The alerts file, when any channel was converted.
     pub fn alerts_yaml(&self) -> Option<String> {
-        if self.channels.is_empty() {
+        if self.channels.is_empty() && self.maintenance.is_empty() {
             return None;
         }
         let mut out = format!(
@@ -147,7 +149,9 @@ impl Conversion {
             self.source
         );
         let mut root = Y::Map(Vec::new());
-        root.put("channels", Y::Map(self.channels.clone()));
+        if !self.channels.is_empty() {
+            root.put("channels", Y::Map(self.channels.clone()));
+        }
         if !self.defaults.is_empty() {
             let mut d = Y::Map(Vec::new());
             d.put(
@@ -155,6 +159,9 @@ impl Conversion {
                 Y::List(self.defaults.iter().map(Y::s).collect()),
             );
             root.put("defaults", d);
+        }
+        if !self.maintenance.is_empty() {
+            root.put("maintenance", Y::List(self.maintenance.clone()));
         }
         emit_map(&mut out, &root, 0);
         Some(out)

@@ -12,6 +12,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+mod alerting;
+
 use super::{
     Conversion, ImportError, Note, Y, entries, get, items, lookout_name, text, unique_name,
 };
@@ -82,6 +84,7 @@ pub fn convert(docs: &[(PathBuf, Node)]) -> Conversion {
         ..Conversion::default()
     };
     let mut channels: BTreeSet<String> = BTreeSet::new();
+    let mut maintenance = Vec::new();
     // Providers first: endpoints name them in `alerts`.
     for (file, root) in docs {
         let mut ctx = Ctx {
@@ -90,10 +93,16 @@ pub fn convert(docs: &[(PathBuf, Node)]) -> Conversion {
         };
         for (key, value) in entries(root) {
             match key {
-                "endpoints" => {}
+                "endpoints" | "external-endpoints" => {}
+                "maintenance" => {
+                    if let Some(window) = alerting::maintenance(&mut ctx.notes, file, value) {
+                        maintenance.push(window);
+                    }
+                }
                 "alerting" => {
                     for (provider, spec) in entries(value) {
-                        if let Some(channel) = provider_channel(&mut ctx, provider, spec) {
+                        if let Some(channel) = alerting::provider_channel(&mut ctx, provider, spec)
+                        {
                             channels.insert(provider.to_string());
                             conversion.channels.push((provider.to_string(), channel));
                         }
@@ -127,8 +136,105 @@ pub fn convert(docs: &[(PathBuf, Node)]) -> Conversion {
             conversion.checks.extend(made);
             conversion.notes.extend(ctx.notes);
         }
+        for external in get(root, "external-endpoints").map(items).unwrap_or(&[]) {
+            conversion.total += 1;
+            let mut ctx = Ctx {
+                file,
+                notes: Vec::new(),
+            };
+            if let Some(check) = external_check(&mut ctx, external, &channels, &mut taken) {
+                conversion.checks.push(check);
+                if ctx.notes.is_empty() {
+                    conversion.full += 1;
+                } else {
+                    conversion.partial += 1;
+                }
+            }
+            conversion.notes.extend(ctx.notes);
+        }
+    }
+    // Gatus's maintenance covers every endpoint.
+    let names: Vec<Y> = conversion
+        .checks
+        .iter()
+        .filter_map(|c| c.get("name").cloned())
+        .collect();
+    for mut window in maintenance {
+        if names.is_empty() {
+            break;
+        }
+        window.put("checks", Y::List(names.clone()));
+        conversion.maintenance.push(window);
     }
     conversion
+}
+
+/// An `external-endpoints` entry (results pushed to Gatus) as a heartbeat
+/// check: its token when Lookout accepts it, `heartbeat.interval` as the
+/// period. The sender must then call Lookout's `/ping/TOKEN`, which is said.
+fn external_check(
+    ctx: &mut Ctx,
+    node: &Node,
+    channels: &BTreeSet<String>,
+    taken: &mut BTreeSet<String>,
+) -> Option<Y> {
+    let name = get(node, "name").and_then(text).unwrap_or_default();
+    let token_node = get(node, "token");
+    let token = token_node.and_then(s).unwrap_or_default();
+    let valid_token = token.starts_with("${")
+        || (token.len() >= 16
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+    if !valid_token {
+        ctx.note(
+            token_node.unwrap_or(node),
+            format!("external endpoint `{name}`: a heartbeat token needs 16 or more characters of [A-Za-z0-9_-] (not converted)"),
+        );
+        return None;
+    }
+    let period = get(node, "heartbeat")
+        .and_then(|h| get(h, "interval"))
+        .and_then(s);
+    let Some(period) = period.filter(|p| crate::schedule::parse_duration(p).is_ok()) else {
+        ctx.note(node, format!("external endpoint `{name}` has no `heartbeat.interval`: Lookout's heartbeat needs a period (not converted)"));
+        return None;
+    };
+    let mut heartbeat = Y::Map(Vec::new());
+    heartbeat.put("token", Y::s(token));
+    heartbeat.put("period", Y::s(period));
+    let mut check = Y::Map(vec![(
+        "name".into(),
+        Y::s(unique_name(lookout_name(&name), taken)),
+    )]);
+    check.put("heartbeat", heartbeat);
+    if let Some(g) = get(node, "group").and_then(s) {
+        check.put(
+            "labels",
+            Y::Map(vec![("group".into(), Y::s(lookout_name(&g)))]),
+        );
+    }
+    let mut alert = Y::Map(Vec::new());
+    for (key, value) in entries(node) {
+        match key {
+            "name" | "token" | "heartbeat" | "group" => {}
+            "alerts" => alerts(ctx, value, channels, &mut alert),
+            other => ctx.note(
+                value,
+                format!("`{other}` of an external endpoint has no Lookout equivalent"),
+            ),
+        }
+    }
+    if let Y::Map(a) = &alert
+        && !a.is_empty()
+    {
+        check.put("alert", alert);
+    }
+    ctx.note(
+        node,
+        format!("external endpoint `{name}`: the job must now ping Lookout's /ping/TOKEN instead of Gatus's /api/v1/endpoints/.../external"),
+    );
+    Some(check)
 }
 
 /// `$NAME` as Gatus expands it (os.ExpandEnv) is `${NAME}` for Lookout.
@@ -159,121 +265,6 @@ fn env(text: &str) -> String {
 
 fn s(node: &Node) -> Option<String> {
     text(node).map(|t| env(&t))
-}
-
-fn provider_channel(ctx: &mut Ctx, provider: &str, spec: &Node) -> Option<Y> {
-    let mut webhook = Y::Map(Vec::new());
-    let mut used = vec![];
-    match provider {
-        "slack" | "discord" | "teams" | "mattermost" => {
-            let url = get(spec, "webhook-url").and_then(s);
-            let Some(url) = url else {
-                ctx.note(
-                    spec,
-                    format!("alerting provider `{provider}` has no `webhook-url` (not converted)"),
-                );
-                return None;
-            };
-            webhook.put("url", Y::s(url));
-            let format = if provider == "mattermost" {
-                "slack"
-            } else {
-                provider
-            };
-            webhook.put("format", Y::s(format));
-            used.push("webhook-url");
-        }
-        "pagerduty" => {
-            let Some(key) = get(spec, "integration-key").and_then(s) else {
-                ctx.note(
-                    spec,
-                    "alerting provider `pagerduty` has no `integration-key` (not converted)",
-                );
-                return None;
-            };
-            webhook.put("url", Y::s("https://events.pagerduty.com/v2/enqueue"));
-            webhook.put("format", Y::s("pagerduty"));
-            webhook.put("routing_key", Y::s(key));
-            used.push("integration-key");
-        }
-        "custom" => {
-            let Some(url) = get(spec, "url").and_then(s) else {
-                ctx.note(
-                    spec,
-                    "alerting provider `custom` has no `url` (not converted)",
-                );
-                return None;
-            };
-            webhook.put("url", Y::s(url));
-            webhook.put("format", Y::s("json"));
-            if let Some(h) = get(spec, "headers") {
-                let map: Vec<(String, Y)> = entries(h)
-                    .into_iter()
-                    .filter_map(|(k, v)| s(v).map(|v| (k.to_string(), Y::s(v))))
-                    .collect();
-                webhook.put("headers", Y::Map(map));
-            }
-            used.extend(["url", "headers"]);
-        }
-        "email" => {
-            let host = get(spec, "host").and_then(s);
-            let from = get(spec, "from").and_then(s);
-            let to = get(spec, "to").and_then(s);
-            let (Some(host), Some(from), Some(to)) = (host, from, to) else {
-                ctx.note(
-                    spec,
-                    "alerting provider `email` needs `host`, `from` and `to` (not converted)",
-                );
-                return None;
-            };
-            let port = get(spec, "port")
-                .and_then(s)
-                .unwrap_or_else(|| "587".into());
-            let scheme = if port == "465" { "smtps" } else { "smtp" };
-            let mut email = Y::Map(Vec::new());
-            email.put("smtp", Y::s(format!("{scheme}://{host}:{port}")));
-            for key in ["username", "password"] {
-                if let Some(v) = get(spec, key).and_then(s) {
-                    email.put(key, Y::s(v));
-                }
-            }
-            email.put("from", Y::s(from));
-            email.put(
-                "to",
-                Y::List(to.split(',').map(|t| Y::s(t.trim())).collect()),
-            );
-            used.extend(["host", "port", "from", "to", "username", "password"]);
-            for (key, value) in entries(spec) {
-                if !used.contains(&key) {
-                    ctx.note(
-                        value,
-                        format!("`alerting.email.{key}` has no Lookout equivalent"),
-                    );
-                }
-            }
-            let mut channel = Y::Map(Vec::new());
-            channel.put("email", email);
-            return Some(channel);
-        }
-        other => {
-            ctx.note(
-                spec,
-                format!("alerting provider `{other}` has no Lookout channel (not converted)"),
-            );
-            return None;
-        }
-    }
-    for (key, value) in entries(spec) {
-        if !used.contains(&key) {
-            ctx.note(
-                value,
-                format!("`alerting.{provider}.{key}` has no Lookout equivalent"),
-            );
-        }
-    }
-    let mut channel = Y::Map(Vec::new());
-    channel.put("webhook", webhook);
-    Some(channel)
 }
 
 /// The kind an endpoint's URL says.
