@@ -111,6 +111,11 @@ fn gatus_samples_import_validate_and_count() {
         tmp.path(),
     );
     assert!(checks.starts_with("# yaml-language-server: $schema=../schema/checks.schema.json\n"));
+    let schema = std::fs::read_to_string(tmp.path().join("schema/checks.schema.json")).unwrap();
+    assert_eq!(
+        schema.trim_end(),
+        lookout::schema::schema_text(lookout::schema::SchemaKind::Checks)
+    );
     // The conditions became the same judgements.
     for expected in [
         "status: [200]",

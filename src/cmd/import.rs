@@ -81,5 +81,19 @@ fn write_under(
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         written.push(path);
     }
+    // The schemas the files' first line names (`../schema/...`), so an
+    // editor checks them as they are edited.
+    let schema_dir = dir.join("schema");
+    std::fs::create_dir_all(&schema_dir)
+        .map_err(|e| format!("cannot create {}: {e}", schema_dir.display()))?;
+    for kind in [
+        crate::schema::SchemaKind::Checks,
+        crate::schema::SchemaKind::Alerts,
+    ] {
+        let path = schema_dir.join(format!("{}.schema.json", kind.name()));
+        let text = crate::schema::schema_text(kind) + "\n";
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        written.push(path);
+    }
     Ok(written)
 }
