@@ -89,8 +89,8 @@ enum Command {
     /// Print the JSON Schema (draft 2020-12) of a file kind, for editors.
     ///
     /// Point yaml-language-server at it with a first line such as
-    /// `# yaml-language-server: $schema=lookout-checks.schema.json`.
-    /// Example: lookout schema checks > lookout-checks.schema.json
+    /// `# yaml-language-server: $schema=../schema/checks.schema.json`.
+    /// Example: lookout schema checks > schema/checks.schema.json
     Schema {
         /// Which file: checks (default), alerts, probes or page (status_page:).
         #[arg(value_enum, default_value_t = SchemaWhich::Checks)]
