@@ -4,19 +4,22 @@
 use serde_json::{Value, json};
 
 use super::{
-    cron, duration, list, name, object, one_of, pattern, string, string_list, string_map, with,
+    boolean, cron, duration, list, name, object, one_of, pattern, string, string_list, string_map,
+    with,
 };
 
 const RFC3339: &str = r"^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})|.*\$\{.*\}.*)$";
 
 /// The webhook formats the decoder knows.
-pub(super) const WEBHOOK_FORMATS: [&str; 6] = [
+pub(super) const WEBHOOK_FORMATS: [&str; 8] = [
     "json",
     "slack",
     "discord",
     "teams",
     "pagerduty",
     "alertmanager",
+    "alertmanager_webhook",
+    "template",
 ];
 
 pub(super) fn alerts_file() -> Value {
@@ -60,6 +63,30 @@ pub(super) fn alerts_file() -> Value {
                     string_list(),
                     "The recipients.",
                     json!(["oncall@example.com"]),
+                ),
+            ),
+            (
+                "ca_file",
+                with(
+                    string(),
+                    "PEM roots trusted for the SMTP server's certificate, added to the system's.",
+                    json!("/etc/lookout/smtp-ca.pem"),
+                ),
+            ),
+            (
+                "system_roots",
+                with(
+                    boolean(),
+                    "With ca_file: also trust the system's roots (default true); false trusts only ca_file.",
+                    json!(false),
+                ),
+            ),
+            (
+                "tls_verify",
+                with(
+                    boolean(),
+                    "false accepts any certificate (logged as a warning at start; default true).",
+                    json!(true),
                 ),
             ),
         ],
@@ -107,8 +134,40 @@ pub(super) fn alerts_file() -> Value {
                     json!("${PAGERDUTY_KEY}"),
                 ),
             ),
+            (
+                "urls",
+                with(
+                    string_list(),
+                    "format: alertmanager: every Alertmanager of an HA pair (each gets every alert).",
+                    json!(["http://am-1:9093", "http://am-2:9093"]),
+                ),
+            ),
+            (
+                "resend_every",
+                with(
+                    duration(),
+                    "format: alertmanager: how often a firing alert is sent again (default 1m).",
+                    json!("1m"),
+                ),
+            ),
+            (
+                "method",
+                with(
+                    string(),
+                    "format: template: the HTTP method (default POST).",
+                    json!("POST"),
+                ),
+            ),
+            (
+                "body",
+                with(
+                    json!({"anyOf": [string(), string_map()]}),
+                    "format: template: the body as a template, or one per event kind (down, up, degraded, reminder, group, default, ...).",
+                    json!("{\"text\": {{ summary | tojson }}}"),
+                ),
+            ),
         ],
-        &["url"],
+        &[],
     );
     let channel = object(
         vec![
