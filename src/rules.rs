@@ -173,6 +173,29 @@ pub struct CheckState {
     /// baseline (`p95_above_baseline`), making it degraded; `None` when not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_anomaly: Option<String>,
+    /// The open incident's acknowledgement: no more escalation or
+    /// reminders for it (`policy::acknowledge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
+    /// How many `alert.escalate` steps went out for which incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated: Option<Escalated>,
+}
+
+/// Someone has seen an incident and is on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub incident: Uuid,
+    pub at: DateTime<Utc>,
+    /// How it was acknowledged: `api` or `link`.
+    pub via: String,
+}
+
+/// The escalation steps already paged for `incident`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalated {
+    pub incident: Uuid,
+    pub steps: u32,
 }
 
 pub enum Input<'a> {

@@ -6,6 +6,7 @@
 //! delivery renders it for its channel at send time. Secrets never enter an
 //! event: errors and targets in it were redacted when the results were made.
 
+pub mod ack;
 pub mod email;
 pub mod format;
 pub mod outbox;
@@ -108,6 +109,10 @@ pub struct AlertEvent {
     /// The result whose screenshot that is (emails attach it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screenshot_result: Option<Uuid>,
+    /// A signed link that acknowledges the incident (`alert::ack`), when a
+    /// public URL is set: it stops escalation and reminders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_url: Option<String>,
 }
 
 /// The link to a result's screenshot.
@@ -176,6 +181,7 @@ pub fn from_transition(
         region: None,
         screenshot: None,
         screenshot_result: None,
+        ack_url: None,
     }
 }
 
@@ -200,7 +206,7 @@ pub fn for_state(
             "{} is FLAPPING: {} state changes within {}; alerts pause until it is stable that long",
             check.name,
             state.changes.len(),
-            crate::schedule::format_duration(crate::limits::FLAP_WINDOW)
+            crate::schedule::format_duration(check.alert.flapping.within)
         ),
         AlertKind::Up => format!(
             "{} is UP again (recovered while alerts were held back)",
@@ -229,6 +235,7 @@ pub fn for_state(
         region: None,
         screenshot: None,
         screenshot_result: None,
+        ack_url: None,
     }
 }
 
@@ -270,5 +277,6 @@ pub fn for_probe(
         region: Some(region.to_string()),
         screenshot: None,
         screenshot_result: None,
+        ack_url: None,
     }
 }

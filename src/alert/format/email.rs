@@ -116,6 +116,9 @@ pub fn email_text(event: &AlertEvent) -> String {
     if let Some(shot) = &event.screenshot {
         let _ = writeln!(out, "Screenshot of the failing page: {shot}");
     }
+    if let Some(ack) = &event.ack_url {
+        let _ = writeln!(out, "Acknowledge (stops escalation and reminders): {ack}");
+    }
     out.push_str("\n-- \nSent by Lookout.\n");
     out
 }
@@ -204,6 +207,13 @@ pub fn email_html(event: &AlertEvent) -> String {
             out,
             "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"color:#0969da\">Screenshot of the failing page</a></p>",
             escape_html(shot)
+        );
+    }
+    if let Some(ack) = event.ack_url.as_deref().filter(|u| is_web_url(u)) {
+        let _ = writeln!(
+            out,
+            "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"color:#0969da\">Acknowledge (stops escalation and reminders)</a></p>",
+            escape_html(ack)
         );
     }
     out.push_str(

@@ -108,6 +108,12 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL
     );
     CREATE INDEX announcements_by_age ON announcements (created_at_ms DESC);",
+    // Keys Lookout makes for itself once and keeps (the acknowledge-link
+    // key, #16), by name (SQLite's migration 11).
+    "CREATE TABLE lookout_keys (
+        name TEXT PRIMARY KEY,
+        value BYTEA NOT NULL
+    );",
 ];
 
 /// Applies the migrations this database has not had yet.

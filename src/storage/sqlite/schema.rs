@@ -125,4 +125,12 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
         );
         CREATE INDEX announcements_by_age ON announcements (created_at_ms DESC);",
     ),
+    // Keys Lookout makes for itself once and keeps (the acknowledge-link
+    // key, #16), by name.
+    M::up(
+        "CREATE TABLE lookout_keys (
+            name TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        );",
+    ),
 ];
