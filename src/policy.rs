@@ -17,6 +17,8 @@
 //!   channels once its `after` has passed since the check's status began,
 //!   unless it is acknowledged (`acknowledge`), held, or flapping; an
 //!   acknowledged incident gets no reminders either;
+//! - an `announce: true` maintenance window is said once when it opens and
+//!   once when it closes (`maintenance_notice`), whatever the check's state;
 //! - flapping thresholds are the check's `alert.flapping` (defaults in
 //!   `limits`). A dependency that is down is a hold like any other (the
 //!   aggregator gives its reason), so a dependent's news waits for it.
@@ -29,7 +31,7 @@ use uuid::Uuid;
 
 use crate::alert::AlertKind;
 use crate::config::{AlertRules, Escalation, Flapping};
-use crate::rules::{Ack, CheckState, Escalated, Status, Transition};
+use crate::rules::{Ack, AnnouncedWindow, CheckState, Escalated, Status, Transition};
 
 /// A check's alert settings the policy reads.
 #[derive(Clone, Copy, Debug)]
@@ -214,6 +216,22 @@ pub(crate) fn catch_up_kind(alerted: Option<Status>, now: Status) -> Option<Aler
         Status::Degraded if alerted != Some(Status::Degraded) => Some(AlertKind::Degraded),
         Status::Up if alerted.is_some_and(Status::is_incident) => Some(AlertKind::Up),
         _ => None,
+    }
+}
+
+/// The maintenance notice due for a check whose announcing window open
+/// now is `open` (`None`: none), given the one last announced in `state`:
+/// the end of the announced one first (also when the next follows at
+/// once), then the start of the open one. The state to keep comes with it.
+pub(crate) fn maintenance_notice(
+    state: &CheckState,
+    open: Option<&AnnouncedWindow>,
+) -> Option<(AlertKind, AnnouncedWindow, Option<AnnouncedWindow>)> {
+    match (&state.announced_window, open) {
+        (Some(said), Some(open)) if said == open => None,
+        (Some(said), _) => Some((AlertKind::MaintenanceEnd, said.clone(), None)),
+        (None, Some(open)) => Some((AlertKind::MaintenanceStart, open.clone(), Some(open.clone()))),
+        (None, None) => None,
     }
 }
 

@@ -180,6 +180,17 @@ pub struct CheckState {
     /// How many `alert.escalate` steps went out for which incident.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated: Option<Escalated>,
+    /// The `announce: true` maintenance window whose start was announced
+    /// and whose end is not yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced_window: Option<AnnouncedWindow>,
+}
+
+/// One occurrence of a maintenance window: its name and when it began.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnouncedWindow {
+    pub name: String,
+    pub started: DateTime<Utc>,
 }
 
 /// Someone has seen an incident and is on it.

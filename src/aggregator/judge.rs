@@ -34,6 +34,8 @@ pub(super) struct Judge {
     pub(super) now: DateTime<Utc>,
     /// Why each check about to be judged is held back, for those that are.
     pub(super) holds: HashMap<String, String>,
+    /// The `announce: true` maintenance window open now, per check.
+    pub(super) notices: HashMap<String, rules::AnnouncedWindow>,
     /// The aggregator's copies, used where storage finds them current.
     pub(super) cached: HashMap<String, CheckState>,
 }
@@ -170,9 +172,26 @@ impl Judge {
                 continue;
             };
             let held_now = self.holds.contains_key(name);
-            let Some(current) = work.current(name).cloned() else {
+            let Some(mut current) = work.current(name).cloned() else {
                 continue;
             };
+            if let Some((kind, window, keep)) =
+                policy::maintenance_notice(&current, self.notices.get(name))
+            {
+                current.announced_window = keep;
+                let event = alert::for_maintenance(
+                    check,
+                    &current,
+                    kind,
+                    &window,
+                    now,
+                    self.public_url.as_ref(),
+                    &self.config.secrets,
+                );
+                tracing::info!(check = %name, "{}", event.summary);
+                queue_alert(&mut batch, check, &self.config, Uuid::now_v7(), event, now);
+                work.put(name, current.clone());
+            }
             let settings = policy::Settings::of(&check.alert);
             match policy::on_tick(&current, held_now, &settings, now) {
                 OnTick::Update { state, alert } => {

@@ -410,7 +410,15 @@ impl Aggregator {
                     .map(|why| (name.clone(), why))
             })
             .collect();
+        let notices = checks
+            .iter()
+            .filter_map(|name| {
+                let check = config.check(name)?;
+                announcing_window(config, check, now).map(|w| (name.clone(), w))
+            })
+            .collect();
         Judge {
+            notices,
             config: config.clone(),
             public_url: self.public_url.clone(),
             ack_key: self.ack_key.clone(),
@@ -488,7 +496,9 @@ impl Aggregator {
                 .filter(|check| {
                     states.get(&check.name).is_some_and(|current| {
                         let held_now = held.contains(check.name.as_str());
+                        let open = announcing_window(&config, check, now);
                         tick_candidate(&current.state, check, held_now, now)
+                            || policy::maintenance_notice(&current.state, open.as_ref()).is_some()
                     })
                 })
                 .map(|check| check.name.clone())
@@ -505,6 +515,24 @@ impl Aggregator {
             .await?;
         Ok(self.committed(committed, judged, |_| {}))
     }
+}
+
+/// The `announce: true` maintenance window covering `check` open at `now`.
+fn announcing_window(
+    config: &Config,
+    check: &Check,
+    now: DateTime<Utc>,
+) -> Option<rules::AnnouncedWindow> {
+    config
+        .maintenance
+        .iter()
+        .filter(|m| m.announce && m.applies_to(check))
+        .find_map(|m| {
+            m.started_at(now).map(|started| rules::AnnouncedWindow {
+                name: m.name.clone(),
+                started,
+            })
+        })
 }
 
 /// Whether a tick may do anything for `check` in `state`: a reminder or a

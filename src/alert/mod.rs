@@ -45,6 +45,12 @@ pub enum AlertKind {
     /// That probe reports again.
     #[serde(rename = "probe_back")]
     ProbeBack,
+    /// An `announce: true` maintenance window covering the check began.
+    #[serde(rename = "maintenance_start")]
+    MaintenanceStart,
+    /// That window ended.
+    #[serde(rename = "maintenance_end")]
+    MaintenanceEnd,
 }
 
 impl AlertKind {
@@ -58,6 +64,8 @@ impl AlertKind {
             AlertKind::Test => "test",
             AlertKind::ProbeStale => "probe_stale",
             AlertKind::ProbeBack => "probe_back",
+            AlertKind::MaintenanceStart => "maintenance_start",
+            AlertKind::MaintenanceEnd => "maintenance_end",
         }
     }
 
@@ -228,6 +236,51 @@ pub fn for_state(
         incident: state.incident.or(state.alerted_incident),
         summary,
         regions,
+        url: check_url(public_url, &check.name),
+        duration_s: None,
+        target: secrets.redact(&check.target()),
+        labels: check.labels.clone(),
+        region: None,
+        screenshot: None,
+        screenshot_result: None,
+        ack_url: None,
+    }
+}
+
+/// A maintenance notice (`announce: true`): `window` opened (`kind`
+/// `MaintenanceStart`) or closed (`MaintenanceEnd`) for `check`.
+pub fn for_maintenance(
+    check: &Check,
+    state: &CheckState,
+    kind: AlertKind,
+    window: &crate::rules::AnnouncedWindow,
+    at: DateTime<Utc>,
+    public_url: Option<&url::Url>,
+    secrets: &Secrets,
+) -> AlertEvent {
+    let summary = if kind == AlertKind::MaintenanceStart {
+        format!(
+            "{}: maintenance window `{}` started; alerts are held back until it ends",
+            check.name, window.name
+        )
+    } else {
+        format!(
+            "{}: maintenance window `{}` ended; alerts are on again (now {})",
+            check.name,
+            window.name,
+            state.status.as_str().to_uppercase()
+        )
+    };
+    AlertEvent {
+        version: "1".to_string(),
+        event: kind,
+        check: check.name.clone(),
+        status: state.status,
+        previous_status: state.status,
+        since: at,
+        incident: None,
+        summary,
+        regions: crate::rules::region_summaries(state),
         url: check_url(public_url, &check.name),
         duration_s: None,
         target: secrets.redact(&check.target()),

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::*;
 use crate::config::{Escalation, Flapping};
 use crate::limits;
-use crate::rules::{CheckState, Status, Transition};
+use crate::rules::{AnnouncedWindow, CheckState, Status, Transition};
 
 fn t(secs: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
@@ -502,4 +502,34 @@ fn a_dependency_hold_pages_the_dependent_afterwards_if_still_down() {
         panic!("the hold's end clears `held`");
     };
     assert_eq!(alert, None);
+}
+
+/// (announced before, open now) -> the notice and what is kept.
+#[test]
+fn maintenance_windows_are_announced_once_at_start_and_once_at_end() {
+    let w = |name: &str, at: i64| AnnouncedWindow {
+        name: name.into(),
+        started: t(at),
+    };
+    type Case = (
+        Option<AnnouncedWindow>,
+        Option<AnnouncedWindow>,
+        Option<(AlertKind, AnnouncedWindow, Option<AnnouncedWindow>)>,
+    );
+    let cases: Vec<Case> = vec![
+        (None, None, None),
+        (None, Some(w("db", 0)), Some((AlertKind::MaintenanceStart, w("db", 0), Some(w("db", 0))))),
+        (Some(w("db", 0)), Some(w("db", 0)), None),
+        (Some(w("db", 0)), None, Some((AlertKind::MaintenanceEnd, w("db", 0), None))),
+        // The next occurrence of a recurring window, or another window
+        // right after: the end of the first, then (next tick) the start.
+        (Some(w("db", 0)), Some(w("db", 86_400)), Some((AlertKind::MaintenanceEnd, w("db", 0), None))),
+    ];
+    for (before, open, want) in cases {
+        let s = CheckState {
+            announced_window: before.clone(),
+            ..state(Status::Up, Some(Status::Up), false)
+        };
+        assert_eq!(maintenance_notice(&s, open.as_ref()), want, "{before:?} {open:?}");
+    }
 }

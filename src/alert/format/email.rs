@@ -47,6 +47,14 @@ pub fn email_subject(event: &AlertEvent) -> String {
             format!("[PROBE BACK] {check} — "),
             ("reporting again".to_string(), String::new()),
         ),
+        AlertKind::MaintenanceStart => (
+            format!("[MAINTENANCE] {check} — "),
+            ("maintenance window started".to_string(), String::new()),
+        ),
+        AlertKind::MaintenanceEnd => (
+            format!("[MAINTENANCE OVER] {check} — "),
+            ("maintenance window ended".to_string(), String::new()),
+        ),
     };
     let (reason, counts) = tail;
     let fixed = head.chars().count() + counts.chars().count();
