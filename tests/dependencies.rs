@@ -78,6 +78,23 @@ async fn a_dependency_down_pages_once_and_a_dependent_still_down_pages_when_it_r
         assert_eq!(view["because"], "db is down", "{view}");
         assert_eq!(view["depends_on"], serde_json::json!(["db"]));
     }
+    // The status page's JSON and the check's page say why.
+    let (_, status) = get_json(&client(), &format!("{base}/api/v1/status")).await;
+    let web = status["checks"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "web").cloned())
+        .unwrap_or_default();
+    assert_eq!(web["because"], "db is down", "{web}");
+    let page = client()
+        .get(format!("{base}/checks/web"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("down, because db is down"), "{page}");
+    assert!(page.contains("depends on db"), "{page}");
     wait_for("db's page", LIMIT, || async { (downs_of(&hooks, "db") == 1).then_some(()) }).await;
     // A few ticks more: still one page, for the database only.
     let settle = tokio::time::Instant::now() + Duration::from_secs(3);

@@ -120,6 +120,15 @@ async fn unacknowledged_incidents_escalate_and_acknowledged_ones_do_not() {
     assert_eq!(body["check"], "by-api");
     assert_eq!(body["ack"]["via"], "api");
     assert_eq!(view(&base, "by-api").await["ack"]["via"], "api");
+    let page = http
+        .get(format!("{base}/checks/by-api"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-acknowledged"), "the check's page shows the ack");
 
     // Acknowledged through the signed link (after refused forgeries).
     targets[2].set_flip(503);
