@@ -228,9 +228,13 @@ pub(crate) fn maintenance_notice(
     open: Option<&AnnouncedWindow>,
 ) -> Option<(AlertKind, AnnouncedWindow, Option<AnnouncedWindow>)> {
     match (&state.announced_window, open) {
-        (Some(said), Some(open)) if said == open => None,
-        (Some(said), _) => Some((AlertKind::MaintenanceEnd, said.clone(), None)),
-        (None, Some(open)) => Some((AlertKind::MaintenanceStart, open.clone(), Some(open.clone()))),
+        (Some(said), Some(open)) if **said == *open => None,
+        (Some(said), _) => Some((AlertKind::MaintenanceEnd, (**said).clone(), None)),
+        (None, Some(open)) => Some((
+            AlertKind::MaintenanceStart,
+            open.clone(),
+            Some(open.clone()),
+        )),
         (None, None) => None,
     }
 }
@@ -268,10 +272,10 @@ fn escalation_due(
         return None;
     }
     let mut state = current.clone();
-    state.escalated = Some(Escalated {
+    state.escalated = Some(Box::new(Escalated {
         incident,
         steps: sent + 1,
-    });
+    }));
     let kind = if current.status == Status::Down {
         AlertKind::Down
     } else {
@@ -306,14 +310,14 @@ pub(crate) fn acknowledge(
         return Err(AckRefused::NotOpen);
     }
     if let Some(ack) = state.ack.as_ref().filter(|a| a.incident == incident) {
-        return Ok(ack.clone());
+        return Ok((**ack).clone());
     }
     let ack = Ack {
         incident,
         at,
         via: via.to_string(),
     };
-    state.ack = Some(ack.clone());
+    state.ack = Some(Box::new(ack.clone()));
     Ok(ack)
 }
 

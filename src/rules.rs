@@ -176,14 +176,14 @@ pub struct CheckState {
     /// The open incident's acknowledgement: no more escalation or
     /// reminders for it (`policy::acknowledge`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ack: Option<Ack>,
+    pub ack: Option<Box<Ack>>,
     /// How many `alert.escalate` steps went out for which incident.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub escalated: Option<Escalated>,
+    pub escalated: Option<Box<Escalated>>,
     /// The `announce: true` maintenance window whose start was announced
     /// and whose end is not yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub announced_window: Option<AnnouncedWindow>,
+    pub announced_window: Option<Box<AnnouncedWindow>>,
 }
 
 /// One occurrence of a maintenance window: its name and when it began.

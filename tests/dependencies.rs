@@ -39,7 +39,11 @@ fn downs_of(hooks: &Hooks, name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dependency_down_pages_once_and_a_dependent_still_down_pages_when_it_recovers() {
-    let (db, web, api) = (start_target().await, start_target().await, start_target().await);
+    let (db, web, api) = (
+        start_target().await,
+        start_target().await,
+        start_target().await,
+    );
     let (hooks, hook_url) = Hooks::start().await;
     let yaml = format!(
         "checks:\n{}{}{}",
@@ -65,14 +69,18 @@ async fn a_dependency_down_pages_once_and_a_dependent_still_down_pages_when_it_r
     // The database goes first (as it does: the services fail because of it).
     db.set_flip(503);
     wait_for("db down", LIMIT, || async {
-        status_of(&base, "db").await.filter(|c| c["status"] == "down")
+        status_of(&base, "db")
+            .await
+            .filter(|c| c["status"] == "down")
     })
     .await;
     web.set_flip(503);
     api.set_flip(503);
     for name in ["web", "api"] {
         let view = wait_for(&format!("{name} down"), LIMIT, || async {
-            status_of(&base, name).await.filter(|c| c["status"] == "down")
+            status_of(&base, name)
+                .await
+                .filter(|c| c["status"] == "down")
         })
         .await;
         assert_eq!(view["because"], "db is down", "{view}");
@@ -95,7 +103,10 @@ async fn a_dependency_down_pages_once_and_a_dependent_still_down_pages_when_it_r
         .unwrap();
     assert!(page.contains("down, because db is down"), "{page}");
     assert!(page.contains("depends on db"), "{page}");
-    wait_for("db's page", LIMIT, || async { (downs_of(&hooks, "db") == 1).then_some(()) }).await;
+    wait_for("db's page", LIMIT, || async {
+        (downs_of(&hooks, "db") == 1).then_some(())
+    })
+    .await;
     // A few ticks more: still one page, for the database only.
     let settle = tokio::time::Instant::now() + Duration::from_secs(3);
     while tokio::time::Instant::now() < settle {
@@ -108,7 +119,9 @@ async fn a_dependency_down_pages_once_and_a_dependent_still_down_pages_when_it_r
     // The database and `api` recover; `web` stays down: it pages now.
     api.set_flip(200);
     wait_for("api up", LIMIT, || async {
-        status_of(&base, "api").await.filter(|c| c["status"] == "up")
+        status_of(&base, "api")
+            .await
+            .filter(|c| c["status"] == "up")
     })
     .await;
     db.set_flip(200);
@@ -120,7 +133,11 @@ async fn a_dependency_down_pages_once_and_a_dependent_still_down_pages_when_it_r
     assert!(view.get("because").is_none(), "{view}");
     // `api` recovered while held: nobody heard it was down, so no news.
     assert_eq!(downs_of(&hooks, "api"), 0, "{:?}", hooks.all());
-    let ups_of_api = hooks.events("up").iter().filter(|e| e["check"] == "api").count();
+    let ups_of_api = hooks
+        .events("up")
+        .iter()
+        .filter(|e| e["check"] == "api")
+        .count();
     assert_eq!(ups_of_api, 0, "{:?}", hooks.all());
     drop(server);
 }

@@ -128,7 +128,10 @@ async fn unacknowledged_incidents_escalate_and_acknowledged_ones_do_not() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("data-acknowledged"), "the check's page shows the ack");
+    assert!(
+        page.contains("data-acknowledged"),
+        "the check's page shows the ack"
+    );
 
     // Acknowledged through the signed link (after refused forgeries).
     targets[2].set_flip(503);
@@ -143,7 +146,10 @@ async fn unacknowledged_incidents_escalate_and_acknowledged_ones_do_not() {
     altered[3] = if altered[3] == b'A' { b'B' } else { b'A' };
     let altered = String::from_utf8(altered).unwrap();
     let key = lookout::alert::ack::AckKey::new(ACK_KEY.as_bytes());
-    let expired = key.sign(link_incident, chrono::Utc::now() - chrono::Duration::minutes(1));
+    let expired = key.sign(
+        link_incident,
+        chrono::Utc::now() - chrono::Duration::minutes(1),
+    );
     for (bad, want) in [(&altered, 403u16), (&expired, 410)] {
         for method in [reqwest::Method::GET, reqwest::Method::POST] {
             let r = http
@@ -154,15 +160,26 @@ async fn unacknowledged_incidents_escalate_and_acknowledged_ones_do_not() {
             assert_eq!(r.status().as_u16(), want, "{method} {bad}");
         }
     }
-    let confirm = http.get(format!("{base}/ack/{token}")).send().await.unwrap();
+    let confirm = http
+        .get(format!("{base}/ack/{token}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(confirm.status().as_u16(), 200);
     let text = confirm.text().await.unwrap();
-    assert!(text.contains("<form method=\"post\">") && text.contains("by-link"), "{text}");
+    assert!(
+        text.contains("<form method=\"post\">") && text.contains("by-link"),
+        "{text}"
+    );
     assert!(
         view(&base, "by-link").await.get("ack").is_none(),
         "neither forgeries nor a GET acknowledge"
     );
-    let done = http.post(format!("{base}/ack/{token}")).send().await.unwrap();
+    let done = http
+        .post(format!("{base}/ack/{token}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.status().as_u16(), 200);
     assert_eq!(view(&base, "by-link").await["ack"]["via"], "link");
 

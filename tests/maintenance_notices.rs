@@ -19,9 +19,13 @@ async fn an_announced_window_says_its_start_and_its_end_once_each() {
         "checks:\n  - name: api\n    http: {{ url: \"{}\" }}\n    every: 1s\n    timeout: 2s\n",
         target.url("/ok")
     ));
-    let fmt = |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let fmt =
+        |d: chrono::DateTime<chrono::Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let now = chrono::Utc::now();
-    let (from, until) = (now + chrono::Duration::seconds(8), now + chrono::Duration::seconds(16));
+    let (from, until) = (
+        now + chrono::Duration::seconds(8),
+        now + chrono::Duration::seconds(16),
+    );
     std::fs::write(
         dirs.alerts().join("alerts.yaml"),
         format!(
@@ -37,17 +41,25 @@ async fn an_announced_window_says_its_start_and_its_end_once_each() {
         let (_, body) = get_json(&client(), &format!("{base}/api/v1/checks")).await;
         body["checks"]
             .as_array()
-            .and_then(|all| all.iter().find(|c| c["name"] == "api" && c["status"] == "up"))
+            .and_then(|all| {
+                all.iter()
+                    .find(|c| c["name"] == "api" && c["status"] == "up")
+            })
             .map(|_| ())
     })
     .await;
-    assert!(hooks.events("maintenance_start").is_empty(), "not before it starts");
+    assert!(
+        hooks.events("maintenance_start").is_empty(),
+        "not before it starts"
+    );
     let start = wait_for("the start notice", LIMIT, || async {
         hooks.events("maintenance_start").into_iter().next()
     })
     .await;
     assert!(
-        start["summary"].as_str().is_some_and(|s| s.contains("`db-upgrade` started")),
+        start["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("`db-upgrade` started")),
         "{start}"
     );
     let end = wait_for("the end notice", LIMIT, || async {
@@ -55,7 +67,9 @@ async fn an_announced_window_says_its_start_and_its_end_once_each() {
     })
     .await;
     assert!(
-        end["summary"].as_str().is_some_and(|s| s.contains("`db-upgrade` ended")),
+        end["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("`db-upgrade` ended")),
         "{end}"
     );
     // A few ticks more: still once each, and nothing else said.
@@ -63,8 +77,18 @@ async fn an_announced_window_says_its_start_and_its_end_once_each() {
     while tokio::time::Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(hooks.events("maintenance_start").len(), 1, "{:?}", hooks.all());
-    assert_eq!(hooks.events("maintenance_end").len(), 1, "{:?}", hooks.all());
+    assert_eq!(
+        hooks.events("maintenance_start").len(),
+        1,
+        "{:?}",
+        hooks.all()
+    );
+    assert_eq!(
+        hooks.events("maintenance_end").len(),
+        1,
+        "{:?}",
+        hooks.all()
+    );
     assert_eq!(hooks.all().len(), 2, "{:?}", hooks.all());
     drop(server);
 }

@@ -178,7 +178,7 @@ impl Judge {
             if let Some((kind, window, keep)) =
                 policy::maintenance_notice(&current, self.notices.get(name))
             {
-                current.announced_window = keep;
+                current.announced_window = keep.map(Box::new);
                 let event = alert::for_maintenance(
                     check,
                     &current,

@@ -230,7 +230,8 @@ fn view(check: &Check, state: Option<&CheckState>, secrets: &Secrets) -> CheckVi
         because: None,
         ack: state
             .ack
-            .clone()
+            .as_deref()
+            .cloned()
             .filter(|_| crate::policy::acknowledged(state)),
     }
 }

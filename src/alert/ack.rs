@@ -113,10 +113,7 @@ mod tests {
         let key = AckKey::new(b"0123456789abcdef0123456789abcdef");
         let incident = Uuid::from_u128(42);
         let token = key.sign(incident, t(100));
-        assert_eq!(
-            key.verify(&token, t(99)).map(|v| v.incident),
-            Ok(incident)
-        );
+        assert_eq!(key.verify(&token, t(99)).map(|v| v.incident), Ok(incident));
         assert_eq!(key.verify(&token, t(100)), Err(LinkRefused::Expired));
         // Another key, or any character changed, is refused.
         let other = AckKey::new(b"another key entirely, 32 bytes..");
@@ -132,7 +129,11 @@ mod tests {
         let graft = format!("{}{}", &later[..32], &token[32..]);
         assert!(key.verify(&graft, t(200)).is_err());
         for junk in ["", "!!!", "AAAA", &"A".repeat(TOKEN_CHARS_MAX + 1)] {
-            assert_eq!(key.verify(junk, t(0)), Err(LinkRefused::Malformed), "{junk}");
+            assert_eq!(
+                key.verify(junk, t(0)),
+                Err(LinkRefused::Malformed),
+                "{junk}"
+            );
         }
     }
 

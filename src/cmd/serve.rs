@@ -550,6 +550,36 @@ pub async fn shutdown_on_signal(cancel: CancellationToken) {
     cancel.cancel();
 }
 
+/// The key acknowledge links are signed with: `--ack-key`, else the one
+/// kept in the database (made at the first start); none without
+/// `--public-url`, as there is nowhere for a link to point.
+async fn ack_key(
+    args: &AggregatorArgs,
+    storage: &Storage,
+) -> anyhow::Result<Option<crate::alert::ack::AckKey>> {
+    if args.public_url.is_none() {
+        return Ok(None);
+    }
+    if let Some(key) = &args.ack_key {
+        if key.len() < crate::limits::ACK_KEY_CHARS_MIN {
+            anyhow::bail!(
+                "--ack-key must be at least {} characters",
+                crate::limits::ACK_KEY_CHARS_MIN
+            );
+        }
+        return Ok(Some(crate::alert::ack::AckKey::new(key.as_bytes())));
+    }
+    let mut fresh = vec![0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh)
+        .map_err(|_| anyhow::anyhow!("no random bytes for the acknowledge-link key"))?;
+    let kept = storage
+        .ingest()
+        .keep_key("ack_link".into(), fresh)
+        .await
+        .context("keeping the acknowledge-link key in the database")?;
+    Ok(Some(crate::alert::ack::AckKey::new(&kept)))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -583,34 +613,4 @@ mod tests {
             <Cli as clap::Parser>::try_parse_from(["lookout", "--max-connections", "0"]).is_err()
         );
     }
-}
-
-/// The key acknowledge links are signed with: `--ack-key`, else the one
-/// kept in the database (made at the first start); none without
-/// `--public-url`, as there is nowhere for a link to point.
-async fn ack_key(
-    args: &AggregatorArgs,
-    storage: &Storage,
-) -> anyhow::Result<Option<crate::alert::ack::AckKey>> {
-    if args.public_url.is_none() {
-        return Ok(None);
-    }
-    if let Some(key) = &args.ack_key {
-        if key.len() < crate::limits::ACK_KEY_CHARS_MIN {
-            anyhow::bail!(
-                "--ack-key must be at least {} characters",
-                crate::limits::ACK_KEY_CHARS_MIN
-            );
-        }
-        return Ok(Some(crate::alert::ack::AckKey::new(key.as_bytes())));
-    }
-    let mut fresh = vec![0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh)
-        .map_err(|_| anyhow::anyhow!("no random bytes for the acknowledge-link key"))?;
-    let kept = storage
-        .ingest()
-        .keep_key("ack_link".into(), fresh)
-        .await
-        .context("keeping the acknowledge-link key in the database")?;
-    Ok(Some(crate::alert::ack::AckKey::new(&kept)))
 }

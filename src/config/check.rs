@@ -545,8 +545,10 @@ pub(super) fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Optio
                     ),
                 );
             }
-            refs.depends
-                .extend(list.iter().map(|(dep, pos)| (name.clone(), dep.clone(), *pos)));
+            refs.depends.extend(
+                list.iter()
+                    .map(|(dep, pos)| (name.clone(), dep.clone(), *pos)),
+            );
             list.into_iter().map(|(dep, _)| dep).collect()
         }),
         None => Some(Vec::new()),

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::ConfigError;
 use super::check::{Escalation, Flapping};
 use super::decode::{self, Ctx};
 use super::yaml::{Node, Pos};
-use super::ConfigError;
 use crate::limits;
 
 /// `alert.escalate: [{after: 15m, channels: [pager]}, ...]`, sorted by
@@ -76,10 +76,7 @@ pub(super) fn decode_flapping(ctx: &mut Ctx, node: &Node) -> Option<Flapping> {
         match ctx.positive_u32(n, "`changes`") {
             Some(v) if v as usize <= limits::FLAP_CHANGES_LIMIT => flapping.changes = v as usize,
             Some(_) => {
-                let message = format!(
-                    "`changes` must be at most {}",
-                    limits::FLAP_CHANGES_LIMIT
-                );
+                let message = format!("`changes` must be at most {}", limits::FLAP_CHANGES_LIMIT);
                 ctx.error(n.pos, message);
                 ok = false;
             }

@@ -55,7 +55,10 @@ fn maintenance_notices_by_email() {
         (AlertKind::MaintenanceEnd, "end"),
     ] {
         let event = notice(kind);
-        insta::assert_snapshot!(format!("email_subject_maintenance_{word}"), email_subject(&event));
+        insta::assert_snapshot!(
+            format!("email_subject_maintenance_{word}"),
+            email_subject(&event)
+        );
         insta::assert_snapshot!(format!("email_text_maintenance_{word}"), email_text(&event));
         insta::assert_snapshot!(format!("email_html_maintenance_{word}"), email_html(&event));
     }
@@ -63,7 +66,10 @@ fn maintenance_notices_by_email() {
 
 #[test]
 fn a_pagerduty_notice_opens_and_closes_its_own_alert() {
-    let start = rendered(WebhookFormat::PagerDuty, &notice(AlertKind::MaintenanceStart));
+    let start = rendered(
+        WebhookFormat::PagerDuty,
+        &notice(AlertKind::MaintenanceStart),
+    );
     let end = rendered(WebhookFormat::PagerDuty, &notice(AlertKind::MaintenanceEnd));
     assert_eq!(start["event_action"], "trigger");
     assert_eq!(start["payload"]["severity"], "info");
