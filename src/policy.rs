@@ -14,7 +14,8 @@
 //!   if it is not what people last heard, and nothing is said if it is;
 //! - a check still down is reminded every `remind_every`, never while held.
 //! - an open incident people were told of pages each `alert.escalate` step's
-//!   channels once its `after` has passed since the check's status began,
+//!   channels once its `after` has passed since they were first paged (or,
+//!   for a state from before that was noted, since the status began),
 //!   unless it is acknowledged (`acknowledge`), held, or flapping; an
 //!   acknowledged incident gets no reminders either;
 //! - an `announce: true` maintenance window is said once when it opens and
@@ -134,6 +135,7 @@ pub(crate) fn on_change(
             state.held = false;
             state.alerted = Some(transition.to);
             state.alerted_incident = transition.incident.or(state.alerted_incident);
+            note_paged(state, transition.at);
             Told::Alert(kind)
         }
     };
@@ -175,6 +177,7 @@ pub(crate) fn on_tick(
         if alert.is_some() {
             state.alerted = Some(state.status);
             state.alerted_incident = state.incident.or(state.alerted_incident);
+            note_paged(&mut state, now);
         }
         return OnTick::Update { state, alert };
     }
@@ -261,13 +264,13 @@ fn escalation_due(
     {
         return None;
     }
-    let sent = current
+    let this = current
         .escalated
         .as_ref()
-        .filter(|e| e.incident == incident)
-        .map_or(0, |e| e.steps);
+        .filter(|e| e.incident == incident);
+    let sent = this.map_or(0, |e| e.steps);
     let step = steps.get(usize::try_from(sent).ok()?)?;
-    let since = current.since?;
+    let since = this.and_then(|e| e.paged_at).or(current.since)?;
     if !(now - since).to_std().is_ok_and(|open| open >= step.after) {
         return None;
     }
@@ -275,6 +278,7 @@ fn escalation_due(
     state.escalated = Some(Box::new(Escalated {
         incident,
         steps: sent + 1,
+        paged_at: Some(since),
     }));
     let kind = if current.status == Status::Down {
         AlertKind::Down
@@ -289,6 +293,26 @@ fn escalation_due(
             channels: Some(step.channels.clone()),
         }),
     })
+}
+
+/// Notes when people were first paged about the open incident (the
+/// escalation clock), once per incident.
+fn note_paged(state: &mut CheckState, at: DateTime<Utc>) {
+    let Some(incident) = state.incident.filter(|_| state.status.is_incident()) else {
+        return;
+    };
+    if state
+        .escalated
+        .as_ref()
+        .is_some_and(|e| e.incident == incident)
+    {
+        return;
+    }
+    state.escalated = Some(Box::new(Escalated {
+        incident,
+        steps: 0,
+        paged_at: Some(at),
+    }));
 }
 
 /// Why an acknowledgement was not taken.

@@ -207,6 +207,10 @@ pub struct Ack {
 pub struct Escalated {
     pub incident: Uuid,
     pub steps: u32,
+    /// When people were first paged about it: the steps' `after` counts
+    /// from here (a page held back by a dependency starts late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paged_at: Option<DateTime<Utc>>,
 }
 
 pub enum Input<'a> {

@@ -356,17 +356,26 @@ fn open_incidents_escalate_step_by_step_until_acknowledged() {
     let down = state(Status::Down, Some(Status::Down), false);
     let incident = Uuid::from_u128(7);
     let one_sent = CheckState {
-        escalated: Some(Box::new(Escalated { incident, steps: 1 })),
+        escalated: Some(Box::new(Escalated {
+            incident,
+            steps: 1,
+            paged_at: None,
+        })),
         ..down.clone()
     };
     let all_sent = CheckState {
-        escalated: Some(Box::new(Escalated { incident, steps: 2 })),
+        escalated: Some(Box::new(Escalated {
+            incident,
+            steps: 2,
+            paged_at: None,
+        })),
         ..down.clone()
     };
     let sent_for_another = CheckState {
         escalated: Some(Box::new(Escalated {
             incident: Uuid::from_u128(8),
             steps: 2,
+            paged_at: None,
         })),
         ..down.clone()
     };
@@ -456,7 +465,8 @@ fn open_incidents_escalate_step_by_step_until_acknowledged() {
                     alert.is_none_or(|a| a.channels.is_none()),
                     "{name}: no escalation"
                 );
-                assert_eq!(state.escalated, current.escalated, "{name}");
+                let steps = |s: &CheckState| s.escalated.as_ref().map_or(0, |e| e.steps);
+                assert_eq!(steps(&state), steps(current), "{name}");
             }
             (Some((channel, kind, steps)), OnTick::Update { state, alert }) => {
                 let alert = alert.unwrap_or_else(|| panic!("{name}: no alert"));
@@ -679,4 +689,54 @@ fn maintenance_windows_are_announced_once_at_start_and_once_at_end() {
             "{before:?} {open:?}"
         );
     }
+}
+
+/// The escalation clock starts when people are paged: a down held back by
+/// a dependency (or a maintenance window) and paged at its end escalates
+/// `after` from then, not from when it went down.
+#[test]
+fn escalation_counts_from_the_first_page() {
+    let steps = [escalation(60, "pager")];
+    let settings = Settings {
+        remind_every: None,
+        flapping: Flapping::default(),
+        escalate: &steps,
+    };
+    // Down at 0, held until 500, paged then (the catch-up).
+    let mut s = state(Status::Down, Some(Status::Up), true);
+    let OnTick::Update {
+        state: paged,
+        alert,
+    } = on_tick(&s, false, &settings, t(500))
+    else {
+        panic!("the catch-up pages");
+    };
+    assert_eq!(
+        alert.map(|a| (a.kind, a.channels)),
+        Some((AlertKind::Down, None))
+    );
+    s = paged;
+    assert_eq!(s.escalated.as_ref().and_then(|e| e.paged_at), Some(t(500)));
+    assert_eq!(on_tick(&s, false, &settings, t(559)), OnTick::Judge);
+    assert!(matches!(
+        on_tick(&s, false, &settings, t(560)),
+        OnTick::Update {
+            alert: Some(Announcement {
+                channels: Some(_),
+                ..
+            }),
+            ..
+        }
+    ));
+    // Paged at once by a change: counted from the change.
+    let mut c = state(Status::Down, Some(Status::Up), false);
+    let told = on_change(
+        &mut c,
+        &change(Status::Up, Status::Down, 30),
+        None,
+        Flapping::default(),
+    );
+    assert_eq!(told.told, Told::Alert(AlertKind::Down));
+    assert_eq!(c.escalated.as_ref().and_then(|e| e.paged_at), Some(t(30)));
+    assert_eq!(on_tick(&c, false, &settings, t(89)), OnTick::Judge);
 }
