@@ -176,3 +176,112 @@ fn visit<'a>(
     path.pop();
     done.insert(check);
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::super::load_from_texts;
+
+    fn errors(checks: &str, alerts: &str) -> Vec<String> {
+        let checks = [(PathBuf::from("checks/c.yaml"), checks.to_string())];
+        let alerts = [(PathBuf::from("alerts/a.yaml"), alerts.to_string())];
+        match load_from_texts(&checks, &alerts, Path::new("alerts"), &|_| None) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const CHANNELS: &str = "channels:\n  ops:\n    webhook: { url: \"http://127.0.0.1:1/\" }\n  pager:\n    webhook: { url: \"http://127.0.0.1:2/\" }\n";
+
+    fn check(name: &str, extra: &str) -> String {
+        format!("  - name: {name}\n    tcp: {{ address: \"127.0.0.1:1\" }}\n    every: 1m\n{extra}")
+    }
+
+    /// (checks after the header, expected errors).
+    #[test]
+    fn depends_on_escalate_and_flapping_are_checked_with_positions() {
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            (
+                check("a", "    depends_on: [a]\n"),
+                vec!["checks/c.yaml:5:18: check `a` cannot depend on itself"],
+            ),
+            (
+                check("a", "    depends_on: [bb]\n") + &check("b", ""),
+                vec![
+                    "checks/c.yaml:5:18: `depends_on` names unknown check `bb`; did you mean `b`?",
+                ],
+            ),
+            (
+                check("a", "    depends_on: [b]\n")
+                    + &check("b", "    depends_on: [c]\n")
+                    + &check("c", "    depends_on: [a]\n"),
+                vec!["checks/c.yaml:13:18: `depends_on` makes a cycle: a -> b -> c -> a"],
+            ),
+            (
+                check("a", "    depends_on: [b]\n") + &check("b", ""),
+                vec![],
+            ),
+            (
+                check(
+                    "a",
+                    "    alert: { escalate: [{ after: 5m, channels: [pagr] }] }\n",
+                ),
+                vec!["checks/c.yaml:5:49: unknown channel `pagr`; did you mean `pager`?"],
+            ),
+            (
+                check("a", "    alert: { escalate: [{ channels: [pager] }] }\n"),
+                vec!["checks/c.yaml:5:25: a step of `escalate` needs `after: 15m`"],
+            ),
+            (
+                check(
+                    "a",
+                    "    alert: { escalate: [{ after: 5m, channels: [] }] }\n",
+                ),
+                vec!["checks/c.yaml:5:48: `channels` of an `escalate` step names at least one"],
+            ),
+            (
+                check("a", "    alert: { flapping: { changes: 0 } }\n"),
+                vec!["checks/c.yaml:5:35: `changes` must be a whole number of at least 1"],
+            ),
+            (
+                check(
+                    "a",
+                    "    alert: { flapping: { changes: 101, within: 0s } }\n",
+                ),
+                vec![
+                    "checks/c.yaml:5:35: `changes` must be at most 100",
+                    "checks/c.yaml:5:48: `within` must be more than 0",
+                ],
+            ),
+            (
+                check(
+                    "a",
+                    "    alert: { flapping: { changes: 3, within: 10m }, escalate: [{ after: 1m, channels: [pager] }] }\n",
+                ),
+                vec![],
+            ),
+        ];
+        for (body, want) in cases {
+            let got = errors(&format!("checks:\n{body}"), CHANNELS);
+            assert_eq!(got, want, "{body}");
+        }
+    }
+
+    #[test]
+    fn escalation_steps_and_flapping_reach_the_check() {
+        let body = check(
+            "a",
+            "    alert: { flapping: { changes: 3, within: 10m }, escalate: [{ after: 1h, channels: [ops] }, { after: 1m, channels: [pager] }] }\n",
+        );
+        let checks = [(PathBuf::from("checks/c.yaml"), format!("checks:\n{body}"))];
+        let alerts = [(PathBuf::from("alerts/a.yaml"), CHANNELS.to_string())];
+        let config = load_from_texts(&checks, &alerts, Path::new("alerts"), &|_| None)
+            .unwrap_or_else(|e| panic!("{}", e.0.len()));
+        let rules = &config.checks[0].alert;
+        assert_eq!(rules.flapping.changes, 3);
+        assert_eq!(rules.flapping.within.as_secs(), 600);
+        let afters: Vec<u64> = rules.escalate.iter().map(|s| s.after.as_secs()).collect();
+        assert_eq!(afters, [60, 3600], "in order of `after`");
+    }
+}
