@@ -199,3 +199,45 @@ async fn unacknowledged_incidents_escalate_and_acknowledged_ones_do_not() {
     assert_eq!(pages(&pager, "plain").len(), 1, "one step, paged once");
     drop(server);
 }
+
+/// Without `--ack-key`, the key is made once and kept in the database: a
+/// link sent before a restart still acknowledges after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_from_before_a_restart_still_acknowledges() {
+    let target = start_target().await;
+    let (ops, ops_url) = Hooks::start().await;
+    let (_pager, pager_url) = Hooks::start().await;
+    let dirs = ConfigDirs::new(&format!(
+        "checks:\n{}",
+        check("api", &target.url("/flip"), "1h")
+    ));
+    std::fs::write(
+        dirs.alerts().join("alerts.yaml"),
+        format!(
+            "channels:\n  ops:\n    webhook: {{ url: \"{ops_url}\" }}\n  pager:\n    webhook: {{ url: \"{pager_url}\" }}\ndefaults:\n  channels: [ops]\n"
+        ),
+    )
+    .unwrap();
+    let env = [("LOOKOUT_PUBLIC_URL", "http://lookout.test/")];
+    let server = Server::start_with_env(&dirs, &env);
+    target.set_flip(503);
+    let page = wait_for("api paged", LIMIT, || async {
+        pages(&ops, "api").into_iter().next()
+    })
+    .await;
+    let link = page["ack_url"].as_str().unwrap_or("").to_string();
+    let token = link.rsplit('/').next().unwrap_or("").to_string();
+    assert!(!token.is_empty(), "{page}");
+    server.kill();
+
+    let server = Server::start_with_env(&dirs, &env);
+    let base = server.base.clone();
+    let done = client()
+        .post(format!("{base}/ack/{token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status().as_u16(), 200);
+    assert_eq!(view(&base, "api").await["ack"]["via"], "link");
+    drop(server);
+}
