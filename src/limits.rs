@@ -646,3 +646,18 @@ pub const TEMPLATE_FUEL: u64 = 200_000;
 pub const ALERTMANAGER_ALERTS_PER_POST: usize = 200;
 /// How often the resend loop looks whether a channel's `resend_every` is up.
 pub const ALERTMANAGER_RESEND_TICK: Duration = Duration::from_secs(1);
+/// Checks one check's `depends_on` may list: a dependency explains an
+/// outage; a long list is a route, not a dependency.
+pub const CHECK_DEPENDS_MAX: usize = 32;
+/// Longest chain of `depends_on` the cycle check follows (it recurses).
+pub const DEPENDS_CHAIN_MAX: usize = 64;
+/// Steps of one check's `alert.escalate`.
+pub const ESCALATION_STEPS_MAX: usize = 10;
+/// Highest `alert.flapping.changes`: the state keeps one timestamp per
+/// change counted, so this bounds what a stored state holds.
+pub const FLAP_CHANGES_LIMIT: usize = 100;
+/// How long a signed acknowledge link in an alert stays good.
+pub const ACK_LINK_VALID_FOR: Duration = Duration::from_secs(7 * 86_400);
+/// Shortest `--ack-key`: it is all that stands between a guess and an
+/// acknowledged page.
+pub const ACK_KEY_CHARS_MIN: usize = 16;

@@ -173,6 +173,44 @@ pub struct CheckState {
     /// baseline (`p95_above_baseline`), making it degraded; `None` when not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_anomaly: Option<String>,
+    /// The open incident's acknowledgement: no more escalation or
+    /// reminders for it (`policy::acknowledge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Box<Ack>>,
+    /// How many `alert.escalate` steps went out for which incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated: Option<Box<Escalated>>,
+    /// The `announce: true` maintenance window whose start was announced
+    /// and whose end is not yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced_window: Option<Box<AnnouncedWindow>>,
+}
+
+/// One occurrence of a maintenance window: its name and when it began.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnouncedWindow {
+    pub name: String,
+    pub started: DateTime<Utc>,
+}
+
+/// Someone has seen an incident and is on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub incident: Uuid,
+    pub at: DateTime<Utc>,
+    /// How it was acknowledged: `api` or `link`.
+    pub via: String,
+}
+
+/// The escalation steps already paged for `incident`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalated {
+    pub incident: Uuid,
+    pub steps: u32,
+    /// When people were first paged about it: the steps' `after` counts
+    /// from here (a page held back by a dependency starts late).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paged_at: Option<DateTime<Utc>>,
 }
 
 pub enum Input<'a> {

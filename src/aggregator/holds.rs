@@ -23,6 +23,9 @@ impl Aggregator {
         if let Some(window) = config.maintenance_for(check, now) {
             return Some(format!("maintenance window `{}`", window.name));
         }
+        if let Some(dep) = self.dependency_down(check) {
+            return Some(judge::dependency_hold(&dep));
+        }
         let silences = self.silences.read().unwrap_or_else(|p| p.into_inner());
         silences
             .iter()
@@ -35,6 +38,25 @@ impl Aggregator {
                     s.reason
                 )
             })
+    }
+
+    /// The first of `check`'s `depends_on` that is down (as the state
+    /// cache has it), if any: its outage explains this check's.
+    pub(super) fn dependency_down(&self, check: &Check) -> Option<String> {
+        if check.depends_on.is_empty() {
+            return None;
+        }
+        self.states.read(|states| {
+            check
+                .depends_on
+                .iter()
+                .find(|dep| {
+                    states
+                        .get(dep.as_str())
+                        .is_some_and(|s| s.state.status == crate::rules::Status::Down)
+                })
+                .cloned()
+        })
     }
 
     /// Adds a silence (stored, so it survives restarts).

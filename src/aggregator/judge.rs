@@ -28,10 +28,14 @@ use crate::storage::{Batch, Delivery, DeliveryState, Loaded, Revised, Screenshot
 pub(super) struct Judge {
     pub(super) config: Arc<Config>,
     pub(super) public_url: Option<url::Url>,
+    /// Signs acknowledge links (with `public_url`: none without it).
+    pub(super) ack_key: Option<alert::ack::AckKey>,
     /// The time of the decision: when the results arrived, or the tick.
     pub(super) now: DateTime<Utc>,
     /// Why each check about to be judged is held back, for those that are.
     pub(super) holds: HashMap<String, String>,
+    /// The `announce: true` maintenance window open now, per check.
+    pub(super) notices: HashMap<String, rules::AnnouncedWindow>,
     /// The aggregator's copies, used where storage finds them current.
     pub(super) cached: HashMap<String, CheckState>,
 }
@@ -168,13 +172,31 @@ impl Judge {
                 continue;
             };
             let held_now = self.holds.contains_key(name);
-            let Some(current) = work.current(name).cloned() else {
+            let Some(mut current) = work.current(name).cloned() else {
                 continue;
             };
-            match policy::on_tick(&current, held_now, check.alert.remind_every, now) {
+            if let Some((kind, window, keep)) =
+                policy::maintenance_notice(&current, self.notices.get(name))
+            {
+                current.announced_window = keep.map(Box::new);
+                let event = alert::for_maintenance(
+                    check,
+                    &current,
+                    kind,
+                    &window,
+                    now,
+                    self.public_url.as_ref(),
+                    &self.config.secrets,
+                );
+                tracing::info!(check = %name, "{}", event.summary);
+                queue_alert(&mut batch, check, &self.config, Uuid::now_v7(), event, now);
+                work.put(name, current.clone());
+            }
+            let settings = policy::Settings::of(&check.alert);
+            match policy::on_tick(&current, held_now, &settings, now) {
                 OnTick::Update { state, alert } => {
                     if let Some(alert) = alert {
-                        let event = alert::for_state(
+                        let mut event = alert::for_state(
                             check,
                             &state,
                             alert.kind,
@@ -182,7 +204,18 @@ impl Judge {
                             self.public_url.as_ref(),
                             &self.config.secrets,
                         );
-                        queue_alert(&mut batch, check, &self.config, Uuid::now_v7(), event, now);
+                        self.link_ack(&mut event);
+                        let channels = alert
+                            .channels
+                            .unwrap_or_else(|| self.config.channels_for(check));
+                        queue_alert_to(
+                            &mut batch,
+                            &channels,
+                            &self.config,
+                            Uuid::now_v7(),
+                            event,
+                            now,
+                        );
                     }
                     work.put(name, state);
                     continue;
@@ -245,6 +278,23 @@ impl Judge {
         self.settle(work, Batch::default())
     }
 
+    /// Puts the signed acknowledge link into an alert that pages about an
+    /// open incident (down, degraded, reminders, escalations).
+    fn link_ack(&self, event: &mut AlertEvent) {
+        use alert::AlertKind::{Degraded, Down, Reminder};
+        let (Some(base), Some(key), Some(incident)) =
+            (&self.public_url, &self.ack_key, event.incident)
+        else {
+            return;
+        };
+        if !matches!(event.event, Down | Degraded | Reminder) || !event.status.is_incident() {
+            return;
+        }
+        let valid = chrono::Duration::from_std(limits::ACK_LINK_VALID_FOR)
+            .unwrap_or(chrono::Duration::days(7));
+        event.ack_url = alert::ack::link(base, key, incident, self.now + valid);
+    }
+
     fn working(&self, loaded: Loaded) -> Working<'_> {
         Working {
             judge: self,
@@ -264,6 +314,10 @@ impl Judge {
             ..
         } = work;
         let now = self.now;
+        let deps_changed: HashMap<String, rules::Status> = changed
+            .iter()
+            .map(|(name, state)| (name.clone(), state.status))
+            .collect();
         for effect in &judged.effects {
             let rules::Effect::StateChanged(transition) = effect else {
                 continue;
@@ -273,11 +327,23 @@ impl Judge {
             let Some(check) = self.config.check(&transition.check) else {
                 continue;
             };
+            // A dependency that went down in this same decision holds too.
+            let hold = self.holds.get(&check.name).cloned().or_else(|| {
+                check
+                    .depends_on
+                    .iter()
+                    .find(|dep| {
+                        deps_changed
+                            .get(dep.as_str())
+                            .is_some_and(|s| *s == rules::Status::Down)
+                    })
+                    .map(|dep| dependency_hold(dep))
+            });
             let Some(state) = changed.get_mut(&transition.check) else {
                 continue;
             };
-            let hold = self.holds.get(&check.name).map(String::as_str);
-            let decided = policy::on_change(state, transition, hold);
+            let decided =
+                policy::on_change(state, transition, hold.as_deref(), check.alert.flapping);
             if decided.flapping_alert {
                 let event = alert::for_state(
                     check,
@@ -315,6 +381,7 @@ impl Judge {
                         event.screenshot =
                             alert::screenshot_url(self.public_url.as_ref(), shot.result_id);
                     }
+                    self.link_ack(&mut event);
                     queue_alert(&mut batch, check, &self.config, transition.id, event, now);
                 }
             }
@@ -328,6 +395,11 @@ impl Judge {
         batch.states.sort_by(|a, b| a.0.cmp(&b.0));
         (batch, judged)
     }
+}
+
+/// Why a dependent's alerts wait: the reason the API and logs show.
+pub(super) fn dependency_hold(dependency: &str) -> String {
+    format!("{dependency} is down")
 }
 
 /// Adds one delivery per channel of `check` for `event`.

@@ -45,6 +45,7 @@ use crate::storage::{
 use cache::StateCache;
 use judge::{Judge, Judged, queue_alert_to};
 
+pub use acks::Acked;
 pub use probes::ProbeStatus;
 pub use views::CheckView;
 
@@ -80,6 +81,8 @@ pub struct Aggregator {
     metrics: Arc<Metrics>,
     /// Where `now` comes from for every decision and date.
     clock: Clock,
+    /// Signs and checks acknowledge links (`alert::ack`).
+    ack_key: Option<crate::alert::ack::AckKey>,
     /// The status page's latest figures, and when they were computed: a
     /// burst of visitors costs one computation per `STATUS_CACHE_FOR`.
     status_cache: Mutex<Option<(tokio::time::Instant, Arc<StatusReport>)>>,
@@ -208,6 +211,7 @@ impl Aggregator {
             replicas: None,
             shared_run_now: std::sync::Mutex::new(replicas::SharedRunNow::default()),
             share_wake: Arc::new(tokio::sync::Notify::new()),
+            ack_key: None,
         })
     }
 
@@ -224,6 +228,12 @@ impl Aggregator {
 
     /// Accepts remote probes with these tokens (probes.yaml); `serve` gives
     /// its own region, whose probe is in-process.
+    /// The key acknowledge links are signed with (none: no links).
+    pub fn with_ack_key(mut self, key: Option<crate::alert::ack::AckKey>) -> Aggregator {
+        self.ack_key = key;
+        self
+    }
+
     pub fn with_probe_tokens(self, tokens: ProbeTokens) -> Aggregator {
         self.hub.update(&self.config(), Some(tokens));
         self
@@ -432,9 +442,18 @@ impl Aggregator {
                     .map(|why| (name.clone(), why))
             })
             .collect();
+        let notices = checks
+            .iter()
+            .filter_map(|name| {
+                let check = config.check(name)?;
+                announcing_window(config, check, now).map(|w| (name.clone(), w))
+            })
+            .collect();
         Judge {
+            notices,
             config: config.clone(),
             public_url: self.public_url.clone(),
+            ack_key: self.ack_key.clone(),
             now,
             holds,
             cached: HashMap::new(),
@@ -496,14 +515,23 @@ impl Aggregator {
         let config = self.config();
         // The cached copies say which checks have anything to do; the
         // decision itself reads each one's stored state.
+        // Holds first: a dependency's hold reads the cache itself.
+        let held: std::collections::HashSet<&str> = config
+            .checks
+            .iter()
+            .filter(|check| self.muted(&config, check, now).is_some())
+            .map(|check| check.name.as_str())
+            .collect();
         let due: Vec<String> = self.states.read(|states| {
             config
                 .checks
                 .iter()
                 .filter(|check| {
                     states.get(&check.name).is_some_and(|current| {
-                        let held_now = self.muted(&config, check, now).is_some();
+                        let held_now = held.contains(check.name.as_str());
+                        let open = announcing_window(&config, check, now);
                         tick_candidate(&current.state, check, held_now, now)
+                            || policy::maintenance_notice(&current.state, open.as_ref()).is_some()
                     })
                 })
                 .map(|check| check.name.clone())
@@ -522,11 +550,29 @@ impl Aggregator {
     }
 }
 
+/// The `announce: true` maintenance window covering `check` open at `now`.
+fn announcing_window(
+    config: &Config,
+    check: &Check,
+    now: DateTime<Utc>,
+) -> Option<rules::AnnouncedWindow> {
+    config
+        .maintenance
+        .iter()
+        .filter(|m| m.announce && m.applies_to(check))
+        .find_map(|m| {
+            m.started_at(now).map(|started| rules::AnnouncedWindow {
+                name: m.name.clone(),
+                started,
+            })
+        })
+}
+
 /// Whether a tick may do anything for `check` in `state`: a reminder or a
 /// catch-up (the alert policy), or a rule's time-driven step.
 fn tick_candidate(state: &CheckState, check: &Check, held_now: bool, now: DateTime<Utc>) -> bool {
     matches!(
-        policy::on_tick(state, held_now, check.alert.remind_every, now),
+        policy::on_tick(state, held_now, &policy::Settings::of(&check.alert), now),
         OnTick::Update { .. }
     ) || rules::tick_due(state, &Rules::for_check(check, now), now)
 }
@@ -599,6 +645,7 @@ fn runs_in(check: &Check, region: &str) -> bool {
             .is_none_or(|r| r.iter().any(|n| n == region))
 }
 
+mod acks;
 mod cache;
 mod heartbeats;
 mod holds;

@@ -30,6 +30,16 @@ pub struct CheckView {
     pub since: Option<DateTime<Utc>>,
     pub incident: Option<Uuid>,
     pub regions: serde_json::Value,
+    /// `depends_on` of the check.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Down while a dependency is down: why (`db-primary is down`); its
+    /// alerts wait for the dependency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub because: Option<String>,
+    /// The open incident's acknowledgement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack: Option<crate::rules::Ack>,
 }
 
 impl Aggregator {
@@ -170,11 +180,23 @@ impl Aggregator {
                 .checks
                 .iter()
                 .map(|check| {
-                    view(
+                    let mut view = view(
                         check,
                         states.get(&check.name).map(|r| &r.state),
                         &config.secrets,
-                    )
+                    );
+                    if view.status == Status::Down {
+                        view.because = check
+                            .depends_on
+                            .iter()
+                            .find(|dep| {
+                                states
+                                    .get(dep.as_str())
+                                    .is_some_and(|r| r.state.status == Status::Down)
+                            })
+                            .map(|dep| judge::dependency_hold(dep));
+                    }
+                    view
                 })
                 .collect()
         })
@@ -204,5 +226,12 @@ fn view(check: &Check, state: Option<&CheckState>, secrets: &Secrets) -> CheckVi
         since: state.since,
         incident: state.incident,
         regions: serde_json::to_value(&state.regions).unwrap_or_default(),
+        depends_on: check.depends_on.clone(),
+        because: None,
+        ack: state
+            .ack
+            .as_deref()
+            .cloned()
+            .filter(|_| crate::policy::acknowledged(state)),
     }
 }

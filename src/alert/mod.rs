@@ -7,6 +7,7 @@
 //! delivery renders it for its channel at send time. Secrets never enter an
 //! event: errors and targets in it were redacted when the results were made.
 
+pub mod ack;
 pub mod email;
 pub mod format;
 pub mod outbox;
@@ -47,6 +48,12 @@ pub enum AlertKind {
     /// That probe reports again.
     #[serde(rename = "probe_back")]
     ProbeBack,
+    /// An `announce: true` maintenance window covering the check began.
+    #[serde(rename = "maintenance_start")]
+    MaintenanceStart,
+    /// That window ended.
+    #[serde(rename = "maintenance_end")]
+    MaintenanceEnd,
 }
 
 impl AlertKind {
@@ -60,6 +67,8 @@ impl AlertKind {
             AlertKind::Test => "test",
             AlertKind::ProbeStale => "probe_stale",
             AlertKind::ProbeBack => "probe_back",
+            AlertKind::MaintenanceStart => "maintenance_start",
+            AlertKind::MaintenanceEnd => "maintenance_end",
         }
     }
 
@@ -111,6 +120,10 @@ pub struct AlertEvent {
     /// The result whose screenshot that is (emails attach it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screenshot_result: Option<Uuid>,
+    /// A signed link that acknowledges the incident (`alert::ack`), when a
+    /// public URL is set: it stops escalation and reminders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_url: Option<String>,
 }
 
 /// The link to a result's screenshot.
@@ -179,6 +192,7 @@ pub fn from_transition(
         region: None,
         screenshot: None,
         screenshot_result: None,
+        ack_url: None,
     }
 }
 
@@ -203,7 +217,7 @@ pub fn for_state(
             "{} is FLAPPING: {} state changes within {}; alerts pause until it is stable that long",
             check.name,
             state.changes.len(),
-            crate::schedule::format_duration(crate::limits::FLAP_WINDOW)
+            crate::schedule::format_duration(check.alert.flapping.within)
         ),
         AlertKind::Up => format!(
             "{} is UP again (recovered while alerts were held back)",
@@ -232,6 +246,52 @@ pub fn for_state(
         region: None,
         screenshot: None,
         screenshot_result: None,
+        ack_url: None,
+    }
+}
+
+/// A maintenance notice (`announce: true`): `window` opened (`kind`
+/// `MaintenanceStart`) or closed (`MaintenanceEnd`) for `check`.
+pub fn for_maintenance(
+    check: &Check,
+    state: &CheckState,
+    kind: AlertKind,
+    window: &crate::rules::AnnouncedWindow,
+    at: DateTime<Utc>,
+    public_url: Option<&url::Url>,
+    secrets: &Secrets,
+) -> AlertEvent {
+    let summary = if kind == AlertKind::MaintenanceStart {
+        format!(
+            "{}: maintenance window `{}` started; alerts are held back until it ends",
+            check.name, window.name
+        )
+    } else {
+        format!(
+            "{}: maintenance window `{}` ended; alerts are on again (now {})",
+            check.name,
+            window.name,
+            state.status.as_str().to_uppercase()
+        )
+    };
+    AlertEvent {
+        version: "1".to_string(),
+        event: kind,
+        check: check.name.clone(),
+        status: state.status,
+        previous_status: state.status,
+        since: at,
+        incident: None,
+        summary,
+        regions: crate::rules::region_summaries(state),
+        url: check_url(public_url, &check.name),
+        duration_s: None,
+        target: secrets.redact(&check.target()),
+        labels: check.labels.clone(),
+        region: None,
+        screenshot: None,
+        screenshot_result: None,
+        ack_url: None,
     }
 }
 
@@ -273,5 +333,6 @@ pub fn for_probe(
         region: Some(region.to_string()),
         screenshot: None,
         screenshot_result: None,
+        ack_url: None,
     }
 }

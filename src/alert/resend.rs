@@ -172,6 +172,7 @@ mod tests {
                 region: None,
                 screenshot: None,
                 screenshot_result: None,
+                ack_url: None,
             },
             state,
             attempts: 0,

@@ -18,6 +18,7 @@ use crate::heartbeat::Ping;
 use crate::limits;
 use crate::storage::DeliveryState;
 
+mod acks;
 mod announcements;
 mod history;
 mod probes;
@@ -55,6 +56,11 @@ pub fn router(
         .route("/ping/{token}/{action}", get(ping_action).post(ping_action))
         .route("/api/v1/probes", get(list_probes))
         .route("/api/v1/aggregators", get(list_aggregators))
+        .route(
+            "/api/v1/incidents/{id}/ack",
+            axum::routing::post(acks::by_api),
+        )
+        .route("/ack/{token}", get(acks::confirm).post(acks::acknowledge))
         .route("/metrics", get(scrape))
         // The page, its JSON, feed, badges and announcements: behind
         // `status_page.access`.

@@ -46,6 +46,7 @@ pub async fn test(checks: &Path, alerts: &Path, channel: &str) -> ExitCode {
         region: None,
         screenshot: None,
         screenshot_result: None,
+        ack_url: None,
     };
     let delivery = Delivery {
         id: Uuid::now_v7(),

@@ -62,6 +62,11 @@ pub struct AggregatorArgs {
     /// dead-lettered (listed by GET /api/v1/alerts?state=dead).
     #[arg(long, default_value = "24h", value_parser = crate::schedule::parse_duration)]
     pub alert_max_age: Duration,
+    /// The key (at least 16 characters) acknowledge links in alerts are
+    /// signed with. Without it, one is made at first start and kept in the
+    /// database. Links need --public-url.
+    #[arg(long, env = "LOOKOUT_ACK_KEY", hide_env_values = true)]
+    pub ack_key: Option<String>,
     /// Token required (as `Authorization: Bearer`) to create or delete
     /// silences through the API. Without it, anyone who reaches the API can.
     #[arg(long, env = "LOOKOUT_ADMIN_TOKEN", hide_env_values = true)]
@@ -342,10 +347,12 @@ impl AggregatorService {
         if let Err(error) = replicas.refresh().await {
             tracing::warn!(%error, "cannot take the leader's lease yet; trying again");
         }
+        let ack_key = ack_key(args, &storage).await?;
         let aggregator = Arc::new(
             Aggregator::new(config.clone(), storage.clone())
                 .await
                 .context("restoring check state")?
+                .with_ack_key(ack_key)
                 .with_public_url(args.public_url.clone())
                 .with_fast_confirmation(args.fast_confirmation)
                 .with_probe_tokens(tokens)
@@ -689,6 +696,36 @@ pub async fn shutdown_on_signal(cancel: CancellationToken) {
         _ = cancel.cancelled() => {}
     }
     cancel.cancel();
+}
+
+/// The key acknowledge links are signed with: `--ack-key`, else the one
+/// kept in the database (made at the first start); none without
+/// `--public-url`, as there is nowhere for a link to point.
+async fn ack_key(
+    args: &AggregatorArgs,
+    storage: &Storage,
+) -> anyhow::Result<Option<crate::alert::ack::AckKey>> {
+    if args.public_url.is_none() {
+        return Ok(None);
+    }
+    if let Some(key) = &args.ack_key {
+        if key.len() < crate::limits::ACK_KEY_CHARS_MIN {
+            anyhow::bail!(
+                "--ack-key must be at least {} characters",
+                crate::limits::ACK_KEY_CHARS_MIN
+            );
+        }
+        return Ok(Some(crate::alert::ack::AckKey::new(key.as_bytes())));
+    }
+    let mut fresh = vec![0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut fresh)
+        .map_err(|_| anyhow::anyhow!("no random bytes for the acknowledge-link key"))?;
+    let kept = storage
+        .ingest()
+        .keep_key("ack_link".into(), fresh)
+        .await
+        .context("keeping the acknowledge-link key in the database")?;
+    Ok(Some(crate::alert::ack::AckKey::new(&kept)))
 }
 
 #[cfg(test)]

@@ -49,6 +49,9 @@ pub struct Maintenance {
     pub checks: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub window: Window,
+    /// `announce: true`: the covered checks' channels get one message when
+    /// the window starts and one when it ends.
+    pub announce: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -67,6 +70,21 @@ impl Maintenance {
     pub fn applies_to(&self, check: &Check) -> bool {
         self.checks.contains(&check.name)
             || (!self.labels.is_empty() && labels_match(&self.labels, &check.labels))
+    }
+
+    /// When the occurrence open at `now` started (`None`: not open): what
+    /// tells one occurrence of a recurring window from the next.
+    pub fn started_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !self.active_at(now) {
+            return None;
+        }
+        match &self.window {
+            Window::Once { from, .. } => Some(*from),
+            Window::Recurring { cron, duration } => {
+                let span = chrono::Duration::from_std(*duration).ok()?;
+                cron.next_after(now.checked_sub_signed(span)?)
+            }
+        }
     }
 
     pub fn active_at(&self, now: DateTime<Utc>) -> bool {
@@ -152,7 +170,7 @@ pub(super) fn decode_maintenance(
         return Vec::new();
     };
     let keys = [
-        "name", "checks", "labels", "from", "until", "cron", "duration", "tz",
+        "name", "checks", "labels", "from", "until", "cron", "duration", "tz", "announce",
     ];
     let mut out = Vec::new();
     for item in items {
@@ -188,14 +206,19 @@ pub(super) fn decode_maintenance(
             );
         }
         let window = decode_window(ctx, &fields);
-        if let (Some(name), Some(checks), Some(labels), Some(window)) =
-            (name, checks, labels, window)
+        let announce = match fields.get("announce") {
+            Some(n) => ctx.bool(n, "`announce`"),
+            None => Some(false),
+        };
+        if let (Some(name), Some(checks), Some(labels), Some(window), Some(announce)) =
+            (name, checks, labels, window, announce)
         {
             out.push(Maintenance {
                 name,
                 checks,
                 labels,
                 window,
+                announce,
             });
         }
     }
@@ -305,11 +328,14 @@ mod tests {
                 cron: Box::new(cron),
                 duration: Duration::from_secs(1800),
             },
+            announce: false,
         };
         let at = |h, mi| Utc.with_ymd_and_hms(2026, 11, 25, h, mi, 0).unwrap();
         assert!(!m.active_at(at(1, 59)));
         assert!(m.active_at(at(2, 0)));
         assert!(m.active_at(at(2, 29)));
         assert!(!m.active_at(at(2, 30)));
+        assert_eq!(m.started_at(at(2, 29)), Some(at(2, 0)));
+        assert_eq!(m.started_at(at(2, 30)), None);
     }
 }

@@ -44,6 +44,10 @@ pub struct Check {
     pub status_page: StatusPageOptions,
     /// The YAML it was decoded from, to send to remote probes.
     pub source: Option<Arc<remote::CheckSource>>,
+    /// `depends_on:`: checks whose outage explains this one's; while one
+    /// of them is down, this check's down is recorded but not paged
+    /// (checked to exist and to form no cycle by `config::depends`).
+    pub depends_on: Vec<String>,
 }
 
 impl Check {
@@ -180,6 +184,36 @@ pub struct AlertRules {
     /// Degraded when the recent p95 exceeds this factor times the check's
     /// own 7-day p95 (`p95_above_baseline: 2x`).
     pub p95_above_baseline: Option<f64>,
+    /// `escalate:`: further channels paged while an incident stays open
+    /// and unacknowledged, in order of `after`.
+    pub escalate: Vec<Escalation>,
+    /// `flapping:`: how many changes within how long is flapping.
+    pub flapping: Flapping,
+}
+
+/// One step of `alert.escalate`: after `after` of an open, unacknowledged
+/// incident, `channels` are paged too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Escalation {
+    pub after: Duration,
+    pub channels: Vec<String>,
+}
+
+/// `alert.flapping`: more than `changes` state changes within `within` is
+/// flapping (alerts pause until the check is stable that long).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flapping {
+    pub changes: usize,
+    pub within: Duration,
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Flapping {
+            changes: limits::FLAP_CHANGES_MAX,
+            within: limits::FLAP_WINDOW,
+        }
+    }
 }
 
 impl Default for AlertRules {
@@ -191,6 +225,8 @@ impl Default for AlertRules {
             quorum: None,
             remind_every: None,
             p95_above_baseline: None,
+            escalate: Vec::new(),
+            flapping: Flapping::default(),
         }
     }
 }
@@ -205,7 +241,7 @@ const CHECK_KINDS: [&str; 9] = [
     "grpc",
     "websocket",
 ];
-const CHECK_KEYS: [&str; 20] = [
+const CHECK_KEYS: [&str; 21] = [
     "name",
     "description",
     "http",
@@ -226,6 +262,7 @@ const CHECK_KEYS: [&str; 20] = [
     "alert",
     "labels",
     "status_page",
+    "depends_on",
 ];
 
 /// Names a checks file uses, with positions, for the cross-file pass.
@@ -235,6 +272,8 @@ pub(super) struct Refs {
     pub(super) channels: Vec<(String, Pos)>,
     /// The file's `status_page:` and `announcements:`.
     pub(super) page: super::page::PageRefs,
+    /// `depends_on:` edges (check, the check it depends on, position).
+    pub(super) depends: Vec<(String, String, Pos)>,
 }
 
 pub(super) fn decode_checks_file(ctx: &mut Ctx, root: &Node, refs: &mut Refs) -> Vec<(Check, Pos)> {
@@ -495,6 +534,25 @@ pub(super) fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Optio
         Some(n) => decode_status_page(ctx, &name, n),
         None => Some(StatusPageOptions::default()),
     };
+    let depends_on = match fields.get("depends_on") {
+        Some(n) => ctx.string_list(n, &what("depends_on")).map(|list| {
+            if list.len() > limits::CHECK_DEPENDS_MAX {
+                ctx.error(
+                    n.pos,
+                    format!(
+                        "`depends_on` lists at most {} checks",
+                        limits::CHECK_DEPENDS_MAX
+                    ),
+                );
+            }
+            refs.depends.extend(
+                list.iter()
+                    .map(|(dep, pos)| (name.clone(), dep.clone(), *pos)),
+            );
+            list.into_iter().map(|(dep, _)| dep).collect()
+        }),
+        None => Some(Vec::new()),
+    };
     Some(Check {
         name: valid_name?,
         kind: kind?,
@@ -507,6 +565,7 @@ pub(super) fn decode_check(ctx: &mut Ctx, node: &Node, refs: &mut Refs) -> Optio
         description,
         status_page: status_page?,
         source: None,
+        depends_on: depends_on?,
     })
 }
 
@@ -597,6 +656,8 @@ fn decode_alert_rules(
             "quorum",
             "remind_every",
             "p95_above_baseline",
+            "escalate",
+            "flapping",
         ],
     )?;
     let mut rules = AlertRules::default();
@@ -628,6 +689,18 @@ fn decode_alert_rules(
     if let Some(n) = fields.get("remind_every") {
         rules.remind_every = ctx.duration(n, "`remind_every`");
         ok &= rules.remind_every.is_some();
+    }
+    if let Some(n) = fields.get("escalate") {
+        match super::depends::decode_escalate(ctx, n, refs) {
+            Some(steps) => rules.escalate = steps,
+            None => ok = false,
+        }
+    }
+    if let Some(n) = fields.get("flapping") {
+        match super::depends::decode_flapping(ctx, n) {
+            Some(flapping) => rules.flapping = flapping,
+            None => ok = false,
+        }
     }
     if let Some(n) = fields.get("p95_above_baseline") {
         match ctx

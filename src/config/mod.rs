@@ -24,6 +24,7 @@ mod channels;
 mod check;
 mod connection;
 mod decode;
+mod depends;
 mod dns;
 mod expect;
 mod grpc;
@@ -42,6 +43,7 @@ pub mod yaml;
 pub use channel_template::{BODY_KINDS, WebhookTemplate, engine as template_engine};
 pub use channels::{Channel, ChannelKind, EmailChannel, WebhookChannel, WebhookFormat};
 pub use check::{AlertRules, Check, CheckKind, HostPort, IpFamily, StatusPageOptions};
+pub use check::{Escalation, Flapping};
 pub use connection::TlsOptions;
 pub use dns::{DnsRecordType, DnsSpec};
 pub use expect::{Expect, HeaderAssertion, HttpVersion, JsonAssertion, JsonOp, StatusRange};
@@ -215,6 +217,8 @@ fn load_texts(
     let mut maintenance_check_refs: Vec<(String, Pos, PathBuf)> = Vec::new();
     // The status page's settings and announcements, per file.
     let mut page_refs: Vec<(page::PageRefs, PathBuf)> = Vec::new();
+    // `depends_on` edges, checked once every checks file is read.
+    let mut depends: Vec<(String, String, Pos, PathBuf)> = Vec::new();
 
     for (file, text) in checks_files {
         let Some(root) = parse_file(file, text, &mut errors) else {
@@ -236,6 +240,11 @@ fn load_texts(
                 .map(|(name, pos)| (name, pos, file.clone())),
         );
         page_refs.push((std::mem::take(&mut refs.page), file.clone()));
+        depends.extend(
+            std::mem::take(&mut refs.depends)
+                .into_iter()
+                .map(|(check, dep, pos)| (check, dep, pos, file.clone())),
+        );
         for (name, pos) in refs.names {
             if let Some((other_file, other_pos)) = names.get(&name) {
                 errors.push(ConfigError {
@@ -357,6 +366,7 @@ fn load_texts(
     }
 
     let (page, announcements) = page_across_files(page_refs, &names, &mut errors);
+    depends::check_dependencies(&depends, &names, &mut errors);
 
     if !errors.is_empty() {
         return Err(ConfigErrors::masked(errors, &secrets));

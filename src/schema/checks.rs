@@ -243,6 +243,14 @@ fn check() -> Value {
                 ),
             ),
             (
+                "depends_on",
+                with(
+                    string_list(),
+                    "Checks this one depends on: while one is down, this check's down is recorded, not paged.",
+                    json!(["db-primary"]),
+                ),
+            ),
+            (
                 "status_page",
                 with(
                     check_page(),
@@ -811,6 +819,54 @@ fn alert() -> Value {
             (
                 "remind_every",
                 with(duration(), "Remind while down, this often.", json!("1h")),
+            ),
+            (
+                "escalate",
+                with(
+                    list(object(
+                        vec![
+                            (
+                                "after",
+                                with(
+                                    duration(),
+                                    "How long after the first page, unacknowledged.",
+                                    json!("15m"),
+                                ),
+                            ),
+                            (
+                                "channels",
+                                with(string_list(), "The channels paged then.", json!(["pager"])),
+                            ),
+                        ],
+                        &["after", "channels"],
+                    )),
+                    "Further channels paged while an incident stays open and unacknowledged.",
+                    json!([{"after": "15m", "channels": ["pager"]}]),
+                ),
+            ),
+            (
+                "flapping",
+                with(
+                    object(
+                        vec![
+                            (
+                                "changes",
+                                with(
+                                    integer(1, Some(100)),
+                                    "More status changes than this within `within` is flapping.",
+                                    json!(5),
+                                ),
+                            ),
+                            (
+                                "within",
+                                with(duration(), "Counted over this long.", json!("10m")),
+                            ),
+                        ],
+                        &[],
+                    ),
+                    "When alerts pause as flapping (default: more than 5 changes within 1h).",
+                    json!({"changes": 5, "within": "1h"}),
+                ),
             ),
             (
                 "p95_above_baseline",

@@ -279,6 +279,14 @@ pub(super) fn alerts_file() -> Value {
                     json!("Europe/Paris"),
                 ),
             ),
+            (
+                "announce",
+                with(
+                    boolean(),
+                    "Send one message to the checks' channels when the window starts and one when it ends.",
+                    json!(true),
+                ),
+            ),
         ],
         &["name"],
     );

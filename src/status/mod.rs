@@ -115,6 +115,15 @@ pub struct CheckStatus {
     pub latency: BTreeMap<String, RegionLatency>,
     /// Per region: what the latest result said.
     pub regions: BTreeMap<String, RegionNow>,
+    /// `depends_on`, those the page shows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Down while a dependency (shown on the page) is down: `db is down`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub because: Option<String>,
+    /// When the open incident was acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -264,7 +273,32 @@ pub fn compute(inputs: &Inputs<'_>) -> StatusReport {
             .unwrap_or(&[]);
         let window_start = now - Duration::days(DAYS_SHOWN as i64);
         let segments = segments(events, state, window_start, now);
+        let shown_deps: Vec<String> = check
+            .depends_on
+            .iter()
+            .filter(|dep| inputs.config.check(dep).is_some_and(|c| visible(c)))
+            .cloned()
+            .collect();
+        let because = (state.status == Status::Down)
+            .then(|| {
+                shown_deps.iter().find(|dep| {
+                    inputs
+                        .states
+                        .get(dep.as_str())
+                        .is_some_and(|s| s.status == Status::Down)
+                })
+            })
+            .flatten()
+            .map(|dep| format!("{dep} is down"));
+        let acknowledged_at = state
+            .ack
+            .as_ref()
+            .filter(|_| crate::policy::acknowledged(state))
+            .map(|ack| ack.at);
         checks.push(CheckStatus {
+            depends_on: shown_deps,
+            because,
+            acknowledged_at,
             name: check.name.clone(),
             display_name: check.status_page.display_name.clone(),
             kind: check.kind_name(),

@@ -241,6 +241,15 @@ pub fn check_card(check: &CheckStatus, open: &[&Announcement], single: bool) -> 
                 }
             }
             @if let Some(description) = &check.description { div class="muted" { (description) } }
+            @if let Some(because) = &check.because {
+                div class="err" data-because { "down, because " (because) }
+            }
+            @if !check.depends_on.is_empty() {
+                div class="muted" data-depends-on { "depends on " (check.depends_on.join(", ")) }
+            }
+            @if let Some(at) = check.acknowledged_at {
+                div class="muted" data-acknowledged { "acknowledged " (at.format("%Y-%m-%d %H:%M UTC")) }
+            }
             @for note in &notes {
                 div class="muted" data-check-announcement=(note.id) {
                     span class="tag" { (note.severity.as_str()) } " " a href={"/#announcement-" (note.id)} { (note.title) }

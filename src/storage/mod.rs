@@ -274,6 +274,11 @@ pub trait IngestStore: Send + Sync {
 
     async fn insert_silence(&self, silence: &Silence) -> Result<(), StorageError>;
 
+    /// The key stored under `name`, storing `fresh` first if there is none:
+    /// the first writer's key wins, so every aggregator on one database
+    /// signs with the same one.
+    async fn keep_key(&self, name: String, fresh: Vec<u8>) -> Result<Vec<u8>, StorageError>;
+
     /// Deletes a silence; false when there was none with that id.
     async fn delete_silence(&self, id: uuid::Uuid) -> Result<bool, StorageError>;
 

@@ -50,6 +50,7 @@ macro_rules! suite {
             silences_live_until_they_expire,
             health_and_file_checks_pass,
             announcements_are_stored_replaced_listed_and_deleted,
+            a_kept_key_is_the_first_one_stored,
         );
     };
     (@tests $backend:ident, $make:path, $($test:ident),+ $(,)?) => {
@@ -128,6 +129,7 @@ fn delivery(channel: &str, created_at: DateTime<Utc>, due: DateTime<Utc>) -> Del
             region: None,
             screenshot: None,
             screenshot_result: None,
+            ack_url: None,
         },
         state: DeliveryState::Pending,
         attempts: 0,
@@ -1139,6 +1141,25 @@ async fn silences_live_until_they_expire(storage: &Storage) {
         storage.ingest().live_silences(now).await.unwrap(),
         vec![later]
     );
+}
+
+async fn a_kept_key_is_the_first_one_stored(storage: &Storage) {
+    let ingest = storage.ingest();
+    let first = ingest
+        .keep_key("ack".into(), b"first".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(first, b"first".to_vec());
+    let again = ingest
+        .keep_key("ack".into(), b"second".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(again, b"first".to_vec(), "the stored key wins");
+    let other = ingest
+        .keep_key("other".into(), b"x".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(other, b"x".to_vec(), "keys are kept by name");
 }
 
 async fn health_and_file_checks_pass(storage: &Storage) {

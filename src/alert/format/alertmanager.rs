@@ -32,7 +32,7 @@ pub(super) fn body(event: &AlertEvent) -> Value {
             })
         };
     let mut alerts = Vec::new();
-    if event.event.is_recovery() {
+    if event.event.is_recovery() || event.event == AlertKind::MaintenanceEnd {
         // `since` is the recovery; the outage began `duration_s` earlier.
         let started = event
             .duration_s

@@ -85,6 +85,9 @@ fn event_alerts(event: &AlertEvent) -> Vec<Value> {
                 out.push(alert(event, problem, started(event), Some(event.since)));
             }
         }
+        // A maintenance window is Alertmanager's to model (a silence), not
+        // an alert: its notices go to the other formats only.
+        AlertKind::MaintenanceStart | AlertKind::MaintenanceEnd => {}
         AlertKind::Down | AlertKind::Degraded | AlertKind::Reminder | AlertKind::Flapping => {
             if let Some(problem) = Problem::of(event.status) {
                 out.push(alert(event, problem, event.since, None));

@@ -47,6 +47,14 @@ pub fn email_subject(event: &AlertEvent) -> String {
             format!("[PROBE BACK] {check} — "),
             ("reporting again".to_string(), String::new()),
         ),
+        AlertKind::MaintenanceStart => (
+            format!("[MAINTENANCE] {check} — "),
+            ("maintenance window started".to_string(), String::new()),
+        ),
+        AlertKind::MaintenanceEnd => (
+            format!("[MAINTENANCE OVER] {check} — "),
+            ("maintenance window ended".to_string(), String::new()),
+        ),
     };
     let (reason, counts) = tail;
     let fixed = head.chars().count() + counts.chars().count();
@@ -115,6 +123,9 @@ pub fn email_text(event: &AlertEvent) -> String {
     }
     if let Some(shot) = &event.screenshot {
         let _ = writeln!(out, "Screenshot of the failing page: {shot}");
+    }
+    if let Some(ack) = &event.ack_url {
+        let _ = writeln!(out, "Acknowledge (stops escalation and reminders): {ack}");
     }
     out.push_str("\n-- \nSent by Lookout.\n");
     out
@@ -204,6 +215,13 @@ pub fn email_html(event: &AlertEvent) -> String {
             out,
             "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"color:#0969da\">Screenshot of the failing page</a></p>",
             escape_html(shot)
+        );
+    }
+    if let Some(ack) = event.ack_url.as_deref().filter(|u| is_web_url(u)) {
+        let _ = writeln!(
+            out,
+            "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"color:#0969da\">Acknowledge (stops escalation and reminders)</a></p>",
+            escape_html(ack)
         );
     }
     out.push_str(

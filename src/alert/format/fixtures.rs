@@ -70,6 +70,7 @@ pub(super) fn down() -> AlertEvent {
         region: None,
         screenshot: None,
         screenshot_result: None,
+        ack_url: None,
     }
 }
 
@@ -105,6 +106,7 @@ pub(super) fn test_event() -> AlertEvent {
         region: None,
         screenshot: None,
         screenshot_result: None,
+        ack_url: None,
     }
 }
 

@@ -37,6 +37,8 @@ mod teams;
 
 #[cfg(test)]
 mod fixtures;
+#[cfg(test)]
+mod notice_tests;
 
 pub use email::{
     email_html, email_subject, email_text, group_email_html, group_email_text, group_subject,
@@ -104,6 +106,8 @@ fn kind_word(event: &AlertEvent) -> &'static str {
         AlertKind::Test => "TEST",
         AlertKind::ProbeStale => "PROBE STALE",
         AlertKind::ProbeBack => "PROBE BACK",
+        AlertKind::MaintenanceStart => "MAINTENANCE",
+        AlertKind::MaintenanceEnd => "MAINTENANCE OVER",
     }
 }
 
@@ -117,7 +121,7 @@ fn severity(event: &AlertEvent) -> &'static str {
         AlertKind::Test => "info",
         AlertKind::Down => "critical",
         AlertKind::Degraded | AlertKind::Flapping | AlertKind::ProbeStale => "warning",
-        AlertKind::ProbeBack => "info",
+        AlertKind::ProbeBack | AlertKind::MaintenanceStart | AlertKind::MaintenanceEnd => "info",
         // Same as the alert it repeats, so receivers keep one alert.
         AlertKind::Reminder | AlertKind::Up => status_severity(event.status),
     }
@@ -140,6 +144,7 @@ fn status_color(event: &AlertEvent) -> u32 {
         AlertKind::Flapping => 0x8E_44_AD,
         AlertKind::ProbeStale => 0xF5_8B_00,
         AlertKind::Test | AlertKind::Reminder => 0x1F_6F_EB,
+        AlertKind::MaintenanceStart | AlertKind::MaintenanceEnd => 0x1F_6F_EB,
     }
 }
 
@@ -158,6 +163,8 @@ fn headline(event: &AlertEvent) -> String {
         AlertKind::Test => "Lookout test notification".to_string(),
         AlertKind::ProbeStale => format!("{check} stopped reporting"),
         AlertKind::ProbeBack => format!("{check} is reporting again"),
+        AlertKind::MaintenanceStart => format!("{check}: maintenance started"),
+        AlertKind::MaintenanceEnd => format!("{check}: maintenance over"),
     }
 }
 

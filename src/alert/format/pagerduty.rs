@@ -10,11 +10,15 @@ pub(super) fn body(event: &AlertEvent, channel: &WebhookChannel) -> Value {
     let routing_key = channel.routing_key.clone().unwrap_or_default();
     let dedup_key = match (event.event, event.incident) {
         (AlertKind::Test, _) => format!("lookout-test-{}", event.check),
+        // A maintenance notice opens and closes its own alert.
+        (AlertKind::MaintenanceStart | AlertKind::MaintenanceEnd, _) => {
+            format!("lookout-maintenance-{}", event.check)
+        }
         (_, Some(incident)) => incident.to_string(),
         // Not expected (incidents carry an id); still pair trigger and resolve.
         (_, None) => format!("lookout-{}", event.check),
     };
-    if event.event.is_recovery() {
+    if event.event.is_recovery() || event.event == AlertKind::MaintenanceEnd {
         return json!({
             "routing_key": routing_key,
             "event_action": "resolve",

@@ -43,6 +43,13 @@ pub(super) fn body(event: &AlertEvent) -> Value {
         );
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": link}}));
     }
+    if let Some(ack) = &event.ack_url {
+        let link = format!(
+            "<{}|Acknowledge> (stops escalation and reminders)",
+            slack_escape(ack).replace('|', "%7C")
+        );
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": link}}));
+    }
     json!({"text": email_subject(event), "blocks": blocks})
 }
 

@@ -75,6 +75,20 @@ impl IngestStore for PostgresStorage {
         json_bodies(&rows)
     }
 
+    async fn keep_key(&self, name: String, fresh: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO lookout_keys (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &fresh],
+            )
+            .await?;
+        let row = client
+            .query_one("SELECT value FROM lookout_keys WHERE name = $1", &[&name])
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     async fn insert_silence(&self, silence: &Silence) -> Result<(), StorageError> {
         let body = serde_json::to_string(silence)?;
         let client = self.client().await?;

@@ -141,6 +141,12 @@ const MIGRATIONS: &[&str] = &[
         at_ms BIGINT NOT NULL
     );
     CREATE INDEX run_now_by_age ON run_now (at_ms);",
+    // Keys Lookout makes for itself once and keeps (the acknowledge-link
+    // key, #16), by name (SQLite's migration 12).
+    "CREATE TABLE lookout_keys (
+        name TEXT PRIMARY KEY,
+        value BYTEA NOT NULL
+    );",
 ];
 
 /// Applies the migrations this database has not had yet.

@@ -90,6 +90,22 @@ impl IngestStore for SqliteStorage {
         .await
     }
 
+    async fn keep_key(&self, name: String, fresh: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT OR IGNORE INTO lookout_keys (name, value) VALUES (?1, ?2)",
+                params![name, fresh],
+            )?;
+            let value: Vec<u8> = conn.query_row(
+                "SELECT value FROM lookout_keys WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )?;
+            Ok(value)
+        })
+        .await
+    }
+
     async fn insert_silence(&self, silence: &Silence) -> Result<(), StorageError> {
         let (id, body, expires) = (
             silence.id.to_string(),

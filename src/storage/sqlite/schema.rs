@@ -160,4 +160,12 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
         );
         CREATE INDEX run_now_by_age ON run_now (at_ms);",
     ),
+    // Keys Lookout makes for itself once and keeps (the acknowledge-link
+    // key, #16), by name.
+    M::up(
+        "CREATE TABLE lookout_keys (
+            name TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        );",
+    ),
 ];
