@@ -29,7 +29,7 @@ const FORMATS: [(&str, WebhookFormat); 6] = [
     ("slack", WebhookFormat::Slack),
     ("discord", WebhookFormat::Discord),
     ("teams", WebhookFormat::Teams),
-    ("alertmanager", WebhookFormat::Alertmanager),
+    ("alertmanager_webhook", WebhookFormat::AlertmanagerWebhook),
     ("pagerduty", WebhookFormat::PagerDuty),
 ];
 
