@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::config::probes::ProbeTokens;
-use crate::config::remote::WireCheck;
+use crate::config::remote::{WireChannel, WireCheck};
 use crate::limits;
 
 /// The checks one region runs, serialized once per config.
@@ -32,6 +32,10 @@ struct SpecsDocument<'a> {
     version: &'a str,
     region: &'a str,
     checks: &'a [WireCheck],
+    /// The channels marked `fallback: true`, for the alert a probe sends
+    /// itself when it reaches no aggregator.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    fallback_channels: &'a [WireChannel],
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +48,17 @@ impl SpecIndex {
     /// everywhere, and those whose `regions` name it.
     pub fn build<'r>(config: &Config, regions: impl Iterator<Item = &'r str>) -> SpecIndex {
         let mut by_region = BTreeMap::new();
+        let fallback: Vec<WireChannel> = config
+            .channels
+            .values()
+            .filter_map(|c| c.wire.as_deref().cloned())
+            .take(limits::FALLBACK_CHANNELS_MAX)
+            .collect();
+        let fallback_json = if fallback.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&fallback).unwrap_or_default()
+        };
         for region in regions {
             let checks: Vec<WireCheck> = config
                 .checks
@@ -56,13 +71,16 @@ impl SpecIndex {
                 })
                 .filter_map(|c| WireCheck::from_check(c))
                 .collect();
-            let checks_json = serde_json::to_vec(&checks).unwrap_or_default();
+            let mut checks_json = serde_json::to_vec(&checks).unwrap_or_default();
+            // No fallback channel: the version is what it always was.
+            checks_json.extend_from_slice(&fallback_json);
             let digest = ring::digest::digest(&ring::digest::SHA256, &checks_json);
             let version = hex::encode(&digest.as_ref()[..16]);
             let body = serde_json::to_vec(&SpecsDocument {
                 version: &version,
                 region,
                 checks: &checks,
+                fallback_channels: &fallback,
             })
             .unwrap_or_default();
             by_region.insert(

@@ -96,6 +96,8 @@ fn kind_word(event: &AlertEvent) -> &'static str {
         AlertKind::Test => "TEST",
         AlertKind::ProbeStale => "PROBE STALE",
         AlertKind::ProbeBack => "PROBE BACK",
+        AlertKind::AggregatorsUnreachable => "AGGREGATORS UNREACHABLE",
+        AlertKind::AggregatorsBack => "AGGREGATORS BACK",
     }
 }
 
@@ -107,7 +109,8 @@ fn kind_word(event: &AlertEvent) -> &'static str {
 fn severity(event: &AlertEvent) -> &'static str {
     match event.event {
         AlertKind::Test => "info",
-        AlertKind::Down => "critical",
+        AlertKind::Down | AlertKind::AggregatorsUnreachable => "critical",
+        AlertKind::AggregatorsBack => "info",
         AlertKind::Degraded | AlertKind::Flapping | AlertKind::ProbeStale => "warning",
         AlertKind::ProbeBack => "info",
         // Same as the alert it repeats, so receivers keep one alert.
@@ -126,7 +129,8 @@ fn status_severity(status: Status) -> &'static str {
 /// Red down, orange degraded, green up, blue test and reminder.
 fn status_color(event: &AlertEvent) -> u32 {
     match event.event {
-        AlertKind::Down => 0xE0_1E_3C,
+        AlertKind::Down | AlertKind::AggregatorsUnreachable => 0xE0_1E_3C,
+        AlertKind::AggregatorsBack => 0x2E_A0_43,
         AlertKind::Degraded => 0xF5_8B_00,
         AlertKind::Up | AlertKind::ProbeBack => 0x2E_A0_43,
         AlertKind::Flapping => 0x8E_44_AD,
@@ -150,6 +154,14 @@ fn headline(event: &AlertEvent) -> String {
         AlertKind::Test => "Lookout test notification".to_string(),
         AlertKind::ProbeStale => format!("{check} stopped reporting"),
         AlertKind::ProbeBack => format!("{check} is reporting again"),
+        AlertKind::AggregatorsUnreachable => format!(
+            "Probe {} reaches no aggregator",
+            one_line(event.labels.get("probe").map_or(&event.check, |p| p))
+        ),
+        AlertKind::AggregatorsBack => format!(
+            "Probe {} reaches an aggregator again",
+            one_line(event.labels.get("probe").map_or(&event.check, |p| p))
+        ),
     }
 }
 
