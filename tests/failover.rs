@@ -10,7 +10,14 @@ mod common;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
 
 use common::hooks::Hooks;
 use common::{ConfigDirs, Server, client, get_json, wait_for};
@@ -28,16 +35,20 @@ fn free_port() -> u16 {
 }
 
 /// Checks (`api`, every 1s, against `target`), a probes file for one region,
-/// and `ops`, a webhook channel to `hook_url` marked `fallback: true`.
-fn config(target: &str, hook_url: &str) -> ConfigDirs {
+/// and `ops`, a webhook channel to `hook_url` marked `fallback: true` (and
+/// `flaky`, another, to `flaky_url`).
+fn config(target: &str, hook_url: &str, flaky_url: Option<&str>) -> ConfigDirs {
     let dirs = ConfigDirs::new(&format!(
         "checks:\n  - name: api\n    http: {{ url: \"{target}\" }}\n    every: 1s\n    timeout: 2s\n"
     ));
-    std::fs::write(
-        dirs.alerts().join("alerts.yaml"),
-        format!("channels:\n  ops:\n    fallback: true\n    webhook: {{ url: \"{hook_url}\" }}\n"),
-    )
-    .unwrap();
+    let mut alerts =
+        format!("channels:\n  ops:\n    fallback: true\n    webhook: {{ url: \"{hook_url}\" }}\n");
+    if let Some(url) = flaky_url {
+        alerts.push_str(&format!(
+            "  flaky:\n    fallback: true\n    webhook: {{ url: \"{url}\" }}\n"
+        ));
+    }
+    std::fs::write(dirs.alerts().join("alerts.yaml"), alerts).unwrap();
     std::fs::write(
         dirs.root.path().join("probes.yaml"),
         format!("probes:\n  {REGION}: {{ token: \"{TOKEN}\" }}\n"),
@@ -183,7 +194,7 @@ async fn a_probe_moves_to_the_other_replica_when_its_own_is_killed_and_loses_not
     };
     let target = common::start_target().await;
     let (_hooks, hook_url) = Hooks::start().await;
-    let dirs = config(&target.url("/ok"), &hook_url);
+    let dirs = config(&target.url("/ok"), &hook_url, None);
     let (port_a, port_b) = (free_port(), free_port());
     // One after the other: each runs the migrations it needs at start.
     let a = start_aggregator(&dirs, port_a, Some(&database));
@@ -274,6 +285,49 @@ async fn a_probe_moves_to_the_other_replica_when_its_own_is_killed_and_loses_not
     drop(b);
 }
 
+/// A receiver that answers its first request 503, then 200: keeps every
+/// attempt (delivery id, body, what it answered).
+#[derive(Clone, Default)]
+struct Flaky(Arc<Mutex<Vec<(String, Value, u16)>>>);
+
+impl Flaky {
+    async fn start() -> (Flaky, String) {
+        let flaky = Flaky::default();
+        let addr = common::serve_on_loopback(
+            Router::new()
+                .route("/hook", post(flaky_hook))
+                .with_state(flaky.clone()),
+        )
+        .await;
+        (flaky, format!("http://{addr}/hook"))
+    }
+
+    fn attempts(&self) -> Vec<(String, Value, u16)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The bodies of `kind` it took (answered 200).
+    fn taken(&self, kind: &str) -> usize {
+        self.attempts()
+            .iter()
+            .filter(|(_, body, status)| *status == 200 && body["event"] == kind)
+            .count()
+    }
+}
+
+async fn flaky_hook(State(flaky): State<Flaky>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let delivery = headers
+        .get("x-lookout-delivery")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut attempts = flaky.0.lock().unwrap();
+    let status = if attempts.is_empty() { 503 } else { 200 };
+    attempts.push((delivery, body, status));
+    StatusCode::from_u16(status).unwrap()
+}
+
 /// The fallback alerts of `kind` the receiver got.
 fn fallback(hooks: &Hooks, kind: &str) -> Vec<Value> {
     hooks.events(kind)
@@ -293,7 +347,8 @@ async fn wait_made(probe: &Server, more: usize) {
 async fn with_every_aggregator_gone_the_probe_pages_once_and_notes_once() {
     let target = common::start_target().await;
     let (hooks, hook_url) = Hooks::start().await;
-    let dirs = config(&target.url("/ok"), &hook_url);
+    let (flaky, flaky_url) = Flaky::start().await;
+    let dirs = config(&target.url("/ok"), &hook_url, Some(&flaky_url));
     let port = free_port();
     // The second replica is never there: "every aggregator" is both.
     let dead = format!("http://127.0.0.1:{}/", free_port());
@@ -307,7 +362,7 @@ async fn with_every_aggregator_gone_the_probe_pages_once_and_notes_once() {
     wait_for("the fallback channels received", Duration::from_secs(60), || async {
         probe
             .log_text()
-            .contains("fallback channels for when no aggregator answers: ops")
+            .contains("fallback channels for when no aggregator answers: flaky, ops")
             .then_some(())
     })
     .await;
@@ -334,6 +389,15 @@ async fn with_every_aggregator_gone_the_probe_pages_once_and_notes_once() {
     wait_made(&probe, 4).await;
     assert_eq!(fallback(&hooks, "aggregators_unreachable").len(), 1);
     assert!(fallback(&hooks, "aggregators_back").is_empty());
+    // The receiver that failed first got it on a retry, once, under the
+    // same delivery id.
+    wait_for("the retried fallback alert", Duration::from_secs(60), || async {
+        (flaky.taken("aggregators_unreachable") == 1).then_some(())
+    })
+    .await;
+    let attempts = flaky.attempts();
+    assert_eq!(attempts[0].2, 503);
+    assert_eq!(attempts[0].0, attempts[1].0, "{attempts:?}");
 
     let aggregator = start_aggregator(&dirs, port, None);
     let back = wait_for("the note", Duration::from_secs(60), || async {
@@ -345,6 +409,8 @@ async fn with_every_aggregator_gone_the_probe_pages_once_and_notes_once() {
     wait_made(&probe, 3).await;
     assert_eq!(fallback(&hooks, "aggregators_unreachable").len(), 1);
     assert_eq!(fallback(&hooks, "aggregators_back").len(), 1);
+    assert_eq!(flaky.taken("aggregators_unreachable"), 1);
+    assert_eq!(flaky.taken("aggregators_back"), 1);
     let log = probe.terminate_and_log();
     assert!(
         log.contains(&format!("aggregator {live} unreachable (")),

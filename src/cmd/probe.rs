@@ -293,3 +293,79 @@ async fn serve_metrics(
     };
     crate::listener::serve(listener, app, None, allowed, cancel).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        probe: ProbeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ProbeArgs, String> {
+        let mut all = vec!["probe", "--region", "eu-west", "--token", "t"];
+        all.extend(args);
+        Cli::try_parse_from(all)
+            .map(|cli| cli.probe)
+            .map_err(|e| e.to_string())
+    }
+
+    fn urls(args: &ProbeArgs) -> Vec<&str> {
+        args.aggregator.iter().map(Url::as_str).collect()
+    }
+
+    #[test]
+    fn aggregators_are_repeated_or_comma_separated_in_the_order_given() {
+        let one = parse(&["--aggregator", "https://a.example"]).unwrap();
+        assert_eq!(urls(&one), ["https://a.example/"]);
+        assert_eq!(one.aggregator_down_after, None);
+        let repeated = parse(&[
+            "--aggregator",
+            "https://b.example",
+            "--aggregator=https://a.example/",
+        ])
+        .unwrap();
+        assert_eq!(urls(&repeated), ["https://b.example/", "https://a.example/"]);
+        let commas = parse(&[
+            "--aggregator",
+            "https://a.example,https://b.example:8443/lookout/",
+            "--aggregator-down-after",
+            "90s",
+        ])
+        .unwrap();
+        assert_eq!(
+            urls(&commas),
+            ["https://a.example/", "https://b.example:8443/lookout/"]
+        );
+        assert_eq!(
+            commas.aggregator_down_after,
+            Some(std::time::Duration::from_secs(90))
+        );
+        // Mixed: both forms at once.
+        let mixed = parse(&[
+            "--aggregator=http://a:1,http://b:2",
+            "--aggregator=http://c:3",
+        ])
+        .unwrap();
+        assert_eq!(urls(&mixed), ["http://a:1/", "http://b:2/", "http://c:3/"]);
+        // None, a bad URL, a zero wait: refused by the parser.
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--aggregator", "https://a.example,not a url"]).is_err());
+        assert!(
+            parse(&["--aggregator", "https://a.example", "--aggregator-down-after", "0s"])
+                .is_err()
+        );
+        // Duplicates are refused when the uplink is built.
+        let twice = parse(&["--aggregator", "https://a.example,https://a.example/"]).unwrap();
+        let error = Uplink::new(twice.aggregator, "eu-west", "t", None)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("--aggregator https://a.example/ is given twice")
+        );
+    }
+}
