@@ -93,7 +93,9 @@ fn the_example_probes_file_loads() {
 }
 
 fn deploy_file(path: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(path);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(path);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -136,7 +138,11 @@ fn the_ha_compose_file_runs_two_aggregators_on_postgres_and_probes_list_both() {
             "probe-ap-south"
         ]
     );
-    assert!(services[0].1.contains("image: postgres:"), "{}", services[0].1);
+    assert!(
+        services[0].1.contains("image: postgres:"),
+        "{}",
+        services[0].1
+    );
     // The aggregators share one definition: the database URL from the
     // environment, `aggregator` without --data.
     let shared = text
@@ -145,9 +151,15 @@ fn the_ha_compose_file_runs_two_aggregators_on_postgres_and_probes_list_both() {
         .and_then(|rest| rest.split("\nx-probe:").next())
         .expect("an x-aggregator anchor");
     assert!(shared.contains("- aggregator\n"), "{shared}");
-    assert!(shared.contains("LOOKOUT_DATABASE_URL: postgres://"), "{shared}");
+    assert!(
+        shared.contains("LOOKOUT_DATABASE_URL: postgres://"),
+        "{shared}"
+    );
     assert!(!shared.contains("--data"), "{shared}");
-    assert!(!shared.contains("--database"), "a flag shows in ps: {shared}");
+    assert!(
+        !shared.contains("--database"),
+        "a flag shows in ps: {shared}"
+    );
     for (name, body) in &services[1..3] {
         assert!(body.contains("<<: *aggregator"), "{name}: {body}");
     }
@@ -204,7 +216,10 @@ fn the_ha_kubernetes_overlay_runs_two_replicas_under_a_disruption_budget() {
     let pdb = deploy_file("kubernetes-ha/pdb.yaml");
     assert!(pdb.contains("kind: PodDisruptionBudget"), "{pdb}");
     assert!(pdb.contains("minAvailable: 1"), "{pdb}");
-    assert!(pdb.contains("app.kubernetes.io/component: aggregator"), "{pdb}");
+    assert!(
+        pdb.contains("app.kubernetes.io/component: aggregator"),
+        "{pdb}"
+    );
 }
 
 /// The systemd drop-in for a replica on PostgreSQL runs `aggregator`
@@ -218,11 +233,20 @@ fn the_systemd_postgres_drop_in_leaves_out_data() {
         .expect("ExecStart reset before it is set again")
         .to_string();
     assert!(exec.contains("/usr/local/bin/lookout aggregator"), "{exec}");
-    assert!(!exec.contains("--data") && !exec.contains("--database"), "{exec}");
+    assert!(
+        !exec.contains("--data") && !exec.contains("--database"),
+        "{exec}"
+    );
     assert!(text.contains("LOOKOUT_DATABASE_URL="), "{text}");
     // The flag and the variable exclude --data for real.
     let output = Command::new(common::lookout_bin())
-        .args(["aggregator", "--data", "/nonexistent", "--database", "postgres://x@127.0.0.1:9/x"])
+        .args([
+            "aggregator",
+            "--data",
+            "/nonexistent",
+            "--database",
+            "postgres://x@127.0.0.1:9/x",
+        ])
         .output()
         .unwrap();
     assert!(!output.status.success());

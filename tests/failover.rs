@@ -176,14 +176,18 @@ fn promtool_check_metrics(text: &str) -> (bool, String) {
 
 /// The probe's metrics address, from its log.
 async fn metrics_url(probe: &Server) -> String {
-    wait_for("the probe's metrics address", Duration::from_secs(30), || async {
-        probe
-            .log_text()
-            .lines()
-            .find_map(|l| l.split("metrics on ").nth(1))
-            .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_string)
-    })
+    wait_for(
+        "the probe's metrics address",
+        Duration::from_secs(30),
+        || async {
+            probe
+                .log_text()
+                .lines()
+                .find_map(|l| l.split("metrics on ").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+        },
+    )
     .await
 }
 
@@ -209,26 +213,34 @@ async fn a_probe_moves_to_the_other_replica_when_its_own_is_killed_and_loses_not
         &["--metrics-listen", "127.0.0.1:0"],
     );
     let a_base = a.base.clone();
-    wait_for("results through the first aggregator", Duration::from_secs(60), || async {
-        (stored_ids(&a_base).await.len() >= 3).then_some(())
-    })
+    wait_for(
+        "results through the first aggregator",
+        Duration::from_secs(60),
+        || async { (stored_ids(&a_base).await.len() >= 3).then_some(()) },
+    )
     .await;
 
     a.kill();
     let moved = format!("aggregator {url_a} unreachable (");
-    let line = wait_for("the probe to say it moved", Duration::from_secs(60), || async {
-        let log = probe.log_text();
-        log.lines()
-            .find(|l| l.contains(&moved) && l.contains(&format!("; using {url_b}")))
-            .map(str::to_string)
-    })
+    let line = wait_for(
+        "the probe to say it moved",
+        Duration::from_secs(60),
+        || async {
+            let log = probe.log_text();
+            log.lines()
+                .find(|l| l.contains(&moved) && l.contains(&format!("; using {url_b}")))
+                .map(str::to_string)
+        },
+    )
     .await;
     println!("the probe said: {line}");
     // Results keep arriving, through the survivor.
     let before = stored_ids(&b.base).await.len();
-    wait_for("results through the survivor", Duration::from_secs(60), || async {
-        (stored_ids(&b.base).await.len() >= before + 3).then_some(())
-    })
+    wait_for(
+        "results through the survivor",
+        Duration::from_secs(60),
+        || async { (stored_ids(&b.base).await.len() >= before + 3).then_some(()) },
+    )
     .await;
 
     // The probe's /metrics names the aggregator in use, counts the move,
@@ -337,9 +349,11 @@ fn fallback(hooks: &Hooks, kind: &str) -> Vec<Value> {
 /// passes), so that "only once" is asserted after a while, not at once.
 async fn wait_made(probe: &Server, more: usize) {
     let now = made_ids(&probe.log_text()).len();
-    wait_for("the probe to keep running", Duration::from_secs(60), || async {
-        (made_ids(&probe.log_text()).len() >= now + more).then_some(())
-    })
+    wait_for(
+        "the probe to keep running",
+        Duration::from_secs(60),
+        || async { (made_ids(&probe.log_text()).len() >= now + more).then_some(()) },
+    )
     .await;
 }
 
@@ -359,12 +373,16 @@ async fn with_every_aggregator_gone_the_probe_pages_once_and_notes_once() {
     let urls = ["--aggregator", live.as_str(), "--aggregator", dead.as_str()];
     let down_after = ["--aggregator-down-after", "3s"];
     let probe = start_probe(spool.path(), &urls, &down_after);
-    wait_for("the fallback channels received", Duration::from_secs(60), || async {
-        probe
-            .log_text()
-            .contains("fallback channels for when no aggregator answers: flaky, ops")
-            .then_some(())
-    })
+    wait_for(
+        "the fallback channels received",
+        Duration::from_secs(60),
+        || async {
+            probe
+                .log_text()
+                .contains("fallback channels for when no aggregator answers: flaky, ops")
+                .then_some(())
+        },
+    )
     .await;
     let cached = std::fs::read_to_string(spool.path().join("checks.json")).unwrap();
     assert!(cached.contains("fallback_channels"), "{cached}");
@@ -391,9 +409,11 @@ async fn with_every_aggregator_gone_the_probe_pages_once_and_notes_once() {
     assert!(fallback(&hooks, "aggregators_back").is_empty());
     // The receiver that failed first got it on a retry, once, under the
     // same delivery id.
-    wait_for("the retried fallback alert", Duration::from_secs(60), || async {
-        (flaky.taken("aggregators_unreachable") == 1).then_some(())
-    })
+    wait_for(
+        "the retried fallback alert",
+        Duration::from_secs(60),
+        || async { (flaky.taken("aggregators_unreachable") == 1).then_some(()) },
+    )
     .await;
     let attempts = flaky.attempts();
     assert_eq!(attempts[0].2, 503);
@@ -421,14 +441,21 @@ async fn with_every_aggregator_gone_the_probe_pages_once_and_notes_once() {
     // channels cached in the spool are all it has, and they are enough.
     aggregator.kill();
     let probe = start_probe(spool.path(), &urls, &down_after);
-    let second = wait_for("the fallback alert after a restart", Duration::from_secs(60), || async {
-        let lost = fallback(&hooks, "aggregators_unreachable");
-        (lost.len() >= 2).then(|| lost[1].clone())
-    })
+    let second = wait_for(
+        "the fallback alert after a restart",
+        Duration::from_secs(60),
+        || async {
+            let lost = fallback(&hooks, "aggregators_unreachable");
+            (lost.len() >= 2).then(|| lost[1].clone())
+        },
+    )
     .await;
     assert_ne!(second["incident"], lost["incident"], "a new loss");
     let log = probe.log_text();
-    assert!(log.contains("starting with the last checks received"), "{log}");
+    assert!(
+        log.contains("starting with the last checks received"),
+        "{log}"
+    );
     wait_made(&probe, 2).await;
     assert_eq!(fallback(&hooks, "aggregators_unreachable").len(), 2);
     drop(probe);

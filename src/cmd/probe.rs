@@ -328,7 +328,10 @@ mod tests {
             "--aggregator=https://a.example/",
         ])
         .unwrap();
-        assert_eq!(urls(&repeated), ["https://b.example/", "https://a.example/"]);
+        assert_eq!(
+            urls(&repeated),
+            ["https://b.example/", "https://a.example/"]
+        );
         let commas = parse(&[
             "--aggregator",
             "https://a.example,https://b.example:8443/lookout/",
@@ -355,8 +358,13 @@ mod tests {
         assert!(parse(&[]).is_err());
         assert!(parse(&["--aggregator", "https://a.example,not a url"]).is_err());
         assert!(
-            parse(&["--aggregator", "https://a.example", "--aggregator-down-after", "0s"])
-                .is_err()
+            parse(&[
+                "--aggregator",
+                "https://a.example",
+                "--aggregator-down-after",
+                "0s"
+            ])
+            .is_err()
         );
         // Duplicates are refused when the uplink is built.
         let twice = parse(&["--aggregator", "https://a.example,https://a.example/"]).unwrap();

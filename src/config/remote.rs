@@ -433,7 +433,10 @@ mod channel_tests {
         assert!(!config.channels["other"].fallback);
         assert!(config.channels["other"].wire.is_none());
         let wire = config.channels["ops"].wire.as_deref().unwrap().clone();
-        assert_eq!(wire.env.keys().collect::<Vec<_>>(), ["HOOK_PATH", "HOOK_SECRET"]);
+        assert_eq!(
+            wire.env.keys().collect::<Vec<_>>(),
+            ["HOOK_PATH", "HOOK_SECRET"]
+        );
         let json = serde_json::to_string(&[wire]).unwrap();
         let back: Vec<WireChannel> = serde_json::from_str(&json).unwrap();
         let (channels, secrets) = decode_wire_channels(back).unwrap();

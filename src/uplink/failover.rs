@@ -161,10 +161,7 @@ impl Rotation {
             return None;
         }
         self.announced = Some(at);
-        Some(format!(
-            "aggregator {} answers; using it",
-            self.urls[at]
-        ))
+        Some(format!("aggregator {} answers; using it", self.urls[at]))
     }
 }
 

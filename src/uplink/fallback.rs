@@ -64,7 +64,10 @@ pub(crate) struct Speaker {
 enum Watch {
     InContact,
     /// Paged: the aggregators were last heard at `since`.
-    Lost { since: DateTime<Utc>, incident: Uuid },
+    Lost {
+        since: DateTime<Utc>,
+        incident: Uuid,
+    },
 }
 
 #[derive(Debug, PartialEq)]
@@ -153,11 +156,7 @@ pub(crate) async fn watch_contact(
             );
             continue;
         }
-        tracing::warn!(
-            "{}; telling channels {}",
-            event.summary,
-            names.join(", ")
-        );
+        tracing::warn!("{}; telling channels {}", event.summary, names.join(", "));
         let delivery = Uuid::now_v7();
         for channel in &current.channels {
             let previous = sending.remove(&channel.name);

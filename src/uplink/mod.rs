@@ -257,7 +257,9 @@ impl Uplink {
             Some((base, error)) => Err(TransportError::Unavailable(format!(
                 "no aggregator answers (the last tried, {base}: {error})"
             ))),
-            None => Err(TransportError::Unavailable("no aggregator configured".into())),
+            None => Err(TransportError::Unavailable(
+                "no aggregator configured".into(),
+            )),
         }
     }
 
@@ -593,8 +595,8 @@ mod fallback;
 mod ship;
 mod specs;
 
-pub(crate) use fallback::{Contact, FallbackChannels, Speaker, watch_contact};
 use failover::{Rotation, aggregator_list};
+pub(crate) use fallback::{Contact, FallbackChannels, Speaker, watch_contact};
 
 pub(crate) use ship::ship_spooled;
 pub(crate) use specs::{follow_run_now, follow_specs};

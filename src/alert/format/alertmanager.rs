@@ -180,7 +180,10 @@ mod tests {
 
     #[test]
     fn alertmanager_aggregators_unreachable() {
-        insta::assert_json_snapshot!(rendered(WebhookFormat::Alertmanager, &aggregators_unreachable()));
+        insta::assert_json_snapshot!(rendered(
+            WebhookFormat::Alertmanager,
+            &aggregators_unreachable()
+        ));
     }
 
     #[test]

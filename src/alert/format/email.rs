@@ -56,7 +56,10 @@ pub fn email_subject(event: &AlertEvent) -> String {
         ),
         AlertKind::AggregatorsBack => (
             format!("[AGGREGATORS BACK] {check} — "),
-            ("this probe reaches an aggregator again".to_string(), String::new()),
+            (
+                "this probe reaches an aggregator again".to_string(),
+                String::new(),
+            ),
         ),
     };
     let (reason, counts) = tail;

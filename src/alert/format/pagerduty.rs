@@ -75,7 +75,10 @@ mod tests {
 
     #[test]
     fn pagerduty_aggregators_unreachable() {
-        insta::assert_json_snapshot!(rendered(WebhookFormat::PagerDuty, &aggregators_unreachable()));
+        insta::assert_json_snapshot!(rendered(
+            WebhookFormat::PagerDuty,
+            &aggregators_unreachable()
+        ));
     }
 
     #[test]
