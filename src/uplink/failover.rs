@@ -54,6 +54,9 @@ pub(crate) fn fails_over(error: &TransportError) -> bool {
 pub(crate) fn short_reason(error: &TransportError) -> String {
     match error {
         TransportError::Unavailable(text) => {
+            // Past `error sending request for url (...)`: the URL is in the
+            // line already, and a host name must not look like a cause.
+            let text = text.split_once("): ").map_or(text.as_str(), |(_, c)| c);
             let lower = text.to_ascii_lowercase();
             if lower.contains("connection refused") {
                 "connection refused".to_string()
@@ -69,10 +72,13 @@ pub(crate) fn short_reason(error: &TransportError) -> String {
                 format!("TLS error: {text}")
             } else if lower.contains("connection reset") {
                 "connection reset".to_string()
+            } else if lower.contains("connection closed") || lower.contains("broken pipe") {
+                "connection closed".to_string()
             } else if lower.contains("dns") || lower.contains("lookup") {
                 format!("name not resolved: {text}")
             } else {
-                text.clone()
+                // The innermost cause says most; the URL is in the line.
+                text.rsplit(": ").next().unwrap_or(text).to_string()
             }
         }
         TransportError::TimedOut { after } => {
@@ -249,6 +255,15 @@ mod tests {
         );
         assert!(fails_over(&unavailable));
         assert_eq!(short_reason(&unavailable), "connection refused");
+        let killed = TransportError::Unavailable(
+            "error sending request for url (http://127.0.0.1:1/api/v1/probe/checks?region=a&wait=25): client error (SendRequest): connection closed before message completed".into(),
+        );
+        assert_eq!(short_reason(&killed), "connection closed");
+        let other = TransportError::Unavailable(
+            "error sending request for url (http://a/): client error (Connect): something odd"
+                .into(),
+        );
+        assert_eq!(short_reason(&other), "something odd");
         let unhealthy = TransportError::Refused {
             status: 503,
             body: "database unreachable".into(),
