@@ -460,3 +460,42 @@ async fn with_every_aggregator_gone_the_probe_pages_once_and_notes_once() {
     assert_eq!(fallback(&hooks, "aggregators_unreachable").len(), 2);
     drop(probe);
 }
+
+/// A replica that answers 503 to everything (one that lost its database):
+/// the probe moves past it to the next, and its results arrive there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_answering_503_is_passed_over_for_the_next() {
+    let target = common::start_target().await;
+    let (_hooks, hook_url) = Hooks::start().await;
+    let dirs = config(&target.url("/ok"), &hook_url, None);
+    let unhealthy = common::serve_on_loopback(
+        Router::new()
+            .fallback(|| async { (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable") }),
+    )
+    .await;
+    let unhealthy = format!("http://{unhealthy}/");
+    let port = free_port();
+    let healthy = format!("http://127.0.0.1:{port}/");
+    let aggregator = start_aggregator(&dirs, port, None);
+    let spool = tempfile::tempdir().unwrap();
+    let probe = start_probe(
+        spool.path(),
+        &["--aggregator", &format!("{unhealthy},{healthy}")],
+        &[],
+    );
+    let said = format!("aggregator {unhealthy} unreachable (HTTP 503); using {healthy}");
+    wait_for(
+        "the probe to pass the 503 over",
+        Duration::from_secs(60),
+        || async { probe.log_text().contains(&said).then_some(()) },
+    )
+    .await;
+    wait_for(
+        "results through the healthy replica",
+        Duration::from_secs(60),
+        || async { (stored_ids(&aggregator.base).await.len() >= 3).then_some(()) },
+    )
+    .await;
+    let log = probe.terminate_and_log();
+    assert_eq!(log.matches(&said).count(), 1, "said once: {log}");
+}
