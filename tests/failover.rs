@@ -220,6 +220,7 @@ async fn a_probe_moves_to_the_other_replica_when_its_own_is_killed_and_loses_not
     )
     .await;
 
+    let killed_at = std::time::Instant::now();
     a.kill();
     let moved = format!("aggregator {url_a} unreachable (");
     let line = wait_for(
@@ -233,7 +234,10 @@ async fn a_probe_moves_to_the_other_replica_when_its_own_is_killed_and_loses_not
         },
     )
     .await;
-    println!("the probe said: {line}");
+    println!(
+        "the probe said, {:.1}s after the kill: {line}",
+        killed_at.elapsed().as_secs_f64()
+    );
     // Results keep arriving, through the survivor.
     let before = stored_ids(&b.base).await.len();
     wait_for(
@@ -242,6 +246,10 @@ async fn a_probe_moves_to_the_other_replica_when_its_own_is_killed_and_loses_not
         || async { (stored_ids(&b.base).await.len() >= before + 3).then_some(()) },
     )
     .await;
+    println!(
+        "3 new results stored through the survivor {:.1}s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
 
     // The probe's /metrics names the aggregator in use, counts the move,
     // and promtool is content.
@@ -389,11 +397,16 @@ async fn with_every_aggregator_gone_the_probe_pages_once_and_notes_once() {
     wait_made(&probe, 2).await;
     assert!(hooks.all().is_empty(), "{:?}", hooks.all());
 
+    let killed_at = std::time::Instant::now();
     aggregator.kill();
     let lost = wait_for("the fallback alert", Duration::from_secs(60), || async {
         fallback(&hooks, "aggregators_unreachable").pop()
     })
     .await;
+    println!(
+        "the fallback alert arrived {:.1}s after the kill (--aggregator-down-after 3s)",
+        killed_at.elapsed().as_secs_f64()
+    );
     assert_eq!(lost["region"], REGION);
     assert_eq!(lost["labels"]["region"], REGION);
     assert_eq!(lost["labels"]["probe"], lookout::hostname());
@@ -481,7 +494,7 @@ async fn a_replica_answering_503_is_passed_over_for_the_next() {
     let probe = start_probe(
         spool.path(),
         &["--aggregator", &format!("{unhealthy},{healthy}")],
-        &[],
+        &["--metrics-listen", "127.0.0.1:0"],
     );
     let said = format!("aggregator {unhealthy} unreachable (HTTP 503); using {healthy}");
     wait_for(
@@ -496,6 +509,27 @@ async fn a_replica_answering_503_is_passed_over_for_the_next() {
         || async { (stored_ids(&aggregator.base).await.len() >= 3).then_some(()) },
     )
     .await;
+    let metrics = metrics_url(&probe).await;
+    let text = client()
+        .get(&metrics)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(&format!(
+            "lookout_uplink_aggregator_in_use{{aggregator=\"{healthy}\"}} 1"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("lookout_uplink_aggregator_failovers_total 1\n"),
+        "{text}"
+    );
+    let (ok, said_promtool) = promtool_check_metrics(&text);
+    assert!(ok, "promtool check metrics:\n{said_promtool}\n{text}");
     let log = probe.terminate_and_log();
     assert_eq!(log.matches(&said).count(), 1, "said once: {log}");
 }
