@@ -189,3 +189,45 @@ impl ProbeHub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(alerts: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checks")).unwrap();
+        std::fs::create_dir(dir.path().join("alerts")).unwrap();
+        std::fs::write(
+            dir.path().join("checks/c.yaml"),
+            "checks:\n  - name: api\n    tcp: { address: \"127.0.0.1:9\" }\n    every: 1m\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("alerts/a.yaml"), alerts).unwrap();
+        let lookup = |name: &str| (name == "HOOK").then(|| "hook-path".to_string());
+        crate::config::load_with_env(
+            &dir.path().join("checks"),
+            &dir.path().join("alerts"),
+            &lookup,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fallback_channels_travel_in_the_specs_and_change_its_version() {
+        let plain = "channels:\n  ops:\n    webhook: { url: \"http://127.0.0.1:9/${HOOK}\" }\n";
+        let fallback = "channels:\n  ops:\n    fallback: true\n    webhook: { url: \"http://127.0.0.1:9/${HOOK}\" }\n";
+        let without = SpecIndex::build(&config(plain), ["eu"].into_iter());
+        let with = SpecIndex::build(&config(fallback), ["eu"].into_iter());
+        let (without, with) = (without.region("eu").unwrap(), with.region("eu").unwrap());
+        assert_ne!(without.version, with.version);
+        let body: serde_json::Value = serde_json::from_slice(&without.body).unwrap();
+        assert!(body.get("fallback_channels").is_none(), "{body}");
+        let body: serde_json::Value = serde_json::from_slice(&with.body).unwrap();
+        let channels = body["fallback_channels"].as_array().unwrap();
+        assert_eq!(channels.len(), 1);
+        assert_eq!(channels[0]["name"], "ops");
+        // The value its `${HOOK}` had, as checks' variables travel.
+        assert_eq!(channels[0]["env"]["HOOK"], "hook-path");
+    }
+}
