@@ -144,6 +144,8 @@ async fn bench() -> ExitCode {
             config: Arc::new(move || live.config()),
             wake: aggregator.alert_wake(),
             max_age: Duration::from_secs(3600),
+            owner: "bench".into(),
+            claim_for: lookout::limits::DELIVERY_CLAIM_DEFAULT,
         }
     };
     let dispatching = tokio::spawn(dispatcher.run(cancel.clone()));

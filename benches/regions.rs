@@ -20,7 +20,14 @@
 //! `INGEST_WALL_MAX` passes. Prints results/s (wall) and the aggregator
 //! process's CPU time (utime + stime from /proc) per 1,000 results.
 //!
-//! With no argument, both run.
+//! `cargo bench --bench regions -- replicas` — the same load into one, two
+//! and three `lookout aggregator` replicas on one PostgreSQL database (a
+//! throwaway server, as the tests start one; `LOOKOUT_TEST_POSTGRES` names
+//! one to use instead), the clients spread over the replicas, and into one
+//! on SQLite for comparison. CPU is the replicas' own (PostgreSQL's is not
+//! counted), summed.
+//!
+//! With no argument, `ingest` and `outage` run.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -33,6 +40,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+
+#[allow(dead_code)]
+#[path = "../src/storage/postgres/test_server.rs"]
+mod test_server;
 
 const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 /// Outages per mode.
@@ -307,6 +318,14 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 async fn ingest() -> Result<(), String> {
+    let root = write_config(&ingest_checks(), None);
+    let (aggregator, addr) = spawn(&aggregator_args(root.path(), &[]), &[], "listening on ");
+    let figures = ingest_into(&[(aggregator.0.id(), addr)]).await?;
+    println!("ingest: {figures}");
+    Ok(())
+}
+
+fn ingest_checks() -> String {
     let checks: String = (0..INGEST_CHECKS)
         .map(|i| {
             format!(
@@ -314,18 +333,53 @@ async fn ingest() -> Result<(), String> {
             )
         })
         .collect();
-    let root = write_config(&format!("checks:\n{checks}"), None);
+    format!("checks:\n{checks}")
+}
+
+/// One, two and three replicas on PostgreSQL, then one on SQLite.
+async fn replicas() -> Result<(), String> {
+    let root = write_config(&ingest_checks(), None);
+    for count in 1..=3 {
+        let database = test_server::fresh().await;
+        let mut running = Vec::new();
+        let mut targets = Vec::new();
+        for n in 0..count {
+            let mut args = aggregator_args(root.path(), &["--replica-id", &format!("r{n}")]);
+            // The PostgreSQL URL replaces --data.
+            if let Some(at) = args.iter().position(|a| a == "--data") {
+                args.drain(at..at + 2);
+            }
+            let (replica, addr) = spawn(
+                &args,
+                &[("LOOKOUT_DATABASE_URL", database.url.clone())],
+                "listening on ",
+            );
+            targets.push((replica.0.id(), addr));
+            running.push(replica);
+        }
+        let figures = ingest_into(&targets).await?;
+        println!("ingest, {count} replica(s) on PostgreSQL: {figures}");
+        drop(running);
+    }
     let (aggregator, addr) = spawn(&aggregator_args(root.path(), &[]), &[], "listening on ");
-    let pid = aggregator.0.id();
+    let figures = ingest_into(&[(aggregator.0.id(), addr)]).await?;
+    println!("ingest, 1 aggregator on SQLite: {figures}");
+    Ok(())
+}
+
+/// Posts the ingest load round-robin to `targets` (pid, base URL) and
+/// says what it took.
+async fn ingest_into(targets: &[(u32, String)]) -> Result<String, String> {
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let cpu_before = cpu_ticks(pid);
+    let cpu_before: u64 = targets.iter().map(|(pid, _)| cpu_ticks(*pid)).sum();
     let sent = Arc::new(AtomicUsize::new(0));
     let stored = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for c in 0..INGEST_CLIENTS {
+    let clients = INGEST_CLIENTS.max(targets.len());
+    for c in 0..clients {
         let client = client.clone();
-        let url = format!("{addr}/api/v1/results");
+        let url = format!("{}/api/v1/results", targets[c % targets.len()].1);
         let sent = sent.clone();
         let stored = stored.clone();
         tasks.push(tokio::spawn(async move {
@@ -366,18 +420,17 @@ async fn ingest() -> Result<(), String> {
         task.await.map_err(|e| e.to_string())??;
     }
     let wall = started.elapsed();
-    let ticks = cpu_ticks(pid) - cpu_before;
+    let ticks = targets.iter().map(|(pid, _)| cpu_ticks(*pid)).sum::<u64>() - cpu_before;
     let stored = stored.load(Ordering::SeqCst);
     // Clock ticks are 1/100 s on Linux (sysconf(_SC_CLK_TCK)).
     let cpu_ms = ticks as f64 * 10.0;
-    println!(
-        "ingest: {stored} results in {:.1}s from {INGEST_CLIENTS} clients, batches of {INGEST_BATCH}: {:.0} results/s; aggregator CPU {:.0} ms = {:.1} ms per 1,000 results",
+    Ok(format!(
+        "{stored} results in {:.1}s from {clients} clients, batches of {INGEST_BATCH}: {:.0} results/s; aggregator CPU {:.0} ms = {:.1} ms per 1,000 results",
         wall.as_secs_f64(),
         stored as f64 / wall.as_secs_f64(),
         cpu_ms,
         cpu_ms / (stored as f64 / 1000.0)
-    );
-    Ok(())
+    ))
 }
 
 fn main() -> ExitCode {
@@ -391,6 +444,9 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         if all || which.iter().any(|w| w == "ingest") {
             ingest().await?;
+        }
+        if which.iter().any(|w| w == "replicas") {
+            replicas().await?;
         }
         if all || which.iter().any(|w| w == "outage") {
             outage_mode(true).await?;

@@ -24,7 +24,8 @@
 //!   announcements, Atom feed, badges and one check's history are in
 //!   `status` too, its settings in `config::page`.
 //! - `api`: the aggregator's HTTP surface; `listener`: bounded serving of it;
-//!   `reload`: config reloads on SIGHUP and file changes.
+//!   `reload`: config reloads on SIGHUP and file changes; `replica`: this
+//!   process among the replicas on one database (leader lease, registry).
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
 
 #![warn(unreachable_pub)]
@@ -45,6 +46,7 @@ pub mod metrics;
 pub(crate) mod policy;
 pub mod probe;
 pub(crate) mod reload;
+pub mod replica;
 pub mod result;
 pub(crate) mod rollup;
 pub mod rules;

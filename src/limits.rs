@@ -583,6 +583,70 @@ pub const JSON_VALUE_SHOWN_CHARS_MAX: usize = 80;
 /// typed by people, and serde_json_path's evaluation cost grows with them.
 pub const JSON_PATH_CHARS_MAX: usize = 512;
 
+/// How long a replica's claim on the deliveries it is sending holds
+/// (default of `--delivery-claim`): another replica retakes them only
+/// after it runs out, so it must outlast any one attempt
+/// (`ALERT_SEND_TIMEOUT`, which an attempt is also cut to half the claim
+/// by); a replica that dies mid-send delays those alerts by at most this.
+pub const DELIVERY_CLAIM_DEFAULT: Duration = Duration::from_secs(60);
+/// The shortest claim the flag takes: below it, a slow database round
+/// trip could outlive the claim.
+pub const DELIVERY_CLAIM_MIN: Duration = Duration::from_secs(2);
+/// How long the leader's lease lasts: a replica that dies as leader is
+/// replaced within this (plus one renewal), and no two replicas lead at
+/// once unless their clocks differ by more than it.
+pub const LEADER_LEASE_FOR: Duration = Duration::from_secs(8);
+/// How often a replica renews (or tries to take) the leader's lease: a
+/// quarter of the lease, so that two missed renewals still keep it.
+pub const LEADER_RENEW_EVERY: Duration = Duration::from_secs(2);
+/// How often a replica records itself in the replicas' registry.
+pub const REPLICA_RECORD_EVERY: Duration = Duration::from_secs(5);
+/// A replica not seen for this long is shown as gone (three missed
+/// records, so a slow database does not make it flicker).
+pub const REPLICA_LIVE_WITHIN: Duration = Duration::from_secs(20);
+/// Replicas not seen for this long are deleted from the registry (every
+/// restart makes a new one).
+pub const REPLICA_FORGOTTEN_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How often a replica shares what its probes told it (contact, skew,
+/// backlog) with the others, and the leader reads what they shared: well
+/// inside a probe's staleness window (3 intervals), so no replica's
+/// silence makes a reporting probe look stale.
+pub const PROBE_CONTACT_SHARE_EVERY: Duration = Duration::from_secs(1);
+/// Fast-confirmation requests read from the other replicas per share: a
+/// few seconds' worth at the rate the queues take (`RUN_NOW_QUEUE_MAX` per
+/// region).
+pub const RUN_NOW_SHARED_MAX: usize = 10_000;
+/// How far back a replica looks for the others' fast-confirmation
+/// requests (several shares, so a slow one misses none), and how long
+/// they are kept: a confirmation asked for longer ago is moot.
+pub const RUN_NOW_SHARED_WINDOW: Duration = Duration::from_secs(10);
+// --- alerts out (#16 part A) ---
+/// `format: alertmanager`: firing alerts are sent again this often unless
+/// `resend_every` says otherwise (Prometheus resends every minute too), so
+/// Alertmanager's `resolve_timeout` (5m by default) never ends an open outage.
+pub const ALERTMANAGER_RESEND_DEFAULT: Duration = Duration::from_secs(60);
+/// The shortest `resend_every`: more often only adds load to Alertmanager.
+pub const ALERTMANAGER_RESEND_MIN: Duration = Duration::from_secs(1);
+/// Outbox rows of one Alertmanager channel the resend reads, newest first,
+/// to find each check's last alert: a check whose last word is older than
+/// that many deliveries to the channel is not resent.
+pub const ALERTMANAGER_RESEND_SCAN_MAX: usize = 5_000;
+/// `format: alertmanager`: at most this many `urls` per channel (an HA
+/// cluster is a handful of members).
+pub const ALERTMANAGER_URLS_MAX: usize = 16;
+/// A `format: template` template (url, a header, a body) is at most this
+/// long, and renders to at most `TEMPLATE_OUTPUT_BYTES_MAX`: a loop in a
+/// template cannot build an unbounded request.
+pub const TEMPLATE_SOURCE_BYTES_MAX: usize = 64 * 1024;
+pub const TEMPLATE_OUTPUT_BYTES_MAX: usize = 256 * 1024;
+/// minijinja's fuel: how many instructions one render may take.
+pub const TEMPLATE_FUEL: u64 = 200_000;
+/// A resend posts at most this many alerts per request to Alertmanager (its
+/// API takes any number; this keeps one body small).
+pub const ALERTMANAGER_ALERTS_PER_POST: usize = 200;
+/// How often the resend loop looks whether a channel's `resend_every` is up.
+pub const ALERTMANAGER_RESEND_TICK: Duration = Duration::from_secs(1);
+
 /// Aggregators one probe may list in `--aggregator`: replicas of one
 /// deployment are a handful; a request tries each at most once.
 pub const PROBE_AGGREGATORS_MAX: usize = 16;

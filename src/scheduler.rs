@@ -218,6 +218,7 @@ impl CheckTask {
                     }
                     last_early = Some(now);
                     deadline = now;
+                    tracing::debug!(check = %self.check.name, "running now, as the aggregator asked");
                 }
                 _ = self.cancel.cancelled() => return,
             }

@@ -25,6 +25,9 @@ fn channel(url: &str) -> EmailChannel {
         password: None,
         from: "Lookout <lookout@example.com>".into(),
         to: vec!["oncall@example.com".into(), "Ops <ops@example.org>".into()],
+        ca_file: None,
+        system_roots: true,
+        tls_verify: true,
     }
 }
 

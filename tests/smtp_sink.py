@@ -3,6 +3,7 @@
 
     python3 tests/smtp_sink.py --port 0 --out DIR [--fail-first N]
         [--reject-rcpt ADDR] [--auth USER:PASS]
+        [--tls starttls|smtps --tls-cert PEM --tls-key PEM]
 
 Prints `ready PORT` on stdout once listening. Every accepted message is saved
 as DIR/NNNN.eml (the raw message) and DIR/NNNN.json (the envelope: mail_from,
@@ -13,6 +14,9 @@ and the .eml is renamed into place, so a test that sees the .eml sees both.
 --fail-first N   answers the first N messages (end of DATA) with 451
 --reject-rcpt A  answers RCPT TO:<A> with 550
 --auth U:P       offers AUTH PLAIN/LOGIN over plaintext and requires it
+--tls starttls   offers STARTTLS with --tls-cert/--tls-key and requires it
+--tls smtps      speaks TLS from the first byte (implicit TLS)
+                 (the .json then says "tls": true for mail that came over TLS)
 
 Exits on SIGTERM or SIGINT.
 """
@@ -25,6 +29,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import warnings
 
@@ -66,6 +71,7 @@ class Sink:
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "auth": auth.decode("utf-8", "replace") if isinstance(auth, bytes) else auth,
+            "tls": session.ssl is not None or server.transport.get_extra_info("sslcontext") is not None,
         }
         meta.update(decoded(content))
         with open(stem + ".json", "w", encoding="utf-8") as f:
@@ -124,6 +130,9 @@ async def main():
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--reject-rcpt")
     parser.add_argument("--auth", help="USER:PASS")
+    parser.add_argument("--tls", choices=["starttls", "smtps"])
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
     args = parser.parse_args()
 
     # AUTH over plaintext is deliberate here (127.0.0.1, test only): keep
@@ -142,11 +151,21 @@ async def main():
             auth_required=True,
         )
 
+    implicit = None
+    if args.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls == "starttls":
+            options.update(tls_context=context, require_starttls=True)
+        else:
+            implicit = context
+
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, loop=loop, **options),
         host="127.0.0.1",
         port=args.port,
+        ssl=implicit,
     )
     port = server.sockets[0].getsockname()[1]
 

@@ -14,7 +14,8 @@
 //! reads; `probes` the probes' liveness, skew, backlog and fast
 //! confirmation; `heartbeats` pings and missed pings; `holds` maintenance
 //! windows and silences; `latency` the `p95_above_baseline` judgement;
-//! `views` what the API, the status page and `/metrics` read.
+//! `views` what the API, the status page and `/metrics` read; `replicas`
+//! what replicas on one database share (probe contact, states, silences).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -82,6 +83,15 @@ pub struct Aggregator {
     /// The status page's latest figures, and when they were computed: a
     /// burst of visitors costs one computation per `STATUS_CACHE_FOR`.
     status_cache: Mutex<Option<(tokio::time::Instant, Arc<StatusReport>)>>,
+    /// This process among the replicas on its database (the API's
+    /// `/api/v1/aggregators` and `/health`); none in tests that build an
+    /// aggregator alone.
+    replicas: Option<Arc<crate::replica::Replicas>>,
+    /// Fast-confirmation requests made here, for the other replicas (whose
+    /// probes long-poll them), and those of theirs already taken.
+    shared_run_now: std::sync::Mutex<replicas::SharedRunNow>,
+    /// Woken when there is something to share at once.
+    share_wake: Arc<tokio::sync::Notify>,
 }
 
 /// What one ingest did, for the caller's logs and tests.
@@ -195,6 +205,9 @@ impl Aggregator {
             metrics: Arc::new(Metrics::new()),
             status_cache: Mutex::new(None),
             clock,
+            replicas: None,
+            shared_run_now: std::sync::Mutex::new(replicas::SharedRunNow::default()),
+            share_wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -218,6 +231,22 @@ impl Aggregator {
 
     /// Whether a change seen in one region makes the others run the check
     /// at once (`ask_for_confirmation`).
+    /// The replicas' registry this aggregator is part of.
+    pub fn with_replicas(mut self, replicas: Arc<crate::replica::Replicas>) -> Aggregator {
+        self.replicas = Some(replicas);
+        self
+    }
+
+    pub fn replicas(&self) -> Option<&Arc<crate::replica::Replicas>> {
+        self.replicas.as_ref()
+    }
+
+    /// Woken when this replica has something to share at once (a
+    /// fast-confirmation request for a probe another replica may hold).
+    pub fn share_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.share_wake.clone()
+    }
+
     pub fn with_fast_confirmation(mut self, enabled: bool) -> Aggregator {
         self.fast_confirmation = enabled;
         self
@@ -234,6 +263,9 @@ impl Aggregator {
         self.metrics
             .retain_checks(&|name| config.check(name).is_some());
         self.hub.update(&config, tokens);
+        if let Some(replicas) = &self.replicas {
+            replicas.set_config_hash(config.source_hash.clone());
+        }
     }
 
     /// A batch from a remote probe of `region` (authenticated by the API),
@@ -455,6 +487,7 @@ impl Aggregator {
         if !missed.is_empty() {
             self.ingest(missed).await?;
         }
+        self.probes_back_elsewhere(now).await?;
         self.probes_gone_stale(now).await?;
         self.silences
             .write()
@@ -572,6 +605,7 @@ mod holds;
 mod judge;
 mod latency;
 mod probes;
+mod replicas;
 mod views;
 
 #[cfg(test)]

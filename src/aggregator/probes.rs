@@ -238,6 +238,7 @@ impl Aggregator {
             };
             for target in targets {
                 self.hub.request_run_now(target, check);
+                self.share_run_now(target, check);
             }
         }
     }

@@ -1,5 +1,7 @@
 //! Sending an alert by email: one SMTP conversation per delivery, through
-//! lettre on tokio, TLS by rustls (ring) trusting the system's roots.
+//! lettre on tokio, TLS by rustls (ring) trusting the system's roots and the
+//! channel's `ca_file` (`system_roots: false`: only it; `tls_verify: false`:
+//! anything, warned about at start).
 //!
 //! The channel's URL scheme picks the security, never the server:
 //! `smtp://` requires STARTTLS (a server that does not offer it gets nothing,
@@ -19,7 +21,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use url::{Host, Url};
 
@@ -187,8 +189,8 @@ impl Server {
     ) -> Result<AsyncSmtpTransport<Tokio1Executor>, DeliveryError> {
         let tls = match self.security {
             Security::Plain => Tls::None,
-            Security::StartTls => Tls::Required(self.tls_parameters()?),
-            Security::ImplicitTls => Tls::Wrapper(self.tls_parameters()?),
+            Security::StartTls => Tls::Required(self.tls_parameters(channel)?),
+            Security::ImplicitTls => Tls::Wrapper(self.tls_parameters(channel)?),
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&self.host)
             .port(self.port)
@@ -204,12 +206,34 @@ impl Server {
     }
 
     /// rustls with the process's default provider (ring; lettre falls back to
-    /// ring itself when none is installed) and the system's trusted roots.
-    fn tls_parameters(&self) -> Result<TlsParameters, DeliveryError> {
-        TlsParameters::new(self.host.clone()).map_err(|e| DeliveryError::Retryable {
-            reason: format!("cannot set up TLS for SMTP server {self}: {}", detail(&e)),
+    /// ring itself when none is installed), trusting the system's roots, plus
+    /// the channel's `ca_file` (or only it, with `system_roots: false`); with
+    /// `tls_verify: false`, any certificate.
+    fn tls_parameters(&self, channel: &EmailChannel) -> Result<TlsParameters, DeliveryError> {
+        let setup = |reason: String| DeliveryError::Retryable {
+            reason: format!("cannot set up TLS for SMTP server {self}: {reason}"),
             retry_after: None,
-        })
+        };
+        let mut builder = TlsParameters::builder(self.host.clone());
+        if let Some(path) = &channel.ca_file {
+            // Read again at send time, as checks do: what validated is
+            // what is trusted (a replaced file applies at once).
+            let certs = crate::config::ca::read_ca_file(path).map_err(setup)?;
+            for der in certs {
+                let cert = lettre::transport::smtp::client::Certificate::from_der(der.to_vec())
+                    .map_err(|e| setup(detail(&e)))?;
+                builder = builder.add_root_certificate(cert);
+            }
+            if !channel.system_roots {
+                builder = builder.certificate_store(CertificateStore::None);
+            }
+        }
+        if !channel.tls_verify {
+            builder = builder
+                .dangerous_accept_invalid_certs(true)
+                .dangerous_accept_invalid_hostnames(true);
+        }
+        builder.build().map_err(|e| setup(detail(&e)))
     }
 }
 
@@ -370,6 +394,9 @@ mod tests {
             password: None,
             from: "Lookout <lookout@example.com>".into(),
             to: vec!["a@example.com".into(), "B <b@example.com>".into()],
+            ca_file: None,
+            system_roots: true,
+            tls_verify: true,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Telling people: alert events built from state changes, rendered per
-//! channel (`format`), and delivered by email (`email`) or webhook
-//! (`webhook`) from the durable outbox (`outbox`).
+//! channel (`format`; `template` for `format: template` channels), and
+//! delivered by email (`email`) or webhook (`webhook`) from the durable
+//! outbox (`outbox`); `resend` keeps Alertmanager's firing alerts alive.
 //!
 //! An `AlertEvent` is channel-agnostic and is what the outbox stores; each
 //! delivery renders it for its channel at send time. Secrets never enter an
@@ -9,7 +10,9 @@
 pub mod email;
 pub mod format;
 pub mod outbox;
+pub mod resend;
 pub mod silence;
+pub mod template;
 pub mod webhook;
 
 use std::collections::BTreeMap;

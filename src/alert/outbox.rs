@@ -1,7 +1,7 @@
 //! The durable outbox and its dispatcher.
 //!
 //! Design note (limits, format, recovery):
-//! - **Format.** One SQLite row per (event, channel) in `outbox`, holding the
+//! - **Format.** One row per (event, channel) in `outbox`, holding the
 //!   channel-agnostic `AlertEvent` as JSON, a delivery id (stable across
 //!   attempts), `state` (pending, delivered, dead), `attempts`,
 //!   `next_attempt_at` and the last error. Rows are inserted in the same
@@ -17,6 +17,10 @@
 //!   jitter so a fleet does not retry in step), or longer when the receiver's
 //!   `Retry-After` says so. Permanent refusals, and anything still failing
 //!   `max_age` after its event, go to `dead`: logged, listed by the API.
+//! - **Claims.** Several replicas share one outbox: a dispatcher claims the
+//!   rows it sends (`claim_due`, one replica at a time, a group whole) for
+//!   `claim_for`, and cuts each attempt to half of that; rows a dead
+//!   replica held are free again when its claim runs out.
 //! - **Recovery.** State lives only in the table: after a crash (even
 //!   SIGKILL) the next dispatcher finds pending rows and sends them.
 //!   Delivery is at-least-once: a crash between a receiver's 2xx and the
@@ -44,6 +48,11 @@ pub struct Dispatcher {
     pub config: ConfigSource,
     pub wake: Arc<Notify>,
     pub max_age: Duration,
+    /// Who claims the deliveries this dispatcher sends (its replica's id).
+    pub owner: String,
+    /// How long a claim holds; an attempt is cut off at half of it, so it
+    /// ends (and frees the claim) before another replica may retake it.
+    pub claim_for: Duration,
 }
 
 impl Dispatcher {
@@ -71,7 +80,7 @@ impl Dispatcher {
             match self
                 .storage
                 .outbox()
-                .due_deliveries(self.storage.clock().now(), limits::ALERT_BATCH)
+                .claim_due(self.claim(), limits::ALERT_BATCH)
                 .await
             {
                 Ok(due) => {
@@ -102,6 +111,7 @@ impl Dispatcher {
                             config,
                             client: client.clone(),
                             max_age: self.max_age,
+                            cut_off: self.claim_for / 2,
                         };
                         tasks.spawn(async move {
                             let ids: Vec<uuid::Uuid> = members.iter().map(|m| m.id).collect();
@@ -125,6 +135,11 @@ impl Dispatcher {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => in_flight.reap(done),
                 _ = cancel.cancelled() => {
                     tasks.abort_all();
+                    // What it held is free at once for the other replicas
+                    // (or the next start), not after the claim runs out.
+                    if let Err(error) = self.storage.outbox().release_claims(self.owner.clone()).await {
+                        tracing::warn!(%error, "cannot free this replica's delivery claims; they free themselves when the claim runs out");
+                    }
                     return;
                 }
             }
@@ -151,6 +166,7 @@ impl Dispatcher {
                         delivery.channel.clone(),
                         delivery.id,
                         limits::ALERT_GROUP_MAX,
+                        self.claim(),
                     )
                     .await
             }
@@ -165,6 +181,16 @@ impl Dispatcher {
         }
     }
 
+    /// A claim from now for `claim_for`.
+    fn claim(&self) -> crate::storage::Claim {
+        let now = self.storage.clock().now();
+        crate::storage::Claim {
+            owner: self.owner.clone(),
+            now,
+            until: now + chrono::Duration::from_std(self.claim_for).unwrap_or_default(),
+        }
+    }
+
     /// How long until a delivery that is not already being sent falls due
     /// (at most the poll interval). Rows in flight are still `pending` and
     /// due; counting them would spin this loop for the length of a send.
@@ -172,7 +198,7 @@ impl Dispatcher {
         match self
             .storage
             .outbox()
-            .next_due_deliveries(limits::ALERT_BATCH)
+            .next_due_deliveries(self.owner.clone(), limits::ALERT_BATCH)
             .await
         {
             Ok(upcoming) => upcoming
@@ -195,6 +221,9 @@ struct Attempt {
     config: Arc<Config>,
     client: reqwest::Client,
     max_age: Duration,
+    /// An attempt still running after this is given up (and retried), so
+    /// that it never outlives its claim.
+    cut_off: Duration,
 }
 
 /// What the dispatcher is sending right now.
@@ -248,15 +277,24 @@ impl Attempt {
         };
         let events: Vec<AlertEvent> = members.iter().map(|m| m.event.clone()).collect();
         let screenshots = self.screenshots(&first.channel, &events).await;
-        let outcome = send_events(
+        let send = send_events(
             &self.config,
             &self.client,
             &first.channel,
             &events,
             id,
             screenshots,
-        )
-        .await;
+        );
+        let outcome = match tokio::time::timeout(self.cut_off, send).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(DeliveryError::Retryable {
+                reason: format!(
+                    "no answer within {} s (half this replica's claim on the delivery)",
+                    self.cut_off.as_secs_f64()
+                ),
+                retry_after: None,
+            }),
+        };
         let now = self.storage.clock().now();
         let checks: Vec<&str> = events.iter().map(|e| e.check.as_str()).collect();
         let checks = checks.join(", ");

@@ -1,6 +1,8 @@
 //! Webhook delivery: one POST per attempt, signed, with a delivery id that is
 //! the same on every retry so receivers can drop duplicates (DESIGN.md,
-//! "Webhook delivery").
+//! "Webhook delivery"). `format: alertmanager` posts to every URL's
+//! `/api/v2/alerts`; `format: template` sends the request its templates
+//! render (`alert::template`), with the same headers and answer handling.
 //!
 //! Signature: `X-Lookout-Signature: sha256=<hex of HMAC-SHA256(secret,
 //! timestamp + "." + body)>` with `X-Lookout-Timestamp` in unix seconds, so a
@@ -14,7 +16,7 @@ use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use uuid::Uuid;
 
 use super::{AlertEvent, DeliveryError, format};
-use crate::config::WebhookChannel;
+use crate::config::{WebhookChannel, WebhookFormat};
 use crate::limits;
 
 /// The HMAC-SHA256 signature header value for `body` sent at `timestamp`.
@@ -38,43 +40,169 @@ pub fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the webhook client: {e}"))
 }
 
-/// Sends `event` to `channel` once.
 /// Sends `events` (one, or several folded by a `group_window`) to `channel`
-/// once, as delivery `delivery`.
+/// once, as delivery `delivery`: a POST of the format's body to the URL, to
+/// every Alertmanager for `format: alertmanager`, or the request the
+/// templates render for `format: template`.
 pub async fn send(
     client: &reqwest::Client,
     channel: &WebhookChannel,
     events: &[AlertEvent],
     delivery: Uuid,
 ) -> Result<(), DeliveryError> {
-    let body = serde_json::to_vec(&format::webhook_group_body(channel.format, events, channel))
-        .map_err(|e| DeliveryError::Permanent {
-            reason: format!("cannot encode the payload: {e}"),
-        })?;
     let kind = match events {
         [single] => single.event.as_str(),
         _ => "group",
     };
+    if channel.format == WebhookFormat::Template {
+        let Some(template) = &channel.template else {
+            return Err(DeliveryError::Permanent {
+                reason: "the channel has no templates".to_string(),
+            });
+        };
+        let Some(request) = super::template::render(template, events)
+            .map_err(|reason| DeliveryError::Permanent { reason })?
+        else {
+            // `lookout alert test` must not report a message nobody got.
+            if kind == "test" {
+                return Err(DeliveryError::Permanent {
+                    reason: "the channel's `body` has no template for `test` events (nor a `default`); nothing was sent".to_string(),
+                });
+            }
+            // No body for this kind of event: the channel does not want it.
+            tracing::debug!(kind, "no template body for this event; not sent");
+            return Ok(());
+        };
+        return post(
+            client,
+            channel,
+            Outgoing {
+                method: request.method,
+                url: request.url,
+                headers: request.headers,
+                body: request.body.map(String::into_bytes),
+                content_type: None,
+            },
+            delivery,
+            kind,
+        )
+        .await;
+    }
+    let body = serde_json::to_vec(&format::webhook_group_body(channel.format, events, channel))
+        .map_err(|e| DeliveryError::Permanent {
+            reason: format!("cannot encode the payload: {e}"),
+        })?;
+    let targets: Vec<reqwest::Url> = if channel.format == WebhookFormat::Alertmanager {
+        channel.urls.iter().map(alertmanager_route).collect()
+    } else {
+        vec![channel.url.clone()]
+    };
+    // An Alertmanager HA cluster gets each alert at every member; a retry
+    // resends to all of them (Alertmanager takes the same alert twice as one).
+    let mut failures = Vec::new();
+    for url in targets {
+        let outgoing = Outgoing {
+            method: reqwest::Method::POST,
+            url,
+            headers: channel.headers.clone(),
+            body: Some(body.clone()),
+            content_type: Some("application/json"),
+        };
+        if let Err(error) = post(client, channel, outgoing, delivery, kind).await {
+            failures.push(error);
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        _ => {
+            let retryable = failures
+                .iter()
+                .any(|f| matches!(f, DeliveryError::Retryable { .. }));
+            let reason = failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            Err(if retryable {
+                DeliveryError::Retryable {
+                    reason,
+                    retry_after: None,
+                }
+            } else {
+                DeliveryError::Permanent { reason }
+            })
+        }
+    }
+}
+
+/// Alertmanager's alerts route under `url`: `url` itself when it names it,
+/// else `api/v2/alerts` under the base URL (a path prefix such as
+/// `/alertmanager/` kept).
+pub fn alertmanager_route(url: &reqwest::Url) -> reqwest::Url {
+    if url.path().trim_end_matches('/').ends_with("/api/v2/alerts") {
+        return url.clone();
+    }
+    let mut base = url.clone();
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base.join("api/v2/alerts").unwrap_or_else(|_| url.clone())
+}
+
+/// One request, as `post` sends it.
+struct Outgoing {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    /// Set unless the headers say (templates set their own).
+    content_type: Option<&'static str>,
+}
+
+/// Sends one request with Lookout's delivery headers (and signature), and
+/// sorts the answer into success, retryable or permanent.
+async fn post(
+    client: &reqwest::Client,
+    channel: &WebhookChannel,
+    outgoing: Outgoing,
+    delivery: Uuid,
+    kind: &str,
+) -> Result<(), DeliveryError> {
     let timestamp = Utc::now().timestamp();
+    let body = outgoing.body.unwrap_or_default();
     let mut request = client
-        .post(channel.url.clone())
-        .header(CONTENT_TYPE, "application/json")
+        .request(outgoing.method, outgoing.url)
         .header(USER_AGENT, format!("Lookout/{}", env!("CARGO_PKG_VERSION")))
         .header("X-Lookout-Delivery", delivery.to_string())
         .header("X-Lookout-Timestamp", timestamp.to_string())
         .header("X-Lookout-Event", kind);
+    if let Some(content_type) = outgoing.content_type {
+        request = request.header(CONTENT_TYPE, content_type);
+    }
     if let Some(secret) = &channel.secret {
         request = request.header("X-Lookout-Signature", signature(secret, timestamp, &body));
     }
-    for (name, value) in &channel.headers {
+    for (name, value) in &outgoing.headers {
         request = request.header(name.as_str(), value.as_str());
     }
-    let response = request.body(body).send().await.map_err(|e| {
-        let what = if e.is_timeout() {
+    if !body.is_empty() {
+        request = request.body(body);
+    }
+    let response = request.send().await.map_err(|e| {
+        let what = if e.is_builder() {
+            "request is invalid"
+        } else if e.is_timeout() {
             "timed out"
         } else {
             "could not connect"
         };
+        if e.is_builder() {
+            return DeliveryError::Permanent {
+                reason: format!("webhook {what}: {}", innermost(&e)),
+            };
+        }
         DeliveryError::Retryable {
             reason: format!("webhook {what}: {}", innermost(&e)),
             retry_after: None,
@@ -141,6 +269,25 @@ mod tests {
         assert_ne!(
             signature("s3cret", 1_700_000_001, b"{}"),
             signature("s3cret", 1_700_000_000, b"{}")
+        );
+    }
+
+    #[test]
+    fn alertmanager_route_from_a_base_or_the_full_route() {
+        let route = |u: &str| {
+            reqwest::Url::parse(u)
+                .map(|u| alertmanager_route(&u).to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(route("http://am:9093"), "http://am:9093/api/v2/alerts");
+        assert_eq!(route("http://am:9093/"), "http://am:9093/api/v2/alerts");
+        assert_eq!(
+            route("http://h/alertmanager"),
+            "http://h/alertmanager/api/v2/alerts"
+        );
+        assert_eq!(
+            route("http://am:9093/api/v2/alerts"),
+            "http://am:9093/api/v2/alerts"
         );
     }
 

@@ -54,6 +54,7 @@ pub fn router(
         .route("/ping/{token}", get(ping).post(ping))
         .route("/ping/{token}/{action}", get(ping_action).post(ping_action))
         .route("/api/v1/probes", get(list_probes))
+        .route("/api/v1/aggregators", get(list_aggregators))
         .route("/metrics", get(scrape))
         // The page, its JSON, feed, badges and announcements: behind
         // `status_page.access`.
@@ -398,16 +399,54 @@ async fn health(State(aggregator): State<Arc<Aggregator>>) -> Response {
     let (regions_ok, regions) = regions_health(&aggregator.probes());
     healthy &= regions_ok;
     parts.insert("regions".into(), regions.into());
-    let body = json!({
+    let mut body = json!({
         "status": if healthy { "healthy" } else { "degraded" },
         "checks": parts,
     });
+    if let Some(replicas) = aggregator.replicas() {
+        // Who this is and who leads; a listing that fails is the storage
+        // failure already reported above.
+        body["replica"] = json!({
+            "id": replicas.id(),
+            "leader": replicas.is_leader(),
+            "config_hash": replicas.config_hash(),
+        });
+        if let Ok(Ok(all)) =
+            tokio::time::timeout(limits::HEALTH_STORAGE_TIMEOUT, replicas.list()).await
+        {
+            let differing: Vec<&str> = all
+                .iter()
+                .filter(|r| r.config_differs)
+                .map(|r| r.id.as_str())
+                .collect();
+            if !differing.is_empty() {
+                body["replica"]["config_differs_from"] = json!(differing);
+            }
+            body["aggregators"] = json!(all);
+        }
+    }
     let code = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// `GET /api/v1/aggregators`: every replica seen lately, with who leads
+/// and whether its config differs from this one's.
+async fn list_aggregators(State(aggregator): State<Arc<Aggregator>>) -> Response {
+    let Some(replicas) = aggregator.replicas() else {
+        return (StatusCode::OK, Json(json!({ "aggregators": [] }))).into_response();
+    };
+    match replicas.list().await {
+        Ok(all) => (StatusCode::OK, Json(json!({ "aggregators": all }))).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": format!("cannot read the replicas: {error}") })),
+        )
+            .into_response(),
+    }
 }
 
 /// Whether any region still reports, and what to say about them: the

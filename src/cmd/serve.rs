@@ -23,6 +23,7 @@ use crate::config::probes::ProbeTokens;
 use crate::limits;
 use crate::probe::{ProbeIdentity, Runner};
 use crate::reload;
+use crate::replica::Replicas;
 use crate::scheduler::{CheckSet, Scheduler};
 use crate::storage::Storage;
 use crate::transport::{self, LocalSink};
@@ -93,6 +94,27 @@ pub struct AggregatorArgs {
     /// (a client that stopped reading a response) is closed after this.
     #[arg(long, default_value = "30s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
+    /// This replica's name among several on one database (shown by GET
+    /// /api/v1/aggregators); by default the host name and --listen.
+    #[arg(long)]
+    pub replica_id: Option<String>,
+    /// How long a replica's claim on an alert it is sending holds: if it
+    /// dies mid-send, another replica sends the alert after this. Each
+    /// attempt is cut off at half of it.
+    #[arg(long, default_value = "60s", value_parser = delivery_claim)]
+    pub delivery_claim: Duration,
+}
+
+/// `--delivery-claim`: at least `DELIVERY_CLAIM_MIN`.
+fn delivery_claim(text: &str) -> Result<Duration, String> {
+    let claim = crate::schedule::parse_duration(text)?;
+    if claim < limits::DELIVERY_CLAIM_MIN {
+        return Err(format!(
+            "a delivery claim must be at least {}",
+            crate::schedule::format_duration(limits::DELIVERY_CLAIM_MIN)
+        ));
+    }
+    Ok(claim)
 }
 
 impl AggregatorArgs {
@@ -287,6 +309,9 @@ pub struct AggregatorService {
     admin_token: Option<String>,
     retention: Duration,
     alert_max_age: Duration,
+    delivery_claim: Duration,
+    /// This process among the replicas on its database.
+    replicas: Arc<Replicas>,
 }
 
 impl AggregatorService {
@@ -305,13 +330,26 @@ impl AggregatorService {
             None => Storage::open(&args.data)
                 .with_context(|| format!("opening storage in {}", args.data.display()))?,
         };
+        let replicas = Replicas::new(
+            storage.clone(),
+            args.replica_id.clone(),
+            args.listen.to_string(),
+            config.source_hash.clone(),
+            args.database.is_some(),
+        );
+        // Leading (or not) before anything runs: on SQLite at once; on a
+        // shared database as soon as the lease says.
+        if let Err(error) = replicas.refresh().await {
+            tracing::warn!(%error, "cannot take the leader's lease yet; trying again");
+        }
         let aggregator = Arc::new(
             Aggregator::new(config.clone(), storage.clone())
                 .await
                 .context("restoring check state")?
                 .with_public_url(args.public_url.clone())
                 .with_fast_confirmation(args.fast_confirmation)
-                .with_probe_tokens(tokens),
+                .with_probe_tokens(tokens)
+                .with_replicas(replicas.clone()),
         );
         let tls = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(
@@ -356,6 +394,8 @@ impl AggregatorService {
             admin_token: args.admin_token.clone(),
             retention: args.retention,
             alert_max_age: args.alert_max_age,
+            delivery_claim: args.delivery_claim,
+            replicas,
         })
     }
 
@@ -379,7 +419,11 @@ impl AggregatorService {
             data = %self.data.display(),
             "listening on {scheme}://{local}"
         );
-        tasks.spawn(tick_loop(aggregator.clone(), cancel.clone()));
+        let replicas = self.replicas.clone();
+        tasks.spawn(replicas.clone().run(cancel.clone()));
+        if replicas.shared() {
+            tasks.spawn(share_loop(aggregator.clone(), cancel.clone()));
+        }
         let dispatcher = Dispatcher {
             storage: self.storage.clone(),
             config: {
@@ -388,13 +432,51 @@ impl AggregatorService {
             },
             wake: aggregator.alert_wake(),
             max_age: self.alert_max_age,
+            owner: replicas.id().to_string(),
+            claim_for: self.delivery_claim,
         };
         tasks.spawn(dispatcher.run(cancel.clone()));
-        tasks.spawn(rollup_loop(self.storage.clone(), cancel.clone()));
-        tasks.spawn(latency_loop(aggregator.clone(), cancel.clone()));
+        // Alertmanager forgets a firing alert it is not told about again.
+        let resender = crate::alert::resend::Resender {
+            storage: self.storage.clone(),
+            config: {
+                let aggregator = aggregator.clone();
+                Arc::new(move || aggregator.config())
+            },
+            // One replica resends (the leader), as it runs the other jobs.
+            leading: {
+                let replicas = replicas.clone();
+                Arc::new(move || replicas.is_leader())
+            },
+        };
+        tasks.spawn(resender.run(cancel.clone()));
+        for (name, channel) in &config.channels {
+            if let crate::config::ChannelKind::Email(mail) = &channel.kind
+                && !mail.tls_verify
+            {
+                tracing::warn!(channel = %name, "channel has `tls_verify: false`: the SMTP server's certificate is not checked, so anyone on the path can read these alerts and the password");
+            }
+        }
+        // The periodic jobs: on the leader only.
+        tasks.spawn(tick_loop(
+            aggregator.clone(),
+            replicas.clone(),
+            cancel.clone(),
+        ));
+        tasks.spawn(rollup_loop(
+            self.storage.clone(),
+            replicas.clone(),
+            cancel.clone(),
+        ));
+        tasks.spawn(latency_loop(
+            aggregator.clone(),
+            replicas.clone(),
+            cancel.clone(),
+        ));
         tasks.spawn(retention_loop(
             self.storage.clone(),
             self.retention,
+            replicas.clone(),
             cancel.clone(),
         ));
         tasks.spawn(reload::run(
@@ -454,21 +536,72 @@ where
     }
 }
 
-async fn tick_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
-    every(limits::AGGREGATOR_TICK_EVERY, cancel, || async {
+async fn tick_loop(
+    aggregator: Arc<Aggregator>,
+    replicas: Arc<Replicas>,
+    cancel: CancellationToken,
+) {
+    let mut leading = replicas.watch_leading();
+    let mut interval = tokio::time::interval(limits::AGGREGATOR_TICK_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
         // Noticed (and logged, once) even while nothing else writes.
         let _ = aggregator.storage_jobs().check_file();
+        if !replicas.is_leader() {
+            continue;
+        }
+        // Just took over: what the previous leader decided of the probes
+        // is read first, so that nothing is found stale (or back) twice.
+        if leading.has_changed().unwrap_or(false)
+            && *leading.borrow_and_update()
+            && let Err(error) = aggregator.take_over_probe_liveness().await
+        {
+            tracing::error!(%error, "cannot read the probes' liveness on taking over");
+            leading.mark_changed();
+            continue;
+        }
         if let Err(error) = aggregator.tick(aggregator.clock().now()).await {
             tracing::error!(%error, "cannot record staleness");
         }
-    })
-    .await;
+    }
+}
+
+/// Shares what this replica's probes said with the other replicas, and
+/// takes their states, probe contacts and silences (a shared database
+/// only).
+async fn share_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(limits::PROBE_CONTACT_SHARE_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let wake = aggregator.share_wake();
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = wake.notified() => {}
+            _ = cancel.cancelled() => return,
+        }
+        match aggregator.sync_with_replicas().await {
+            Ok(()) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::error!(%error, "cannot share state with the other replicas");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Rolls up finished hours of results (status page, latency baselines).
-async fn rollup_loop(storage: Storage, cancel: CancellationToken) {
+async fn rollup_loop(storage: Storage, replicas: Arc<Replicas>, cancel: CancellationToken) {
     let stop = cancel.clone();
     every(limits::ROLLUP_EVERY, cancel, || async {
+        if !replicas.is_leader() {
+            return;
+        }
         // A backlog (first start on old data) is worked off a day at a
         // time, yielding between, so ingestion never waits long.
         loop {
@@ -492,8 +625,15 @@ async fn rollup_loop(storage: Storage, cancel: CancellationToken) {
 }
 
 /// Judges `p95_above_baseline` for the checks that have it.
-async fn latency_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
+async fn latency_loop(
+    aggregator: Arc<Aggregator>,
+    replicas: Arc<Replicas>,
+    cancel: CancellationToken,
+) {
     every(limits::LATENCY_JUDGE_EVERY, cancel, || async {
+        if !replicas.is_leader() {
+            return;
+        }
         if let Err(error) = aggregator.judge_latency(aggregator.clock().now()).await {
             tracing::error!(%error, "judging latency against baselines failed");
         }
@@ -501,8 +641,16 @@ async fn latency_loop(aggregator: Arc<Aggregator>, cancel: CancellationToken) {
     .await;
 }
 
-async fn retention_loop(storage: Storage, retention: Duration, cancel: CancellationToken) {
+async fn retention_loop(
+    storage: Storage,
+    retention: Duration,
+    replicas: Arc<Replicas>,
+    cancel: CancellationToken,
+) {
     every(limits::RETENTION_PRUNE_EVERY, cancel, || async {
+        if !replicas.is_leader() {
+            return;
+        }
         let cutoff = chrono::Duration::from_std(retention)
             .ok()
             .and_then(|keep| storage.clock().now().checked_sub_signed(keep))

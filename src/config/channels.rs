@@ -2,10 +2,12 @@
 //! as secrets) and `webhook` (URL, format, signing secret, PagerDuty
 //! routing key), each with its `group_window`; and the alerts file's top
 //! level, which hands `routes:` and `maintenance:` to `alerting.rs` and
-//! keeps `defaults:`. A channel marked `fallback: true` is also sent to the
-//! probes with their checks (its tree and the `${VAR}` values it used, as
-//! checks travel: `remote.rs`), for the alert a probe sends itself when it
-//! reaches no aggregator.
+//! keeps `defaults:`. `format: alertmanager` takes several `urls` and a
+//! `resend_every`; `format: template` channels are decoded in
+//! `channel_template.rs`. A channel marked `fallback: true` is also sent to
+//! the probes with their checks (its tree and the `${VAR}` values it used,
+//! as checks travel: `remote.rs`), for the alert a probe sends itself when
+//! it reaches no aggregator.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,8 +39,9 @@ impl Channel {
     /// Whether alerts to this channel are gathered into one message.
     /// PagerDuty needs one event per incident, so it is never grouped.
     pub fn groups(&self) -> bool {
+        // Alertmanager groups by itself: Lookout sends it every alert.
         !self.group_window.is_zero()
-            && !matches!(&self.kind, ChannelKind::Webhook(w) if w.format == WebhookFormat::PagerDuty)
+            && !matches!(&self.kind, ChannelKind::Webhook(w) if matches!(w.format, WebhookFormat::PagerDuty | WebhookFormat::Alertmanager))
     }
 }
 
@@ -55,11 +58,27 @@ pub struct EmailChannel {
     pub password: Option<String>,
     pub from: String,
     pub to: Vec<String>,
+    /// Extra roots (PEM) trusted for the server's certificate.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// With a `ca_file`: trust the system's roots as well (the default), or
+    /// only `ca_file`'s (`system_roots: false`).
+    pub system_roots: bool,
+    /// `false`: any certificate is accepted (logged as a warning at start).
+    pub tls_verify: bool,
 }
 
 #[derive(Clone, Debug)]
 pub struct WebhookChannel {
+    /// The receiver (for `format: template`, a placeholder: the URL is
+    /// rendered from `template.url`).
     pub url: Url,
+    /// `format: alertmanager`: every Alertmanager (each gets every alert);
+    /// the first is `url`.
+    pub urls: Vec<Url>,
+    /// `format: alertmanager`: how often a firing alert is sent again.
+    pub resend_every: Duration,
+    /// `format: template`: the request, as templates.
+    pub template: Option<super::channel_template::WebhookTemplate>,
     pub format: WebhookFormat,
     pub secret: Option<String>,
     pub headers: Vec<(String, String)>,
@@ -74,17 +93,24 @@ pub enum WebhookFormat {
     Discord,
     Teams,
     PagerDuty,
+    /// Alertmanager's API v2: alerts pushed into Alertmanager.
     Alertmanager,
+    /// The payload Alertmanager sends its own receivers (webhook v4).
+    AlertmanagerWebhook,
+    /// A request written as templates (`channel_template.rs`).
+    Template,
 }
 
 impl WebhookFormat {
-    const NAMES: [(&'static str, WebhookFormat); 6] = [
+    const NAMES: [(&'static str, WebhookFormat); 8] = [
         ("json", WebhookFormat::Json),
         ("slack", WebhookFormat::Slack),
         ("discord", WebhookFormat::Discord),
         ("teams", WebhookFormat::Teams),
         ("pagerduty", WebhookFormat::PagerDuty),
         ("alertmanager", WebhookFormat::Alertmanager),
+        ("alertmanager_webhook", WebhookFormat::AlertmanagerWebhook),
+        ("template", WebhookFormat::Template),
     ];
 }
 pub(super) struct AlertsFile {
@@ -97,7 +123,8 @@ pub(super) struct AlertsFile {
     pub(super) check_refs: Vec<(String, Pos)>,
 }
 
-pub(super) fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
+/// `text` is the file's source: template errors are placed in it.
+pub(super) fn decode_alerts_file(ctx: &mut Ctx, root: &Node, text: &str) -> AlertsFile {
     let mut out = AlertsFile {
         channels: Vec::new(),
         defaults: None,
@@ -159,7 +186,7 @@ pub(super) fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
                     env: &recording,
                 };
                 if let Some((kind, group_window, fallback)) =
-                    decode_channel(&mut channel_ctx, &name, spec)
+                    decode_channel(&mut channel_ctx, &name, spec, text)
                 {
                     let wire = fallback.then(|| {
                         Arc::new(super::remote::WireChannel {
@@ -199,11 +226,13 @@ pub(super) fn decode_alerts_file(ctx: &mut Ctx, root: &Node) -> AlertsFile {
     out
 }
 
-/// A channel's kind, `group_window` and `fallback`.
+/// A channel's kind, `group_window` and `fallback`. `text` is the file's
+/// source, where template errors are placed (empty on a probe).
 pub(super) fn decode_channel(
     ctx: &mut Ctx,
     name: &str,
     node: &Node,
+    text: &str,
 ) -> Option<(ChannelKind, Duration, bool)> {
     let fields = ctx.fields(
         node,
@@ -233,7 +262,7 @@ pub(super) fn decode_channel(
     };
     let kind = match (fields.get("email"), fields.get("webhook")) {
         (Some(email), None) => decode_email(ctx, name, email).map(ChannelKind::Email),
-        (None, Some(webhook)) => decode_webhook(ctx, name, webhook).map(ChannelKind::Webhook),
+        (None, Some(webhook)) => decode_webhook(ctx, name, webhook, text).map(ChannelKind::Webhook),
         (Some(_), Some(webhook)) => {
             ctx.error(
                 webhook.pos,
@@ -256,7 +285,16 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
     let fields = ctx.fields(
         node,
         &format!("`email` of channel `{name}`"),
-        &["smtp", "username", "password", "from", "to"],
+        &[
+            "smtp",
+            "username",
+            "password",
+            "from",
+            "to",
+            "ca_file",
+            "system_roots",
+            "tls_verify",
+        ],
     )?;
     let smtp = match fields.get("smtp") {
         Some(n) => decode::field(|| {
@@ -327,48 +365,55 @@ fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> 
             None
         }
     };
+    let ca_file = match fields.get("ca_file") {
+        Some(n) => super::ca::decode_ca_file(ctx, n).map(Some),
+        None => Some(None),
+    };
+    let system_roots = match fields.get("system_roots") {
+        Some(n) => ctx.bool(n, "`system_roots`"),
+        None => Some(true),
+    };
+    let tls_verify = match fields.get("tls_verify") {
+        Some(n) => ctx.bool(n, "`tls_verify`"),
+        None => Some(true),
+    };
+    if system_roots == Some(false) && fields.get("ca_file").is_none() {
+        ctx.error(
+            fields.pos,
+            format!(
+                "channel `{name}` has `system_roots: false` and needs a `ca_file` to trust instead"
+            ),
+        );
+        return None;
+    }
     Some(EmailChannel {
         smtp: smtp?,
         username,
         password,
         from: from?,
         to: to?,
+        ca_file: ca_file?,
+        system_roots: system_roots?,
+        tls_verify: tls_verify?,
     })
 }
 
-fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChannel> {
+fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node, text: &str) -> Option<WebhookChannel> {
     let fields = ctx.fields(
         node,
         &format!("`webhook` of channel `{name}`"),
-        &["url", "format", "secret", "headers", "routing_key"],
+        &[
+            "url",
+            "urls",
+            "format",
+            "secret",
+            "headers",
+            "routing_key",
+            "resend_every",
+            "method",
+            "body",
+        ],
     )?;
-    let url = match fields.get("url") {
-        Some(n) => decode::field(|| {
-            let text = ctx.string(n, "`url`")?;
-            match Url::parse(&text) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                    Some(url)
-                }
-                _ => {
-                    ctx.error(
-                        n.pos,
-                        format!(
-                            "invalid webhook `url` `{}`; expected http:// or https://",
-                            text
-                        ),
-                    );
-                    None
-                }
-            }
-        }),
-        None => {
-            ctx.error(
-                fields.pos,
-                format!("channel `{name}` needs a webhook `url`"),
-            );
-            None
-        }
-    };
     let format = match fields.get("format") {
         Some(n) => decode::field(|| {
             let text = ctx.string(n, "`format`")?;
@@ -389,6 +434,109 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
         }),
         None => Some(WebhookFormat::Json),
     };
+    let format = format?;
+    // Keys that only one format reads are refused elsewhere, so a typo in
+    // the format does not silently drop them.
+    for (key, wanted) in [
+        ("urls", WebhookFormat::Alertmanager),
+        ("resend_every", WebhookFormat::Alertmanager),
+        ("method", WebhookFormat::Template),
+        ("body", WebhookFormat::Template),
+    ] {
+        if let Some(n) = fields.get(key)
+            && format != wanted
+        {
+            let wanted = WebhookFormat::NAMES
+                .iter()
+                .find(|(_, f)| *f == wanted)
+                .map_or("", |(k, _)| *k);
+            ctx.error(
+                n.pos,
+                format!("`{key}` is only read with `format: {wanted}`"),
+            );
+        }
+    }
+    let template = if format == WebhookFormat::Template {
+        Some(super::channel_template::decode(ctx, name, &fields, text)?)
+    } else {
+        None
+    };
+    let mut urls = Vec::new();
+    // Every url is looked at (and the keys after them) before giving up.
+    let mut bad_url = false;
+    if format != WebhookFormat::Template {
+        let mut url_nodes: Vec<&Node> = Vec::new();
+        if let Some(n) = fields.get("url") {
+            url_nodes.push(n);
+        }
+        if let Some(list) = fields.get("urls") {
+            match &list.value {
+                Value::Seq(items) if !items.is_empty() => url_nodes.extend(items.iter()),
+                _ => ctx.error(
+                    list.pos,
+                    "`urls` must be a list of http:// or https:// URLs",
+                ),
+            }
+        }
+        if url_nodes.is_empty() {
+            ctx.error(
+                fields.pos,
+                format!("channel `{name}` needs a webhook `url`"),
+            );
+            return None;
+        }
+        if url_nodes.len() > limits::ALERTMANAGER_URLS_MAX {
+            ctx.error(
+                fields.pos,
+                format!(
+                    "channel `{name}` lists more than {} urls",
+                    limits::ALERTMANAGER_URLS_MAX
+                ),
+            );
+            return None;
+        }
+        for n in url_nodes {
+            let url = decode::field(|| {
+                let text = ctx.string(n, "`url`")?;
+                match Url::parse(&text) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                        Some(url)
+                    }
+                    _ => {
+                        ctx.error(
+                            n.pos,
+                            format!(
+                                "invalid webhook `url` `{}`; expected http:// or https://",
+                                text
+                            ),
+                        );
+                        None
+                    }
+                }
+            });
+            match url {
+                Some(url) => urls.push(url),
+                None => bad_url = true,
+            }
+        }
+    }
+    let resend_every = match fields.get("resend_every") {
+        Some(n) => decode::field(|| {
+            let d = ctx.duration(n, "`resend_every`")?;
+            if d < limits::ALERTMANAGER_RESEND_MIN {
+                ctx.error(
+                    n.pos,
+                    format!(
+                        "`resend_every` is at least {}",
+                        crate::schedule::format_duration(limits::ALERTMANAGER_RESEND_MIN)
+                    ),
+                );
+                return None;
+            }
+            Some(d)
+        }),
+        None => Some(limits::ALERTMANAGER_RESEND_DEFAULT),
+    };
     // An empty secret (say `${WEBHOOK_SECRET:-}` left unset) means unsigned.
     let secret = fields
         .get("secret")
@@ -397,9 +545,11 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
     if let Some(secret) = &secret {
         ctx.secrets.add(secret);
     }
-    let headers = match fields.get("headers") {
-        Some(n) => ctx.string_map(n, "`headers`"),
-        None => Some(Vec::new()),
+    let headers = match (&template, fields.get("headers")) {
+        // A template's headers are templates, kept in `template`.
+        (Some(_), _) => Some(Vec::new()),
+        (None, Some(n)) => ctx.string_map(n, "`headers`"),
+        (None, None) => Some(Vec::new()),
     };
     let routing_key = fields
         .get("routing_key")
@@ -407,13 +557,23 @@ fn decode_webhook(ctx: &mut Ctx, name: &str, node: &Node) -> Option<WebhookChann
     if let Some(key) = &routing_key {
         ctx.secrets.add(key);
     }
-    if format == Some(WebhookFormat::PagerDuty) && routing_key.is_none() {
+    if format == WebhookFormat::PagerDuty && routing_key.is_none() {
         ctx.error(fields.pos, format!("channel `{name}` has `format: pagerduty` and needs its `routing_key` (the Events API v2 integration key)"));
         return None;
     }
+    if bad_url {
+        return None;
+    }
+    let url = match urls.first() {
+        Some(url) => url.clone(),
+        None => Url::parse("http://template.invalid/").ok()?,
+    };
     Some(WebhookChannel {
-        url: url?,
-        format: format?,
+        url,
+        urls,
+        resend_every: resend_every?,
+        template,
+        format,
         secret,
         headers: headers?,
         routing_key,

@@ -19,6 +19,7 @@
 pub mod alerting;
 pub mod browser;
 pub mod ca;
+mod channel_template;
 mod channels;
 mod check;
 mod connection;
@@ -38,6 +39,7 @@ mod tls;
 mod websocket;
 pub mod yaml;
 
+pub use channel_template::{BODY_KINDS, WebhookTemplate, engine as template_engine};
 pub use channels::{Channel, ChannelKind, EmailChannel, WebhookChannel, WebhookFormat};
 pub use check::{AlertRules, Check, CheckKind, HostPort, IpFamily, StatusPageOptions};
 pub use connection::TlsOptions;
@@ -117,6 +119,10 @@ pub struct Config {
     pub page: Arc<page::PageSettings>,
     /// The announcements written in the checks files (read only).
     pub announcements: Vec<page::Announcement>,
+    /// A hash of the files it was loaded from (names and texts, before
+    /// `${VAR}`s are filled in, so no secret goes into it): replicas of one
+    /// aggregator compare theirs to see that they run the same config.
+    pub source_hash: String,
 }
 
 impl Config {
@@ -257,7 +263,7 @@ fn load_texts(
             secrets: &mut secrets,
             env,
         };
-        let decoded = decode_alerts_file(&mut ctx, &root);
+        let decoded = decode_alerts_file(&mut ctx, &root, text);
         routes.extend(decoded.routes);
         maintenance.extend(decoded.maintenance);
         alert_channel_refs.extend(
@@ -366,7 +372,29 @@ fn load_texts(
             .map(|(list, _)| list.into_iter().map(|(n, _)| n).collect())
             .unwrap_or_default(),
         secrets: Arc::new(secrets),
+        source_hash: source_hash(checks_files, alerts_files),
     })
+}
+
+/// SHA-256 over each file's name and text, checks files then alerts files
+/// in load order (hex, the first 16 bytes: enough to tell configs apart).
+fn source_hash(checks: &[(PathBuf, String)], alerts: &[(PathBuf, String)]) -> String {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for (kind, files) in [("checks", checks), ("alerts", alerts)] {
+        for (path, text) in files {
+            // The name only: two replicas may keep the same files at
+            // different paths.
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            for part in [kind.as_bytes(), name.as_bytes(), text.as_bytes()] {
+                digest.update(&(part.len() as u64).to_le_bytes());
+                digest.update(part);
+            }
+        }
+    }
+    hex::encode(&digest.finish().as_ref()[..16])
 }
 
 /// The cross-file rules of the status page: one `status_page:` in all the

@@ -243,7 +243,7 @@ pub fn decode_wire_channels(
             continue;
         }
         if let Some((kind, group_window, fallback)) =
-            super::channels::decode_channel(&mut ctx, &wire.name, &node)
+            super::channels::decode_channel(&mut ctx, &wire.name, &node, "")
         {
             decoded.push(super::Channel {
                 name: wire.name,

@@ -6,7 +6,9 @@
 //! aggregator's ingest, ticks, restore and silences), `OutboxStore` (the
 //! alert dispatcher), `HistoryStore` (every read the API, the status page,
 //! `/metrics` and the latency baseline make) and `JobStore` (the periodic
-//! roll-up and retention jobs, `/health`, the file check). SQLite, in
+//! roll-up and retention jobs, `/health`, the file check), and
+//! `CoordinationStore` (leases, replicas and probe contact shared by the
+//! replicas of one aggregator, in `coordination.rs`). SQLite, in
 //! `sqlite/`, is the default backend, PostgreSQL, in `postgres/`, the one
 //! several aggregators share; `tests.rs` is one suite written against the
 //! traits, and both backends run it.
@@ -38,11 +40,15 @@ use crate::result::ProbeResult;
 use crate::rollup::{HourRollup, LatencyHistogram};
 use crate::rules::{CheckState, ProbeEvent, Transition};
 
+mod coordination;
 pub(crate) mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use coordination::{
+    Claim, CoordinationStore, LEADER_LEASE, ProbeContact, Replica, RunNowRequest,
+};
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
@@ -279,34 +285,41 @@ pub trait IngestStore: Send + Sync {
 /// What the alert dispatcher reads and records of the outbox.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Pending deliveries due by `now`, fewest attempts then soonest first,
-    /// at most `limit`.
-    async fn due_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Delivery>, StorageError>;
+    /// Claims for `claim.owner` the pending deliveries due by `claim.now`
+    /// that no other replica holds (unclaimed, or their claim expired),
+    /// fewest attempts then soonest first, at most `limit`, and the other
+    /// pending members of their groups with them (a group is sent whole, by
+    /// one replica). Claims are taken one replica at a time.
+    async fn claim_due(&self, claim: Claim, limit: usize) -> Result<Vec<Delivery>, StorageError>;
 
-    /// The next pending deliveries by due time (id, due), soonest first.
+    /// The next pending deliveries by when `owner` may send them (due, and
+    /// free of another replica's claim), soonest first.
     async fn next_due_deliveries(
         &self,
+        owner: String,
         limit: usize,
     ) -> Result<Vec<(uuid::Uuid, DateTime<Utc>)>, StorageError>;
 
-    /// Folds the pending, ungrouped deliveries of `channel` (at most `limit`,
-    /// oldest first) into group `group_id`, and returns every member.
+    /// Folds the pending, ungrouped deliveries of `channel` that no other
+    /// replica holds (at most `limit`, oldest first) into group `group_id`,
+    /// claimed by `claim.owner`, and returns every member.
     async fn claim_group(
         &self,
         channel: String,
         group_id: uuid::Uuid,
         limit: usize,
+        claim: Claim,
     ) -> Result<Vec<Delivery>, StorageError>;
+
+    /// Frees the claims `owner` still holds on pending deliveries (a
+    /// graceful stop).
+    async fn release_claims(&self, owner: String) -> Result<(), StorageError>;
 
     /// The deliveries folded into a group, oldest first.
     async fn group_members(&self, group_id: String) -> Result<Vec<Delivery>, StorageError>;
 
     /// Records the outcome of one attempt (a finished one is dated by the
-    /// backend's clock).
+    /// backend's clock) and frees its claim.
     async fn record_attempt(
         &self,
         id: uuid::Uuid,
@@ -317,6 +330,15 @@ pub trait OutboxStore: Send + Sync {
 
     /// The PNG of a stored screenshot, by result id, to attach to an email.
     async fn attachment(&self, result_id: String) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// The newest deliveries to `channel` (any state), newest first, at most
+    /// `limit`: what the channel was last told about each check
+    /// (`alert::resend` keeps Alertmanager's firing alerts alive from it).
+    async fn recent_deliveries(
+        &self,
+        channel: String,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StorageError>;
 }
 
 /// Every read the API, the status page, `/metrics` and the latency
@@ -461,9 +483,15 @@ pub trait AnnouncementStore: Send + Sync {
 }
 
 /// A backend: everything the consumers need, in one object.
-pub trait Backend: IngestStore + OutboxStore + HistoryStore + JobStore + AnnouncementStore {}
+pub trait Backend:
+    IngestStore + OutboxStore + HistoryStore + JobStore + AnnouncementStore + CoordinationStore
+{
+}
 
-impl<T: IngestStore + OutboxStore + HistoryStore + JobStore + AnnouncementStore> Backend for T {}
+impl<T> Backend for T where
+    T: IngestStore + OutboxStore + HistoryStore + JobStore + AnnouncementStore + CoordinationStore
+{
+}
 
 /// The handle consumers hold: one backend behind every trait, and the clock
 /// that the backend and everything built on it date by. Cheap to clone.
@@ -549,6 +577,11 @@ impl Storage {
 
     /// The status page's announcements written through the API.
     pub fn announcements(&self) -> &dyn AnnouncementStore {
+        &*self.backend
+    }
+
+    /// Leases, the replicas' registry and the probes' shared contact.
+    pub fn coordination(&self) -> &dyn CoordinationStore {
         &*self.backend
     }
 }

@@ -1,5 +1,6 @@
 //! The storage suite, written against the traits alone: every method of
-//! `IngestStore`, `OutboxStore`, `HistoryStore` and `JobStore` is exercised
+//! `IngestStore`, `OutboxStore`, `HistoryStore`, `JobStore`,
+//! `AnnouncementStore` and `CoordinationStore` is exercised
 //! here, so a second backend is held to the same contract by adding one
 //! line, `suite!(name, factory);`, where the factory makes a fresh, empty
 //! backend on a given clock. The SQLite runs are at the bottom, with the
@@ -42,6 +43,9 @@ macro_rules! suite {
             raw_and_ok_latencies,
             screenshots_are_capped_found_and_attached,
             outbox_due_grouped_and_recorded,
+            outbox_claims_hold_until_they_expire_and_groups_go_whole,
+            leases_registry_and_probe_contact_are_shared,
+            recent_deliveries_of_a_channel_newest_first,
             pruning_keeps_alerts_still_owed_and_recent_events,
             silences_live_until_they_expire,
             health_and_file_checks_pass,
@@ -597,6 +601,36 @@ async fn screenshots_are_capped_found_and_attached(storage: &Storage) {
     );
 }
 
+async fn recent_deliveries_of_a_channel_newest_first(storage: &Storage) {
+    let now = now();
+    let old = delivery("am", now - Duration::minutes(3), now);
+    let new = delivery("am", now - Duration::minutes(1), now);
+    let other = delivery("hooks", now, now);
+    let batch = Batch {
+        deliveries: vec![old.clone(), other.clone(), new.clone()],
+        ..Batch::default()
+    };
+    storage.ingest().write_batch(batch).await.unwrap();
+    // Delivered rows count too: they are what the channel was told.
+    storage
+        .outbox()
+        .record_attempt(old.id, DeliveryState::Delivered, now, None)
+        .await
+        .unwrap();
+    let recent = storage
+        .outbox()
+        .recent_deliveries("am".to_string(), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(recent, |d| d.id), vec![new.id, old.id]);
+    let recent = storage
+        .outbox()
+        .recent_deliveries("am".to_string(), 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(recent, |d| d.id), vec![new.id]);
+}
+
 async fn outbox_due_grouped_and_recorded(storage: &Storage) {
     let now = now();
     let early = delivery(
@@ -629,13 +663,21 @@ async fn outbox_due_grouped_and_recorded(storage: &Storage) {
     }
     assert_eq!(storage.history().pending_delivery_count().await.unwrap(), 4);
 
-    let due = storage.outbox().due_deliveries(now, 10).await.unwrap();
+    let due = storage
+        .outbox()
+        .claim_due(claim("a", now), 10)
+        .await
+        .unwrap();
     assert_eq!(
         ids(due, |d| d.id),
         vec![early.id, later.id, other.id],
         "due by now, soonest first"
     );
-    let next = storage.outbox().next_due_deliveries(2).await.unwrap();
+    let next = storage
+        .outbox()
+        .next_due_deliveries("a".into(), 2)
+        .await
+        .unwrap();
     assert_eq!(
         next,
         vec![
@@ -657,7 +699,11 @@ async fn outbox_due_grouped_and_recorded(storage: &Storage) {
         )
         .await
         .unwrap();
-    let due = storage.outbox().due_deliveries(now, 10).await.unwrap();
+    let due = storage
+        .outbox()
+        .claim_due(claim("a", now), 10)
+        .await
+        .unwrap();
     assert_eq!(
         ids(due.clone(), |d| d.id),
         vec![later.id, other.id, early.id],
@@ -672,7 +718,7 @@ async fn outbox_due_grouped_and_recorded(storage: &Storage) {
     // Folding a channel's pending alerts: the oldest, up to the limit.
     let members = storage
         .outbox()
-        .claim_group("hooks".into(), later.id, 2)
+        .claim_group("hooks".into(), later.id, 2, claim("a", now))
         .await
         .unwrap();
     assert_eq!(ids(members.clone(), |d| d.id), vec![early.id, later.id]);
@@ -685,7 +731,7 @@ async fn outbox_due_grouped_and_recorded(storage: &Storage) {
     assert_eq!(again, members, "the same set on a retry");
     let second = storage
         .outbox()
-        .claim_group("hooks".into(), future.id, 10)
+        .claim_group("hooks".into(), future.id, 10, claim("a", now))
         .await
         .unwrap();
     assert_eq!(
@@ -727,12 +773,276 @@ async fn outbox_due_grouped_and_recorded(storage: &Storage) {
     assert!(
         storage
             .outbox()
-            .due_deliveries(now + Duration::hours(1), 10)
+            .claim_due(claim("a", now + Duration::hours(1)), 10)
             .await
             .unwrap()
             .iter()
             .all(|d| d.id == future.id),
         "finished ones are never due"
+    );
+}
+
+/// A claim by `owner` from `at`, for a minute.
+fn claim(owner: &str, at: DateTime<Utc>) -> Claim {
+    Claim {
+        owner: owner.into(),
+        now: at,
+        until: at + Duration::minutes(1),
+    }
+}
+
+async fn outbox_claims_hold_until_they_expire_and_groups_go_whole(storage: &Storage) {
+    let now = now();
+    let first = delivery(
+        "hooks",
+        now - Duration::minutes(2),
+        now - Duration::minutes(2),
+    );
+    let second = delivery(
+        "hooks",
+        now - Duration::minutes(1),
+        now - Duration::minutes(1),
+    );
+    let mail = delivery(
+        "mail",
+        now - Duration::minutes(1),
+        now - Duration::minutes(1),
+    );
+    let batch = Batch {
+        deliveries: vec![first.clone(), second.clone(), mail.clone()],
+        ..Batch::default()
+    };
+    storage.ingest().write_batch(batch).await.unwrap();
+    // Replica a folds the hooks into a group: b may not take any of it.
+    let group = storage
+        .outbox()
+        .claim_group("hooks".into(), first.id, 10, claim("a", now))
+        .await
+        .unwrap();
+    assert_eq!(ids(group, |d| d.id), vec![first.id, second.id]);
+    let for_b = storage
+        .outbox()
+        .claim_due(claim("b", now), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(for_b, |d| d.id),
+        vec![mail.id],
+        "b gets what a does not hold"
+    );
+    let for_a = storage
+        .outbox()
+        .claim_due(claim("a", now), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(for_a, |d| d.id),
+        vec![first.id, second.id],
+        "a keeps its own claims (b holds the mail)"
+    );
+    // For b, a's rows fall due when a's claim runs out.
+    let next = storage
+        .outbox()
+        .next_due_deliveries("b".into(), 10)
+        .await
+        .unwrap();
+    let first_due = next
+        .iter()
+        .find(|(id, _)| *id == first.id)
+        .map(|(_, at)| *at);
+    assert_eq!(first_due, Some(now + Duration::minutes(1)));
+    // a died mid-send: after its claim, b takes the whole group.
+    let later = now + Duration::minutes(2);
+    let retaken = storage
+        .outbox()
+        .claim_due(claim("b", later), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(retaken, |d| d.id),
+        vec![first.id, second.id],
+        "a group is retaken whole, even past the limit"
+    );
+    // An attempt frees the claim; a stop frees the rest.
+    storage
+        .outbox()
+        .record_attempt(first.id, DeliveryState::Pending, later, Some("503".into()))
+        .await
+        .unwrap();
+    storage.outbox().release_claims("b".into()).await.unwrap();
+    let for_c = storage
+        .outbox()
+        .claim_due(claim("c", later), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(for_c, |d| d.id),
+        vec![second.id, mail.id, first.id],
+        "free again at once (untried first, then by id)"
+    );
+}
+
+async fn leases_registry_and_probe_contact_are_shared(storage: &Storage) {
+    let now = now();
+    let coordination = storage.coordination();
+    let until = now + Duration::seconds(8);
+    assert!(
+        coordination
+            .hold_lease(LEADER_LEASE, "a", now, until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !coordination
+            .hold_lease(LEADER_LEASE, "b", now, until)
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        coordination
+            .hold_lease(LEADER_LEASE, "a", now, until)
+            .await
+            .unwrap(),
+        "a renews"
+    );
+    assert_eq!(
+        coordination
+            .lease_holder(LEADER_LEASE, now)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("a")
+    );
+    // a stops renewing: b takes it when it runs out, and a cannot renew.
+    let later = until + Duration::seconds(1);
+    let later_until = later + Duration::seconds(8);
+    assert!(
+        coordination
+            .hold_lease(LEADER_LEASE, "b", later, later_until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !coordination
+            .hold_lease(LEADER_LEASE, "a", later, later_until)
+            .await
+            .unwrap()
+    );
+    coordination.release_lease(LEADER_LEASE, "a").await.unwrap();
+    assert_eq!(
+        coordination
+            .lease_holder(LEADER_LEASE, later)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("b"),
+        "only the holder gives a lease up"
+    );
+    coordination.release_lease(LEADER_LEASE, "b").await.unwrap();
+    assert_eq!(
+        coordination
+            .lease_holder(LEADER_LEASE, later)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let replica = |id: &str, seen: DateTime<Utc>| Replica {
+        id: id.into(),
+        listen: "127.0.0.1:8080".into(),
+        config_hash: "abc".into(),
+        started_at: now - Duration::hours(1),
+        last_seen: seen,
+    };
+    coordination
+        .record_replica(replica("a", now - Duration::minutes(5)))
+        .await
+        .unwrap();
+    coordination
+        .record_replica(replica("b", now))
+        .await
+        .unwrap();
+    coordination
+        .record_replica(replica("b", now))
+        .await
+        .unwrap();
+    let recent = coordination
+        .replicas_since(now - Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(recent, vec![replica("b", now)], "seen lately, once each");
+    assert_eq!(
+        coordination
+            .replicas_since(now - Duration::hours(1))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let contact = |result: Option<i64>, seen: Option<i64>, pending: Option<u64>| ProbeContact {
+        region: "eu".into(),
+        last_result: result.map(|s| now + Duration::seconds(s)),
+        last_contact: seen.map(|s| now + Duration::seconds(s)),
+        clock_skew_ms: pending.map(|_| 5),
+        spool_pending: pending,
+    };
+    coordination
+        .record_probe_contacts(vec![contact(Some(10), Some(10), Some(3))])
+        .await
+        .unwrap();
+    // An older report from another replica: the newest of each stays.
+    coordination
+        .record_probe_contacts(vec![
+            contact(Some(5), Some(20), None),
+            contact(None, None, None),
+        ])
+        .await
+        .unwrap();
+    let shared = coordination.probe_contacts().await.unwrap();
+    assert_eq!(shared, vec![contact(Some(10), Some(20), Some(3))]);
+    coordination
+        .record_probe_contacts(Vec::new())
+        .await
+        .unwrap();
+
+    // Fast-confirmation requests: kept for the window, read by time.
+    let old = now - Duration::seconds(30);
+    coordination
+        .push_run_now("a", vec![("eu".into(), "api".into())], old, old)
+        .await
+        .unwrap();
+    coordination
+        .push_run_now(
+            "b",
+            vec![("eu".into(), "db".into()), ("us".into(), "db".into())],
+            now,
+            now - Duration::seconds(10),
+        )
+        .await
+        .unwrap();
+    let requests = coordination
+        .run_now_since(now - Duration::minutes(5))
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str, &str)> = requests
+        .iter()
+        .map(|r| (r.origin.as_str(), r.region.as_str(), r.check.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("b", "eu", "db"), ("b", "us", "db")],
+        "older ones forgotten"
+    );
+    assert!(requests[0].seq < requests[1].seq);
+    assert_eq!(requests[0].at, now);
+    assert!(
+        coordination
+            .run_now_since(now + Duration::seconds(1))
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -943,7 +1253,7 @@ async fn sqlite_a_deleted_file_is_an_error_and_nothing_is_written() {
 /// declares is called somewhere in this file.
 #[test]
 fn every_trait_method_is_in_the_suite() {
-    let traits = include_str!("mod.rs");
+    let traits = [include_str!("mod.rs"), include_str!("coordination.rs")].concat();
     let suite = include_str!("tests.rs");
     let mut in_trait = false;
     let mut declared = Vec::new();

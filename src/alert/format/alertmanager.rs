@@ -1,4 +1,4 @@
-//! `format: alertmanager`: Alertmanager's webhook payload (version 4), with
+//! `format: alertmanager_webhook`: Alertmanager's webhook payload (version 4), with
 //! Prometheus-style labels and fingerprints, so tools built for
 //! Alertmanager receivers take Lookout's alerts.
 
@@ -151,7 +151,7 @@ fn fingerprint(labels: &BTreeMap<String, String>) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-fn prometheus_label_name(name: &str) -> String {
+pub(super) fn prometheus_label_name(name: &str) -> String {
     let mut out: String = name
         .chars()
         .map(|c| {
@@ -193,18 +193,18 @@ mod tests {
 
     #[test]
     fn alertmanager_down() {
-        insta::assert_json_snapshot!(rendered(WebhookFormat::Alertmanager, &down()));
+        insta::assert_json_snapshot!(rendered(WebhookFormat::AlertmanagerWebhook, &down()));
     }
 
     #[test]
     fn alertmanager_up() {
-        insta::assert_json_snapshot!(rendered(WebhookFormat::Alertmanager, &up()));
+        insta::assert_json_snapshot!(rendered(WebhookFormat::AlertmanagerWebhook, &up()));
     }
 
     #[test]
     fn alertmanager_fires_and_resolves_the_same_alert() {
-        let firing = rendered(WebhookFormat::Alertmanager, &down());
-        let resolved = rendered(WebhookFormat::Alertmanager, &up());
+        let firing = rendered(WebhookFormat::AlertmanagerWebhook, &down());
+        let resolved = rendered(WebhookFormat::AlertmanagerWebhook, &up());
         assert_eq!(firing["version"], "4");
         assert_eq!(firing["status"], "firing");
         assert_eq!(firing["alerts"][0]["status"], "firing");
@@ -225,7 +225,7 @@ mod tests {
         assert!(print.chars().all(|c| c.is_ascii_hexdigit()));
         // Stable across calls, and the same alert when it resolves.
         assert_eq!(
-            rendered(WebhookFormat::Alertmanager, &down())["alerts"][0]["fingerprint"],
+            rendered(WebhookFormat::AlertmanagerWebhook, &down())["alerts"][0]["fingerprint"],
             print
         );
         assert_eq!(resolved["alerts"][0]["fingerprint"], print);
@@ -249,7 +249,7 @@ mod tests {
     fn alertmanager_escalation_resolves_the_warning() {
         let mut event = down();
         event.previous_status = Status::Degraded;
-        let value = rendered(WebhookFormat::Alertmanager, &event);
+        let value = rendered(WebhookFormat::AlertmanagerWebhook, &event);
         let alerts = value["alerts"].as_array().unwrap();
         assert_eq!(alerts.len(), 2);
         assert_eq!(alerts[0]["labels"]["severity"], "critical");
@@ -262,6 +262,6 @@ mod tests {
 
     #[test]
     fn group_alertmanager() {
-        insta::assert_json_snapshot!(grouped(WebhookFormat::Alertmanager));
+        insta::assert_json_snapshot!(grouped(WebhookFormat::AlertmanagerWebhook));
     }
 }

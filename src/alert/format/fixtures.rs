@@ -111,6 +111,9 @@ pub(super) fn test_event() -> AlertEvent {
 pub(super) fn channel(format: WebhookFormat) -> WebhookChannel {
     WebhookChannel {
         url: "https://hooks.example.com/lookout".parse().unwrap(),
+        urls: vec!["https://hooks.example.com/lookout".parse().unwrap()],
+        resend_every: crate::limits::ALERTMANAGER_RESEND_DEFAULT,
+        template: None,
         format,
         secret: None,
         headers: Vec::new(),

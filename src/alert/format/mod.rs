@@ -1,7 +1,7 @@
 //! Rendering an alert for a channel: the webhook bodies of every
 //! `WebhookFormat`, and the subject, text and HTML parts of an email. One
 //! file per format (`json`, `slack`, `discord`, `teams`, `pagerduty`,
-//! `alertmanager`, `email`), each with its single and grouped body and its
+//! `alertmanager_webhook`, `alertmanager_api`, `email`), each with its single and grouped body and its
 //! snapshot tests; this file dispatches and holds what formats share.
 //!
 //! Everything here is pure (no I/O, no clock): the same event renders to the
@@ -27,6 +27,7 @@ use crate::result::Outcome;
 use crate::rules::Status;
 
 mod alertmanager;
+mod alertmanager_api;
 mod discord;
 mod email;
 mod json;
@@ -54,15 +55,20 @@ const SUBJECT_CHARS_MAX: usize = 100;
 /// - `Teams`: a message carrying an Adaptive Card (Workflows / webhooks).
 /// - `PagerDuty`: an Events API v2 event whose `dedup_key` is the incident,
 ///   so the recovery resolves the incident the outage opened.
-/// - `Alertmanager`: Alertmanager's webhook payload, version 4.
+/// - `Alertmanager`: the alerts to post to Alertmanager's API v2.
+/// - `AlertmanagerWebhook`: Alertmanager's webhook payload, version 4.
+/// - `Template`: rendered by `alert::template` (its request is templates);
+///   here, the `json` payload.
 pub fn webhook_body(format: WebhookFormat, event: &AlertEvent, channel: &WebhookChannel) -> Value {
     match format {
+        WebhookFormat::Alertmanager => alertmanager_api::alerts(std::slice::from_ref(event)),
+        WebhookFormat::AlertmanagerWebhook => alertmanager::body(event),
+        WebhookFormat::Template => json::body(event),
         WebhookFormat::Json => json::body(event),
         WebhookFormat::Slack => slack::body(event),
         WebhookFormat::Discord => discord::body(event),
         WebhookFormat::Teams => teams::body(event),
         WebhookFormat::PagerDuty => pagerduty::body(event, channel),
-        WebhookFormat::Alertmanager => alertmanager::body(event),
     }
 }
 
@@ -81,7 +87,9 @@ pub fn webhook_group_body(
         WebhookFormat::Slack => slack::group(events),
         WebhookFormat::Discord => discord::group(events),
         WebhookFormat::Teams => teams::group(events),
-        WebhookFormat::Alertmanager => alertmanager::group(events),
+        WebhookFormat::Alertmanager => alertmanager_api::alerts(events),
+        WebhookFormat::AlertmanagerWebhook => alertmanager::group(events),
+        WebhookFormat::Template => json::group(events),
         WebhookFormat::PagerDuty => pagerduty::group(events, channel),
     }
 }
@@ -163,6 +171,17 @@ fn headline(event: &AlertEvent) -> String {
             one_line(event.labels.get("probe").map_or(&event.check, |p| p))
         ),
     }
+}
+
+/// The headline a template sees (`api is DOWN`).
+pub fn headline_of(event: &AlertEvent) -> String {
+    headline(event)
+}
+
+/// The per-region lines a template sees (as in Alertmanager's
+/// `description`).
+pub fn description_of(event: &AlertEvent) -> String {
+    region_description(event)
 }
 
 /// `DOWN (was up)`.

@@ -108,6 +108,39 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL
     );
     CREATE INDEX announcements_by_age ON announcements (created_at_ms DESC);",
+    // Several replicas: delivery claims with a lease, the leases
+    // themselves (the leader's), the replicas' registry, and what the
+    // probes last told any replica (SQLite's migration 11).
+    "ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_until_ms BIGINT;
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until_ms BIGINT NOT NULL
+    );
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        listen TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        started_at_ms BIGINT NOT NULL,
+        last_seen_ms BIGINT NOT NULL
+    );
+    CREATE TABLE probe_contact (
+        region TEXT PRIMARY KEY,
+        last_result_ms BIGINT,
+        last_contact_ms BIGINT,
+        reported_at_ms BIGINT,
+        clock_skew_ms BIGINT,
+        spool_pending BIGINT
+    );
+    CREATE TABLE run_now (
+        seq BIGSERIAL PRIMARY KEY,
+        origin TEXT NOT NULL,
+        region TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX run_now_by_age ON run_now (at_ms);",
 ];
 
 /// Applies the migrations this database has not had yet.

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::limits;
 
 mod announcements;
+mod coordination;
 mod history;
 mod ingest;
 mod jobs;

@@ -125,4 +125,39 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
         );
         CREATE INDEX announcements_by_age ON announcements (created_at_ms DESC);",
     ),
+    // Several replicas (#13): delivery claims with a lease, the leases
+    // themselves (the leader's), the replicas' registry, and what the
+    // probes last told any replica.
+    M::up(
+        "ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+        ALTER TABLE outbox ADD COLUMN claim_until_ms INTEGER;
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            until_ms INTEGER NOT NULL
+        );
+        CREATE TABLE replicas (
+            id TEXT PRIMARY KEY,
+            listen TEXT NOT NULL,
+            config_hash TEXT NOT NULL,
+            started_at_ms INTEGER NOT NULL,
+            last_seen_ms INTEGER NOT NULL
+        );
+        CREATE TABLE probe_contact (
+            region TEXT PRIMARY KEY,
+            last_result_ms INTEGER,
+            last_contact_ms INTEGER,
+            reported_at_ms INTEGER,
+            clock_skew_ms INTEGER,
+            spool_pending INTEGER
+        );
+        CREATE TABLE run_now (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            origin TEXT NOT NULL,
+            region TEXT NOT NULL,
+            check_name TEXT NOT NULL,
+            at_ms INTEGER NOT NULL
+        );
+        CREATE INDEX run_now_by_age ON run_now (at_ms);",
+    ),
 ];

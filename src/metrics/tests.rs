@@ -1,0 +1,109 @@
+//! Table and snapshot tests of the exported series.
+
+use super::*;
+
+#[test]
+fn counters_are_declared_under_their_sample_name_in_the_classic_format() {
+    let metrics = Metrics::new();
+    let result = ProbeResult::for_test("api", Outcome::Fail, Utc::now());
+    metrics.observe_result(result);
+    let text = to_prometheus_text(&metrics.encode(&Snapshot::default()).unwrap());
+    assert!(
+        text.contains("# TYPE lookout_probe_results_total counter\n"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "lookout_probe_results_total{check=\"api\",region=\"local\",outcome=\"fail\"} 1\n"
+    ));
+    assert!(!text.contains("# EOF"));
+    assert!(!text.contains("# UNIT"));
+    assert!(text.contains("# TYPE lookout_probe_duration_seconds histogram\n"));
+}
+
+#[test]
+fn a_probe_exports_what_became_of_its_results_and_others_do_not() {
+    let metrics = Metrics::new();
+    let text = to_prometheus_text(&metrics.encode(&Snapshot::default()).unwrap());
+    assert!(!text.contains("lookout_uplink_"), "{text}");
+    metrics.report_uplink_with(Box::new(|| UplinkFigures {
+        made: 10,
+        sent: 6,
+        dropped_queue_full: 3,
+        spool_bytes: 512,
+        spool_files: 1,
+        in_memory: 1,
+        ..UplinkFigures::default()
+    }));
+    let text = to_prometheus_text(&metrics.encode(&Snapshot::default()).unwrap());
+    for expected in [
+        "# TYPE lookout_uplink_results_made_total counter\n",
+        "lookout_uplink_results_made_total 10\n",
+        "lookout_uplink_results_sent_total 6\n",
+        "lookout_uplink_results_rejected_total 0\n",
+        "lookout_uplink_results_dropped_total{reason=\"queue_full\"} 3\n",
+        "lookout_uplink_results_dropped_total{reason=\"spool_full\"} 0\n",
+        "lookout_uplink_results_dropped_total{reason=\"spool_not_writable\"} 0\n",
+        "lookout_spool_bytes 512\n",
+        "lookout_spool_files 1\n",
+        "lookout_spool_writable 0\n",
+        "lookout_uplink_memory_queue_results 1\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}
+
+#[test]
+fn removed_checks_leave_no_series() {
+    let metrics = Metrics::new();
+    metrics.observe_result(ProbeResult::for_test("gone", Outcome::Ok, Utc::now()));
+    metrics.observe_result(ProbeResult::for_test("kept", Outcome::Ok, Utc::now()));
+    metrics.retain_checks(&|name| name == "kept");
+    let text = metrics.encode(&Snapshot::default()).unwrap();
+    assert!(!text.contains("\"gone\""), "{text}");
+    assert!(text.contains("\"kept\""), "{text}");
+}
+
+#[test]
+fn a_late_result_does_not_replace_a_newer_one() {
+    let metrics = Metrics::new();
+    let now = Utc::now();
+    let newer = ProbeResult::for_test("api", Outcome::Ok, now);
+    let older = ProbeResult::for_test("api", Outcome::Fail, now - chrono::Duration::seconds(5));
+    metrics.observe_result(newer);
+    metrics.observe_result(older);
+    assert_eq!(metrics.latest_results()[0].outcome, Outcome::Ok);
+}
+
+#[test]
+fn the_snapshot_exports_states_and_ages() {
+    let now = Utc::now();
+    let snapshot = Snapshot {
+        checks: vec![CheckSnapshot {
+            name: "api".into(),
+            kind: "http",
+            target: "http://x/".into(),
+            status: Status::Down,
+        }],
+        results: vec![ProbeResult::for_test("api", Outcome::Fail, now)],
+        regions: vec![RegionSnapshot {
+            region: "eu".into(),
+            last_result: Some(now - chrono::Duration::seconds(3)),
+            spool_pending: Some(7),
+        }],
+        outbox_pending: Some(2),
+        now,
+        ..Snapshot::default()
+    };
+    let text = to_prometheus_text(&Metrics::new().encode(&snapshot).unwrap());
+    for expected in [
+        "lookout_check_up{check=\"api\"} 0\n",
+        "lookout_check_state{check=\"api\",state=\"down\"} 1\n",
+        "lookout_check_state{check=\"api\",state=\"up\"} 0\n",
+        "probe_success{check=\"api\",region=\"local\",target=\"http://x/\"} 0\n",
+        "lookout_region_last_result_age_seconds{region=\"eu\"} 3.0\n",
+        "lookout_spool_pending{region=\"eu\"} 7\n",
+        "lookout_alert_outbox_pending 2\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}
