@@ -27,6 +27,10 @@
 //!   `reload`: config reloads on SIGHUP and file changes; `replica`: this
 //!   process among the replicas on one database (leader lease, registry).
 //! - `cmd`: the subcommands; `limits`: every explicit limit, with its reason.
+//! - `schema`: JSON Schemas of the YAML files (`lookout schema`), kept true
+//!   to `config` by tests/schema.rs.
+//! - `import`: other monitors' configuration (Gatus, blackbox_exporter) turned
+//!   into checks files (`lookout import`).
 
 #![warn(unreachable_pub)]
 
@@ -39,6 +43,7 @@ pub mod cmd;
 pub mod config;
 pub(crate) mod heartbeat;
 pub mod hub;
+pub mod import;
 pub(crate) mod kind_metrics;
 pub mod limits;
 pub mod listener;
@@ -52,6 +57,7 @@ pub(crate) mod rollup;
 pub mod rules;
 pub(crate) mod schedule;
 pub mod scheduler;
+pub mod schema;
 pub(crate) mod spool;
 pub mod status;
 pub mod storage;

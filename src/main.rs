@@ -86,6 +86,62 @@ enum Command {
         #[command(flatten)]
         browser: cmd::BrowserArgs,
     },
+    /// Print the JSON Schema (draft 2020-12) of a file kind, for editors.
+    ///
+    /// Point yaml-language-server at it with a first line such as
+    /// `# yaml-language-server: $schema=../schema/checks.schema.json`.
+    /// Example: lookout schema checks > schema/checks.schema.json
+    Schema {
+        /// Which file: checks (default), alerts, probes or page (status_page:).
+        #[arg(value_enum, default_value_t = SchemaWhich::Checks)]
+        which: SchemaWhich,
+    },
+    /// Convert another monitor's configuration into Lookout checks.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Convert Gatus configuration (files, or directories of *.yaml merged
+    /// as Gatus merges them) into Lookout checks and alert channels.
+    ///
+    /// What has no equivalent is listed on stderr as file:line; the last
+    /// line says how many endpoints converted fully and partially.
+    /// Example: lookout import gatus config.yaml --out checks/
+    Gatus {
+        /// Gatus configuration files or directories.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Write checks/gatus.yaml and alerts/gatus.yaml under DIR instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Convert blackbox_exporter modules and the Prometheus scrape jobs that
+    /// use them into Lookout checks, one per target and module.
+    ///
+    /// Example: lookout import blackbox --config blackbox.yml --prometheus prometheus.yml
+    Blackbox {
+        /// blackbox_exporter's configuration (its modules).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Prometheus configuration whose scrape jobs probe through blackbox.
+        #[arg(long)]
+        prometheus: std::path::PathBuf,
+        /// Write checks/blackbox.yaml under DIR instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SchemaWhich {
+    Checks,
+    Alerts,
+    Probes,
+    Page,
 }
 
 #[derive(Subcommand)]
@@ -138,6 +194,23 @@ fn main() -> ExitCode {
                 region,
                 browser,
             } => cmd::check::run(&dirs.checks, &dirs.alerts, &names, json, &region, &browser).await,
+            Command::Schema { which } => cmd::schema::run(match which {
+                SchemaWhich::Checks => lookout::schema::SchemaKind::Checks,
+                SchemaWhich::Alerts => lookout::schema::SchemaKind::Alerts,
+                SchemaWhich::Probes => lookout::schema::SchemaKind::Probes,
+                SchemaWhich::Page => lookout::schema::SchemaKind::Page,
+            }),
+            Command::Import {
+                command: ImportCommand::Gatus { paths, out },
+            } => cmd::import::gatus(&paths, out.as_deref()),
+            Command::Import {
+                command:
+                    ImportCommand::Blackbox {
+                        config,
+                        prometheus,
+                        out,
+                    },
+            } => cmd::import::blackbox(&config, &prometheus, out.as_deref()),
         }
     })
 }

@@ -5,7 +5,9 @@
 pub mod aggregator;
 pub mod alert;
 pub mod check;
+pub mod import;
 pub mod probe;
+pub mod schema;
 pub mod serve;
 pub mod validate;
 
