@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    cron, duration, list, name, object, one_of, pattern, string, string_list, string_map, with,
+    boolean, cron, duration, list, name, object, one_of, pattern, string, string_list, string_map,
+    with,
 };
 
 const RFC3339: &str = r"^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})|.*\$\{.*\}.*)$";
@@ -134,6 +135,14 @@ pub(super) fn alerts_file() -> Value {
                     duration(),
                     "Fold alerts raised within this into one message (default 0, at most 10m).",
                     json!("30s"),
+                ),
+            ),
+            (
+                "fallback",
+                with(
+                    boolean(),
+                    "Also sent to the probes: one that reaches no aggregator alerts through it itself (default false).",
+                    json!(true),
                 ),
             ),
         ],
