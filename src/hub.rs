@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::config::probes::ProbeTokens;
-use crate::config::remote::WireCheck;
+use crate::config::remote::{WireChannel, WireCheck};
 use crate::limits;
 
 /// The checks one region runs, serialized once per config.
@@ -32,6 +32,10 @@ struct SpecsDocument<'a> {
     version: &'a str,
     region: &'a str,
     checks: &'a [WireCheck],
+    /// The channels marked `fallback: true`, for the alert a probe sends
+    /// itself when it reaches no aggregator.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    fallback_channels: &'a [WireChannel],
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +48,17 @@ impl SpecIndex {
     /// everywhere, and those whose `regions` name it.
     pub fn build<'r>(config: &Config, regions: impl Iterator<Item = &'r str>) -> SpecIndex {
         let mut by_region = BTreeMap::new();
+        let fallback: Vec<WireChannel> = config
+            .channels
+            .values()
+            .filter_map(|c| c.wire.as_deref().cloned())
+            .take(limits::FALLBACK_CHANNELS_MAX)
+            .collect();
+        let fallback_json = if fallback.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&fallback).unwrap_or_default()
+        };
         for region in regions {
             let checks: Vec<WireCheck> = config
                 .checks
@@ -56,13 +71,16 @@ impl SpecIndex {
                 })
                 .filter_map(|c| WireCheck::from_check(c))
                 .collect();
-            let checks_json = serde_json::to_vec(&checks).unwrap_or_default();
+            let mut checks_json = serde_json::to_vec(&checks).unwrap_or_default();
+            // No fallback channel: the version is what it always was.
+            checks_json.extend_from_slice(&fallback_json);
             let digest = ring::digest::digest(&ring::digest::SHA256, &checks_json);
             let version = hex::encode(&digest.as_ref()[..16]);
             let body = serde_json::to_vec(&SpecsDocument {
                 version: &version,
                 region,
                 checks: &checks,
+                fallback_channels: &fallback,
             })
             .unwrap_or_default();
             by_region.insert(
@@ -169,5 +187,47 @@ impl ProbeHub {
                 return Vec::new();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(alerts: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checks")).unwrap();
+        std::fs::create_dir(dir.path().join("alerts")).unwrap();
+        std::fs::write(
+            dir.path().join("checks/c.yaml"),
+            "checks:\n  - name: api\n    tcp: { address: \"127.0.0.1:9\" }\n    every: 1m\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("alerts/a.yaml"), alerts).unwrap();
+        let lookup = |name: &str| (name == "HOOK").then(|| "hook-path".to_string());
+        crate::config::load_with_env(
+            &dir.path().join("checks"),
+            &dir.path().join("alerts"),
+            &lookup,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fallback_channels_travel_in_the_specs_and_change_its_version() {
+        let plain = "channels:\n  ops:\n    webhook: { url: \"http://127.0.0.1:9/${HOOK}\" }\n";
+        let fallback = "channels:\n  ops:\n    fallback: true\n    webhook: { url: \"http://127.0.0.1:9/${HOOK}\" }\n";
+        let without = SpecIndex::build(&config(plain), ["eu"].into_iter());
+        let with = SpecIndex::build(&config(fallback), ["eu"].into_iter());
+        let (without, with) = (without.region("eu").unwrap(), with.region("eu").unwrap());
+        assert_ne!(without.version, with.version);
+        let body: serde_json::Value = serde_json::from_slice(&without.body).unwrap();
+        assert!(body.get("fallback_channels").is_none(), "{body}");
+        let body: serde_json::Value = serde_json::from_slice(&with.body).unwrap();
+        let channels = body["fallback_channels"].as_array().unwrap();
+        assert_eq!(channels.len(), 1);
+        assert_eq!(channels[0]["name"], "ops");
+        // The value its `${HOOK}` had, as checks' variables travel.
+        assert_eq!(channels[0]["env"]["HOOK"], "hook-path");
     }
 }

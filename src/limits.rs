@@ -661,3 +661,19 @@ pub const ACK_LINK_VALID_FOR: Duration = Duration::from_secs(7 * 86_400);
 /// Shortest `--ack-key`: it is all that stands between a guess and an
 /// acknowledged page.
 pub const ACK_KEY_CHARS_MIN: usize = 16;
+
+/// Aggregators one probe may list in `--aggregator`: replicas of one
+/// deployment are a handful; a request tries each at most once.
+pub const PROBE_AGGREGATORS_MAX: usize = 16;
+/// `--aggregator-down-after` default: a probe that has reached no aggregator
+/// this long sends its fallback alert. Long enough for a rolling restart of
+/// every replica, short enough to page within minutes of a real loss.
+pub const PROBE_AGGREGATOR_DOWN_AFTER_DEFAULT: Duration = Duration::from_secs(120);
+/// How often a probe looks at when an aggregator last answered.
+pub const PROBE_CONTACT_CHECK_EVERY: Duration = Duration::from_millis(500);
+/// Attempts at one fallback alert per channel (kept in memory: the
+/// aggregator's outbox is out of reach); with `ALERT_RETRY_MAX` between the
+/// later ones, about four hours.
+pub const FALLBACK_ALERT_ATTEMPTS_MAX: u32 = 50;
+/// Fallback channels an aggregator sends a probe (and a probe takes).
+pub const FALLBACK_CHANNELS_MAX: usize = 32;

@@ -93,8 +93,12 @@ pub type SessionsInUse = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// A remote probe's figures about its results on their way to the
 /// aggregator, read at every scrape.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UplinkFigures {
+    /// Each `--aggregator` URL, and whether it is the one in use.
+    pub aggregators: Vec<(String, bool)>,
+    /// Moves from one aggregator to the next.
+    pub aggregator_failovers: u64,
     pub made: u64,
     pub sent: u64,
     pub spooled: u64,
@@ -114,6 +118,11 @@ pub type UplinkSource = Box<dyn Fn() -> UplinkFigures + Send + Sync>;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AggregatorLabel {
+    aggregator: String,
 }
 
 /// The series that accumulate. One per process, shared by the API
@@ -390,6 +399,23 @@ fn uplink_registry(figures: &UplinkFigures) -> Registry {
         "lookout_uplink_memory_queue_results",
         "Results waiting in memory because the spool could not take them",
         gauge(figures.in_memory),
+    );
+    let in_use = Family::<AggregatorLabel, Gauge>::default();
+    for (aggregator, used) in &figures.aggregators {
+        let label = AggregatorLabel {
+            aggregator: aggregator.clone(),
+        };
+        in_use.get_or_create(&label).set(i64::from(*used));
+    }
+    registry.register(
+        "lookout_uplink_aggregator_in_use",
+        "1 for the aggregator (of --aggregator) this probe uses now, 0 for the others",
+        in_use,
+    );
+    registry.register(
+        "lookout_uplink_aggregator_failovers",
+        "Times this probe moved from one aggregator to the next (refused, timed out, TLS error, 5xx)",
+        counter(figures.aggregator_failovers),
     );
     registry
 }

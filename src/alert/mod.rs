@@ -54,6 +54,13 @@ pub enum AlertKind {
     /// That window ended.
     #[serde(rename = "maintenance_end")]
     MaintenanceEnd,
+    /// Sent by a probe itself, through the fallback channels: it has reached
+    /// no aggregator for `--aggregator-down-after`, so nothing is judged.
+    #[serde(rename = "aggregators_unreachable")]
+    AggregatorsUnreachable,
+    /// That probe reaches an aggregator again.
+    #[serde(rename = "aggregators_back")]
+    AggregatorsBack,
 }
 
 impl AlertKind {
@@ -69,12 +76,17 @@ impl AlertKind {
             AlertKind::ProbeBack => "probe_back",
             AlertKind::MaintenanceStart => "maintenance_start",
             AlertKind::MaintenanceEnd => "maintenance_end",
+            AlertKind::AggregatorsUnreachable => "aggregators_unreachable",
+            AlertKind::AggregatorsBack => "aggregators_back",
         }
     }
 
     /// Ends what an earlier alert started (receivers resolve it).
     pub fn is_recovery(self) -> bool {
-        matches!(self, AlertKind::Up | AlertKind::ProbeBack)
+        matches!(
+            self,
+            AlertKind::Up | AlertKind::ProbeBack | AlertKind::AggregatorsBack
+        )
     }
 }
 
@@ -330,6 +342,74 @@ pub fn for_probe(
         duration_s,
         target: format!("probe in region {region}"),
         labels: BTreeMap::from([("region".to_string(), region.to_string())]),
+        region: Some(region.to_string()),
+        screenshot: None,
+        screenshot_result: None,
+        ack_url: None,
+    }
+}
+
+/// The subject of a probe's own alert about its aggregators:
+/// `aggregators:eu-west`.
+pub fn aggregators_subject(region: &str) -> String {
+    format!("aggregators:{region}")
+}
+
+/// What a probe says when it has reached none of `aggregators` since
+/// `since` (`back_at`: None while lost; the time contact returned for the
+/// note). `probe` is its host name. Both share `incident`, so receivers pair
+/// them. The status is `down`: nothing is being judged meanwhile.
+pub fn for_aggregators(
+    region: &str,
+    probe: &str,
+    aggregators: &[String],
+    since: DateTime<Utc>,
+    back_at: Option<DateTime<Utc>>,
+    incident: Uuid,
+) -> AlertEvent {
+    let list = aggregators.join(", ");
+    let since_text = since.format("%Y-%m-%d %H:%M:%S UTC");
+    let (event, status, previous_status, summary, duration_s) = match back_at {
+        None => (
+            AlertKind::AggregatorsUnreachable,
+            Status::Down,
+            Status::Up,
+            format!(
+                "Probe {probe} in region {region} has reached no aggregator since {since_text} ({list}); no check is judged and no other alert is sent until one answers"
+            ),
+            None,
+        ),
+        Some(at) => {
+            let secs = (at - since).num_seconds().max(0) as u64;
+            (
+                AlertKind::AggregatorsBack,
+                Status::Up,
+                Status::Down,
+                format!(
+                    "Probe {probe} in region {region} reaches an aggregator again ({list}; lost since {since_text}, for {})",
+                    crate::schedule::format_duration_approx(Duration::from_secs(secs))
+                ),
+                Some(secs),
+            )
+        }
+    };
+    AlertEvent {
+        version: "1".to_string(),
+        event,
+        check: aggregators_subject(region),
+        status,
+        previous_status,
+        since: back_at.unwrap_or(since),
+        incident: Some(incident),
+        summary,
+        regions: BTreeMap::new(),
+        url: None,
+        duration_s,
+        target: list,
+        labels: BTreeMap::from([
+            ("region".to_string(), region.to_string()),
+            ("probe".to_string(), probe.to_string()),
+        ]),
         region: Some(region.to_string()),
         screenshot: None,
         screenshot_result: None,

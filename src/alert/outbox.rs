@@ -423,6 +423,18 @@ async fn send_events(
             reason: format!("channel `{channel}` is no longer configured"),
         });
     };
+    send_to_channel(client, channel, events, id, attachments).await
+}
+
+/// Sends `events` as one message to `channel`, as delivery `id` (also what a
+/// probe uses for its fallback alert, without an outbox).
+pub async fn send_to_channel(
+    client: &reqwest::Client,
+    channel: &crate::config::Channel,
+    events: &[AlertEvent],
+    id: uuid::Uuid,
+    attachments: Vec<(String, String, Vec<u8>)>,
+) -> Result<(), DeliveryError> {
     match &channel.kind {
         ChannelKind::Webhook(webhook) => webhook::send(client, webhook, events, id).await,
         ChannelKind::Email(mail) => {
@@ -439,7 +451,7 @@ async fn send_events(
 }
 
 /// Exponential backoff with ±20 % jitter, at least what the receiver asked.
-fn retry_delay(attempts: u32, retry_after: Option<Duration>) -> Duration {
+pub(crate) fn retry_delay(attempts: u32, retry_after: Option<Duration>) -> Duration {
     let exponential = limits::ALERT_RETRY_BASE
         .saturating_mul(1u32 << attempts.min(16))
         .min(limits::ALERT_RETRY_MAX);

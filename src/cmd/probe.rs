@@ -33,9 +33,17 @@ pub struct ProbeArgs {
     /// This probe's region; its token must belong to it (probes.yaml).
     #[arg(long)]
     pub region: String,
-    /// The aggregator's base URL (e.g. https://lookout.example.com/).
-    #[arg(long)]
-    pub aggregator: Url,
+    /// The aggregator's base URL (e.g. https://lookout.example.com/). Give
+    /// several replicas by repeating it or separating them with commas: the
+    /// probe uses the first that answers and moves to the next on a refused
+    /// connection, a timeout, a TLS error or a 5xx.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub aggregator: Vec<Url>,
+    /// Reaching no aggregator this long, the probe alerts through the
+    /// channels marked `fallback: true` itself (once, and once more when one
+    /// answers again). Default 2m.
+    #[arg(long, value_parser = parse_timeout)]
+    pub aggregator_down_after: Option<std::time::Duration>,
     /// The region's probe token.
     #[arg(long, env = "LOOKOUT_PROBE_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -95,9 +103,10 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     );
     // chromedriver starts with the first browser flow, if any.
     let browser = args.browser.pool();
+    let aggregators: Vec<String> = uplink.aggregators().iter().map(shown).collect();
     tracing::info!(
         region = %args.region,
-        aggregator = %args.aggregator,
+        aggregator = %aggregators.join(","),
         spool = %args.spool.display(),
         pending = spool.pending(),
         "probe started"
@@ -109,10 +118,24 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     let (checks_tx, checks_rx) = watch::channel(CheckSet::default());
     let (run_now_tx, run_now_rx) = mpsc::channel(limits::RUN_NOW_QUEUE_MAX);
     let (results_tx, results_rx) = mpsc::channel(limits::RESULT_QUEUE_CAPACITY);
+    let (fallback_tx, fallback_rx) = watch::channel(Arc::default());
     tasks.spawn(uplink::follow_specs(
         uplink.clone(),
         args.spool.join(SPECS_CACHE),
         checks_tx,
+        fallback_tx,
+        cancel.clone(),
+    ));
+    tasks.spawn(uplink::watch_contact(
+        uplink.contact(),
+        uplink::Speaker {
+            region: args.region.clone(),
+            probe: crate::hostname(),
+            aggregators,
+        },
+        fallback_rx,
+        args.aggregator_down_after
+            .unwrap_or(limits::PROBE_AGGREGATOR_DOWN_AFTER_DEFAULT),
         cancel.clone(),
     ));
     tasks.spawn(uplink::follow_run_now(
@@ -135,7 +158,18 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     };
     let metrics = Arc::new(Metrics::new());
     let figures_of = spool.clone();
-    metrics.report_uplink_with(Box::new(move || uplink_figures(&figures_of)));
+    let uplink_of = uplink.clone();
+    metrics.report_uplink_with(Box::new(move || {
+        let mut figures = uplink_figures(&figures_of);
+        let (in_use, failovers) = uplink_of.in_use();
+        figures.aggregators = uplink_of
+            .aggregators()
+            .iter()
+            .map(|url| (shown(url), *url == in_use))
+            .collect();
+        figures.aggregator_failovers = failovers;
+        figures
+    }));
     let sessions = browser.sessions_gauge();
     metrics.count_browser_sessions_with(Box::new(move || {
         sessions.load(std::sync::atomic::Ordering::Relaxed) as u64
@@ -194,11 +228,20 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An aggregator's URL as logs and alerts show it: without a password.
+fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_password(None);
+    url.to_string()
+}
+
 fn uplink_figures(spool: &Spool) -> metrics::UplinkFigures {
     let counts = spool.counts();
     let figures = spool.figures();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     metrics::UplinkFigures {
+        aggregators: Vec::new(),
+        aggregator_failovers: 0,
         made: load(&counts.made),
         sent: load(&counts.sent),
         spooled: load(&counts.spooled),
@@ -249,4 +292,88 @@ async fn serve_metrics(
         ..crate::listener::ListenLimits::default()
     };
     crate::listener::serve(listener, app, None, allowed, cancel).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        probe: ProbeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ProbeArgs, String> {
+        let mut all = vec!["probe", "--region", "eu-west", "--token", "t"];
+        all.extend(args);
+        Cli::try_parse_from(all)
+            .map(|cli| cli.probe)
+            .map_err(|e| e.to_string())
+    }
+
+    fn urls(args: &ProbeArgs) -> Vec<&str> {
+        args.aggregator.iter().map(Url::as_str).collect()
+    }
+
+    #[test]
+    fn aggregators_are_repeated_or_comma_separated_in_the_order_given() {
+        let one = parse(&["--aggregator", "https://a.example"]).unwrap();
+        assert_eq!(urls(&one), ["https://a.example/"]);
+        assert_eq!(one.aggregator_down_after, None);
+        let repeated = parse(&[
+            "--aggregator",
+            "https://b.example",
+            "--aggregator=https://a.example/",
+        ])
+        .unwrap();
+        assert_eq!(
+            urls(&repeated),
+            ["https://b.example/", "https://a.example/"]
+        );
+        let commas = parse(&[
+            "--aggregator",
+            "https://a.example,https://b.example:8443/lookout/",
+            "--aggregator-down-after",
+            "90s",
+        ])
+        .unwrap();
+        assert_eq!(
+            urls(&commas),
+            ["https://a.example/", "https://b.example:8443/lookout/"]
+        );
+        assert_eq!(
+            commas.aggregator_down_after,
+            Some(std::time::Duration::from_secs(90))
+        );
+        // Mixed: both forms at once.
+        let mixed = parse(&[
+            "--aggregator=http://a:1,http://b:2",
+            "--aggregator=http://c:3",
+        ])
+        .unwrap();
+        assert_eq!(urls(&mixed), ["http://a:1/", "http://b:2/", "http://c:3/"]);
+        // None, a bad URL, a zero wait: refused by the parser.
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--aggregator", "https://a.example,not a url"]).is_err());
+        assert!(
+            parse(&[
+                "--aggregator",
+                "https://a.example",
+                "--aggregator-down-after",
+                "0s"
+            ])
+            .is_err()
+        );
+        // Duplicates are refused when the uplink is built.
+        let twice = parse(&["--aggregator", "https://a.example,https://a.example/"]).unwrap();
+        let error = Uplink::new(twice.aggregator, "eu-west", "t", None)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("--aggregator https://a.example/ is given twice")
+        );
+    }
 }

@@ -4,8 +4,13 @@
 //! level, which hands `routes:` and `maintenance:` to `alerting.rs` and
 //! keeps `defaults:`. `format: alertmanager` takes several `urls` and a
 //! `resend_every`; `format: template` channels are decoded in
-//! `channel_template.rs`.
+//! `channel_template.rs`. A channel marked `fallback: true` is also sent to
+//! the probes with their checks (its tree and the `${VAR}` values it used,
+//! as checks travel: `remote.rs`), for the alert a probe sends itself when
+//! it reaches no aggregator.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -23,6 +28,11 @@ pub struct Channel {
     /// Alerts raised within this window are folded into one message
     /// (0: each is sent at once).
     pub group_window: Duration,
+    /// `fallback: true`: probes get this channel with their checks and
+    /// alert through it when they reach no aggregator.
+    pub fallback: bool,
+    /// The channel as it travels to probes (fallback channels only).
+    pub wire: Option<Arc<super::remote::WireChannel>>,
 }
 
 impl Channel {
@@ -158,12 +168,41 @@ pub(super) fn decode_alerts_file(ctx: &mut Ctx, root: &Node, text: &str) -> Aler
                     );
                     continue;
                 }
-                if let Some((kind, group_window)) = decode_channel(ctx, &name, spec, text) {
+                // Record the `${VAR}`s this channel uses: a fallback channel
+                // travels to probes with them, and nothing else of our env.
+                let used = std::cell::RefCell::new(BTreeMap::new());
+                let outer = ctx.env;
+                let recording = |name: &str| {
+                    let value = outer(name);
+                    if let Some(value) = &value {
+                        used.borrow_mut().insert(name.to_string(), value.clone());
+                    }
+                    value
+                };
+                let mut channel_ctx = Ctx {
+                    file: ctx.file,
+                    errors: &mut *ctx.errors,
+                    secrets: &mut *ctx.secrets,
+                    env: &recording,
+                };
+                if let Some((kind, group_window, fallback)) =
+                    decode_channel(&mut channel_ctx, &name, spec, text)
+                {
+                    let wire = fallback.then(|| {
+                        Arc::new(super::remote::WireChannel {
+                            name: name.clone(),
+                            file: ctx.file.to_path_buf(),
+                            spec: super::remote::WireNode::from(spec),
+                            env: used.take(),
+                        })
+                    });
                     out.channels.push((
                         Channel {
                             name,
                             kind,
                             group_window,
+                            fallback,
+                            wire,
                         },
                         key.pos,
                     ));
@@ -187,17 +226,23 @@ pub(super) fn decode_alerts_file(ctx: &mut Ctx, root: &Node, text: &str) -> Aler
     out
 }
 
-fn decode_channel(
+/// A channel's kind, `group_window` and `fallback`. `text` is the file's
+/// source, where template errors are placed (empty on a probe).
+pub(super) fn decode_channel(
     ctx: &mut Ctx,
     name: &str,
     node: &Node,
     text: &str,
-) -> Option<(ChannelKind, Duration)> {
+) -> Option<(ChannelKind, Duration, bool)> {
     let fields = ctx.fields(
         node,
         &format!("channel `{name}`"),
-        &["email", "webhook", "group_window"],
+        &["email", "webhook", "group_window", "fallback"],
     )?;
+    let fallback = match fields.get("fallback") {
+        Some(n) => ctx.bool(n, "`fallback`"),
+        None => Some(false),
+    };
     let group_window = match fields.get("group_window") {
         Some(n) => ctx.duration(n, "`group_window`").and_then(|d| {
             if d > limits::ALERT_GROUP_WINDOW_MAX {
@@ -233,7 +278,7 @@ fn decode_channel(
             None
         }
     };
-    Some((kind?, group_window?))
+    Some((kind?, group_window?, fallback?))
 }
 
 fn decode_email(ctx: &mut Ctx, name: &str, node: &Node) -> Option<EmailChannel> {

@@ -200,6 +200,67 @@ pub fn decode_wire_checks(
     }
 }
 
+/// A fallback channel on the wire (`fallback: true` in alerts/): its tree
+/// and the values of the `${VAR}`s it used, exactly as a check travels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireChannel {
+    pub name: String,
+    pub file: PathBuf,
+    pub spec: WireNode,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Decodes fallback channels received from the aggregator with the rules
+/// of `alerts/` files; every mistake reported with its file and position
+/// on the aggregator. At most `FALLBACK_CHANNELS_MAX` are taken.
+pub fn decode_wire_channels(
+    channels: Vec<WireChannel>,
+) -> Result<(Vec<super::Channel>, Arc<Secrets>), ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut secrets = Secrets::default();
+    let mut decoded = Vec::with_capacity(channels.len());
+    for wire in channels
+        .into_iter()
+        .take(crate::limits::FALLBACK_CHANNELS_MAX)
+    {
+        let node = Node::from(wire.spec);
+        let env = |name: &str| wire.env.get(name).cloned();
+        let mut ctx = Ctx {
+            file: &wire.file,
+            errors: &mut errors,
+            secrets: &mut secrets,
+            env: &env,
+        };
+        if !super::check::is_valid_name(&wire.name) {
+            ctx.error(
+                node.pos,
+                format!(
+                    "channel name `{}` must match [a-z0-9_-]+",
+                    crate::probe::one_line(&wire.name)
+                ),
+            );
+            continue;
+        }
+        if let Some((kind, group_window, fallback)) =
+            super::channels::decode_channel(&mut ctx, &wire.name, &node, "")
+        {
+            decoded.push(super::Channel {
+                name: wire.name,
+                kind,
+                group_window,
+                fallback,
+                wire: None,
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok((decoded, Arc::new(secrets)))
+    } else {
+        Err(ConfigErrors::masked(errors, &secrets))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,5 +401,76 @@ mod tests {
             text.contains("c.yaml:10:12: `every` of check `other`"),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::*;
+
+    #[test]
+    fn a_fallback_channel_travels_with_the_values_it_used_and_decodes_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checks")).unwrap();
+        std::fs::create_dir(dir.path().join("alerts")).unwrap();
+        std::fs::write(
+            dir.path().join("alerts/a.yaml"),
+            "channels:\n  ops:\n    fallback: true\n    webhook: { url: \"http://127.0.0.1:9/${HOOK_PATH}\", secret: \"${HOOK_SECRET}\" }\n  other:\n    webhook: { url: \"http://127.0.0.1:9/x\" }\n",
+        )
+        .unwrap();
+        let lookup = |name: &str| match name {
+            "HOOK_PATH" => Some("hook".to_string()),
+            "HOOK_SECRET" => Some("s3cret".to_string()),
+            _ => Some("unused".to_string()),
+        };
+        let config = crate::config::load_with_env(
+            &dir.path().join("checks"),
+            &dir.path().join("alerts"),
+            &lookup,
+        )
+        .unwrap();
+        assert!(config.channels["ops"].fallback);
+        assert!(!config.channels["other"].fallback);
+        assert!(config.channels["other"].wire.is_none());
+        let wire = config.channels["ops"].wire.as_deref().unwrap().clone();
+        assert_eq!(
+            wire.env.keys().collect::<Vec<_>>(),
+            ["HOOK_PATH", "HOOK_SECRET"]
+        );
+        let json = serde_json::to_string(&[wire]).unwrap();
+        let back: Vec<WireChannel> = serde_json::from_str(&json).unwrap();
+        let (channels, secrets) = decode_wire_channels(back).unwrap();
+        assert_eq!(channels.len(), 1);
+        assert!(channels[0].fallback);
+        match &channels[0].kind {
+            crate::config::ChannelKind::Webhook(w) => {
+                assert_eq!(w.url.as_str(), "http://127.0.0.1:9/hook");
+                assert_eq!(w.secret.as_deref(), Some("s3cret"));
+            }
+            crate::config::ChannelKind::Email(_) => panic!("a webhook"),
+        }
+        assert_eq!(secrets.redact("s3cret"), "****");
+    }
+
+    #[test]
+    fn fallback_must_be_true_or_false() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("checks")).unwrap();
+        std::fs::create_dir(dir.path().join("alerts")).unwrap();
+        std::fs::write(
+            dir.path().join("alerts/a.yaml"),
+            "channels:\n  ops:\n    fallback: sometimes\n    webhook: { url: \"http://127.0.0.1:9/x\" }\n",
+        )
+        .unwrap();
+        let errors = crate::config::load_with_env(
+            &dir.path().join("checks"),
+            &dir.path().join("alerts"),
+            &|_| None,
+        )
+        .unwrap_err();
+        let text: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+        let text = text.join("\n");
+        assert!(text.contains("a.yaml:3:15"), "{text}");
+        assert!(text.contains("`fallback` must be true or false"), "{text}");
     }
 }

@@ -195,6 +195,14 @@ pub(super) fn alerts_file() -> Value {
                     json!("30s"),
                 ),
             ),
+            (
+                "fallback",
+                with(
+                    boolean(),
+                    "Also sent to the probes: one that reaches no aggregator alerts through it itself (default false).",
+                    json!(true),
+                ),
+            ),
         ],
         &[],
     );

@@ -43,12 +43,19 @@ pub(crate) enum UplinkError {
     Client(String),
     #[error("--aggregator {0} is not an http(s) URL")]
     Url(String),
+    #[error("--aggregator {0} is given twice")]
+    Duplicate(String),
+    #[error("--aggregator lists {0} aggregators; at most {max} are accepted", max = limits::PROBE_AGGREGATORS_MAX)]
+    TooMany(usize),
 }
 
 /// How the probe reaches its aggregator.
 #[derive(Clone)]
 pub(crate) struct Uplink {
-    base: Url,
+    /// The aggregators, and which one is in use (shared by every loop).
+    rotation: Arc<std::sync::Mutex<Rotation>>,
+    /// When an aggregator last answered (for the fallback alert).
+    contact: Arc<Contact>,
     region: String,
     authorization: String,
     client: reqwest::Client,
@@ -69,6 +76,9 @@ pub(crate) const SPOOL_PENDING_HEADER: &str = "x-lookout-spool-pending";
 pub(crate) struct SpecsDocument {
     pub version: String,
     pub checks: Vec<WireCheck>,
+    /// The channels to alert through when no aggregator answers.
+    #[serde(default)]
+    pub fallback_channels: Vec<crate::config::remote::WireChannel>,
 }
 
 /// What asking for specs gave.
@@ -116,15 +126,13 @@ impl Uplink {
     /// `ca_file`: trust this CA (PEM) for the aggregator's certificate, in
     /// addition to the system's roots.
     pub(crate) fn new(
-        base: Url,
+        bases: Vec<Url>,
         region: &str,
         token: &str,
         ca_file: Option<&Path>,
     ) -> Result<Uplink, UplinkError> {
         crate::install_crypto_provider();
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(UplinkError::Url(base.to_string()));
-        }
+        let bases = aggregator_list(bases)?;
         let mut builder = reqwest::Client::builder()
             .user_agent(format!(
                 "Lookout/{} probe (region={region})",
@@ -145,7 +153,8 @@ impl Uplink {
             .build()
             .map_err(|e| UplinkError::Client(e.to_string()))?;
         Ok(Uplink {
-            base,
+            rotation: Arc::new(std::sync::Mutex::new(Rotation::new(bases))),
+            contact: Arc::new(Contact::new()),
             region: region.to_string(),
             authorization: format!("Bearer {token}"),
             client,
@@ -188,10 +197,70 @@ impl Uplink {
         }
     }
 
-    fn url(&self, path: &str) -> Result<Url, TransportError> {
-        self.base
-            .join(path)
-            .map_err(|e| TransportError::Unavailable(format!("bad aggregator URL: {e}")))
+    fn rotation(&self) -> std::sync::MutexGuard<'_, Rotation> {
+        self.rotation.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The aggregators, in the order given.
+    pub(crate) fn aggregators(&self) -> Vec<Url> {
+        self.rotation().urls().to_vec()
+    }
+
+    /// The aggregator in use now, and how many times the probe moved.
+    pub(crate) fn in_use(&self) -> (Url, u64) {
+        let rotation = self.rotation();
+        (rotation.current().clone(), rotation.failovers())
+    }
+
+    /// When an aggregator last answered.
+    pub(crate) fn contact(&self) -> Arc<Contact> {
+        self.contact.clone()
+    }
+
+    /// Runs `attempt` against the aggregator in use and, while it fails in
+    /// a way another replica can answer, against the next ones (each once).
+    async fn across<T, F, Fut>(&self, mut attempt: F) -> Result<T, TransportError>
+    where
+        F: FnMut(Url) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TransportError>>,
+    {
+        let (order, bases) = {
+            let rotation = self.rotation();
+            let order = rotation.order();
+            let bases: Vec<Url> = order.iter().map(|&at| rotation.url(at).clone()).collect();
+            (order, bases)
+        };
+        let many = bases.len() > 1;
+        let mut last = None;
+        for (at, base) in order.into_iter().zip(bases) {
+            match attempt(base.clone()).await {
+                Err(error) if failover::fails_over(&error) => {
+                    let line = self.rotation().failed(at, &failover::short_reason(&error));
+                    match line {
+                        Some(line) => tracing::warn!("{line}"),
+                        None if many => tracing::debug!("aggregator {base}: {error}"),
+                        None => {}
+                    }
+                    last = Some((base, error));
+                }
+                answer => {
+                    if let Some(line) = self.rotation().succeeded(at) {
+                        tracing::info!("{line}");
+                    }
+                    self.contact.answered();
+                    return answer;
+                }
+            }
+        }
+        match last {
+            Some((_, error)) if !many => Err(error),
+            Some((base, error)) => Err(TransportError::Unavailable(format!(
+                "no aggregator answers (the last tried, {base}: {error})"
+            ))),
+            None => Err(TransportError::Unavailable(
+                "no aggregator configured".into(),
+            )),
+        }
     }
 
     /// The region's checks, unless still at `known_version`: waits up to
@@ -201,7 +270,17 @@ impl Uplink {
         known_version: Option<&str>,
         wait: Duration,
     ) -> Result<SpecsAnswer, TransportError> {
-        let mut url = self.url("api/v1/probe/checks")?;
+        self.across(|base| self.fetch_specs_at(base, known_version, wait))
+            .await
+    }
+
+    async fn fetch_specs_at(
+        &self,
+        base: Url,
+        known_version: Option<&str>,
+        wait: Duration,
+    ) -> Result<SpecsAnswer, TransportError> {
+        let mut url = join(&base, "api/v1/probe/checks")?;
         url.query_pairs_mut()
             .append_pair("region", &self.region)
             .append_pair("wait", &wait.as_secs().to_string());
@@ -252,7 +331,11 @@ impl Uplink {
 
     /// Checks the aggregator wants run now; waits up to `wait` for some.
     pub(crate) async fn run_now(&self, wait: Duration) -> Result<Vec<String>, TransportError> {
-        let mut url = self.url("api/v1/probe/run-now")?;
+        self.across(|base| self.run_now_at(base, wait)).await
+    }
+
+    async fn run_now_at(&self, base: Url, wait: Duration) -> Result<Vec<String>, TransportError> {
+        let mut url = join(&base, "api/v1/probe/run-now")?;
         url.query_pairs_mut()
             .append_pair("region", &self.region)
             .append_pair("wait", &wait.as_secs().to_string());
@@ -292,7 +375,17 @@ impl Uplink {
         };
         let body = serde_json::to_vec(&batch)
             .map_err(|e| TransportError::Rejected(format!("cannot encode results: {e}")))?;
-        let url = self.url("api/v1/results")?;
+        self.across(|base| self.post_results_at(base, sending, body.clone()))
+            .await
+    }
+
+    async fn post_results_at(
+        &self,
+        base: Url,
+        sending: usize,
+        body: Vec<u8>,
+    ) -> Result<BatchAnswer, TransportError> {
+        let url = join(&base, "api/v1/results")?;
         let limit = self.request_timeout;
         let response = self
             .request(reqwest::Method::POST, url.clone(), sending)
@@ -322,6 +415,11 @@ impl Uplink {
             ))),
         }
     }
+}
+
+fn join(base: &Url, path: &str) -> Result<Url, TransportError> {
+    base.join(path)
+        .map_err(|e| TransportError::Unavailable(format!("bad aggregator URL: {e}")))
 }
 
 /// A request that got no answer: timed out (`limit`), or could not reach
@@ -492,8 +590,13 @@ async fn poll_gap(started: tokio::time::Instant, cancel: &CancellationToken) -> 
     }
 }
 
+mod failover;
+mod fallback;
 mod ship;
 mod specs;
+
+use failover::{Rotation, aggregator_list};
+pub(crate) use fallback::{Contact, FallbackChannels, Speaker, watch_contact};
 
 pub(crate) use ship::ship_spooled;
 pub(crate) use specs::{follow_run_now, follow_specs};

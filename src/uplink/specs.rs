@@ -20,6 +20,10 @@ struct Running {
     /// only the checks that changed.
     secret_values: BTreeSet<String>,
     secrets: Option<Arc<Secrets>>,
+    /// Where the fallback channels go (the contact watcher), and a hash of
+    /// those running, to tell a change.
+    fallback: Option<watch::Sender<Arc<FallbackChannels>>>,
+    fallback_content: Option<u64>,
 }
 
 /// What became of a document received.
@@ -40,14 +44,56 @@ fn content_hash(checks: &[WireCheck]) -> u64 {
 }
 
 impl Running {
+    /// Takes the document's fallback channels; whether they changed.
+    fn apply_fallback(&mut self, wire: Vec<crate::config::remote::WireChannel>) -> bool {
+        let mut hasher = fnv::FnvHasher::default();
+        hasher.write(&serde_json::to_vec(&wire).unwrap_or_default());
+        let content = hasher.finish();
+        if self.fallback_content == Some(content) {
+            return false;
+        }
+        let count = wire.len();
+        match crate::config::remote::decode_wire_channels(wire) {
+            Ok((channels, secrets)) => {
+                let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+                if count > 0 {
+                    tracing::info!(
+                        "fallback channels for when no aggregator answers: {}",
+                        names.join(", ")
+                    );
+                }
+                if let Some(fallback) = &self.fallback {
+                    fallback.send_replace(Arc::new(FallbackChannels { channels, secrets }));
+                }
+                self.fallback_content = Some(content);
+                true
+            }
+            Err(errors) => {
+                for error in &errors.0 {
+                    tracing::error!("{error}");
+                }
+                tracing::error!(
+                    "the fallback channels the aggregator sent do not decode here; keeping the previous ones"
+                );
+                false
+            }
+        }
+    }
+
     fn apply(&mut self, document: SpecsDocument, checks: &watch::Sender<CheckSet>) -> Applied {
         if self.version.as_deref() == Some(document.version.as_str()) {
             return Applied::Same;
         }
+        let fallback_changed = self.apply_fallback(document.fallback_channels);
         let content = content_hash(&document.checks);
         if self.content == Some(content) {
             self.version = Some(document.version);
-            return Applied::Same;
+            // New fallback channels alone are worth caching.
+            return if fallback_changed {
+                Applied::Running
+            } else {
+                Applied::Same
+            };
         }
         let count = document.checks.len();
         let values: BTreeSet<String> = document
@@ -145,13 +191,20 @@ pub(crate) async fn follow_specs(
     uplink: Uplink,
     cache: PathBuf,
     checks: watch::Sender<CheckSet>,
+    fallback: watch::Sender<Arc<FallbackChannels>>,
     cancel: CancellationToken,
 ) {
-    let mut running = Running::default();
+    let fresh = || Running {
+        fallback: Some(fallback.clone()),
+        ..Running::default()
+    };
+    let mut running = fresh();
     if let Some(document) = read_cached_specs(&cache).await {
-        tracing::info!(version = %document.version, checks = document.checks.len(), "starting with the last checks received");
+        tracing::info!(version = %document.version, checks = document.checks.len(), fallback_channels = document.fallback_channels.len(), "starting with the last checks received");
         if running.apply(document, &checks) == Applied::Invalid {
-            running = Running::default();
+            let kept = running.fallback_content;
+            running = fresh();
+            running.fallback_content = kept;
         }
     }
     let mut backoff = Backoff::new(
@@ -278,6 +331,7 @@ mod tests {
         )
         .unwrap();
         SpecsDocument {
+            fallback_channels: Vec::new(),
             version: version.to_string(),
             checks: config
                 .checks

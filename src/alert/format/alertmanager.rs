@@ -179,6 +179,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn alertmanager_aggregators_unreachable() {
+        insta::assert_json_snapshot!(rendered(
+            WebhookFormat::Alertmanager,
+            &aggregators_unreachable()
+        ));
+    }
+
+    #[test]
+    fn alertmanager_aggregators_back() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Alertmanager, &aggregators_back()));
+    }
+
+    #[test]
     fn alertmanager_down() {
         insta::assert_json_snapshot!(rendered(WebhookFormat::AlertmanagerWebhook, &down()));
     }

@@ -80,6 +80,18 @@ fn event_alerts(event: &AlertEvent) -> Vec<Value> {
                 Some(event.since),
             ));
         }
+        // A probe's own alert: firing while it reaches no aggregator.
+        AlertKind::AggregatorsUnreachable => {
+            out.push(alert(event, Problem::Down, event.since, None));
+        }
+        AlertKind::AggregatorsBack => {
+            out.push(alert(
+                event,
+                Problem::Down,
+                started(event),
+                Some(event.since),
+            ));
+        }
         AlertKind::Up => {
             if let Some(problem) = Problem::of(event.previous_status) {
                 out.push(alert(event, problem, started(event), Some(event.since)));
@@ -183,6 +195,19 @@ fn annotations(event: &AlertEvent) -> BTreeMap<String, String> {
 mod tests {
     use super::super::fixtures::*;
     use super::*;
+
+    #[test]
+    fn alertmanager_api_aggregators_unreachable() {
+        insta::assert_json_snapshot!(rendered(
+            WebhookFormat::Alertmanager,
+            &aggregators_unreachable()
+        ));
+    }
+
+    #[test]
+    fn alertmanager_api_aggregators_back() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Alertmanager, &aggregators_back()));
+    }
 
     #[test]
     fn alertmanager_api_down() {

@@ -88,6 +88,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn discord_aggregators_unreachable() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Discord, &aggregators_unreachable()));
+    }
+
+    #[test]
+    fn discord_aggregators_back() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Discord, &aggregators_back()));
+    }
+
+    #[test]
     fn discord_down() {
         insta::assert_json_snapshot!(rendered(WebhookFormat::Discord, &down()));
     }

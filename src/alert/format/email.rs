@@ -55,6 +55,20 @@ pub fn email_subject(event: &AlertEvent) -> String {
             format!("[MAINTENANCE OVER] {check} — "),
             ("maintenance window ended".to_string(), String::new()),
         ),
+        AlertKind::AggregatorsUnreachable => (
+            format!("[AGGREGATORS UNREACHABLE] {check} — "),
+            (
+                "this probe reaches no aggregator; nothing is judged".to_string(),
+                String::new(),
+            ),
+        ),
+        AlertKind::AggregatorsBack => (
+            format!("[AGGREGATORS BACK] {check} — "),
+            (
+                "this probe reaches an aggregator again".to_string(),
+                String::new(),
+            ),
+        ),
     };
     let (reason, counts) = tail;
     let fixed = head.chars().count() + counts.chars().count();
@@ -295,6 +309,28 @@ pub fn group_email_html(events: &[AlertEvent]) -> String {
 mod tests {
     use super::super::fixtures::*;
     use super::*;
+
+    #[test]
+    fn email_aggregators_unreachable() {
+        let event = aggregators_unreachable();
+        insta::assert_snapshot!(format!(
+            "{}\n\n{}\n\n{}",
+            email_subject(&event),
+            email_text(&event),
+            email_html(&event)
+        ));
+    }
+
+    #[test]
+    fn email_aggregators_back() {
+        let event = aggregators_back();
+        insta::assert_snapshot!(format!(
+            "{}\n\n{}\n\n{}",
+            email_subject(&event),
+            email_text(&event),
+            email_html(&event)
+        ));
+    }
 
     #[test]
     fn email_subject_down() {

@@ -133,3 +133,33 @@ pub(super) fn grouped(format: WebhookFormat) -> Value {
     other.check = "web".to_string();
     webhook_group_body(format, &[down(), other, up()], &channel(format))
 }
+
+/// A probe's own alert: it reaches no aggregator.
+pub(super) fn aggregators_unreachable() -> AlertEvent {
+    crate::alert::for_aggregators(
+        "eu-west",
+        "probe-eu-1",
+        &[
+            "https://lookout-a.example.com/".to_string(),
+            "https://lookout-b.example.com/".to_string(),
+        ],
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap(),
+        None,
+        Uuid::parse_str(INCIDENT).unwrap(),
+    )
+}
+
+/// Its note: one answers again, 7 minutes later.
+pub(super) fn aggregators_back() -> AlertEvent {
+    crate::alert::for_aggregators(
+        "eu-west",
+        "probe-eu-1",
+        &[
+            "https://lookout-a.example.com/".to_string(),
+            "https://lookout-b.example.com/".to_string(),
+        ],
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap(),
+        Some(Utc.with_ymd_and_hms(2026, 11, 24, 12, 7, 0).unwrap()),
+        Uuid::parse_str(INCIDENT).unwrap(),
+    )
+}

@@ -24,6 +24,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_aggregators_unreachable() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Json, &aggregators_unreachable()));
+    }
+
+    #[test]
+    fn json_aggregators_back() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Json, &aggregators_back()));
+    }
+
+    #[test]
     fn json_down() {
         insta::assert_json_snapshot!(rendered(WebhookFormat::Json, &down()));
     }

@@ -108,6 +108,8 @@ fn kind_word(event: &AlertEvent) -> &'static str {
         AlertKind::ProbeBack => "PROBE BACK",
         AlertKind::MaintenanceStart => "MAINTENANCE",
         AlertKind::MaintenanceEnd => "MAINTENANCE OVER",
+        AlertKind::AggregatorsUnreachable => "AGGREGATORS UNREACHABLE",
+        AlertKind::AggregatorsBack => "AGGREGATORS BACK",
     }
 }
 
@@ -119,7 +121,8 @@ fn kind_word(event: &AlertEvent) -> &'static str {
 fn severity(event: &AlertEvent) -> &'static str {
     match event.event {
         AlertKind::Test => "info",
-        AlertKind::Down => "critical",
+        AlertKind::Down | AlertKind::AggregatorsUnreachable => "critical",
+        AlertKind::AggregatorsBack => "info",
         AlertKind::Degraded | AlertKind::Flapping | AlertKind::ProbeStale => "warning",
         AlertKind::ProbeBack | AlertKind::MaintenanceStart | AlertKind::MaintenanceEnd => "info",
         // Same as the alert it repeats, so receivers keep one alert.
@@ -138,7 +141,8 @@ fn status_severity(status: Status) -> &'static str {
 /// Red down, orange degraded, green up, blue test and reminder.
 fn status_color(event: &AlertEvent) -> u32 {
     match event.event {
-        AlertKind::Down => 0xE0_1E_3C,
+        AlertKind::Down | AlertKind::AggregatorsUnreachable => 0xE0_1E_3C,
+        AlertKind::AggregatorsBack => 0x2E_A0_43,
         AlertKind::Degraded => 0xF5_8B_00,
         AlertKind::Up | AlertKind::ProbeBack => 0x2E_A0_43,
         AlertKind::Flapping => 0x8E_44_AD,
@@ -165,6 +169,14 @@ fn headline(event: &AlertEvent) -> String {
         AlertKind::ProbeBack => format!("{check} is reporting again"),
         AlertKind::MaintenanceStart => format!("{check}: maintenance started"),
         AlertKind::MaintenanceEnd => format!("{check}: maintenance over"),
+        AlertKind::AggregatorsUnreachable => format!(
+            "Probe {} reaches no aggregator",
+            one_line(event.labels.get("probe").map_or(&event.check, |p| p))
+        ),
+        AlertKind::AggregatorsBack => format!(
+            "Probe {} reaches an aggregator again",
+            one_line(event.labels.get("probe").map_or(&event.check, |p| p))
+        ),
     }
 }
 

@@ -78,6 +78,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pagerduty_aggregators_unreachable() {
+        insta::assert_json_snapshot!(rendered(
+            WebhookFormat::PagerDuty,
+            &aggregators_unreachable()
+        ));
+    }
+
+    #[test]
+    fn pagerduty_aggregators_back() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::PagerDuty, &aggregators_back()));
+    }
+
+    #[test]
     fn pagerduty_down() {
         insta::assert_json_snapshot!(rendered(WebhookFormat::PagerDuty, &down()));
     }

@@ -126,6 +126,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn slack_aggregators_unreachable() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Slack, &aggregators_unreachable()));
+    }
+
+    #[test]
+    fn slack_aggregators_back() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Slack, &aggregators_back()));
+    }
+
+    #[test]
     fn slack_down() {
         insta::assert_json_snapshot!(rendered(WebhookFormat::Slack, &down()));
     }

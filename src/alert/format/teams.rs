@@ -82,6 +82,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn teams_aggregators_unreachable() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Teams, &aggregators_unreachable()));
+    }
+
+    #[test]
+    fn teams_aggregators_back() {
+        insta::assert_json_snapshot!(rendered(WebhookFormat::Teams, &aggregators_back()));
+    }
+
+    #[test]
     fn teams_down() {
         insta::assert_json_snapshot!(rendered(WebhookFormat::Teams, &down()));
     }
