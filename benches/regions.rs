@@ -27,6 +27,13 @@
 //! on SQLite for comparison. CPU is the replicas' own (PostgreSQL's is not
 //! counted), summed.
 //!
+//! `cargo bench --bench regions -- leader` — outage-to-alert while the
+//! leader dies: two replicas on one PostgreSQL database, three probes that
+//! know both; each round makes a check fail and SIGKILLs the replica that
+//! holds the leader's lease at the same moment, times the `down` (and then
+//! the `up`) webhook, and starts the killed replica again. Prints p50 and
+//! max.
+//!
 //! With no argument, `ingest` and `outage` run.
 
 use std::io::{BufRead, BufReader};
@@ -336,6 +343,144 @@ fn ingest_checks() -> String {
     format!("checks:\n{checks}")
 }
 
+/// Rounds of the leader benchmark.
+const LEADER_ROUNDS: usize = 6;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Who holds the leader's lease, as `base` lists the replicas.
+async fn leader_of(client: &reqwest::Client, base: &str) -> Option<String> {
+    let body: serde_json::Value = client
+        .get(format!("{base}/api/v1/aggregators"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["aggregators"]
+        .as_array()?
+        .iter()
+        .find(|a| a["leader"] == true)
+        .and_then(|a| a["id"].as_str().map(str::to_string))
+}
+
+async fn leader_killed() -> Result<(), String> {
+    let down = Arc::new(AtomicUsize::new(usize::MAX));
+    let target = {
+        let down = down.clone();
+        serve(Router::new().route(
+            "/health/{n}",
+            get(move |Path(n): Path<usize>| {
+                let down = down.clone();
+                async move {
+                    if down.load(Ordering::SeqCst) == n {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }),
+        ))
+        .await
+    };
+    let hooks = Hooks::default();
+    let hook_url = serve(
+        Router::new()
+            .route("/hook", post(hook))
+            .with_state(hooks.clone()),
+    )
+    .await;
+    let checks: String = (0..LEADER_ROUNDS)
+        .map(|n| {
+            format!(
+                "  - name: api-{n}\n    http: {{ url: \"{target}/health/{n}\" }}\n    every: 5s\n    timeout: 2s\n    alert: {{ failures: 2, quorum: 2 }}\n"
+            )
+        })
+        .collect();
+    let root = write_config(&format!("checks:\n{checks}"), Some(&hook_url));
+    let database = test_server::fresh().await;
+    let ports = [free_port(), free_port()];
+    let start = |n: usize| {
+        let mut args = aggregator_args(root.path(), &["--replica-id", &format!("r{n}")]);
+        if let Some(at) = args.iter().position(|a| a == "--data") {
+            args.drain(at..at + 2);
+        }
+        if let Some(at) = args.iter().position(|a| a == "127.0.0.1:0") {
+            args[at] = format!("127.0.0.1:{}", ports[n]);
+        }
+        spawn(
+            &args,
+            &[("LOOKOUT_DATABASE_URL", database.url.clone())],
+            "listening on ",
+        )
+        .0
+    };
+    let mut replicas: Vec<Option<Proc>> = vec![Some(start(0)), Some(start(1))];
+    let urls = format!("http://127.0.0.1:{}/,http://127.0.0.1:{}/", ports[0], ports[1]);
+    let mut probes = Vec::new();
+    for region in REGIONS {
+        let spool = root.path().join(format!("spool-{region}")).display().to_string();
+        let args: Vec<String> = ["probe", "--region", region, "--aggregator", &urls, "--spool", &spool]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        probes.push(spawn(&args, &[("LOOKOUT_PROBE_TOKEN", token(region))], "probe started").0);
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let client = reqwest::Client::new();
+    let (mut to_down, mut to_up, mut lost) = (Vec::new(), Vec::new(), 0);
+    for n in 0..LEADER_ROUNDS {
+        let check = format!("api-{n}");
+        tokio::time::sleep(Duration::from_millis(1000 + fastrand::u64(0..4000))).await;
+        let mut leader = None;
+        for port in ports {
+            if let Some(id) = leader_of(&client, &format!("http://127.0.0.1:{port}")).await {
+                leader = id.strip_prefix('r').and_then(|i| i.parse::<usize>().ok());
+                break;
+            }
+        }
+        let Some(leader) = leader else {
+            return Err("no replica leads".into());
+        };
+        let began = Instant::now();
+        down.store(n, Ordering::SeqCst);
+        drop(replicas[leader].take());
+        match wait_event(&hooks, &check, "down", began).await {
+            Some(took) => to_down.push(took),
+            None => lost += 1,
+        }
+        let began = Instant::now();
+        down.store(usize::MAX, Ordering::SeqCst);
+        match wait_event(&hooks, &check, "up", began).await {
+            Some(took) => to_up.push(took),
+            None => lost += 1,
+        }
+        replicas[leader] = Some(start(leader));
+    }
+    to_down.sort();
+    to_up.sort();
+    let show = |d: Duration| format!("{:.2}s", d.as_secs_f64());
+    println!(
+        "leader killed at the outage's start, {} rounds: outage -> down alert p50 {} max {}; recovery -> up alert p50 {} max {}",
+        to_down.len(),
+        show(percentile(&to_down, 50.0)),
+        show(percentile(&to_down, 100.0)),
+        show(percentile(&to_up, 50.0)),
+        show(percentile(&to_up, 100.0)),
+    );
+    drop(probes);
+    if lost > 0 {
+        return Err(format!("{lost} alerts did not arrive within {ALERT_WAIT_MAX:?}"));
+    }
+    Ok(())
+}
+
 /// One, two and three replicas on PostgreSQL, then one on SQLite.
 async fn replicas() -> Result<(), String> {
     let root = write_config(&ingest_checks(), None);
@@ -447,6 +592,9 @@ fn main() -> ExitCode {
         }
         if which.iter().any(|w| w == "replicas") {
             replicas().await?;
+        }
+        if which.iter().any(|w| w == "leader") {
+            leader_killed().await?;
         }
         if all || which.iter().any(|w| w == "outage") {
             outage_mode(true).await?;

@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
 use common::hooks::Hooks;
+use common::results::{made_ids, stored_ids_of};
 use common::{ConfigDirs, Server, client, get_json, wait_for};
 use serde_json::Value;
 
@@ -91,35 +92,9 @@ fn start_probe(spool: &Path, aggregators: &[&str], extra: &[&str]) -> Server {
     Server::spawn(&args, &[("LOOKOUT_PROBE_TOKEN", TOKEN)], "probe started")
 }
 
-/// Result ids a probe logged as made.
-fn made_ids(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains(" ran ") || l.ends_with(" ran"))
-        .filter_map(|l| l.split("id=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
 /// The ids of `api`'s results stored, as `base` serves them.
 async fn stored_ids(base: &str) -> Vec<String> {
-    let (status, body) = get_json(
-        &client(),
-        &format!("{base}/api/v1/checks/api/results?limit=1000"),
-    )
-    .await;
-    if status != 200 {
-        return Vec::new();
-    }
-    body["results"]
-        .as_array()
-        .map(|results| {
-            results
-                .iter()
-                .filter_map(|r| r["id"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    stored_ids_of(base, "api").await
 }
 
 /// A fresh database on the server `LOOKOUT_TEST_POSTGRES` names; `None`

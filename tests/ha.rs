@@ -151,12 +151,19 @@ fn start_replica(setup: &Setup, id: &str, url: &str, extra: &[&str]) -> Server {
 }
 
 fn start_probe(setup: &Setup, region: &str, aggregator: &Server) -> Server {
+    start_probe_to(setup, region, &[aggregator])
+}
+
+/// A probe given every replica in `aggregators`, in that order (it moves
+/// to the next when one does not answer).
+fn start_probe_to(setup: &Setup, region: &str, aggregators: &[&Server]) -> Server {
+    let urls: Vec<String> = aggregators.iter().map(|a| format!("{}/", a.base)).collect();
     let args: Vec<OsString> = vec![
         "probe".into(),
         "--region".into(),
         region.into(),
         "--aggregator".into(),
-        format!("{}/", aggregator.base).into(),
+        urls.join(",").into(),
         "--spool".into(),
         setup.spool.path().join(region).into(),
     ];
@@ -240,12 +247,13 @@ async fn two_replicas_page_once_per_channel_and_the_survivor_of_the_leader_takes
     assert_eq!(health["replica"]["id"], "replica-b");
     assert_eq!(health["replica"]["leader"], false);
 
-    // Probes on both replicas: eu-west and ap-south on the leader (a),
-    // us-east on b; decisions on the check are taken by both.
+    // Probes on both replicas: eu-west and ap-south on the leader (a) first,
+    // us-east on b; decisions on the check are taken by both. Each knows
+    // both replicas.
     let probes: Vec<Server> = vec![
-        start_probe(&setup, "eu-west", &a),
-        start_probe(&setup, "us-east", &b),
-        start_probe(&setup, "ap-south", &a),
+        start_probe_to(&setup, "eu-west", &[&a, &b]),
+        start_probe_to(&setup, "us-east", &[&b, &a]),
+        start_probe_to(&setup, "ap-south", &[&a, &b]),
     ];
     wait_all_up(&a.base).await;
     wait_all_up(&b.base).await;
@@ -281,16 +289,13 @@ async fn two_replicas_page_once_per_channel_and_the_survivor_of_the_leader_takes
     })
     .await;
 
-    // The leader dies mid-outage: b takes over the periodic jobs.
+    // The leader dies mid-outage: its probes move to b, and b takes over
+    // the periodic jobs.
     let mut probes = probes.into_iter();
     let eu = probes.next().unwrap();
     let us = probes.next().unwrap();
     let ap = probes.next().unwrap();
     a.kill();
-    drop(eu);
-    drop(ap);
-    let eu = start_probe(&setup, "eu-west", &b);
-    let ap = start_probe(&setup, "ap-south", &b);
     wait_for("replica-b leads", Duration::from_secs(40), || async {
         (leader(&b.base).await.as_deref() == Some("replica-b")).then_some(())
     })
@@ -303,7 +308,9 @@ async fn two_replicas_page_once_per_channel_and_the_survivor_of_the_leader_takes
     )
     .await;
 
-    // A probe killed: the survivor finds it stale (once).
+    // A probe killed: the survivor finds it stale (once). What it made
+    // before is all stored (moved to b with it), once.
+    let ap_made = common::results::made_ids(&ap.log_text());
     drop(ap);
     let stale = wait_for(
         "the probe_stale page from the survivor",
@@ -325,6 +332,27 @@ async fn two_replicas_page_once_per_channel_and_the_survivor_of_the_leader_takes
         assert_eq!(pages(hooks, "down"), 1, "{:?}", hooks.all());
     }
     assert_eq!(setup.ops.events("probe_stale").len(), 1);
+
+    // Nothing the probes made is lost, nothing stored twice: every result
+    // id each logged (the last second aside, maybe in flight) is at b.
+    let mut made = ap_made;
+    for probe in [&eu, &us] {
+        let log = probe.log_text();
+        let ids = common::results::made_ids(&log);
+        made.extend(ids.iter().take(ids.len().saturating_sub(3)).cloned());
+    }
+    let stored = wait_for("every result made stored", Duration::from_secs(30), || {
+        let made = made.clone();
+        let base = b.base.clone();
+        async move {
+            let stored = common::results::stored_ids_of(&base, "api").await;
+            let set: HashSet<&String> = stored.iter().collect();
+            made.iter().all(|id| set.contains(id)).then_some(stored)
+        }
+    })
+    .await;
+    let unique: HashSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "a result stored twice");
     drop(us);
     drop(eu);
     drop(b);

@@ -17,6 +17,7 @@ use axum::routing::get;
 use serde_json::Value;
 
 use common::hooks::Hooks;
+use common::results::made_ids;
 use common::{ConfigDirs, Server, client, get_json, wait_for};
 
 const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
@@ -302,16 +303,6 @@ async fn one_failing_region_alerts_nobody_two_alert_once_and_recovery_once() {
     drop(revived);
     drop(probes);
     drop(aggregator);
-}
-
-/// Result ids a probe logged as made.
-fn made_ids(log: &str) -> Vec<String> {
-    log.lines()
-        .filter(|l| l.contains(" ran ") || l.ends_with(" ran"))
-        .filter_map(|l| l.split("id=").nth(1))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Results waiting in a region's spool, from the file names alone
