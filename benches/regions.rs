@@ -355,14 +355,15 @@ fn free_port() -> u16 {
 
 /// Who holds the leader's lease, as `base` lists the replicas.
 async fn leader_of(client: &reqwest::Client, base: &str) -> Option<String> {
-    let body: serde_json::Value = client
+    let text = client
         .get(format!("{base}/api/v1/aggregators"))
         .send()
         .await
         .ok()?
-        .json()
+        .text()
         .await
         .ok()?;
+    let body: serde_json::Value = serde_json::from_str(&text).ok()?;
     body["aggregators"]
         .as_array()?
         .iter()
@@ -422,15 +423,37 @@ async fn leader_killed() -> Result<(), String> {
         .0
     };
     let mut replicas: Vec<Option<Proc>> = vec![Some(start(0)), Some(start(1))];
-    let urls = format!("http://127.0.0.1:{}/,http://127.0.0.1:{}/", ports[0], ports[1]);
+    let urls = format!(
+        "http://127.0.0.1:{}/,http://127.0.0.1:{}/",
+        ports[0], ports[1]
+    );
     let mut probes = Vec::new();
     for region in REGIONS {
-        let spool = root.path().join(format!("spool-{region}")).display().to_string();
-        let args: Vec<String> = ["probe", "--region", region, "--aggregator", &urls, "--spool", &spool]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        probes.push(spawn(&args, &[("LOOKOUT_PROBE_TOKEN", token(region))], "probe started").0);
+        let spool = root
+            .path()
+            .join(format!("spool-{region}"))
+            .display()
+            .to_string();
+        let args: Vec<String> = [
+            "probe",
+            "--region",
+            region,
+            "--aggregator",
+            &urls,
+            "--spool",
+            &spool,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        probes.push(
+            spawn(
+                &args,
+                &[("LOOKOUT_PROBE_TOKEN", token(region))],
+                "probe started",
+            )
+            .0,
+        );
     }
     tokio::time::sleep(Duration::from_secs(12)).await;
     let client = reqwest::Client::new();
@@ -476,7 +499,9 @@ async fn leader_killed() -> Result<(), String> {
     );
     drop(probes);
     if lost > 0 {
-        return Err(format!("{lost} alerts did not arrive within {ALERT_WAIT_MAX:?}"));
+        return Err(format!(
+            "{lost} alerts did not arrive within {ALERT_WAIT_MAX:?}"
+        ));
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use axum::routing::post;
 
 use common::hooks::Hooks;
 use common::results::{made_ids, stored_ids_of};
-use common::{ConfigDirs, Server, client, get_json, wait_for};
+use common::{ConfigDirs, Server, client, wait_for};
 use serde_json::Value;
 
 const REGION: &str = "eu-west";
