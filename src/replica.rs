@@ -32,6 +32,10 @@ pub struct Replicas {
     /// taken and renewed; otherwise this one always leads.
     shared: bool,
     leader: AtomicBool,
+    /// Until when (monotonic) the last renewal lets it lead: a renewal that
+    /// hangs must not leave it leading past its lease, which another
+    /// replica may take once it runs out.
+    leads_until: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Told when this replica becomes leader (true) or stops being it.
     leading: tokio::sync::watch::Sender<bool>,
 }
@@ -70,6 +74,7 @@ impl Replicas {
             config_hash: RwLock::new(config_hash),
             shared,
             leader: AtomicBool::new(false),
+            leads_until: std::sync::Mutex::new(None),
             leading,
         })
     }
@@ -83,9 +88,17 @@ impl Replicas {
         self.shared
     }
 
-    /// Whether this replica holds the leader's lease (as of its last try).
+    /// Whether this replica holds the leader's lease: its last try took it,
+    /// and the lease that try took has not run out (a renewal may hang).
     pub fn is_leader(&self) -> bool {
-        self.leader.load(Ordering::Relaxed)
+        if !self.leader.load(Ordering::Relaxed) {
+            return false;
+        }
+        if !self.shared {
+            return true;
+        }
+        let until = *self.leads_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|until| tokio::time::Instant::now() < until)
     }
 
     /// Changes of leadership, for what must be re-read on taking it over.
@@ -111,16 +124,34 @@ impl Replicas {
             self.set_leader(true);
             return Ok(true);
         }
+        let asked = tokio::time::Instant::now();
         let now = self.storage.clock().now();
         let until = now + chrono::Duration::from_std(limits::LEADER_LEASE_FOR).unwrap_or_default();
-        let held = self
-            .storage
-            .coordination()
-            .hold_lease(LEADER_LEASE, &self.id, now, until)
-            .await;
+        // Bounded: a renewal that does not come back in time is a failed
+        // one (this replica steps down; another may take the lease).
+        let held = match tokio::time::timeout(
+            limits::LEADER_RENEW_EVERY,
+            self.storage
+                .coordination()
+                .hold_lease(LEADER_LEASE, &self.id, now, until),
+        )
+        .await
+        {
+            Ok(held) => held,
+            Err(_) => Err(StorageError::Task(format!(
+                "the database did not answer the lease's renewal within {} s",
+                limits::LEADER_RENEW_EVERY.as_secs()
+            ))),
+        };
         match held {
-            Ok(held) => self.set_leader(held),
-            Err(_) => self.set_leader(false),
+            Ok(true) => {
+                // Counted from when it was asked, less a renewal's time for
+                // the clocks of the replicas not to agree exactly.
+                let lasts = limits::LEADER_LEASE_FOR.saturating_sub(limits::LEADER_RENEW_EVERY);
+                *self.leads_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(asked + lasts);
+                self.set_leader(true);
+            }
+            Ok(false) | Err(_) => self.set_leader(false),
         }
         held
     }

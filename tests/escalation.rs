@@ -197,6 +197,23 @@ async fn unacknowledged_incidents_escalate_and_acknowledged_ones_do_not() {
     assert!(pages(&pager, "by-api").is_empty(), "{:?}", pager.all());
     assert!(pages(&pager, "by-link").is_empty(), "{:?}", pager.all());
     assert_eq!(pages(&pager, "plain").len(), 1, "one step, paged once");
+
+    // The escalated incident ends: the pager hears the recovery too (a
+    // PagerDuty or Alertmanager step is resolved, not left open).
+    targets[0].set_flip(200);
+    let recovered = wait_for("plain's recovery on the pager", LIMIT, || async {
+        pager
+            .events("up")
+            .into_iter()
+            .find(|e| e["check"] == "plain")
+    })
+    .await;
+    assert_eq!(recovered["incident"], first["incident"]);
+    assert!(
+        ops.events("up").iter().any(|e| e["check"] == "plain"),
+        "{:?}",
+        ops.all()
+    );
     drop(server);
 }
 

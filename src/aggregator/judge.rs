@@ -189,7 +189,15 @@ impl Judge {
                     &self.config.secrets,
                 );
                 tracing::info!(check = %name, "{}", event.summary);
-                queue_alert(&mut batch, check, &self.config, Uuid::now_v7(), event, now);
+                queue_alert(
+                    &mut batch,
+                    check,
+                    &current,
+                    &self.config,
+                    Uuid::now_v7(),
+                    event,
+                    now,
+                );
                 work.put(name, current.clone());
             }
             let settings = policy::Settings::of(&check.alert);
@@ -205,9 +213,9 @@ impl Judge {
                             &self.config.secrets,
                         );
                         self.link_ack(&mut event);
-                        let channels = alert
-                            .channels
-                            .unwrap_or_else(|| self.config.channels_for(check));
+                        let channels = alert.channels.unwrap_or_else(|| {
+                            paged_channels(check, &current, &self.config, event.incident)
+                        });
                         queue_alert_to(
                             &mut batch,
                             &channels,
@@ -354,7 +362,15 @@ impl Judge {
                     &self.config.secrets,
                 );
                 tracing::warn!(check = %check.name, "{}", event.summary);
-                queue_alert(&mut batch, check, &self.config, transition.id, event, now);
+                queue_alert(
+                    &mut batch,
+                    check,
+                    state,
+                    &self.config,
+                    transition.id,
+                    event,
+                    now,
+                );
             }
             match decided.told {
                 Told::Nothing => {}
@@ -382,7 +398,15 @@ impl Judge {
                             alert::screenshot_url(self.public_url.as_ref(), shot.result_id);
                     }
                     self.link_ack(&mut event);
-                    queue_alert(&mut batch, check, &self.config, transition.id, event, now);
+                    queue_alert(
+                        &mut batch,
+                        check,
+                        state,
+                        &self.config,
+                        transition.id,
+                        event,
+                        now,
+                    );
                 }
             }
         }
@@ -403,22 +427,44 @@ pub(super) fn dependency_hold(dependency: &str) -> String {
 }
 
 /// Adds one delivery per channel of `check` for `event`.
+#[allow(clippy::too_many_arguments)]
 fn queue_alert(
     batch: &mut Batch,
     check: &Check,
+    state: &CheckState,
     config: &Config,
     event_id: Uuid,
     event: AlertEvent,
     now: DateTime<Utc>,
 ) {
-    queue_alert_to(
-        batch,
-        &config.channels_for(check),
-        config,
-        event_id,
-        event,
-        now,
-    );
+    let channels = paged_channels(check, state, config, event.incident);
+    queue_alert_to(batch, &channels, config, event_id, event, now);
+}
+
+/// Where news of `incident` goes: the check's channels, and the channels
+/// of the escalation steps already paged about it (those people hear the
+/// recovery too, and a PagerDuty or Alertmanager escalation is resolved).
+fn paged_channels(
+    check: &Check,
+    state: &CheckState,
+    config: &Config,
+    incident: Option<Uuid>,
+) -> Vec<String> {
+    let mut channels = config.channels_for(check);
+    let steps = match (&state.escalated, incident) {
+        (Some(escalated), Some(incident)) if escalated.incident == incident => {
+            usize::try_from(escalated.steps).unwrap_or(usize::MAX)
+        }
+        _ => 0,
+    };
+    for step in check.alert.escalate.iter().take(steps) {
+        for channel in &step.channels {
+            if !channels.contains(channel) {
+                channels.push(channel.clone());
+            }
+        }
+    }
+    channels
 }
 
 /// Adds one delivery per channel in `channels` for `event`.

@@ -226,21 +226,19 @@ impl Aggregator {
         self
     }
 
-    /// Accepts remote probes with these tokens (probes.yaml); `serve` gives
-    /// its own region, whose probe is in-process.
     /// The key acknowledge links are signed with (none: no links).
     pub fn with_ack_key(mut self, key: Option<crate::alert::ack::AckKey>) -> Aggregator {
         self.ack_key = key;
         self
     }
 
+    /// Accepts remote probes with these tokens (probes.yaml); `serve` gives
+    /// its own region, whose probe is in-process.
     pub fn with_probe_tokens(self, tokens: ProbeTokens) -> Aggregator {
         self.hub.update(&self.config(), Some(tokens));
         self
     }
 
-    /// Whether a change seen in one region makes the others run the check
-    /// at once (`ask_for_confirmation`).
     /// The replicas' registry this aggregator is part of.
     pub fn with_replicas(mut self, replicas: Arc<crate::replica::Replicas>) -> Aggregator {
         self.replicas = Some(replicas);
@@ -257,6 +255,8 @@ impl Aggregator {
         self.share_wake.clone()
     }
 
+    /// Whether a change seen in one region makes the others run the check
+    /// at once (`ask_for_confirmation`).
     pub fn with_fast_confirmation(mut self, enabled: bool) -> Aggregator {
         self.fast_confirmation = enabled;
         self

@@ -108,6 +108,12 @@ impl Aggregator {
         now: DateTime<Utc>,
         batch: &mut Batch,
     ) -> Vec<ClaimedBack> {
+        // Only the leader judges liveness: another replica's flags may be
+        // left from when it led, and the leader sees the report through the
+        // shared contact (`probes_back_elsewhere`).
+        if self.replicas.as_ref().is_some_and(|r| !r.is_leader()) {
+            return Vec::new();
+        }
         let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
         let mut back = Vec::new();
         for region in regions {

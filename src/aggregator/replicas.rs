@@ -81,9 +81,19 @@ impl Aggregator {
                 .outgoing,
         );
         let coordination = self.storage.coordination();
-        coordination
-            .push_run_now(&me, outgoing, now, now - window)
-            .await?;
+        if let Err(error) = coordination
+            .push_run_now(&me, outgoing.clone(), now, now - window)
+            .await
+        {
+            // Kept for the next share (within the queue's bound).
+            let mut shared = self
+                .shared_run_now
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let room = limits::RUN_NOW_QUEUE_MAX.saturating_sub(shared.outgoing.len());
+            shared.outgoing.extend(outgoing.into_iter().take(room));
+            return Err(error);
+        }
         // Nothing from before this replica started: those were for others.
         let since = (now - window).max(self.started_at);
         let requests = coordination.run_now_since(since).await?;
@@ -180,6 +190,17 @@ impl Aggregator {
             self.alert_wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Forgets which probes this replica found stale, when it stops
+    /// leading: the next leader decides, and this one reads it all again
+    /// if it leads again.
+    pub fn forget_probe_liveness(&self) {
+        let mut probes = self.probes.lock().unwrap_or_else(|p| p.into_inner());
+        for probe in probes.values_mut() {
+            probe.stale = false;
+            probe.incident = None;
+        }
     }
 
     /// Takes over the probes' liveness as storage knows it, when this

@@ -107,6 +107,7 @@ impl Dispatcher {
                             .unwrap_or_default();
                         in_flight.start(&channel, members.iter().map(|m| m.id));
                         let attempt = Attempt {
+                            owner: self.owner.clone(),
                             storage: self.storage.clone(),
                             config,
                             client: client.clone(),
@@ -217,6 +218,8 @@ impl Dispatcher {
 }
 
 struct Attempt {
+    /// The replica whose claim this attempt is made under.
+    owner: String,
     storage: Storage,
     config: Arc<Config>,
     client: reqwest::Client,
@@ -338,13 +341,19 @@ impl Attempt {
             }
         };
         for member in &members {
-            if let Err(e) = self
+            match self
                 .storage
                 .outbox()
-                .record_attempt(member.id, state, next, error.clone())
+                .record_attempt(member.id, self.owner.clone(), state, next, error.clone())
                 .await
             {
-                tracing::error!(error = %e, delivery = %member.id, "cannot record a delivery attempt; it will be tried again");
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(delivery = %member.id, "this attempt outlived its claim; the replica that holds the delivery now records it")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, delivery = %member.id, "cannot record a delivery attempt; it will be tried again")
+                }
             }
         }
     }

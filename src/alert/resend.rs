@@ -128,6 +128,14 @@ pub fn still_firing(recent: Vec<Delivery>, configured: impl Fn(&str) -> bool) ->
     let mut seen = HashSet::new();
     let mut out: Vec<AlertEvent> = Vec::new();
     for delivery in recent {
+        // A maintenance notice says nothing of the check's problem (and
+        // renders as no alert): the delivery before it is its last word.
+        if matches!(
+            delivery.event.event,
+            AlertKind::MaintenanceStart | AlertKind::MaintenanceEnd
+        ) {
+            continue;
+        }
         if !seen.insert(delivery.event.check.clone()) {
             continue;
         }
@@ -148,6 +156,27 @@ mod tests {
     use super::*;
     use crate::rules::Status;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_maintenance_notice_newer_than_a_down_keeps_it_firing() {
+        let recent = vec![
+            delivery(
+                "api",
+                AlertKind::MaintenanceStart,
+                Status::Down,
+                DeliveryState::Delivered,
+            ),
+            delivery(
+                "api",
+                AlertKind::Down,
+                Status::Down,
+                DeliveryState::Delivered,
+            ),
+        ];
+        let firing = still_firing(recent, |_| true);
+        assert_eq!(firing.len(), 1);
+        assert_eq!(firing[0].event, AlertKind::Down);
+    }
 
     fn delivery(check: &str, kind: AlertKind, status: Status, state: DeliveryState) -> Delivery {
         let now = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();

@@ -559,6 +559,11 @@ async fn tick_loop(
         // Noticed (and logged, once) even while nothing else writes.
         let _ = aggregator.storage_jobs().check_file();
         if !replicas.is_leader() {
+            // Just stepped down: what it found stale is the next leader's
+            // to decide now.
+            if leading.has_changed().unwrap_or(false) && !*leading.borrow_and_update() {
+                aggregator.forget_probe_liveness();
+            }
             continue;
         }
         // Just took over: what the previous leader decided of the probes

@@ -22,8 +22,8 @@ pub const LEADER_LEASE: &str = "leader";
 /// One aggregator replica as it last recorded itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Replica {
-    /// Chosen at start (host name and a random suffix); a restarted
-    /// process is a new replica.
+    /// `--replica-id`, else the host name and the listening address: a
+    /// process restarted on the same host and port is the same replica.
     pub id: String,
     /// The address it serves on, as it was told to listen.
     pub listen: String,

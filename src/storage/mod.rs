@@ -323,15 +323,18 @@ pub trait OutboxStore: Send + Sync {
     /// The deliveries folded into a group, oldest first.
     async fn group_members(&self, group_id: String) -> Result<Vec<Delivery>, StorageError>;
 
-    /// Records the outcome of one attempt (a finished one is dated by the
-    /// backend's clock) and frees its claim.
+    /// Records the outcome of `owner`'s attempt (a finished one is dated by
+    /// the backend's clock) and frees its claim. False, and nothing
+    /// written, when another replica holds the claim by now (this one's ran
+    /// out mid-send: the other's attempt decides).
     async fn record_attempt(
         &self,
         id: uuid::Uuid,
+        owner: String,
         state: DeliveryState,
         next_attempt_at: DateTime<Utc>,
         error: Option<String>,
-    ) -> Result<(), StorageError>;
+    ) -> Result<bool, StorageError>;
 
     /// The PNG of a stored screenshot, by result id, to attach to an email.
     async fn attachment(&self, result_id: String) -> Result<Option<Vec<u8>>, StorageError>;

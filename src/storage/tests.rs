@@ -616,7 +616,7 @@ async fn recent_deliveries_of_a_channel_newest_first(storage: &Storage) {
     // Delivered rows count too: they are what the channel was told.
     storage
         .outbox()
-        .record_attempt(old.id, DeliveryState::Delivered, now, None)
+        .record_attempt(old.id, "a".into(), DeliveryState::Delivered, now, None)
         .await
         .unwrap();
     let recent = storage
@@ -695,6 +695,7 @@ async fn outbox_due_grouped_and_recorded(storage: &Storage) {
         .outbox()
         .record_attempt(
             early.id,
+            "a".into(),
             DeliveryState::Pending,
             retry_at,
             Some("503".into()),
@@ -749,7 +750,7 @@ async fn outbox_due_grouped_and_recorded(storage: &Storage) {
     ] {
         storage
             .outbox()
-            .record_attempt(id, state, now, None)
+            .record_attempt(id, "a".into(), state, now, None)
             .await
             .unwrap();
     }
@@ -865,12 +866,26 @@ async fn outbox_claims_hold_until_they_expire_and_groups_go_whole(storage: &Stor
         vec![first.id, second.id],
         "a group is retaken whole, even past the limit"
     );
-    // An attempt frees the claim; a stop frees the rest.
-    storage
+    // a's late outcome changes nothing: b holds the delivery now.
+    let late = storage
         .outbox()
-        .record_attempt(first.id, DeliveryState::Pending, later, Some("503".into()))
+        .record_attempt(first.id, "a".into(), DeliveryState::Delivered, later, None)
         .await
         .unwrap();
+    assert!(!late, "an attempt that outlived its claim records nothing");
+    // An attempt frees the claim; a stop frees the rest.
+    let recorded = storage
+        .outbox()
+        .record_attempt(
+            first.id,
+            "b".into(),
+            DeliveryState::Pending,
+            later,
+            Some("503".into()),
+        )
+        .await
+        .unwrap();
+    assert!(recorded);
     storage.outbox().release_claims("b".into()).await.unwrap();
     let for_c = storage
         .outbox()
@@ -1064,7 +1079,7 @@ async fn pruning_keeps_alerts_still_owed_and_recent_events(storage: &Storage) {
     storage.ingest().write_batch(batch).await.unwrap();
     storage
         .outbox()
-        .record_attempt(sent.id, DeliveryState::Delivered, now, None)
+        .record_attempt(sent.id, "a".into(), DeliveryState::Delivered, now, None)
         .await
         .unwrap();
     let deleted = storage

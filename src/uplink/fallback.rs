@@ -156,7 +156,11 @@ pub(crate) async fn watch_contact(
             );
             continue;
         }
-        tracing::warn!("{}; telling channels {}", event.summary, names.join(", "));
+        tracing::warn!(
+            "{}; telling channels {}",
+            current.secrets.redact(&event.summary),
+            names.join(", ")
+        );
         let delivery = Uuid::now_v7();
         for channel in &current.channels {
             let previous = sending.remove(&channel.name);

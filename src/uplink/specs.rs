@@ -266,7 +266,14 @@ async fn read_cached_specs(path: &Path) -> Option<SpecsDocument> {
 async fn write_cached_specs(path: &Path, body: &[u8]) {
     let tmp = path.with_extension("tmp");
     let written = async {
-        tokio::fs::write(&tmp, body).await?;
+        // Owner-only: the cache holds the secrets the checks and fallback
+        // channels use.
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true).mode(0o600);
+        let mut file = options.open(&tmp).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, body).await?;
+        file.sync_all().await?;
+        drop(file);
         tokio::fs::rename(&tmp, path).await
     }
     .await;

@@ -108,11 +108,13 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL
     );
     CREATE INDEX announcements_by_age ON announcements (created_at_ms DESC);",
-    // Several replicas: delivery claims with a lease, the leases
+    // Several replicas: delivery claims with a lease (and the index the
+    // Alertmanager resend reads a channel's newest rows by), the leases
     // themselves (the leader's), the replicas' registry, and what the
     // probes last told any replica (SQLite's migration 11).
     "ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE outbox ADD COLUMN claim_until_ms BIGINT;
+    CREATE INDEX outbox_by_channel ON outbox (channel, created_at_ms);
     CREATE TABLE leases (
         name TEXT PRIMARY KEY,
         holder TEXT NOT NULL,

@@ -131,25 +131,28 @@ impl OutboxStore for SqliteStorage {
     async fn record_attempt(
         &self,
         id: uuid::Uuid,
+        owner: String,
         state: DeliveryState,
         next_attempt_at: DateTime<Utc>,
         error: Option<String>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         let now = self.clock.now().timestamp_millis();
         self.with(move |conn| {
             let done = (state != DeliveryState::Pending).then_some(now);
-            conn.execute(
+            let changed = conn.execute(
                 "UPDATE outbox SET state = ?2, attempts = attempts + 1, next_attempt_at_ms = ?3,
-                 last_error = ?4, done_at_ms = ?5, claimed_by = NULL, claim_until_ms = NULL WHERE id = ?1",
+                 last_error = ?4, done_at_ms = ?5, claimed_by = NULL, claim_until_ms = NULL
+                 WHERE id = ?1 AND (claimed_by IS NULL OR claimed_by = ?6)",
                 params![
                     id.to_string(),
                     state.as_str(),
                     next_attempt_at.timestamp_millis(),
                     error,
-                    done
+                    done,
+                    owner
                 ],
             )?;
-            Ok(())
+            Ok(changed == 1)
         })
         .await
     }

@@ -131,6 +131,7 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
     M::up(
         "ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
         ALTER TABLE outbox ADD COLUMN claim_until_ms INTEGER;
+        CREATE INDEX outbox_by_channel ON outbox (channel, created_at_ms);
         CREATE TABLE leases (
             name TEXT PRIMARY KEY,
             holder TEXT NOT NULL,
