@@ -100,6 +100,7 @@ pub async fn send(
     // An Alertmanager HA cluster gets each alert at every member; a retry
     // resends to all of them (Alertmanager takes the same alert twice as one).
     let mut failures = Vec::new();
+    let members = targets.len();
     for url in targets {
         let outgoing = Outgoing {
             method: reqwest::Method::POST,
@@ -111,6 +112,14 @@ pub async fn send(
         if let Err(error) = post(client, channel, outgoing, delivery, kind).await {
             failures.push(error);
         }
+    }
+    // One member that took it notifies (the cluster deduplicates
+    // notifications, not alerts); the resend brings the others along.
+    if members > 1 && failures.len() < members {
+        for failure in &failures {
+            tracing::warn!(reason = %failure, "an Alertmanager did not take the alert; the others did, and the resend tries it again");
+        }
+        return Ok(());
     }
     match failures.len() {
         0 => Ok(()),

@@ -11,6 +11,7 @@
 //! the patterns below accept one anywhere.
 
 mod browser;
+mod check_alert;
 mod checks;
 mod files;
 
