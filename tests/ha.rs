@@ -616,6 +616,18 @@ async fn a_replica_cut_off_from_the_database_answers_503_and_takes_no_results() 
     );
     let taken = post(b.base.clone()).await;
     assert_eq!(taken, 200, "b takes the batch");
+    // A probe given a first moves to b, and its results are stored there.
+    let probe = start_probe_to(&setup, "us-east", &[&a, &b]);
+    wait_for(
+        "us-east's results stored through b",
+        Duration::from_secs(30),
+        || async {
+            let state = check_state(&b.base, "api").await;
+            state["regions"]["us-east"].is_object().then_some(())
+        },
+    )
+    .await;
+    drop(probe);
 
     // A replica with other files is reported, not silently mixed in.
     let other = ConfigDirs::new(

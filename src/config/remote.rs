@@ -237,7 +237,7 @@ pub fn decode_wire_channels(
                 node.pos,
                 format!(
                     "channel name `{}` must match [a-z0-9_-]+",
-                    crate::probe::one_line(&wire.name)
+                    super::browser::one_line(&wire.name, crate::limits::RESULT_ERROR_CHARS_MAX)
                 ),
             );
             continue;

@@ -239,16 +239,7 @@ fn within(
 
 /// Errors are shown in tables, alerts and logs: one line, bounded length.
 pub fn one_line(text: &str) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= limits::RESULT_ERROR_CHARS_MAX {
-        flat
-    } else {
-        let cut: String = flat
-            .chars()
-            .take(limits::RESULT_ERROR_CHARS_MAX - 1)
-            .collect();
-        format!("{cut}…")
-    }
+    crate::config::browser::one_line(text, limits::RESULT_ERROR_CHARS_MAX)
 }
 
 /// A result summarised for people: `ok 200 in 12ms`, `fail: status 500 not in [200]`.
