@@ -25,48 +25,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use common::hooks::Hooks;
+use common::regional::{RegionalTarget, free_port, token, write_probes_file};
 use common::{ConfigDirs, Server, client, get_json, wait_for};
-
-const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
-
-fn token(region: &str) -> String {
-    format!("probe-token-for-{region}-0123456789")
-}
-
-/// A target whose `/health` fails (500) for the regions in `failing`.
-#[derive(Clone, Default)]
-struct RegionalTarget {
-    failing: Arc<Mutex<HashSet<String>>>,
-}
-
-impl RegionalTarget {
-    fn fail(&self, regions: &[&str]) {
-        *self.failing.lock().unwrap() = regions.iter().map(|r| r.to_string()).collect();
-    }
-}
-
-async fn health(State(target): State<RegionalTarget>, headers: HeaderMap) -> StatusCode {
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let region = agent
-        .split("region=")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .unwrap_or("");
-    if target.failing.lock().unwrap().contains(region) {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    }
-}
 
 /// The database, the config (two channels, three regions), the target.
 struct Setup {
@@ -84,13 +50,7 @@ async fn setup(remind: bool) -> Setup {
 
 async fn setup_every(remind: bool, every: &str) -> Setup {
     let database = test_server::fresh().await;
-    let target = RegionalTarget::default();
-    let target_addr = common::serve_on_loopback(
-        Router::new()
-            .route("/health", get(health))
-            .with_state(target.clone()),
-    )
-    .await;
+    let (target, target_addr) = RegionalTarget::start().await;
     let remind = if remind { ", remind_every: 3s" } else { "" };
     let dirs = ConfigDirs::new(&format!(
         "checks:\n  - name: api\n    http: {{ url: \"http://{target_addr}/health\" }}\n    every: {every}\n    timeout: 2s\n    alert: {{ failures: 2, quorum: 2{remind} }}\n"
@@ -104,15 +64,7 @@ async fn setup_every(remind: bool, every: &str) -> Setup {
         ),
     )
     .unwrap();
-    let probes: String = REGIONS
-        .iter()
-        .map(|r| format!("  {r}: {{ token: \"{}\" }}\n", token(r)))
-        .collect();
-    std::fs::write(
-        dirs.root.path().join("probes.yaml"),
-        format!("probes:\n{probes}"),
-    )
-    .unwrap();
+    write_probes_file(dirs.root.path());
     Setup {
         database,
         dirs,
@@ -121,14 +73,6 @@ async fn setup_every(remind: bool, every: &str) -> Setup {
         team,
         spool: tempfile::tempdir().unwrap(),
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `lookout aggregator` on the shared database (`url`), named `id`.

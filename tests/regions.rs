@@ -4,65 +4,17 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::get;
 use serde_json::Value;
 
 use common::hooks::Hooks;
+use common::regional::{REGIONS, RegionalTarget, free_port, token, write_probes_file};
 use common::results::made_ids;
 use common::{ConfigDirs, Server, client, get_json, wait_for};
-
-const REGIONS: [&str; 3] = ["eu-west", "us-east", "ap-south"];
-
-fn token(region: &str) -> String {
-    format!("probe-token-for-{region}-0123456789")
-}
-
-/// A target whose `/health` fails (500) for the regions in `failing`, and
-/// counts requests per region.
-#[derive(Clone, Default)]
-struct RegionalTarget {
-    failing: Arc<Mutex<HashSet<String>>>,
-    requests: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl RegionalTarget {
-    fn fail(&self, regions: &[&str]) {
-        *self.failing.lock().unwrap() = regions.iter().map(|r| r.to_string()).collect();
-    }
-}
-
-async fn health(State(target): State<RegionalTarget>, headers: HeaderMap) -> StatusCode {
-    let agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let region = agent
-        .split("region=")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .unwrap_or("")
-        .to_string();
-    *target
-        .requests
-        .lock()
-        .unwrap()
-        .entry(region.clone())
-        .or_default() += 1;
-    if target.failing.lock().unwrap().contains(&region) {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    }
-}
 
 struct Setup {
     dirs: ConfigDirs,
@@ -72,22 +24,8 @@ struct Setup {
     port: u16,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn setup() -> Setup {
-    let target = RegionalTarget::default();
-    let target_addr = common::serve_on_loopback(
-        Router::new()
-            .route("/health", get(health))
-            .with_state(target.clone()),
-    )
-    .await;
+    let (target, target_addr) = RegionalTarget::start().await;
     let target_url = format!("http://{target_addr}");
     let (hooks, hook_url) = Hooks::start().await;
     let dirs = ConfigDirs::new(&checks_yaml(&target_url, &[]));
@@ -98,15 +36,7 @@ async fn setup() -> Setup {
         ),
     )
     .unwrap();
-    let probes: String = REGIONS
-        .iter()
-        .map(|r| format!("  {r}: {{ token: \"{}\" }}\n", token(r)))
-        .collect();
-    std::fs::write(
-        dirs.root.path().join("probes.yaml"),
-        format!("probes:\n{probes}"),
-    )
-    .unwrap();
+    write_probes_file(dirs.root.path());
     Setup {
         dirs,
         target,

@@ -6,6 +6,7 @@ pub mod fake_aggregator;
 pub mod fuzz;
 pub mod hooks;
 pub mod pki;
+pub mod regional;
 pub mod results;
 pub mod smtp;
 
