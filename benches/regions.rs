@@ -202,8 +202,10 @@ async fn wait_event(hooks: &Hooks, check: &str, kind: &str, after: Instant) -> O
     None
 }
 
-async fn outage_mode(fast: bool) -> Result<(), String> {
-    // The check whose endpoint fails (usize::MAX: none).
+/// A target whose `/health/{n}` fails for the check number `down` holds
+/// (`usize::MAX`: none), and a webhook receiver: (down, target URL,
+/// hooks, hook URL).
+async fn outage_target_and_hooks() -> (Arc<AtomicUsize>, String, Hooks, String) {
     let down = Arc::new(AtomicUsize::new(usize::MAX));
     let target = {
         let down = down.clone();
@@ -229,6 +231,11 @@ async fn outage_mode(fast: bool) -> Result<(), String> {
             .with_state(hooks.clone()),
     )
     .await;
+    (down, target, hooks, hook_url)
+}
+
+async fn outage_mode(fast: bool) -> Result<(), String> {
+    let (down, target, hooks, hook_url) = outage_target_and_hooks().await;
     let checks: String = (0..OUTAGES)
         .map(|n| {
             format!(
@@ -372,31 +379,7 @@ async fn leader_of(client: &reqwest::Client, base: &str) -> Option<String> {
 }
 
 async fn leader_killed() -> Result<(), String> {
-    let down = Arc::new(AtomicUsize::new(usize::MAX));
-    let target = {
-        let down = down.clone();
-        serve(Router::new().route(
-            "/health/{n}",
-            get(move |Path(n): Path<usize>| {
-                let down = down.clone();
-                async move {
-                    if down.load(Ordering::SeqCst) == n {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    } else {
-                        StatusCode::OK
-                    }
-                }
-            }),
-        ))
-        .await
-    };
-    let hooks = Hooks::default();
-    let hook_url = serve(
-        Router::new()
-            .route("/hook", post(hook))
-            .with_state(hooks.clone()),
-    )
-    .await;
+    let (down, target, hooks, hook_url) = outage_target_and_hooks().await;
     let checks: String = (0..LEADER_ROUNDS)
         .map(|n| {
             format!(
