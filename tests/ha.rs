@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use common::hooks::Hooks;
 use common::regional::{RegionalTarget, free_port, token, write_probes_file};
-use common::{ConfigDirs, Server, client, get_json, wait_for};
+use common::{ConfigDirs, Server, check_state, client, get_json, wait_for};
 
 /// The database, the config (two channels, three regions), the target.
 struct Setup {
@@ -117,14 +117,6 @@ fn start_probe_to(setup: &Setup, region: &str, aggregators: &[&Server]) -> Serve
         &[("LOOKOUT_PROBE_TOKEN", token.as_str())],
         "probe started",
     )
-}
-
-async fn check_state(base: &str, name: &str) -> Value {
-    let (_, body) = get_json(&client(), &format!("{base}/api/v1/checks")).await;
-    body["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|c| c["name"] == name).cloned())
-        .unwrap_or(Value::Null)
 }
 
 /// `GET /api/v1/aggregators` of `base`.

@@ -14,7 +14,7 @@ use serde_json::Value;
 use common::hooks::Hooks;
 use common::regional::{REGIONS, RegionalTarget, free_port, token, write_probes_file};
 use common::results::made_ids;
-use common::{ConfigDirs, Server, client, get_json, wait_for};
+use common::{ConfigDirs, Server, check_state, client, get_json, wait_for};
 
 struct Setup {
     dirs: ConfigDirs,
@@ -94,14 +94,6 @@ fn start_probe(setup: &Setup, region: &str, spool: &Path, extra: &[&str]) -> Ser
         &[("LOOKOUT_PROBE_TOKEN", token.as_str())],
         "probe started",
     )
-}
-
-async fn check_state(base: &str, name: &str) -> Value {
-    let (_, body) = get_json(&client(), &format!("{base}/api/v1/checks")).await;
-    body["checks"]
-        .as_array()
-        .and_then(|checks| checks.iter().find(|c| c["name"] == name).cloned())
-        .unwrap_or(Value::Null)
 }
 
 /// Waits until `api` is up with every region reporting.

@@ -346,3 +346,12 @@ where
 pub fn path_str(path: &Path) -> String {
     path.display().to_string()
 }
+
+/// One check as `GET /api/v1/checks` of `base` shows it (null if absent).
+pub async fn check_state(base: &str, name: &str) -> serde_json::Value {
+    let (_, body) = get_json(&client(), &format!("{base}/api/v1/checks")).await;
+    body["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name).cloned())
+        .unwrap_or(serde_json::Value::Null)
+}
