@@ -428,6 +428,11 @@ pub const BROWSER_CAPTURE_AFTER_TIMEOUT: Duration = Duration::from_millis(600);
 /// After a failed step, capturing gets what is left of the check's
 /// timeout, and at least this.
 pub const BROWSER_CAPTURE_MIN: Duration = Duration::from_secs(2);
+/// How long `serve`'s shipper waits for more results once one arrived,
+/// before storing them as one batch: a transaction per result costs more
+/// than the probe that made it (a WAL commit, statements, a blocking-pool
+/// hand-off), and 100 ms is small against any alerting delay a user sets.
+pub const LOCAL_SHIP_GATHER: Duration = Duration::from_millis(100);
 /// `serve`'s in-memory shipping retries a batch the aggregator could not
 /// store with this backoff (doubling): quick after a blip, never a tight
 /// loop while storage fails.

@@ -232,8 +232,12 @@ impl CheckTask {
             if let Some(observe) = &self.on_lateness {
                 observe(Instant::now().saturating_duration_since(deadline));
             }
+            // Boxed: a run's future (a whole HTTP client request, several
+            // KiB) would otherwise be part of every check's task while it
+            // sleeps; boxed, it exists only while the check runs.
+            let run = Box::pin(self.runner.run(&self.check));
             let result = tokio::select! {
-                result = self.runner.run(&self.check) => result,
+                result = run => result,
                 _ = self.cancel.cancelled() => return,
             };
             drop(permit);

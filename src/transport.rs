@@ -356,11 +356,35 @@ pub async fn ship(
                 0
             }
         };
+        if received > 0 {
+            gather(&mut results, &mut buffer, &cancel).await;
+        }
         if !buffer.is_empty() {
             deliver(&*sink, std::mem::take(&mut buffer), &cancel).await;
         }
         if received == 0 {
             return;
+        }
+    }
+}
+
+/// Waits up to `LOCAL_SHIP_GATHER` for more results to join `buffer`, so
+/// that checks finishing close together are stored in one transaction
+/// rather than one each; a full batch or a shutdown ends the wait early.
+async fn gather(
+    results: &mut mpsc::Receiver<ProbeResult>,
+    buffer: &mut Vec<ProbeResult>,
+    cancel: &CancellationToken,
+) {
+    let until = tokio::time::Instant::now() + limits::LOCAL_SHIP_GATHER;
+    while buffer.len() < limits::RESULT_BATCH_MAX {
+        let room = limits::RESULT_BATCH_MAX - buffer.len();
+        tokio::select! {
+            n = results.recv_many(buffer, room) => if n == 0 {
+                return; // closed: the caller sees it on its next receive
+            },
+            _ = tokio::time::sleep_until(until) => return,
+            _ = cancel.cancelled() => return,
         }
     }
 }
