@@ -8,9 +8,14 @@
 //!    expect_text) run `RUNS` times through Lookout (`Runner::run` with a
 //!    `BrowserPool`: a fresh session and profile per run, steps judged,
 //!    page timing read, session closed), against the same steps sent
-//!    straight to chromedriver with fantoccini (a fresh session per run with
-//!    the same Chromium flags, closed after). Both start a browser per run,
-//!    as a probe does; the difference of the medians is what Lookout adds.
+//!    straight to chromedriver with fantoccini (a fresh session per run, so
+//!    a fresh profile made by chromedriver: the same isolation, closed
+//!    after). Runs alternate between the two so that a drifting machine
+//!    weighs on both. Two figures each: to the result (Lookout: `run`
+//!    returns; direct: the last step done) and until the browser is gone
+//!    (closed, its profile removed). Both start a browser per run, as a
+//!    probe does; the difference of the medians is what Lookout adds.
+//!    `cargo bench --bench browser -- overhead` runs only this part.
 //! 2. Capture: the same flow through Lookout with Web Vitals and error
 //!    capture (the default: an observer script added to each document, the
 //!    vitals and the browser log read after each step) and with `capture:
@@ -78,36 +83,44 @@ async fn bench() {
         capture_cost(&base).await;
         return;
     }
-    println!("browser flow: 6 steps, {RUNS} runs each, a fresh browser per run");
-    let lookout_parts = through_lookout(&base).await;
-    let direct_parts = straight_to_chromedriver(&base).await;
+    println!(
+        "browser flow: 6 steps, {RUNS} runs each, alternating, a fresh browser per run"
+    );
+    let (lookout_parts, direct_parts) = overhead(&base).await;
     let column = |parts: &[Parts], f: fn(&Parts) -> f64| parts.iter().map(f).collect::<Vec<f64>>();
-    let lookout = column(&lookout_parts, |p| p.total);
-    let direct = column(&direct_parts, |p| p.total);
-    let (lm, dm) = (median(&lookout), median(&direct));
-    println!(
-        "  through Lookout:        median {lm:7.0} ms  (min {:.0}, max {:.0}, n={})",
-        min(&lookout),
-        max(&lookout),
-        lookout.len()
-    );
-    println!(
-        "  fantoccini, direct:     median {dm:7.0} ms  (min {:.0}, max {:.0}, n={})",
-        min(&direct),
-        max(&direct),
-        direct.len()
-    );
-    println!(
-        "  Lookout's overhead:     {:+.0} ms per flow ({:+.1} %)",
-        lm - dm,
-        (lm - dm) / dm * 100.0
-    );
+    for (what, f) in [
+        ("to the result", (|p: &Parts| p.total) as fn(&Parts) -> f64),
+        ("until the browser is gone", |p: &Parts| p.clean),
+    ] {
+        let lookout = column(&lookout_parts, f);
+        let direct = column(&direct_parts, f);
+        let (lm, dm) = (median(&lookout), median(&direct));
+        println!("  {what}:");
+        println!(
+            "    through Lookout:      median {lm:7.0} ms  (min {:.0}, max {:.0}, n={})",
+            min(&lookout),
+            max(&lookout),
+            lookout.len()
+        );
+        println!(
+            "    fantoccini, direct:   median {dm:7.0} ms  (min {:.0}, max {:.0}, n={})",
+            min(&direct),
+            max(&direct),
+            direct.len()
+        );
+        println!(
+            "    Lookout's overhead:   {:+.0} ms per flow ({:+.1} %)",
+            lm - dm,
+            (lm - dm) / dm * 100.0
+        );
+    }
     for (name, parts) in [("Lookout", &lookout_parts), ("direct", &direct_parts)] {
         println!(
-            "  {name:<8} medians: session start {:5.0} ms, steps {:5.0} ms, close and the rest {:5.0} ms",
+            "  {name:<8} medians: session start {:5.0} ms, steps {:5.0} ms, after the steps to the result {:4.0} ms, teardown after the result {:4.0} ms",
             median(&column(parts, |p| p.start)),
             median(&column(parts, |p| p.steps)),
             median(&column(parts, |p| p.rest)),
+            median(&column(parts, |p| p.clean - p.total)),
         );
         let each: Vec<String> = (0..6)
             .map(|i| {
@@ -121,6 +134,9 @@ async fn bench() {
         println!("  {name:<8} step medians (ms): {}", each.join(", "));
     }
 
+    if std::env::args().any(|a| a == "overhead") {
+        return;
+    }
     capture_cost(&base).await;
 
     println!("\nmemory of chromedriver's process group with N sessions open (Lookout)");
@@ -218,18 +234,27 @@ fn runner(config: &lookout::config::Config, pool: &BrowserPool) -> Runner {
     .with_browser(pool.clone())
 }
 
-/// One run's wall time (ms), and its parts: starting the session, the
-/// steps, and what follows (closing, cleanup).
+/// One run's wall times (ms), and its parts: starting the session (and,
+/// through Lookout, preparing it), the steps, what follows them until the
+/// result is known, and until the browser is gone (closed, its profile
+/// removed).
 struct Parts {
+    /// From the start to the result.
     total: f64,
+    /// From the start until the browser is gone.
+    clean: f64,
     start: f64,
     steps: f64,
+    /// After the last step, until the result.
     rest: f64,
     /// Each step's time.
     each: Vec<f64>,
 }
 
-async fn through_lookout(base: &str) -> Vec<Parts> {
+/// Runs the flow through Lookout and straight to chromedriver, alternating
+/// (so a drifting machine weighs on both), `RUNS` of each after one warm
+/// run each.
+async fn overhead(base: &str) -> (Vec<Parts>, Vec<Parts>) {
     let config = load(&flow_yaml(base, "flow", ".dashboard", "Welcome"));
     let pool = BrowserPool::new(BrowserOptions {
         webdriver: None,
@@ -237,28 +262,42 @@ async fn through_lookout(base: &str) -> Vec<Parts> {
         profiles_in: None,
     });
     let runner = runner(&config, &pool);
-    // One run to start chromedriver and warm the page cache, not counted.
-    let warm = runner.run(&config.checks[0]).await;
-    assert_eq!(warm.outcome, Outcome::Ok, "{warm:?}");
+    let driver = LocalDriver::start().await.expect("chromedriver");
+    let url = driver.url();
+    // One run each to start chromedriver and warm the page cache, not counted.
+    lookout_flow(&runner, &pool, &config).await;
+    direct_flow(&url, base).await;
     let started = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < RUNS && started.elapsed() < MEASURE_WALL_MAX {
-        let clock = Instant::now();
-        let result = runner.run(&config.checks[0]).await;
-        let total = clock.elapsed().as_secs_f64() * 1000.0;
-        assert_eq!(result.outcome, Outcome::Ok, "{result:?}");
-        let start = result.steps.first().map(|s| s.at_ms).unwrap_or(0.0);
-        let end = result.steps.last().map(|s| s.at_ms + s.ms).unwrap_or(0.0);
-        times.push(Parts {
-            total,
-            start,
-            steps: end - start,
-            rest: total - end,
-            each: result.steps.iter().map(|s| s.ms).collect(),
-        });
+    let (mut lookout, mut direct) = (Vec::new(), Vec::new());
+    while lookout.len() < RUNS && started.elapsed() < MEASURE_WALL_MAX {
+        lookout.push(lookout_flow(&runner, &pool, &config).await);
+        direct.push(direct_flow(&url, base).await);
     }
     pool.shutdown().await;
-    times
+    driver.stop().await;
+    (lookout, direct)
+}
+
+async fn lookout_flow(runner: &Runner, pool: &BrowserPool, config: &lookout::config::Config) -> Parts {
+    let clock = Instant::now();
+    let result = runner.run(&config.checks[0]).await;
+    let total = clock.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(result.outcome, Outcome::Ok, "{result:?}");
+    // The slot is given back once the browser is gone (bounded).
+    while pool.sessions_in_use() > 0 && clock.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let clean = clock.elapsed().as_secs_f64() * 1000.0;
+    let start = result.steps.first().map(|s| s.at_ms).unwrap_or(0.0);
+    let end = result.steps.last().map(|s| s.at_ms + s.ms).unwrap_or(0.0);
+    Parts {
+        total,
+        clean,
+        start,
+        steps: end - start,
+        rest: total - end,
+        each: result.steps.iter().map(|s| s.ms).collect(),
+    }
 }
 
 /// The same capabilities Lookout sends (headless, fixed window, no
@@ -343,27 +382,15 @@ async fn direct_flow(url: &str, base: &str) -> Parts {
     marks.push(end);
     let each = marks.windows(2).map(|w| w[1] - w[0]).collect();
     client.close().await.expect("close");
-    let total = clock.elapsed().as_secs_f64() * 1000.0;
+    let clean = clock.elapsed().as_secs_f64() * 1000.0;
     Parts {
-        total,
+        total: end,
+        clean,
         start,
         steps: end - start,
-        rest: total - end,
+        rest: 0.0,
         each,
     }
-}
-
-async fn straight_to_chromedriver(base: &str) -> Vec<Parts> {
-    let driver = LocalDriver::start().await.expect("chromedriver");
-    let url = driver.url();
-    direct_flow(&url, base).await;
-    let started = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < RUNS && started.elapsed() < MEASURE_WALL_MAX {
-        times.push(direct_flow(&url, base).await);
-    }
-    driver.stop().await;
-    times
 }
 
 async fn memory_with(base: &str, sessions: usize) {

@@ -31,6 +31,8 @@
 //!   to `config` by tests/schema.rs.
 //! - `import`: other monitors' configuration (Gatus, blackbox_exporter) turned
 //!   into checks files (`lookout import`).
+//! - `run_now`: the aggregator's run-now requests (fast confirmation), run
+//!   by a probe beside the checks' schedule.
 
 #![warn(unreachable_pub)]
 
@@ -63,6 +65,7 @@ pub mod status;
 pub mod storage;
 pub mod transport;
 pub(crate) mod uplink;
+pub(crate) mod run_now;
 
 /// rustls needs one process-wide crypto provider; we use ring (lighter to
 /// build than aws-lc). Idempotent.

@@ -682,3 +682,21 @@ pub const PROBE_CONTACT_CHECK_EVERY: Duration = Duration::from_millis(500);
 pub const FALLBACK_ALERT_ATTEMPTS_MAX: u32 = 50;
 /// Fallback channels an aggregator sends a probe (and a probe takes).
 pub const FALLBACK_CHANNELS_MAX: usize = 32;
+// --- recovery as fast as outage (#19) ---
+/// Fast confirmation asks a region to run a check now at most this many
+/// times each way (towards failing, towards passing) per status of the
+/// check and staleness window, even when `failures` or `successes` ask for
+/// more: a flapping region or a storm of results cannot make the
+/// aggregator ask without end.
+pub const RUN_NOW_ASKS_MAX: u32 = 3;
+/// A probe runs one check at most this many times beside its schedule
+/// (run-now requests) within one interval of the check (a minute for cron
+/// schedules): confirming an outage takes up to `failures` (2 by default)
+/// and a recovery `successes` (1), so a short outage and its recovery fit
+/// in one interval with one to spare. However often the aggregator asks,
+/// a target sees at most this many extra requests per interval from one
+/// probe.
+pub const RUN_NOW_RUNS_PER_INTERVAL_MAX: usize = 4;
+/// Run-now requests a probe runs at once (each a check run of its own,
+/// beside the scheduler's): more wait for one to finish.
+pub const RUN_NOW_CONCURRENT_MAX: usize = 16;

@@ -548,5 +548,93 @@ fn summarize(check: &str, state: &CheckState, next: Status, now: DateTime<Utc>) 
     }
 }
 
+/// Which way a fast-confirmation request pushes a region: to count a
+/// failure seen elsewhere, or a recovery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Toward {
+    Failing,
+    Passing,
+}
+
+/// Fast confirmation's memory of one check: how often each region was
+/// asked to run it now, each way, since `since` (when the check had
+/// `status`). It starts again when the status changes or after the
+/// check's staleness window, so each region is asked at most `failures`
+/// times towards failing and `successes` times towards passing (each at
+/// most `limits::RUN_NOW_ASKS_MAX`) per status and window, however the
+/// results come.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Asked {
+    status: Status,
+    since: Option<DateTime<Utc>>,
+    counts: BTreeMap<(String, Toward), u32>,
+}
+
+/// Fast confirmation: once `reporter`'s result (`ok` or not) is judged
+/// into `state`, the regions to ask to run the check now, instead of at
+/// their next tick.
+///
+/// - A failure on its way to counting (the reporter is not failing yet):
+///   every live region not failing, the reporter included (it needs its
+///   own `failures` in a row), so an outage is confirmed or cleared in
+///   about one round-trip.
+/// - A recovery while the check is down: every live region still failing
+///   (the reporter too while it counts its `successes`), so the up alert
+///   follows the recovery in about one round-trip too.
+///
+/// Anything else asks nobody: a region that has reached its verdict does
+/// not ask again, and `asked` bounds the requests per region.
+pub fn confirmation_targets(
+    state: &CheckState,
+    rules: &Rules,
+    reporter: &str,
+    ok: bool,
+    now: DateTime<Utc>,
+    asked: &mut Asked,
+) -> Vec<String> {
+    let Some(reporting) = state.regions.get(reporter) else {
+        return Vec::new();
+    };
+    let toward = if !ok && reporting.verdict != Verdict::Failing {
+        Toward::Failing
+    } else if ok && state.status == Status::Down {
+        Toward::Passing
+    } else {
+        return Vec::new();
+    };
+    let window = chrono::Duration::from_std(rules.stale_after).unwrap_or(chrono::Duration::MAX);
+    let expired = asked
+        .since
+        .is_none_or(|since| now < since || now.signed_duration_since(since) >= window);
+    if asked.status != state.status || expired {
+        *asked = Asked {
+            status: state.status,
+            since: Some(now),
+            counts: BTreeMap::new(),
+        };
+    }
+    let bound = match toward {
+        Toward::Failing => rules.failures,
+        Toward::Passing => rules.successes,
+    }
+    .clamp(1, crate::limits::RUN_NOW_ASKS_MAX);
+    let mut targets = Vec::new();
+    for (name, region) in &state.regions {
+        let wanted = match toward {
+            Toward::Failing => region.verdict != Verdict::Failing,
+            Toward::Passing => region.verdict == Verdict::Failing,
+        };
+        if region.stale || !wanted {
+            continue;
+        }
+        let count = asked.counts.entry((name.clone(), toward)).or_insert(0);
+        if *count < bound {
+            *count += 1;
+            targets.push(name.clone());
+        }
+    }
+    targets
+}
+
 #[cfg(test)]
 mod tests;

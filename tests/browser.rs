@@ -873,3 +873,65 @@ impl Drop for KillChromedriverOf {
         }
     }
 }
+
+/// A page that says whether this browser has been here before (a cookie or
+/// localStorage from an earlier visit), then leaves both behind; the server
+/// also counts requests that came with its cookie.
+const SEEN_PAGE: &str = r#"<!doctype html><html><head><title>Seen</title></head><body>
+<div id="seen"></div><script>
+const had = [];
+if (document.cookie.includes('lookout_seen=1')) { had.push('cookie'); }
+if (localStorage.getItem('lookout_seen')) { had.push('storage'); }
+document.getElementById('seen').textContent = had.length ? 'seen before: ' + had.join(' ') : 'fresh';
+document.cookie = 'lookout_seen=1; max-age=3600; path=/';
+localStorage.setItem('lookout_seen', '1');
+</script></body></html>"#;
+
+#[tokio::test]
+async fn no_cookie_or_storage_left_by_one_run_is_seen_by_the_next() {
+    let with_cookie = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = with_cookie.clone();
+    let app = Router::new().route(
+        "/seen",
+        get(move |headers: HeaderMap| {
+            let counted = counted.clone();
+            async move {
+                let cookie = headers
+                    .get("cookie")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if cookie.contains("lookout_seen=1") {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                Html(SEEN_PAGE)
+            }
+        }),
+    );
+    let addr = common::serve_on_loopback(app).await;
+    // Within one run the page does see its own cookie and storage (the
+    // second visit), so "fresh" at the first visit means something.
+    let config = load(&format!(
+        r##"checks:
+  - name: seen
+    browser:
+      steps:
+        - goto: http://{addr}/seen
+        - expect_text: {{ css: "#seen", equals: fresh }}
+        - goto: http://{addr}/seen
+        - expect_text: {{ css: "#seen", equals: "seen before: cookie storage" }}
+    every: 1m
+    timeout: 30s
+"##
+    ));
+    // One session at a time, so the runs follow each other through the
+    // same slot and chromedriver.
+    let pool = pool(1);
+    let runner = runner(&config, &pool);
+    for run in 1..=3 {
+        let result = runner.run(&config.checks[0]).await;
+        assert_eq!(result.outcome, Outcome::Ok, "run {run}: {result:#?}");
+        // One request per run came with the cookie: the run's own second visit.
+        assert_eq!(with_cookie.load(Ordering::SeqCst), run, "run {run}");
+    }
+    pool.shutdown().await;
+}

@@ -603,3 +603,116 @@ async fn an_https_aggregator_is_verified_by_its_probes() {
     );
     drop(trusted);
 }
+
+/// Where a check named `name` that runs `every` first runs after its probe
+/// starts (the scheduler's stable offset: FNV-1a of the name, modulo the
+/// interval), so a test can pick a name that runs at once and then not for
+/// minutes.
+fn first_run_offset(name: &str, every: Duration) -> Duration {
+    use std::hash::Hasher;
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(name.as_bytes());
+    Duration::from_nanos((u128::from(hasher.finish()) % every.as_nanos()) as u64)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recovery_seen_by_one_region_is_confirmed_by_the_others_at_once() {
+    // Every 5 minutes: after their first run, no region runs `recovering`
+    // again on its own within this test, so every later result is a
+    // run-now the aggregator asked for.
+    let every = Duration::from_secs(300);
+    let name = "recovering-93";
+    assert!(
+        first_run_offset(name, every) < Duration::from_secs(2),
+        "{name} must run soon after its probe starts"
+    );
+    let setup = setup().await;
+    std::fs::write(
+        setup.dirs.checks().join("checks.yaml"),
+        format!(
+            "checks:\n  - name: {name}\n    http: {{ url: \"{}/health\" }}\n    every: 5m\n    timeout: 2s\n    alert: {{ failures: 2, quorum: 2 }}\n",
+            setup.target_url
+        ),
+    )
+    .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let aggregator = start_aggregator(&setup, &[]);
+    let base = aggregator.base.clone();
+    // Down in us-east and ap-south: their first run fails, and fast
+    // confirmation has each run again at once for its second failure (an
+    // early run within the interval, which the recovery must not wait out).
+    setup.target.fail(&["us-east", "ap-south"]);
+    let us = start_probe(&setup, "us-east", spool.path(), &[]);
+    let ap = start_probe(&setup, "ap-south", spool.path(), &[]);
+    wait_for("the down alert", Duration::from_secs(60), || async {
+        setup.hooks.events("down").into_iter().next()
+    })
+    .await;
+    wait_for(
+        "us-east and ap-south both failing",
+        Duration::from_secs(60),
+        || async {
+            let state = check_state(&base, name).await;
+            (state["regions"]["us-east"]["verdict"] == "failing"
+                && state["regions"]["ap-south"]["verdict"] == "failing")
+                .then_some(())
+        },
+    )
+    .await;
+    let requests = |region: &str| {
+        setup
+            .target
+            .requests
+            .lock()
+            .unwrap()
+            .get(region)
+            .copied()
+            .unwrap_or(0)
+    };
+    let (us_before, ap_before) = (requests("us-east"), requests("ap-south"));
+    assert!(
+        setup.hooks.events("up").is_empty(),
+        "{:?}",
+        setup.hooks.all()
+    );
+    // The target recovers. eu-west starts now and is the first to see it
+    // (its first run); us-east and ap-south would not run again for
+    // minutes on their own.
+    setup.target.fail(&[]);
+    let started = std::time::Instant::now();
+    let eu = start_probe(&setup, "eu-west", spool.path(), &[]);
+    let up = wait_for(
+        "the up alert, confirmed by the regions asked to run now",
+        Duration::from_secs(60),
+        || async { setup.hooks.events("up").into_iter().next() },
+    )
+    .await;
+    assert!(
+        started.elapsed() < every,
+        "the up alert came after the regions' own next run could have"
+    );
+    // Each of the two regions ran the check again, on request.
+    assert!(requests("us-east") > us_before, "us-east did not run again");
+    assert!(requests("ap-south") > ap_before, "ap-south did not run again");
+    for (region, probe) in [("us-east", &us), ("ap-south", &ap)] {
+        assert!(
+            probe
+                .log_text()
+                .contains("running now, as the aggregator asked"),
+            "{region} was not asked to run now:\n{}",
+            probe.log_text()
+        );
+    }
+    let summary = up["summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("UP"), "{up}");
+    let state = check_state(&base, name).await;
+    assert_eq!(state["status"], "up", "{state}");
+    // Bounded: one recovery asks each failing region once (`successes`).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(requests("us-east") <= us_before + 1, "us-east ran again and again");
+    assert!(requests("ap-south") <= ap_before + 1, "ap-south ran again and again");
+    drop(eu);
+    drop(us);
+    drop(ap);
+    drop(aggregator);
+}

@@ -77,6 +77,8 @@ pub struct Aggregator {
     probes: std::sync::Mutex<BTreeMap<String, ProbeStatus>>,
     /// Ask regions to run a check now to confirm a change (on by default).
     fast_confirmation: bool,
+    /// Fast confirmation's memory per check: who was asked how often.
+    asked: std::sync::Mutex<HashMap<String, rules::Asked>>,
     /// Counters and histograms of the results it accepts, for `/metrics`.
     metrics: Arc<Metrics>,
     /// Where `now` comes from for every decision and date.
@@ -195,6 +197,7 @@ impl Aggregator {
             hub,
             probes: std::sync::Mutex::new(probes),
             fast_confirmation: true,
+            asked: std::sync::Mutex::new(HashMap::new()),
             storage,
             states,
             started_at: now,
@@ -272,6 +275,10 @@ impl Aggregator {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
         self.metrics
             .retain_checks(&|name| config.check(name).is_some());
+        self.asked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|name, _| config.check(name).is_some());
         self.hub.update(&config, tokens);
         if let Some(replicas) = &self.replicas {
             replicas.set_config_hash(config.source_hash.clone());
@@ -427,7 +434,7 @@ impl Aggregator {
             }
         });
         self.note_probes_reported(&reporting, received_at, &claim.back);
-        self.ask_for_confirmation(&config, &confirm);
+        self.ask_for_confirmation(&config, &confirm, received_at);
         Ok(report)
     }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::alert;
 use crate::config::Config;
-use crate::rules::{ProbeEvent, Rules, Status, Verdict};
+use crate::rules::{ProbeEvent, Rules};
 use crate::storage::{Batch, StorageError};
 
 use super::*;
@@ -205,46 +205,35 @@ impl Aggregator {
 
     /// Fast confirmation: a result that starts to move a region towards a
     /// new verdict asks the regions that have not moved yet to run the check
-    /// now, instead of at their next tick. A failure seen in one region is
-    /// then confirmed (or cleared) by the others in about one round-trip,
-    /// and the reporting region re-runs to reach its own `failures` count.
-    ///
-    /// It stops by itself: a region that has reached its verdict no longer
-    /// asks, so a region that keeps failing on its own (its network, not the
-    /// target) costs nothing extra once it counts as failing.
-    pub(super) fn ask_for_confirmation(&self, config: &Config, results: &[(String, String, bool)]) {
+    /// now, instead of at their next tick; a recovery seen while the check
+    /// is down asks the regions still failing. A failure seen in one region
+    /// is then confirmed (or cleared) by the others in about one round-trip,
+    /// and so is a recovery; the reporting region re-runs to reach its own
+    /// count. Who is asked is the pure `rules::confirmation_targets`, which
+    /// also bounds how often (`rules::Asked`, `limits::RUN_NOW_ASKS_MAX`).
+    pub(super) fn ask_for_confirmation(
+        &self,
+        config: &Config,
+        results: &[(String, String, bool)],
+        now: DateTime<Utc>,
+    ) {
         if !self.fast_confirmation {
             return;
         }
-        for (check, region, ok) in results {
-            let (Some(state), Some(_)) = (self.states.get(check), config.check(check)) else {
+        for (check_name, region, ok) in results {
+            let (Some(state), Some(check)) = (self.states.get(check_name), config.check(check_name))
+            else {
                 continue;
             };
-            let Some(reporter) = state.regions.get(region) else {
-                continue;
-            };
-            let targets: Vec<&String> = if !ok && reporter.verdict != Verdict::Failing {
-                // A failure on its way to counting: everyone not yet failing.
-                state
-                    .regions
-                    .iter()
-                    .filter(|(_, r)| !r.stale && r.verdict != Verdict::Failing)
-                    .map(|(name, _)| name)
-                    .collect()
-            } else if *ok && state.status == Status::Down {
-                // A recovery seen somewhere: the regions still failing.
-                state
-                    .regions
-                    .iter()
-                    .filter(|(_, r)| !r.stale && r.verdict == Verdict::Failing)
-                    .map(|(name, _)| name)
-                    .collect()
-            } else {
-                continue;
+            let rules = Rules::for_check(check, now);
+            let targets = {
+                let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
+                let memory = asked.entry(check_name.clone()).or_default();
+                rules::confirmation_targets(&state, &rules, region, *ok, now, memory)
             };
             for target in targets {
-                self.hub.request_run_now(target, check);
-                self.share_run_now(target, check);
+                self.hub.request_run_now(&target, check_name);
+                self.share_run_now(&target, check_name);
             }
         }
     }

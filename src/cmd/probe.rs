@@ -187,11 +187,21 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
             cancel.clone(),
         ));
     }
+    // Run-now requests are run beside the schedule (`run_now`), so the
+    // scheduler is given none: its cadence stays where it was.
+    tasks.spawn(crate::run_now::run_requests(
+        scheduler.runner.clone(),
+        checks_rx.clone(),
+        run_now_rx,
+        scheduler.results.clone(),
+        cancel.clone(),
+    ));
+    let (_no_requests, scheduler_requests) = mpsc::channel(1);
     let shipper_cancel = super::spawn_scheduler(
         &mut tasks,
         scheduler,
         checks_rx,
-        run_now_rx,
+        scheduler_requests,
         metrics,
         cancel.clone(),
     );

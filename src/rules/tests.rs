@@ -322,3 +322,125 @@ fn results_are_judged_in_arrival_order_whatever_their_timestamps() {
     assert_eq!(state.regions["l"].consecutive_failures, 2);
     assert_eq!(state.regions["l"].last.started_at, t(6));
 }
+
+/// Feeds `inputs` and, after each result, asks who fast confirmation
+/// would ask now: the targets after each input (`-` for none), joined
+/// with `,`.
+fn confirmations(rules: &Rules, inputs: &[&str]) -> Vec<String> {
+    let mut state = CheckState::default();
+    let mut asked = Asked::default();
+    let mut out = Vec::new();
+    for spec in inputs {
+        let (result, at) = input(spec);
+        let Some(result) = result else {
+            step("api", &mut state, rules, Input::Tick { now: at }, &mut Uuid::now_v7);
+            out.push("-".to_string());
+            continue;
+        };
+        let judged = Input::Result {
+            result: &result,
+            received_at: at,
+        };
+        step("api", &mut state, rules, judged, &mut Uuid::now_v7);
+        let ok = result.outcome == Outcome::Ok;
+        let targets = confirmation_targets(&state, rules, &result.region, ok, at, &mut asked);
+        out.push(if targets.is_empty() {
+            "-".to_string()
+        } else {
+            targets.join(",")
+        });
+    }
+    out
+}
+
+#[test]
+fn fast_confirmation_table() {
+    let cases: &[(&str, Rules, &[&str], &[&str])] = &[
+        (
+            "all well: nobody is asked",
+            rules(2, 1, Some(2)),
+            &["a:ok@0", "b:ok@0", "c:ok@0", "a:ok@5"],
+            &["-", "-", "-", "-"],
+        ),
+        (
+            "a first failure asks every region not failing, the reporter too",
+            rules(2, 1, Some(2)),
+            &["a:ok@0", "b:ok@0", "c:ok@0", "a:fail@5"],
+            &["-", "-", "-", "a,b,c"],
+        ),
+        (
+            "a region that reached failing asks nobody; the next one asks those not failing",
+            rules(2, 1, Some(2)),
+            &["a:ok@0", "b:ok@0", "c:ok@0", "a:fail@5", "a:fail@5", "b:fail@5"],
+            &["-", "-", "-", "a,b,c", "-", "b,c"],
+        ),
+        (
+            "a recovery while down asks the regions still failing",
+            rules(2, 1, Some(2)),
+            &[
+                "a:ok@0", "b:ok@0", "c:ok@0", "a:fail@5", "a:fail@5", "b:fail@5", "b:fail@5",
+                "c:ok@7",
+            ],
+            &["-", "-", "-", "a,b,c", "-", "b,c", "-", "a,b"],
+        ),
+        (
+            "a recovery seen by a failing region asks the others still failing",
+            rules(2, 1, Some(2)),
+            &[
+                "a:fail@0", "a:fail@0", "b:fail@0", "b:fail@0", "c:fail@0", "c:fail@0",
+                "b:ok@6",
+            ],
+            &["a", "-", "b", "-", "c", "-", "a,c"],
+        ),
+        (
+            "successes: 2: the reporter is asked to count its own second success",
+            rules(1, 2, None),
+            &["a:fail@0", "b:fail@0", "a:ok@5"],
+            &["-", "-", "a,b"],
+        ),
+        (
+            "a recovery while up (one region failing alone) asks nobody",
+            rules(2, 1, Some(2)),
+            &["a:ok@0", "b:ok@0", "c:fail@0", "c:fail@0", "c:ok@5"],
+            &["-", "-", "a,b,c", "-", "-"],
+        ),
+        (
+            "bounded: a region flapping on its own asks each region `failures` times per window",
+            rules(2, 1, Some(2)),
+            &[
+                "a:ok@0", "b:ok@0", "c:ok@0", "a:fail@1", "a:ok@2", "a:fail@3", "a:ok@4",
+                "a:fail@5", "a:ok@6", "a:fail@7",
+            ],
+            &["-", "-", "-", "a,b,c", "-", "a,b,c", "-", "-", "-", "-"],
+        ),
+        (
+            "bounded: after the check's staleness window (35 s) asking starts again",
+            rules(2, 1, Some(2)),
+            &[
+                "a:ok@0", "b:ok@0", "c:ok@0", "a:fail@1", "a:ok@2", "a:fail@3", "a:ok@4",
+                "a:fail@5", "b:ok@30", "c:ok@30", "a:ok@30", "a:fail@40",
+            ],
+            &["-", "-", "-", "a,b,c", "-", "a,b,c", "-", "-", "-", "-", "-", "a,b,c"],
+        ),
+        (
+            "bounded: recoveries ask each failing region `successes` times per status",
+            rules(2, 1, Some(2)),
+            &[
+                "a:fail@0", "a:fail@0", "b:fail@0", "b:fail@0", "c:fail@0", "c:fail@0",
+                "c:ok@6", "c:ok@7",
+            ],
+            &["a", "-", "b", "-", "c", "-", "a,b", "-"],
+        ),
+        (
+            "a stale region is never asked",
+            rules(2, 1, Some(1)),
+            &["a:ok@0", "b:ok@0", "b:ok@40", "tick@40", "b:fail@41"],
+            &["-", "-", "-", "-", "b"],
+        ),
+    ];
+    for (name, rules, inputs, expected) in cases {
+        let got = confirmations(rules, inputs);
+        let expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(got, expected, "{name}");
+    }
+}
