@@ -18,6 +18,7 @@ pub mod check_page;
 pub mod feed;
 pub mod groups;
 pub mod markdown;
+pub mod overview;
 pub mod page;
 
 use std::collections::{BTreeMap, HashMap};
