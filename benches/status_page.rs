@@ -368,6 +368,21 @@ async fn run(checks: usize, groups: usize) -> Result<(), String> {
         mib(rss_settled)
     );
 
+    // How much of that the allocator holds free: glibc's malloc_trim hands
+    // free pages back; what stays is live or fragmented (a diagnosis only:
+    // the daemon does what its own code does).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks and releases the allocator's own
+        // free memory; it takes no pointers of ours.
+        unsafe { nix::libc::malloc_trim(0) };
+        println!(
+            "RSS after malloc_trim(0) (free memory glibc kept): {:.1} MiB ({})",
+            mib(rss_kib()),
+            rss_parts()
+        );
+    }
+
     // /metrics: whole, then in parts where the build has them.
     let metrics_url = format!("http://{addr}/metrics");
     let scrape = |query: String| {
@@ -479,6 +494,20 @@ fn rss_kib() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// RssAnon and RssFile of this process, as /proc says them.
+fn rss_parts() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("RssAnon:") || l.starts_with("RssFile:"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 fn mib(kib: u64) -> f64 {

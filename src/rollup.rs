@@ -66,6 +66,12 @@ impl LatencyHistogram {
         self.total
     }
 
+    /// Empty again, keeping its buckets (to be reused without allocating).
+    pub fn clear(&mut self) {
+        self.counts.iter_mut().for_each(|c| *c = 0);
+        self.total = 0;
+    }
+
     /// The `q` quantile (0..=1) in ms: the geometric middle of the bucket
     /// it falls in. `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
