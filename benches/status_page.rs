@@ -13,6 +13,15 @@
 //! - warm: the report cached (HTML + gzip), median of `RUNS`;
 //! - the page's bytes, gzip and plain.
 //!
+//! Then (#19, serving at scale), each figure printed so a quiet machine can
+//! rerun it: warm p50/p99 of `GET /` and `GET /api/v1/status` (gzip and
+//! plain, the time until the last byte arrived over loopback), their bytes
+//! raw and gzip, the process's RSS before and after a burst of `BURST` page
+//! and `BURST` JSON requests (and once more after the report cache expired
+//! and a request took the new one), and `/metrics`' bytes and time (whole,
+//! and in the parts `?part=lookout` and `?shard=K/N`, where the build has
+//! them) with one latest result per check fed to the metrics as ingest does.
+//!
 //! `LOOKOUT_BENCH_CHECKS` and `LOOKOUT_BENCH_GROUPS` change the size. No
 //! network beyond loopback is used; nothing runs the checks.
 
@@ -31,6 +40,12 @@ use uuid::Uuid;
 const RUNS: usize = 10;
 const RESULT_EVERY_MIN: i64 = 10;
 const BATCH: usize = 20_000;
+/// Requests of each kind (page, JSON) in the burst the RSS is taken around.
+const BURST: usize = 100;
+/// Warm requests timed for p50/p99.
+const WARM_RUNS: usize = 50;
+/// Shards `/metrics?shard=K/N` is scraped in.
+const METRICS_SHARDS: usize = 8;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -219,6 +234,12 @@ async fn run(checks: usize, groups: usize) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?,
     );
+    // What ingest would have told the metrics: each check's latest result.
+    for name in &names {
+        aggregator
+            .metrics()
+            .observe_result(latest_result(name, now)?);
+    }
     let app = lookout::api::router(aggregator, None, false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -253,6 +274,7 @@ async fn run(checks: usize, groups: usize) -> Result<(), String> {
             Ok::<_, String>((began.elapsed(), body.len(), encoding))
         }
     };
+    let rss_idle = rss_kib();
     let (_, plain_bytes, _) = get(false).await?;
     let mut warm = Vec::new();
     let mut gzip_bytes = 0;
@@ -291,7 +313,205 @@ async fn run(checks: usize, groups: usize) -> Result<(), String> {
         gzip_bytes as f64 / 1024.0,
         plain_bytes as f64 / 1024.0
     );
+
+    // Warm p50/p99 of the page and the JSON, gzip and plain: each series
+    // starts right after one request took a fresh report, so all of it
+    // falls within the report cache.
+    let json_url = format!("http://{addr}/api/v1/status");
+    for (what, url) in [("GET /", url.as_str()), ("GET /api/v1/status", &json_url)] {
+        for gzip in [true, false] {
+            let (_, bytes, _) = fetch(&http, url, gzip).await?;
+            let mut times = Vec::new();
+            let began = Instant::now();
+            while times.len() < WARM_RUNS
+                && began.elapsed() + Duration::from_millis(500) < lookout::limits::STATUS_CACHE_FOR
+            {
+                times.push(fetch(&http, url, gzip).await?.0);
+            }
+            let (p50, p99) = percentiles(times.clone());
+            println!(
+                "{what} {}, warm, {} runs: p50 {:.1} ms, p99 {:.1} ms; {:.1} KiB",
+                if gzip { "gzip" } else { "plain" },
+                times.len(),
+                ms(p50),
+                ms(p99),
+                bytes as f64 / 1024.0
+            );
+        }
+    }
+
+    // RSS around a burst of page and JSON views.
+    tokio::time::sleep(lookout::limits::STATUS_CACHE_FOR + Duration::from_millis(200)).await;
+    fetch(&http, &url, true).await?;
+    fetch(&http, &json_url, true).await?;
+    let rss_before = rss_kib();
+    let burst = Instant::now();
+    for i in 0..BURST {
+        // Half the burst without gzip, as a plain client (curl) asks.
+        let gzip = i % 2 == 0;
+        fetch(&http, &url, gzip).await?;
+        fetch(&http, &json_url, gzip).await?;
+    }
+    let burst_took = burst.elapsed();
+    let rss_after = rss_kib();
+    tokio::time::sleep(lookout::limits::STATUS_CACHE_FOR + Duration::from_millis(200)).await;
+    fetch(&http, &url, true).await?;
+    fetch(&http, &json_url, true).await?;
+    let rss_settled = rss_kib();
+    println!(
+        "RSS: {:.1} MiB before any request; {:.1} MiB before {BURST} page + {BURST} JSON requests (half gzip, {:.1} s), {:.1} MiB after ({:+.1} %), {:.1} MiB after the next report",
+        mib(rss_idle),
+        mib(rss_before),
+        burst_took.as_secs_f64(),
+        mib(rss_after),
+        (rss_after as f64 / rss_before.max(1) as f64 - 1.0) * 100.0,
+        mib(rss_settled)
+    );
+
+    // How much of that the allocator holds free: glibc's malloc_trim hands
+    // free pages back; what stays is live or fragmented (a diagnosis only:
+    // the daemon does what its own code does).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks and releases the allocator's own
+        // free memory; it takes no pointers of ours.
+        unsafe { nix::libc::malloc_trim(0) };
+        println!(
+            "RSS after malloc_trim(0) (free memory glibc kept): {:.1} MiB ({})",
+            mib(rss_kib()),
+            rss_parts()
+        );
+    }
+
+    // /metrics: whole, then in parts where the build has them.
+    let metrics_url = format!("http://{addr}/metrics");
+    let scrape = |query: String| {
+        let url = format!("{metrics_url}{query}");
+        let http = http.clone();
+        async move {
+            let mut times = Vec::new();
+            let mut bytes = 0;
+            let mut code = 0;
+            for _ in 0..5 {
+                let began = Instant::now();
+                let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
+                code = response.status().as_u16();
+                bytes = response.bytes().await.map_err(|e| e.to_string())?.len();
+                times.push(began.elapsed());
+            }
+            let (p50, p99) = percentiles(times);
+            Ok::<_, String>((code, bytes, p50, p99))
+        }
+    };
+    let (_, bytes, p50, max) = scrape(String::new()).await?;
+    println!(
+        "GET /metrics (plain text), 5 runs: {:.2} MiB, median {:.0} ms, max {:.0} ms",
+        bytes as f64 / (1 << 20) as f64,
+        ms(p50),
+        ms(max)
+    );
+    let (code, own, p50, _) = scrape("?part=lookout".to_string()).await?;
+    if code == 200 {
+        println!(
+            "GET /metrics?part=lookout: {:.1} KiB, median {:.1} ms",
+            own as f64 / 1024.0,
+            ms(p50)
+        );
+        let mut largest = (0, Duration::ZERO);
+        let mut total = own;
+        for k in 0..METRICS_SHARDS {
+            let (_, part, p50, _) = scrape(format!("?shard={k}/{METRICS_SHARDS}")).await?;
+            total += part;
+            largest = largest.max((part, p50));
+        }
+        println!(
+            "GET /metrics?shard=K/{METRICS_SHARDS}: largest {:.2} MiB (median {:.0} ms); parts together {:.2} MiB",
+            largest.0 as f64 / (1 << 20) as f64,
+            ms(largest.1),
+            total as f64 / (1 << 20) as f64
+        );
+    } else {
+        println!("GET /metrics?part=lookout: {code} (no parts in this build)");
+    }
     Ok(())
+}
+
+/// A check's latest result as an http probe reports it.
+fn latest_result(check: &str, at: DateTime<Utc>) -> Result<ProbeResult, String> {
+    serde_json::from_value(serde_json::json!({
+        "id": Uuid::now_v7(), "check": check, "region": "local", "probe": "bench",
+        "started_at": at, "duration_ms": 42.0, "outcome": "ok", "status": 200,
+        "phases_ms": { "dns": 1.0, "connect": 2.0, "ttfb": 30.0, "transfer": 9.0 },
+        "address": "127.0.0.1", "ip_family": "ipv4", "http_version": "1.1",
+    }))
+    .map_err(|e| e.to_string())
+}
+
+/// One request to the end of its body: (time, bytes, content-encoding).
+async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    gzip: bool,
+) -> Result<(Duration, usize, String), String> {
+    let request = http.get(url);
+    let request = if gzip {
+        request.header("accept-encoding", "gzip")
+    } else {
+        request
+    };
+    let began = Instant::now();
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("{url}: {}", response.status()));
+    }
+    let encoding = response
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .to_string();
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    Ok((began.elapsed(), body.len(), encoding))
+}
+
+/// (p50, p99) of a list of times.
+fn percentiles(mut list: Vec<Duration>) -> (Duration, Duration) {
+    list.sort();
+    if list.is_empty() {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    let at = |q: f64| list[((list.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// This process's resident set, KiB (0 where /proc is not there).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// RssAnon and RssFile of this process, as /proc says them.
+fn rss_parts() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("RssAnon:") || l.starts_with("RssFile:"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 fn ms(d: Duration) -> f64 {

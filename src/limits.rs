@@ -700,3 +700,24 @@ pub const RUN_NOW_RUNS_PER_INTERVAL_MAX: usize = 4;
 /// Run-now requests a probe runs at once (each a check run of its own,
 /// beside the scheduler's): more wait for one to finish.
 pub const RUN_NOW_CONCURRENT_MAX: usize = 16;
+
+/// Check cards one view of the status page shows (#19). A page with at
+/// most this many shown checks is the whole page as before; a larger one
+/// shows the failing checks and the groups' roll-ups first, and the rest
+/// a group or a page at a time, so a 10,000-check page stays a few
+/// hundred KiB a browser can lay out.
+pub const STATUS_PAGE_CARDS_MAX: usize = 100;
+/// Rendered variants (query strings) of the page kept compressed at once;
+/// past it the cache starts over. Groups and pages are bounded by the
+/// config, `refresh` by its clamp, so this only bounds a visitor cycling
+/// through them.
+pub const STATUS_RENDERED_VARIANTS_MAX: usize = 64;
+/// `/metrics?shard=K/N`: the most shards a scrape may split the per-check
+/// series into.
+pub const METRICS_SHARDS_MAX: usize = 1024;
+/// `/metrics?check=NAME`: the most check names one scrape may list.
+pub const METRICS_CHECKS_MAX: usize = 256;
+/// Bytes a cached status body is written into its gzip encoder in, and
+/// inflated in for a client that does not take gzip: what one rendering
+/// or one plain response holds at a time besides the compressed body.
+pub const STATUS_RENDER_CHUNK: usize = 64 * 1024;

@@ -24,9 +24,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::Method;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
@@ -40,6 +40,11 @@ use crate::result::{Outcome, ProbeResult};
 use crate::rules::Status;
 
 mod browser_pages;
+pub mod parts;
+mod text;
+
+pub use parts::Scope;
+pub use text::{respond, to_prometheus_text};
 
 /// Bucket bounds (seconds) for probe run times: from a 5 ms loopback check to
 /// a 30 s browser flow.
@@ -129,6 +134,9 @@ struct AggregatorLabel {
 /// middleware, the aggregator (results) and the scheduler (lateness).
 pub struct Metrics {
     registry: Registry,
+    /// The accumulating series with a `check` label, apart, so that
+    /// `/metrics?part=lookout` need not encode them.
+    check_registry: Registry,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
     http_in_progress: Gauge,
@@ -156,6 +164,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
+        let mut check_registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -178,14 +187,14 @@ impl Metrics {
         );
         let probe_duration =
             Family::<CheckRegion, Histogram>::new_with_constructor(probe_histogram as fn() -> _);
-        registry.register_with_unit(
+        check_registry.register_with_unit(
             "lookout_probe_duration",
             "Run time of each probe run, by check and region (for p50/p95/p99)",
             Unit::Seconds,
             probe_duration.clone(),
         );
         let probe_results = Family::<CheckRegionOutcome, Counter>::default();
-        registry.register(
+        check_registry.register(
             "lookout_probe_results",
             "Probe results received, by check, region and outcome (ok, fail, timeout, error)",
             probe_results.clone(),
@@ -199,6 +208,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            check_registry,
             http_requests,
             http_duration,
             http_in_progress,
@@ -311,6 +321,18 @@ impl Metrics {
             .store(crate::clock::now().timestamp_millis(), Ordering::Relaxed);
     }
 
+    /// The newest result of every (check, region) of the checks `keep`
+    /// takes (the status page wants its browser checks' only: cloning all
+    /// 10,000 to keep a few was most of what it copied, #19).
+    pub fn latest_results_of(&self, keep: &dyn Fn(&str) -> bool) -> Vec<ProbeResult> {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest
+            .values()
+            .filter(|r| keep(&r.check))
+            .cloned()
+            .collect()
+    }
+
     /// The newest result of every (check, region) seen.
     pub fn latest_results(&self) -> Vec<ProbeResult> {
         let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
@@ -320,12 +342,41 @@ impl Metrics {
     /// The whole exposition: the accumulated series and `snapshot`'s, in
     /// OpenMetrics text.
     pub fn encode(&self, snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
+        self.encode_part(snapshot, &Scope::All)
+    }
+
+    /// The part `scope` of the exposition (`parts.rs`); `snapshot` should
+    /// be narrowed to it first (`Snapshot::narrow`), which only saves work.
+    pub fn encode_part(
+        &self,
+        snapshot: &Snapshot,
+        scope: &Scope,
+    ) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
-        encode_registry(&mut out, &self.registry)?;
-        encode_registry(&mut out, &snapshot.registry())?;
-        if let Some(source) = self.uplink.get() {
-            encode_registry(&mut out, &uplink_registry(&source()))?;
+        if *scope == Scope::All {
+            encode_registry(&mut out, &self.registry)?;
+            encode_registry(&mut out, &self.check_registry)?;
+            encode_registry(&mut out, &snapshot.registry())?;
+            if let Some(source) = self.uplink.get() {
+                encode_registry(&mut out, &uplink_registry(&source()))?;
+            }
+            encode_eof(&mut out)?;
+            return Ok(out);
         }
+        let mut whole = String::new();
+        if scope.has_own() {
+            encode_registry(&mut whole, &self.registry)?;
+        }
+        if scope.has_checks() {
+            encode_registry(&mut whole, &self.check_registry)?;
+        }
+        encode_registry(&mut whole, &snapshot.registry())?;
+        if scope.has_own()
+            && let Some(source) = self.uplink.get()
+        {
+            encode_registry(&mut whole, &uplink_registry(&source()))?;
+        }
+        parts::filter_into(&mut out, &whole, scope);
         encode_eof(&mut out)?;
         Ok(out)
     }
@@ -566,6 +617,12 @@ fn fnv1a_32(bytes: &[u8]) -> u32 {
 }
 
 impl Snapshot {
+    /// Keeps only the checks (and their results) of `scope`.
+    pub fn narrow(&mut self, scope: &Scope) {
+        self.checks.retain(|c| scope.keeps(Some(&c.name)));
+        self.results.retain(|r| scope.keeps(Some(&r.check)));
+    }
+
     fn registry(&self) -> Registry {
         let mut registry = Registry::default();
         let checks: HashMap<&str, &CheckSnapshot> =
@@ -805,73 +862,6 @@ impl Snapshot {
 
 fn gauge_value(count: u64) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
-}
-
-/// Answers a scrape in the format the scraper asked for.
-pub fn respond(openmetrics: String, accept: Option<&HeaderValue>) -> Response {
-    let wants_openmetrics = accept
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/openmetrics-text"));
-    if wants_openmetrics {
-        (
-            [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-            openmetrics,
-        )
-            .into_response()
-    } else {
-        (
-            [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
-            to_prometheus_text(&openmetrics),
-        )
-            .into_response()
-    }
-}
-
-/// OpenMetrics text, as `prometheus_client` writes it, in the classic
-/// Prometheus text format 0.0.4: counters are declared under their sample
-/// name (`x_total`, not `x`), and `# UNIT` and `# EOF` are dropped. The two
-/// formats are otherwise the same for the gauges, counters and histograms
-/// used here.
-pub fn to_prometheus_text(openmetrics: &str) -> String {
-    let mut counters: Vec<&str> = Vec::new();
-    for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ")
-            && let Some(name) = rest.strip_suffix(" counter")
-        {
-            counters.push(name);
-        }
-    }
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let declared = line
-            .strip_prefix("# HELP ")
-            .map(|rest| ("# HELP ", rest))
-            .or_else(|| line.strip_prefix("# TYPE ").map(|rest| ("# TYPE ", rest)));
-        if let Some((prefix, rest)) = declared
-            && let Some((name, tail)) = rest.split_once(' ')
-            && counters.contains(&name)
-        {
-            out.push_str(prefix);
-            out.push_str(name);
-            out.push_str("_total ");
-            out.push_str(tail);
-            out.push('\n');
-            continue;
-        }
-        // A counter's creation time has no place in 0.0.4.
-        if counters
-            .iter()
-            .any(|c| line.starts_with(c) && line[c.len()..].starts_with("_created"))
-        {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

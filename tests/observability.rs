@@ -634,3 +634,87 @@ fn the_monitoring_deploy_files_pass_promtool() {
         assert!(rows.contains(&signal), "{rows:?}");
     }
 }
+
+/// Series keys (name and labels, no value) of an exposition's samples.
+fn series_keys(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(key, _)| key.to_string()))
+        .collect()
+}
+
+fn check_of(key: &str) -> Option<&str> {
+    let at = key
+        .find("{check=\"")
+        .map(|i| i + 8)
+        .or_else(|| key.find(",check=\"").map(|i| i + 8))?;
+    key[at..].split('"').next()
+}
+
+async fn scrape_part(base: &str, query: &str) -> (u16, String) {
+    let response = client()
+        .get(format!("{base}/metrics?{query}"))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// #19: `/metrics` in parts. The lookout part has no per-check series, a
+/// shard only its checks' (each check in exactly one shard), every part
+/// passes promtool, and the parts hold every series of the whole (taken
+/// before and after them, as probe runs go on meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_in_parts_add_up_to_the_whole_and_pass_promtool() {
+    let (_target, _dirs, server) = settled_three_states().await;
+    let base = server.base.clone();
+    let (_, before) = scrape(&base, None).await;
+    let (code, own) = scrape_part(&base, "part=lookout").await;
+    assert_eq!(code, 200, "{own}");
+    let mut parts = series_keys(&own);
+    assert!(parts.iter().all(|k| check_of(k).is_none()), "{own}");
+    assert!(
+        own.contains("# TYPE lookout_alert_outbox_pending gauge"),
+        "{own}"
+    );
+    let mut seen_in: std::collections::HashMap<String, usize> = Default::default();
+    for index in 0..3 {
+        let (code, shard) = scrape_part(&base, &format!("shard={index}/3")).await;
+        assert_eq!(code, 200, "{shard}");
+        let (ok, said) = promtool(&["check", "metrics"], Some(&shard), Path::new("."));
+        assert!(ok, "promtool on shard {index}/3: {said}\n{shard}");
+        for key in series_keys(&shard) {
+            let check = check_of(&key).unwrap_or_else(|| panic!("{key} in a shard"));
+            let earlier = seen_in.insert(check.to_string(), index);
+            assert!(earlier.is_none_or(|e| e == index), "{check} in two shards");
+            parts.insert(key);
+        }
+    }
+    let (ok, said) = promtool(&["check", "metrics"], Some(&own), Path::new("."));
+    assert!(ok, "promtool on part=lookout: {said}");
+    let (_, after) = scrape(&base, None).await;
+    for key in series_keys(&before) {
+        // The one series a scrape adds on its way: its own request count.
+        assert!(
+            parts.contains(&key) || key.contains("route=\"/metrics\""),
+            "{key} missing from the parts"
+        );
+    }
+    let whole_after = series_keys(&after);
+    assert!(
+        parts.iter().all(|k| whole_after.contains(k)),
+        "no part has a series the whole has not"
+    );
+    for check in ["web-up", "api-down", "search-slow"] {
+        assert!(seen_in.contains_key(check), "{check} in no shard");
+        let (code, one) = scrape_part(&base, &format!("check={check}")).await;
+        assert_eq!(code, 200);
+        assert!(
+            series_keys(&one).iter().all(|k| check_of(k) == Some(check)),
+            "{one}"
+        );
+    }
+    let (code, said) = scrape_part(&base, "shard=3/3").await;
+    assert_eq!(code, 400);
+    assert!(said.contains("`shard` must be K/N"), "{said}");
+}

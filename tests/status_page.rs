@@ -748,3 +748,87 @@ checks:
     assert!(text.contains("unknown check `nope`"), "{text}");
     assert!(text.contains("`severity` must be one of"), "{text}");
 }
+
+fn gunzip(bytes: &[u8]) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut text)
+        .expect("a gzip body");
+    text
+}
+
+/// #19: the page and its JSON are made once per report and kept gzipped:
+/// the gzip body is the plain one compressed, an `ETag` answers a reload
+/// with 304, `Vary` names the negotiation; `?group=` selects one group and
+/// an unknown group is a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_its_json_come_gzipped_once_with_an_etag() {
+    let target = start_target().await;
+    let dirs = grouped(&target);
+    let server = Server::start(&dirs);
+    settled(&server).await;
+    let base = server.base.clone();
+    let http = client();
+    for path in ["/", "/api/v1/status"] {
+        let url = format!("{base}{path}");
+        // Within one report the two answers are the same body; a report
+        // renewed in between (every 5 s) changes the ETag, so try again.
+        let mut same = false;
+        for _ in 0..10 {
+            let zipped = http
+                .get(&url)
+                .header("accept-encoding", "gzip")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(zipped.status(), 200);
+            assert_eq!(zipped.headers()["content-encoding"], "gzip", "{path}");
+            assert!(
+                zipped.headers()["vary"]
+                    .to_str()
+                    .unwrap()
+                    .contains("accept-encoding")
+            );
+            let etag = zipped.headers()["etag"].clone();
+            let unzipped = gunzip(&zipped.bytes().await.unwrap());
+            let plain = http.get(&url).send().await.unwrap();
+            assert!(plain.headers().get("content-encoding").is_none(), "{path}");
+            let plain_etag = plain.headers()["etag"].clone();
+            let plain = plain.text().await.unwrap();
+            if plain_etag != etag {
+                continue;
+            }
+            assert_eq!(unzipped, plain, "{path}");
+            let again = http
+                .get(&url)
+                .header("if-none-match", etag.clone())
+                .send()
+                .await
+                .unwrap();
+            if again.status() == 200 {
+                continue; // the report was renewed in between
+            }
+            assert_eq!(again.status(), 304, "{path}");
+            same = true;
+            break;
+        }
+        assert!(same, "{path}: one body within one report");
+    }
+    let payments = http
+        .get(format!("{base}/?group=Payments"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(payments.contains("data-check=\"api-down\""), "{payments}");
+    assert!(!payments.contains("data-check=\"web-up\""), "{payments}");
+    let unknown = http
+        .get(format!("{base}/?group=Nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}

@@ -98,17 +98,18 @@ impl Aggregator {
             .screenshots_present(failing_browser_runs)
             .await?;
         // Their latest full results: pages, errors and film strips.
-        let browser_results: Vec<crate::result::ProbeResult> = self
-            .metrics
-            .latest_results()
-            .into_iter()
-            .filter(|r| {
-                config
-                    .checks
-                    .iter()
-                    .any(|c| c.name == r.check && c.kind_name() == "browser")
-            })
+        let browser: std::collections::HashSet<&str> = config
+            .checks
+            .iter()
+            .filter(|c| c.kind_name() == "browser")
+            .map(|c| c.name.as_str())
             .collect();
+        let browser_results = if browser.is_empty() {
+            Vec::new()
+        } else {
+            self.metrics
+                .latest_results_of(&|check| browser.contains(check))
+        };
         Ok(crate::status::compute(&crate::status::Inputs {
             config: &config,
             states: &states,

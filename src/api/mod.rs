@@ -22,6 +22,7 @@ mod acks;
 mod announcements;
 mod history;
 mod probes;
+mod rendered;
 mod shared;
 mod status_page;
 
@@ -40,6 +41,7 @@ pub fn router(
     let state = ApiState {
         aggregator,
         admin_token: admin_token.map(Arc::from),
+        rendered: Arc::default(),
     };
     let routes = Router::new()
         .route("/health", get(health))
@@ -91,6 +93,12 @@ pub fn router(
 #[derive(Deserialize)]
 struct PageQuery {
     refresh: Option<u64>,
+    /// One group's checks (#19: a large page shows groups rolled up).
+    group: Option<String>,
+    /// `failing`: only the checks down or degraded.
+    status: Option<String>,
+    /// 1-based page of check cards.
+    page: Option<usize>,
 }
 
 impl PageQuery {
@@ -100,11 +108,36 @@ impl PageQuery {
     }
 }
 
-/// `GET /api/v1/status`: every figure of the status page, as JSON.
-async fn status_json(State(aggregator): State<Arc<Aggregator>>) -> Response {
-    match aggregator.status_report().await {
-        Ok(report) => Json(report.as_ref()).into_response(),
-        Err(error) => storage_failure(error),
+/// `GET /api/v1/status`: every figure of the status page, as JSON, encoded
+/// and gzipped once per report (`rendered.rs`).
+async fn status_json(
+    State(aggregator): State<Arc<Aggregator>>,
+    State(cache): State<Arc<rendered::RenderCache>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let report = match aggregator.status_report().await {
+        Ok(report) => report,
+        Err(error) => return storage_failure(error),
+    };
+    let config = aggregator.config();
+    let written = report.clone();
+    let body = cache
+        .get_or_render(
+            rendered::Kind::Json,
+            "",
+            (&report, &config, 0),
+            move |out: &mut dyn std::io::Write| {
+                serde_json::to_writer(out, written.as_ref()).map_err(|e| e.to_string())
+            },
+        )
+        .await;
+    let private = !matches!(config.page.access, crate::config::page::PageAccess::Public);
+    match body {
+        Ok(body) => body.respond(&headers, private),
+        Err(error) => {
+            tracing::error!(%error, "cannot render the status JSON");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
 }
 
@@ -144,16 +177,23 @@ async fn one_check(
     }))
 }
 
-/// `GET /metrics`: Prometheus text (OpenMetrics when asked for).
+/// `GET /metrics`: Prometheus text (OpenMetrics when asked for); in parts
+/// with `?part=lookout`, `?shard=K/N` or `?check=NAME` (`metrics/parts.rs`).
 async fn scrape(
     State(aggregator): State<Arc<Aggregator>>,
     headers: axum::http::HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     if let Some(refused) = status_page::metrics_refused(&aggregator, &headers) {
         return refused;
     }
-    let snapshot = aggregator.metrics_snapshot().await;
-    match aggregator.metrics().encode(&snapshot) {
+    let scope = match crate::metrics::Scope::from_query(query.as_deref()) {
+        Ok(scope) => scope,
+        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    };
+    let mut snapshot = aggregator.metrics_snapshot().await;
+    snapshot.narrow(&scope);
+    match aggregator.metrics().encode_part(&snapshot, &scope) {
         Ok(text) => crate::metrics::respond(text, headers.get(axum::http::header::ACCEPT)),
         Err(error) => {
             tracing::error!(%error, "cannot encode the metrics");

@@ -19,6 +19,14 @@ pub struct ApiState {
     /// When set, requests that change something (silences) must carry
     /// `Authorization: Bearer <token>`.
     pub admin_token: Option<Arc<str>>,
+    /// The status page's and its JSON's bodies, gzipped once per report.
+    pub rendered: Arc<super::rendered::RenderCache>,
+}
+
+impl axum::extract::FromRef<ApiState> for Arc<super::rendered::RenderCache> {
+    fn from_ref(state: &ApiState) -> Arc<super::rendered::RenderCache> {
+        state.rendered.clone()
+    }
 }
 
 impl axum::extract::FromRef<ApiState> for Arc<Aggregator> {

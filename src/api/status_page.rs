@@ -22,10 +22,12 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::rendered::{Kind, RenderCache};
 use super::{ApiState, PageQuery, not_found, storage_failure};
 use crate::aggregator::Aggregator;
 use crate::config::page::{Announcement, PageAccess};
 use crate::limits;
+use crate::status::overview::Selection;
 use crate::status::{StatusReport, badge, check_page, feed};
 
 /// The routes that follow `status_page.access`.
@@ -203,23 +205,62 @@ pub(super) async fn announcements(
     Ok(all)
 }
 
-/// `GET /`: the status page.
+/// `GET /`: the status page (`?group=`, `?status=failing`, `?page=` select
+/// its checks past `STATUS_PAGE_CARDS_MAX`), rendered and gzipped once per
+/// report and query (`rendered.rs`).
 async fn page(
     State(aggregator): State<Arc<Aggregator>>,
+    State(cache): State<Arc<RenderCache>>,
     Query(query): Query<PageQuery>,
+    headers: HeaderMap,
 ) -> Response {
     let (report, notes) = match report_and_notes(&aggregator).await {
         Ok(both) => both,
         Err(error) => return storage_failure(error),
     };
     let config = aggregator.config();
-    let view = crate::status::page::PageView {
-        settings: &config.page,
-        announcements: &notes,
-        refresh: query.refresh(),
+    let refresh = query.refresh();
+    let selection = Selection {
+        group: query.group.clone(),
+        failing: query.status.as_deref() == Some("failing"),
+        page: query.page.unwrap_or(1),
     };
-    axum::response::Html(crate::status::page::render_page(&report, &view, None).into_string())
-        .into_response()
+    if !crate::status::overview::exists(&report, &selection) {
+        return not_found_group(selection.group.as_deref().unwrap_or_default());
+    }
+    let key = format!(
+        "{}|{}|{}|{}",
+        refresh.unwrap_or(0),
+        selection.failing,
+        selection.page,
+        selection.group.as_deref().unwrap_or_default()
+    );
+    let stamp = super::rendered::fingerprint(&notes);
+    let (written, settings) = (report.clone(), config.clone());
+    let body = cache
+        .get_or_render(
+            Kind::Html,
+            &key,
+            (&report, &config, stamp),
+            move |out: &mut dyn std::io::Write| {
+                let view = crate::status::page::PageView {
+                    settings: &settings.page,
+                    announcements: &notes,
+                    refresh,
+                    selection,
+                };
+                let html = crate::status::page::render_page(&written, &view, None).into_string();
+                out.write_all(html.as_bytes()).map_err(|e| e.to_string())
+            },
+        )
+        .await;
+    match body {
+        Ok(body) => body.respond(&headers, !matches!(config.page.access, PageAccess::Public)),
+        Err(error) => {
+            tracing::error!(%error, "cannot render the status page");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn report_and_notes(

@@ -107,3 +107,114 @@ fn the_snapshot_exports_states_and_ages() {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
 }
+
+/// A snapshot of `n` http checks, each with a latest result.
+fn fleet(metrics: &Metrics, n: usize) -> Snapshot {
+    let now = Utc::now();
+    let names: Vec<String> = (0..n).map(|i| format!("check-{i:03}")).collect();
+    for name in &names {
+        metrics.observe_result(ProbeResult::for_test(name, Outcome::Ok, now));
+    }
+    Snapshot {
+        checks: names
+            .iter()
+            .map(|name| CheckSnapshot {
+                name: name.clone(),
+                kind: "http",
+                target: format!("http://x/{name}"),
+                status: Status::Up,
+            })
+            .collect(),
+        results: metrics.latest_results(),
+        regions: vec![RegionSnapshot {
+            region: "local".into(),
+            last_result: Some(now),
+            spool_pending: Some(1),
+        }],
+        outbox_pending: Some(0),
+        now,
+        ..Snapshot::default()
+    }
+}
+
+fn samples(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn part(metrics: &Metrics, snapshot: &Snapshot, scope: &Scope) -> String {
+    let mut narrowed = Snapshot {
+        checks: snapshot
+            .checks
+            .iter()
+            .map(|c| CheckSnapshot {
+                name: c.name.clone(),
+                kind: c.kind,
+                target: c.target.clone(),
+                status: c.status,
+            })
+            .collect(),
+        results: snapshot.results.clone(),
+        regions: snapshot
+            .regions
+            .iter()
+            .map(|r| RegionSnapshot {
+                region: r.region.clone(),
+                last_result: r.last_result,
+                spool_pending: r.spool_pending,
+            })
+            .collect(),
+        outbox_pending: snapshot.outbox_pending,
+        now: snapshot.now,
+        ..Snapshot::default()
+    };
+    narrowed.narrow(scope);
+    to_prometheus_text(&metrics.encode_part(&narrowed, scope).unwrap())
+}
+
+#[test]
+fn the_lookout_part_and_the_shards_add_up_to_the_whole() {
+    let metrics = Metrics::new();
+    let snapshot = fleet(&metrics, 40);
+    let whole = to_prometheus_text(&metrics.encode(&snapshot).unwrap());
+    let own = part(&metrics, &snapshot, &Scope::Lookout);
+    assert!(!own.contains("check=\""), "{own}");
+    assert!(
+        own.contains("lookout_spool_pending{region=\"local\"} 1\n"),
+        "{own}"
+    );
+    let mut together = samples(&own);
+    let of = 4;
+    let mut per_check_in_whole = HashMap::new();
+    for line in samples(&whole) {
+        if let Some(check) = parts::check_label(&line) {
+            *per_check_in_whole.entry(check.to_string()).or_insert(0) += 1;
+        }
+    }
+    for index in 0..of {
+        let shard = part(&metrics, &snapshot, &Scope::Shard { index, of });
+        for line in samples(&shard) {
+            let check = parts::check_label(&line).expect("a shard has only per-check series");
+            assert_eq!(parts::shard_of(check, of), index, "{line}");
+        }
+        // Each family a shard has is declared in it, as the format wants.
+        assert!(shard.contains("# TYPE probe_success gauge\n"), "{shard}");
+        together.extend(samples(&shard));
+    }
+    together.sort();
+    assert_eq!(together, samples(&whole), "the parts are the whole, once");
+    // One check's series, bounded by what one check has: the same in its
+    // part as in the whole.
+    let one = part(
+        &metrics,
+        &snapshot,
+        &Scope::Checks(["check-007".to_string()].into()),
+    );
+    assert_eq!(samples(&one).len(), per_check_in_whole["check-007"]);
+    assert!(samples(&one).len() < 40, "{one}");
+}

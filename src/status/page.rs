@@ -15,6 +15,9 @@ pub struct PageView<'a> {
     pub settings: &'a PageSettings,
     pub announcements: &'a [Announcement],
     pub refresh: Option<u64>,
+    /// Which checks this view shows (`overview.rs`; the default: the page's
+    /// first view).
+    pub selection: super::overview::Selection,
 }
 
 pub(super) const STYLE: &str = r#"
@@ -71,6 +74,7 @@ pub fn render(report: &StatusReport, refresh: Option<u64>, single: Option<&str>)
         settings: &settings,
         announcements: &[],
         refresh,
+        selection: Default::default(),
     };
     render_page(report, &view, single)
 }
@@ -128,7 +132,9 @@ pub fn render_page(report: &StatusReport, view: &PageView<'_>, single: Option<&s
                             }
                         }
                     }
-                    @if report.groups.is_empty() || single.is_some() {
+                    @if single.is_none() && !super::overview::whole(report, &view.selection) {
+                        (super::overview::render(report, &open, &view.selection, refresh))
+                    } @else if report.groups.is_empty() || single.is_some() {
                         @for check in &report.checks { (check_card(check, &open, single.is_some())) }
                     } @else {
                         @for group in &report.groups {
