@@ -83,9 +83,7 @@ async fn bench() {
         capture_cost(&base).await;
         return;
     }
-    println!(
-        "browser flow: 6 steps, {RUNS} runs each, alternating, a fresh browser per run"
-    );
+    println!("browser flow: 6 steps, {RUNS} runs each, alternating, a fresh browser per run");
     let (lookout_parts, direct_parts) = overhead(&base).await;
     let column = |parts: &[Parts], f: fn(&Parts) -> f64| parts.iter().map(f).collect::<Vec<f64>>();
     for (what, f) in [
@@ -278,7 +276,11 @@ async fn overhead(base: &str) -> (Vec<Parts>, Vec<Parts>) {
     (lookout, direct)
 }
 
-async fn lookout_flow(runner: &Runner, pool: &BrowserPool, config: &lookout::config::Config) -> Parts {
+async fn lookout_flow(
+    runner: &Runner,
+    pool: &BrowserPool,
+    config: &lookout::config::Config,
+) -> Parts {
     let clock = Instant::now();
     let result = runner.run(&config.checks[0]).await;
     let total = clock.elapsed().as_secs_f64() * 1000.0;

@@ -57,6 +57,7 @@ pub mod replica;
 pub mod result;
 pub(crate) mod rollup;
 pub mod rules;
+pub(crate) mod run_now;
 pub(crate) mod schedule;
 pub mod scheduler;
 pub mod schema;
@@ -65,7 +66,6 @@ pub mod status;
 pub mod storage;
 pub mod transport;
 pub(crate) mod uplink;
-pub(crate) mod run_now;
 
 /// rustls needs one process-wide crypto provider; we use ring (lighter to
 /// build than aws-lc). Idempotent.

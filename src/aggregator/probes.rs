@@ -221,7 +221,8 @@ impl Aggregator {
             return;
         }
         for (check_name, region, ok) in results {
-            let (Some(state), Some(check)) = (self.states.get(check_name), config.check(check_name))
+            let (Some(state), Some(check)) =
+                (self.states.get(check_name), config.check(check_name))
             else {
                 continue;
             };

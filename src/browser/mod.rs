@@ -415,7 +415,10 @@ const PROFILE_LOCAL_STATE: &str =
 /// Makes a run's fresh, empty profile directory with the preferences above.
 fn make_profile(profile: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(profile.join("Default"))?;
-    std::fs::write(profile.join("Default").join("Preferences"), PROFILE_PREFERENCES)?;
+    std::fs::write(
+        profile.join("Default").join("Preferences"),
+        PROFILE_PREFERENCES,
+    )?;
     std::fs::write(profile.join("Local State"), PROFILE_LOCAL_STATE)
 }
 

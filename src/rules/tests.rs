@@ -333,7 +333,13 @@ fn confirmations(rules: &Rules, inputs: &[&str]) -> Vec<String> {
     for spec in inputs {
         let (result, at) = input(spec);
         let Some(result) = result else {
-            step("api", &mut state, rules, Input::Tick { now: at }, &mut Uuid::now_v7);
+            step(
+                "api",
+                &mut state,
+                rules,
+                Input::Tick { now: at },
+                &mut Uuid::now_v7,
+            );
             out.push("-".to_string());
             continue;
         };
@@ -371,7 +377,9 @@ fn fast_confirmation_table() {
         (
             "a region that reached failing asks nobody; the next one asks those not failing",
             rules(2, 1, Some(2)),
-            &["a:ok@0", "b:ok@0", "c:ok@0", "a:fail@5", "a:fail@5", "b:fail@5"],
+            &[
+                "a:ok@0", "b:ok@0", "c:ok@0", "a:fail@5", "a:fail@5", "b:fail@5",
+            ],
             &["-", "-", "-", "a,b,c", "-", "b,c"],
         ),
         (
@@ -387,8 +395,7 @@ fn fast_confirmation_table() {
             "a recovery seen by a failing region asks the others still failing",
             rules(2, 1, Some(2)),
             &[
-                "a:fail@0", "a:fail@0", "b:fail@0", "b:fail@0", "c:fail@0", "c:fail@0",
-                "b:ok@6",
+                "a:fail@0", "a:fail@0", "b:fail@0", "b:fail@0", "c:fail@0", "c:fail@0", "b:ok@6",
             ],
             &["a", "-", "b", "-", "c", "-", "a,c"],
         ),
@@ -417,17 +424,29 @@ fn fast_confirmation_table() {
             "bounded: after the check's staleness window (35 s) asking starts again",
             rules(2, 1, Some(2)),
             &[
-                "a:ok@0", "b:ok@0", "c:ok@0", "a:fail@1", "a:ok@2", "a:fail@3", "a:ok@4",
-                "a:fail@5", "b:ok@30", "c:ok@30", "a:ok@30", "a:fail@40",
+                "a:ok@0",
+                "b:ok@0",
+                "c:ok@0",
+                "a:fail@1",
+                "a:ok@2",
+                "a:fail@3",
+                "a:ok@4",
+                "a:fail@5",
+                "b:ok@30",
+                "c:ok@30",
+                "a:ok@30",
+                "a:fail@40",
             ],
-            &["-", "-", "-", "a,b,c", "-", "a,b,c", "-", "-", "-", "-", "-", "a,b,c"],
+            &[
+                "-", "-", "-", "a,b,c", "-", "a,b,c", "-", "-", "-", "-", "-", "a,b,c",
+            ],
         ),
         (
             "bounded: recoveries ask each failing region `successes` times per status",
             rules(2, 1, Some(2)),
             &[
-                "a:fail@0", "a:fail@0", "b:fail@0", "b:fail@0", "c:fail@0", "c:fail@0",
-                "c:ok@6", "c:ok@7",
+                "a:fail@0", "a:fail@0", "b:fail@0", "b:fail@0", "c:fail@0", "c:fail@0", "c:ok@6",
+                "c:ok@7",
             ],
             &["a", "-", "b", "-", "c", "-", "a,b", "-"],
         ),
