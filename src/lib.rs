@@ -57,7 +57,7 @@ pub mod replica;
 pub mod result;
 pub(crate) mod rollup;
 pub mod rules;
-pub(crate) mod run_now;
+pub mod run_now;
 pub(crate) mod schedule;
 pub mod scheduler;
 pub mod schema;

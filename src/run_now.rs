@@ -56,7 +56,7 @@ fn admit(recent: &mut VecDeque<Instant>, now: Instant, span: Duration, max: usiz
 
 /// Runs the checks named on `requests` now (those `checks` holds), until
 /// `cancel` fires or the requests end; results go to `results`.
-pub(crate) async fn run_requests(
+pub async fn run_requests(
     runner: Runner,
     checks: watch::Receiver<CheckSet>,
     mut requests: mpsc::Receiver<String>,

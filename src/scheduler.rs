@@ -12,11 +12,12 @@
 //! The set of checks can change while it runs (a remote probe is sent new
 //! specs, `serve` reloads its config): only the tasks of checks that were
 //! added, removed or changed are started or stopped, and an unchanged check
-//! keeps its cadence. Any check can be asked to run now (the aggregator's
-//! fast confirmation); a check already running ignores the request, since a
-//! fresh result is on its way anyway.
+//! keeps its cadence. Run-now requests (the aggregator's fast confirmation)
+//! are not the scheduler's: `run_now` runs them beside it, so that a check's
+//! cadence is never moved by them.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,25 +57,21 @@ impl Scheduler {
     pub async fn run(self, checks: Vec<Arc<Check>>, cancel: CancellationToken) {
         let secrets = Arc::new(Secrets::default());
         let (_keep, updates) = watch::channel(CheckSet { checks, secrets });
-        let (_no_requests, run_now) = mpsc::channel(1);
-        self.run_updating(updates, run_now, cancel).await;
+        self.run_updating(updates, cancel).await;
     }
 
-    /// Runs the checks `updates` holds, following its changes, and runs a
-    /// check at once when its name arrives on `run_now`. Returns when
+    /// Runs the checks `updates` holds, following its changes. Returns when
     /// `cancel` fires and every check task has stopped (a run in progress is
     /// abandoned at cancellation).
     pub async fn run_updating(
         self,
         mut updates: watch::Receiver<CheckSet>,
-        mut run_now: mpsc::Receiver<String>,
         cancel: CancellationToken,
     ) {
         let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
         let epoch = Instant::now();
         let mut tasks = JoinSet::new();
         let mut running: HashMap<String, RunningCheck> = HashMap::new();
-        let mut requests_open = true;
         let mut updates_open = true;
         loop {
             let set = updates.borrow_and_update().clone();
@@ -99,14 +96,12 @@ impl Scheduler {
                     continue;
                 }
                 let task_cancel = cancel.child_token();
-                let (wake, wake_rx) = mpsc::channel(1);
                 running.insert(
                     check.name.clone(),
                     RunningCheck {
                         fingerprint: fingerprint(check),
                         secrets_of: set.secrets_id(),
                         cancel: task_cancel.clone(),
-                        wake: wake.clone(),
                     },
                 );
                 let task = CheckTask {
@@ -116,11 +111,10 @@ impl Scheduler {
                     permits: permits.clone(),
                     on_lateness: self.on_lateness.clone(),
                     cancel: task_cancel,
-                    wake: wake_rx,
                 };
                 tasks.spawn(task.run(epoch));
             }
-            // Wait for the next change, request, or the end.
+            // Wait for the next change, or the end.
             loop {
                 tokio::select! {
                     changed = updates.changed(), if updates_open => {
@@ -131,15 +125,6 @@ impl Scheduler {
                         }
                         break;
                     }
-                    name = run_now.recv(), if requests_open => match name {
-                        Some(name) => {
-                            if let Some(task) = running.get(&name) {
-                                // Full: a request is already waiting.
-                                let _ = task.wake.try_send(());
-                            }
-                        }
-                        None => requests_open = false,
-                    },
                     Some(joined) = tasks.join_next() => {
                         if let Err(error) = joined
                             && !error.is_cancelled()
@@ -167,7 +152,6 @@ struct RunningCheck {
     fingerprint: Option<u64>,
     secrets_of: usize,
     cancel: CancellationToken,
-    wake: mpsc::Sender<()>,
 }
 
 /// What a check was decoded from; `None` (checks built in code) compares
@@ -190,68 +174,25 @@ struct CheckTask {
     permits: Arc<Semaphore>,
     on_lateness: Option<LatenessObserver>,
     cancel: CancellationToken,
-    /// A message here: run now instead of at the next deadline.
-    wake: mpsc::Receiver<()>,
 }
 
 impl CheckTask {
-    async fn run(mut self, epoch: Instant) {
+    async fn run(self, epoch: Instant) {
         let mut deadline = match first_deadline(&self.check.schedule, &self.check.name, epoch) {
             Some(deadline) => deadline,
             None => return,
         };
-        let floor = early_run_floor(&self.check.schedule);
-        let mut last_early: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
-                Some(()) = self.wake.recv() => {
-                    // Asked to run now: this run takes the place of the
-                    // next tick's, and the cadence resumes from it. At most
-                    // one early run per interval, so however often the
-                    // aggregator asks, the target sees at most about twice
-                    // its configured rate.
-                    let now = Instant::now();
-                    if last_early.is_some_and(|at| now.saturating_duration_since(at) < floor) {
-                        tracing::debug!(check = %self.check.name, "asked to run now again within its interval; waiting for its tick");
-                        continue;
-                    }
-                    last_early = Some(now);
-                    deadline = now;
-                    tracing::debug!(check = %self.check.name, "running now, as the aggregator asked");
-                }
                 _ = self.cancel.cancelled() => return,
             }
-            let permit = tokio::select! {
-                permit = self.permits.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return, // semaphore closed: shutting down
-                },
-                _ = self.cancel.cancelled() => return,
-            };
-            if let Some(observe) = &self.on_lateness {
-                observe(Instant::now().saturating_duration_since(deadline));
+            // Boxed: what a run holds (the permit's wait, the probe's
+            // request, the result on its way) exists only while the check
+            // runs, not in every sleeping check's task (2.5 KiB of 2.6, #19).
+            if Box::pin(self.run_once(deadline)).await.is_break() {
+                return;
             }
-            // Boxed: a run's future (a whole HTTP client request, several
-            // KiB) would otherwise be part of every check's task while it
-            // sleeps; boxed, it exists only while the check runs.
-            let run = Box::pin(self.runner.run(&self.check));
-            let result = tokio::select! {
-                result = run => result,
-                _ = self.cancel.cancelled() => return,
-            };
-            drop(permit);
-            tracing::debug!(check = %self.check.name, id = %result.id, outcome = result.outcome.as_str(), ms = result.duration_ms, "ran");
-            // Back-pressure: a full queue makes this check wait, but never
-            // past a shutdown.
-            tokio::select! {
-                sent = self.results.send(result) => if sent.is_err() {
-                    return; // the shipper is gone: shutting down
-                },
-                _ = self.cancel.cancelled() => return,
-            }
-            // Requests that came while it ran are answered by this result.
-            while self.wake.try_recv().is_ok() {}
             match next_deadline(&self.check.schedule, deadline, Instant::now()) {
                 Some((next, skipped)) => {
                     if skipped > 0 {
@@ -263,14 +204,35 @@ impl CheckTask {
             }
         }
     }
-}
 
-/// The least time between two early (run-now) runs of a check: its
-/// interval, or a minute for cron schedules (their finest step).
-fn early_run_floor(schedule: &Schedule) -> Duration {
-    match schedule {
-        Schedule::Every(every) => (*every).max(limits::RUN_NOW_FLOOR_MIN),
-        Schedule::Cron(_) => Duration::from_secs(60),
+    /// One run: a permit, the probe, the result handed on. `Break` when
+    /// the task is to end (cancelled, or nobody takes results any more).
+    async fn run_once(&self, deadline: Instant) -> ControlFlow<()> {
+        let permit = tokio::select! {
+            permit = self.permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return ControlFlow::Break(()), // semaphore closed: shutting down
+            },
+            _ = self.cancel.cancelled() => return ControlFlow::Break(()),
+        };
+        if let Some(observe) = &self.on_lateness {
+            observe(Instant::now().saturating_duration_since(deadline));
+        }
+        let result = tokio::select! {
+            result = self.runner.run(&self.check) => result,
+            _ = self.cancel.cancelled() => return ControlFlow::Break(()),
+        };
+        drop(permit);
+        tracing::debug!(check = %self.check.name, id = %result.id, outcome = result.outcome.as_str(), ms = result.duration_ms, "ran");
+        // Back-pressure: a full queue makes this check wait, but never
+        // past a shutdown.
+        tokio::select! {
+            sent = self.results.send(result) => if sent.is_err() {
+                return ControlFlow::Break(()); // the shipper is gone: shutting down
+            },
+            _ = self.cancel.cancelled() => return ControlFlow::Break(()),
+        }
+        ControlFlow::Continue(())
     }
 }
 

@@ -140,7 +140,8 @@ async fn the_concurrency_limit_runs_checks_one_after_the_other() {
 
 /// The scheduler follows a changing set of checks: an added check starts, a
 /// removed one stops, an unchanged one keeps running; a run-now request
-/// runs a check at once instead of at its next tick.
+/// (run beside the scheduler, as `serve` and `probe` do) runs a check at
+/// once, away from its tick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_come_and_go_and_run_now_runs_at_once() {
     use lookout::scheduler::CheckSet;
@@ -183,7 +184,14 @@ async fn checks_come_and_go_and_run_now_runs_at_once() {
         on_lateness: None,
     };
     let cancel = CancellationToken::new();
-    let running = tokio::spawn(scheduler.run_updating(updates, run_now, cancel.clone()));
+    let beside = tokio::spawn(lookout::run_now::run_requests(
+        scheduler.runner.clone(),
+        updates.clone(),
+        run_now,
+        scheduler.results.clone(),
+        cancel.clone(),
+    ));
+    let running = tokio::spawn(scheduler.run_updating(updates, cancel.clone()));
     let seen = |rx: &mut mpsc::Receiver<lookout::result::ProbeResult>| {
         let mut names = Vec::new();
         while let Ok(result) = rx.try_recv() {
@@ -222,4 +230,5 @@ async fn checks_come_and_go_and_run_now_runs_at_once() {
     assert_eq!(result.outcome, Outcome::Ok);
     cancel.cancel();
     running.await.unwrap();
+    beside.await.unwrap();
 }

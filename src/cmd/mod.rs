@@ -99,7 +99,6 @@ pub(crate) fn spawn_scheduler(
     tasks: &mut tokio::task::JoinSet<()>,
     mut scheduler: crate::scheduler::Scheduler,
     checks: tokio::sync::watch::Receiver<crate::scheduler::CheckSet>,
-    run_now: tokio::sync::mpsc::Receiver<String>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     cancel: tokio_util::sync::CancellationToken,
 ) -> tokio_util::sync::CancellationToken {
@@ -113,7 +112,7 @@ pub(crate) fn spawn_scheduler(
     tasks.spawn(async move {
         // Cleared however the task ends, a panic included: /health says so.
         let _running = SchedulerRunning(metrics);
-        scheduler.run_updating(checks, run_now, cancel).await;
+        scheduler.run_updating(checks, cancel).await;
         done.cancel();
     });
     stopped

@@ -187,8 +187,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
             cancel.clone(),
         ));
     }
-    // Run-now requests are run beside the schedule (`run_now`), so the
-    // scheduler is given none: its cadence stays where it was.
+    // Run-now requests are run beside the schedule (`run_now`): the
+    // check's cadence stays where it was.
     tasks.spawn(crate::run_now::run_requests(
         scheduler.runner.clone(),
         checks_rx.clone(),
@@ -196,15 +196,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         scheduler.results.clone(),
         cancel.clone(),
     ));
-    let (_no_requests, scheduler_requests) = mpsc::channel(1);
-    let shipper_cancel = super::spawn_scheduler(
-        &mut tasks,
-        scheduler,
-        checks_rx,
-        scheduler_requests,
-        metrics,
-        cancel.clone(),
-    );
+    let shipper_cancel =
+        super::spawn_scheduler(&mut tasks, scheduler, checks_rx, metrics, cancel.clone());
     tasks.spawn(uplink::ship_spooled(
         results_rx,
         spool.clone(),

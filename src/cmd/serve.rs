@@ -227,8 +227,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         on_lateness: None,
     };
-    // Run-now requests are run beside the schedule (`run_now`), so the
-    // scheduler is given none: its cadence stays where it was.
+    // Run-now requests are run beside the schedule (`run_now`): the
+    // check's cadence stays where it was.
     tasks.spawn(crate::run_now::run_requests(
         scheduler.runner.clone(),
         checks_rx.clone(),
@@ -236,12 +236,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         scheduler.results.clone(),
         cancel.clone(),
     ));
-    let (_no_requests, scheduler_requests) = mpsc::channel(1);
     let shipper_cancel = super::spawn_scheduler(
         &mut tasks,
         scheduler,
         checks_rx,
-        scheduler_requests,
         service.aggregator.metrics().clone(),
         cancel.clone(),
     );
