@@ -114,7 +114,7 @@ pub struct ProbeHub {
 
 impl ProbeHub {
     pub fn new(tokens: ProbeTokens, config: &Config) -> ProbeHub {
-        let index = SpecIndex::build(config, tokens.regions());
+        let index = SpecIndex::build(config, tokens.remote_regions());
         ProbeHub {
             tokens: RwLock::new(tokens),
             specs: watch::Sender::new(Arc::new(index)),
@@ -129,7 +129,7 @@ impl ProbeHub {
         if let Some(tokens) = tokens {
             *current = tokens;
         }
-        let index = SpecIndex::build(config, current.regions());
+        let index = SpecIndex::build(config, current.remote_regions());
         self.specs.send_replace(Arc::new(index));
     }
 

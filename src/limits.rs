@@ -721,3 +721,14 @@ pub const METRICS_CHECKS_MAX: usize = 256;
 /// inflated in for a client that does not take gzip: what one rendering
 /// or one plain response holds at a time besides the compressed body.
 pub const STATUS_RENDER_CHUNK: usize = 64 * 1024;
+
+// --- memory (#19) ---
+/// glibc malloc arenas at most. Its default (eight per core) lets every
+/// blocking-pool thread keep an arena of its own, each holding freed memory
+/// the others cannot reuse; two serve a two-worker runtime without lock
+/// contention worth measuring (`scripts/bench-peer` CPU per probe).
+pub const MALLOC_ARENAS_MAX: i32 = 2;
+/// How often free heap pages are handed back to the kernel (`memory.rs`):
+/// a trim walks the heap (a few ms at 50 MiB), and memory freed by a burst
+/// (a /metrics scrape, a status page render, a reload) is back within it.
+pub const MEMORY_RELEASE_EVERY: Duration = Duration::from_secs(30);

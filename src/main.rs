@@ -168,6 +168,8 @@ fn main() -> ExitCode {
         Ok(limit) => tracing::debug!(limit, "open-files limit"),
         Err(error) => tracing::warn!("{error}; serving with the limit as it is"),
     }
+    // Before the runtime's threads exist (memory.rs says why).
+    lookout::memory::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

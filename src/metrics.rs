@@ -144,7 +144,9 @@ pub struct Metrics {
     probe_results: Family<CheckRegionOutcome, Counter>,
     scheduler_lateness: Histogram,
     /// The newest result of each (check, region), for the `probe_*` gauges.
-    latest: Mutex<HashMap<(String, String), ProbeResult>>,
+    /// Boxed: the table has room for twice as many as it holds, and a
+    /// result is 670 bytes (#19).
+    latest: Mutex<HashMap<(String, String), Box<ProbeResult>>>,
     /// Where browser sessions are counted (set once a browser pool exists).
     browser_sessions: std::sync::OnceLock<SessionsInUse>,
     /// A remote probe's uplink figures (unset elsewhere: no such series).
@@ -279,11 +281,11 @@ impl Metrics {
         match slot {
             std::collections::hash_map::Entry::Occupied(mut held) => {
                 if held.get().started_at <= result.started_at {
-                    held.insert(result);
+                    **held.get_mut() = result;
                 }
             }
             std::collections::hash_map::Entry::Vacant(empty) => {
-                empty.insert(result);
+                empty.insert(Box::new(result));
             }
         }
     }
@@ -329,14 +331,14 @@ impl Metrics {
         latest
             .values()
             .filter(|r| keep(&r.check))
-            .cloned()
+            .map(|r| ProbeResult::clone(r))
             .collect()
     }
 
     /// The newest result of every (check, region) seen.
     pub fn latest_results(&self) -> Vec<ProbeResult> {
         let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        latest.values().cloned().collect()
+        latest.values().map(|r| ProbeResult::clone(r)).collect()
     }
 
     /// The whole exposition: the accumulated series and `snapshot`'s, in

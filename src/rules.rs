@@ -127,6 +127,9 @@ impl From<&ProbeResult> for LastResult {
     }
 }
 
+/// Each region's state, sorted by region (a flat vector: a check has a few).
+pub type RegionStates = litemap::LiteMap<String, RegionState>;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegionState {
     pub verdict: Verdict,
@@ -148,7 +151,7 @@ pub struct CheckState {
     pub since: Option<DateTime<Utc>>,
     /// The open incident, while down or degraded.
     pub incident: Option<Uuid>,
-    pub regions: BTreeMap<String, RegionState>,
+    pub regions: RegionStates,
     /// When the last `remind_every` reminder went out for the current state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reminded_at: Option<DateTime<Utc>>,

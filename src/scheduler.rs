@@ -28,7 +28,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Check, Secrets};
-use crate::limits;
 use crate::probe::Runner;
 use crate::result::ProbeResult;
 use crate::schedule::{Schedule, stable_offset};

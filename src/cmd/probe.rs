@@ -198,6 +198,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
     ));
     let shipper_cancel =
         super::spawn_scheduler(&mut tasks, scheduler, checks_rx, metrics, cancel.clone());
+    tasks.spawn(crate::memory::release_free_periodically(cancel.clone()));
     tasks.spawn(uplink::ship_spooled(
         results_rx,
         spool.clone(),

@@ -194,9 +194,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(config) => Arc::new(config),
         Err(code) => return Ok(code),
     };
-    // The local probe is in-process and needs no token; the region gets an
-    // unguessable one so that the hub knows it (and nobody else can use it).
-    let tokens = ProbeTokens::single(&args.region, &random_token());
+    // The local probe is in-process: its region is known to the hub, with
+    // no token (nobody can present one) and no specs document to fetch.
+    let tokens = ProbeTokens::in_process(&args.region);
     let service = AggregatorService::start(&args.aggregator, config.clone(), tokens, None).await?;
     let cancel = service.cancel.clone();
     let mut tasks = JoinSet::new();
@@ -296,15 +296,6 @@ fn checks_for_region(config: &Config, region: &str, warn: bool) -> CheckSet {
         checks,
         secrets: config.secrets.clone(),
     }
-}
-
-fn random_token() -> String {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 32];
-    // A failure leaves zeros, and a zero token is still never presented:
-    // the local probe does not use HTTP.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    hex::encode(bytes)
 }
 
 /// The aggregator, started: storage open, state restored, listening.
@@ -494,6 +485,7 @@ impl AggregatorService {
             replicas.clone(),
             cancel.clone(),
         ));
+        tasks.spawn(crate::memory::release_free_periodically(cancel.clone()));
         tasks.spawn(reload::run(
             self.sources.clone(),
             aggregator.clone(),

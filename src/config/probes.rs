@@ -6,7 +6,7 @@
 //! compared in constant time, against every region each time, so neither the
 //! answer's timing nor its content says how close a guess was.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use subtle::ConstantTimeEq;
@@ -22,6 +22,11 @@ pub const PROBE_TOKEN_CHARS_MIN: usize = 16;
 #[derive(Clone, Default)]
 pub struct ProbeTokens {
     regions: BTreeMap<String, String>,
+    /// Regions whose probe runs inside this process (`lookout serve`'s):
+    /// the aggregator knows them, but they have no token, and no specs
+    /// document is built for them (at 10,000 checks that was 4 MiB nobody
+    /// could fetch, #19).
+    in_process: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for ProbeTokens {
@@ -29,6 +34,7 @@ impl std::fmt::Debug for ProbeTokens {
         // Never the tokens themselves.
         f.debug_struct("ProbeTokens")
             .field("regions", &self.regions.keys().collect::<Vec<_>>())
+            .field("in_process", &self.in_process)
             .finish()
     }
 }
@@ -38,6 +44,15 @@ impl ProbeTokens {
     pub fn single(region: &str, token: &str) -> ProbeTokens {
         ProbeTokens {
             regions: BTreeMap::from([(region.to_string(), token.to_string())]),
+            in_process: BTreeSet::new(),
+        }
+    }
+
+    /// One region whose probe runs in this process, without a token.
+    pub fn in_process(region: &str) -> ProbeTokens {
+        ProbeTokens {
+            regions: BTreeMap::new(),
+            in_process: BTreeSet::from([region.to_string()]),
         }
     }
 
@@ -55,15 +70,24 @@ impl ProbeTokens {
 
     /// `Some(())` when `region` has a token.
     pub fn region_of_name(&self, region: &str) -> Option<()> {
-        self.regions.contains_key(region).then_some(())
+        (self.regions.contains_key(region) || self.in_process.contains(region)).then_some(())
     }
 
+    /// Every region, remote and in-process.
     pub fn regions(&self) -> impl Iterator<Item = &str> {
+        self.regions
+            .keys()
+            .chain(self.in_process.iter())
+            .map(String::as_str)
+    }
+
+    /// The regions whose probes authenticate with a token.
+    pub fn remote_regions(&self) -> impl Iterator<Item = &str> {
         self.regions.keys().map(String::as_str)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.regions.is_empty()
+        self.regions.is_empty() && self.in_process.is_empty()
     }
 }
 
@@ -165,7 +189,10 @@ pub fn load_text(path: &Path, text: &str, env: EnvLookup<'_>) -> Result<ProbeTok
         }
     }
     if errors.is_empty() {
-        Ok(ProbeTokens { regions })
+        Ok(ProbeTokens {
+            regions,
+            in_process: BTreeSet::new(),
+        })
     } else {
         Err(ConfigErrors::masked(errors, &secrets))
     }

@@ -319,8 +319,8 @@ fn results_are_judged_in_arrival_order_whatever_their_timestamps() {
         );
     }
     assert_eq!(state.status, Status::Down);
-    assert_eq!(state.regions["l"].consecutive_failures, 2);
-    assert_eq!(state.regions["l"].last.started_at, t(6));
+    assert_eq!(state.regions.get("l").unwrap().consecutive_failures, 2);
+    assert_eq!(state.regions.get("l").unwrap().last.started_at, t(6));
 }
 
 /// Feeds `inputs` and, after each result, asks who fast confirmation
