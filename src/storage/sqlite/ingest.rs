@@ -8,24 +8,23 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{SqliteStorage, json_bodies};
+use super::{SqliteStorage, compact, json_bodies};
 use crate::alert::silence::Silence;
 use crate::limits;
 use crate::rules::ProbeEvent;
 use crate::storage::{
-    Batch, Committed, Decided, Decision, IngestStore, Load, Loaded, Revised, Screenshot,
-    StorageError, Stored,
+    Batch, Committed, Decided, Decision, IngestStore, Load, Loaded, ResultKey, Revised,
+    Screenshot, StorageError, Stored,
 };
 
 #[async_trait]
 impl IngestStore for SqliteStorage {
-    async fn known_result_ids(&self, ids: Vec<String>) -> Result<Vec<String>, StorageError> {
+    async fn known_result_ids(&self, keys: Vec<ResultKey>) -> Result<Vec<String>, StorageError> {
         self.with(move |conn| {
-            let mut stmt = conn.prepare_cached("SELECT 1 FROM results WHERE id = ?1")?;
             let mut known = Vec::new();
-            for id in ids {
-                if stmt.exists(params![id])? {
-                    known.push(id);
+            for key in keys {
+                if is_stored(conn, &key)? {
+                    known.push(key.id);
                 }
             }
             Ok(known)
@@ -215,13 +214,28 @@ fn load_for_decision(tx: &Transaction<'_>, load: Load) -> Result<Loaded, Storage
             loaded.states.insert(check, found);
         }
     }
-    let mut known = tx.prepare_cached("SELECT 1 FROM results WHERE id = ?1")?;
-    for id in load.result_ids {
-        if known.exists(params![id])? {
-            loaded.known_ids.insert(id);
+    for key in load.results {
+        if is_stored(tx, &key)? {
+            loaded.known_ids.insert(key.id);
         }
     }
     Ok(loaded)
+}
+
+/// Whether the run `key` names is stored. By the natural key, not the id
+/// (`compact.rs`): a batch sent again carries the same runs.
+fn is_stored(conn: &rusqlite::Connection, key: &ResultKey) -> Result<bool, StorageError> {
+    let (Some(check), Some(region)) = (
+        compact::check_id(conn, &key.check)?,
+        compact::text_id(conn, &key.region)?,
+    ) else {
+        return Ok(false);
+    };
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM results WHERE check_id = ?1 AND started_at_ms = ?2 AND region_id = ?3",
+        )?
+        .exists(params![check, key.started_at_ms, region])?)
 }
 
 /// A revision as SQLite stores it (an i64; no state is written 2^63 times).
@@ -237,11 +251,7 @@ fn write_batch(
 ) -> Result<HashMap<String, u64>, StorageError> {
     let mut revisions = HashMap::new();
     {
-        let mut insert_result = tx.prepare_cached(
-            "INSERT OR IGNORE INTO results
-             (id, check_name, region, started_at_ms, received_at_ms, outcome, duration_ms, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
+        let mut insert_result = tx.prepare_cached(compact::INSERT)?;
         // Late results in an hour already rolled up: roll it up again.
         let rolled_until: i64 = tx
             .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| {
@@ -257,17 +267,10 @@ fn write_batch(
                 mark_dirty.execute(params![crate::rollup::hour_of(at)])?;
             }
         }
+        let mut names = compact::Names::new(tx, written_at);
         for (result, received_at) in &batch.results {
-            insert_result.execute(params![
-                result.id.to_string(),
-                result.check,
-                result.region,
-                result.started_at.timestamp_millis(),
-                received_at.timestamp_millis(),
-                result.outcome.as_str(),
-                result.duration_ms,
-                serde_json::to_string(result)?,
-            ])?;
+            let row = compact::encode(result, received_at.timestamp_millis(), &mut names)?;
+            compact::insert_row(&mut insert_result, &row)?;
         }
         let mut upsert_state = tx.prepare_cached(
             "INSERT INTO check_state (check_name, state, updated_at_ms, revision) VALUES (?1, ?2, ?3, 1)

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::limits;
 
 mod announcements;
+mod compact;
 mod coordination;
 mod history;
 mod ingest;
@@ -99,7 +100,7 @@ impl SqliteStorage {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(limits::SQLITE_BUSY_TIMEOUT)?;
-        Migrations::from_slice(schema::MIGRATIONS).to_latest(&mut conn)?;
+        Migrations::new(schema::migrations()).to_latest(&mut conn)?;
         let reader = Connection::open_with_flags(
             dir.join("lookout.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -4,7 +4,10 @@
 
 use rusqlite_migration::M;
 
-pub(super) const MIGRATIONS: &[M<'static>] = &[
+/// Every migration, oldest first (a function, not a constant: a migration
+/// that moves rows in Rust carries a hook).
+pub(super) fn migrations() -> Vec<M<'static>> {
+    vec![
     M::up(
         "CREATE TABLE results (
         id TEXT PRIMARY KEY,
@@ -169,4 +172,33 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
             value BLOB NOT NULL
         );",
     ),
-];
+    // Compact results (#19, `compact.rs`): names and repeated texts once,
+    // in lookup tables; integers for the rest; one WITHOUT ROWID b-tree on
+    // (check, start, region) instead of a UUID key and two indexes. The
+    // hook moves every stored row over and drops the old table.
+    M::up_with_hook(
+        "ALTER TABLE results RENAME TO results_json;
+        CREATE TABLE result_checks (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            seen_ms INTEGER NOT NULL
+        );
+        CREATE TABLE result_texts (
+            id INTEGER PRIMARY KEY,
+            text TEXT NOT NULL UNIQUE,
+            seen_ms INTEGER NOT NULL
+        );
+        CREATE TABLE results (
+            check_id INTEGER NOT NULL,
+            started_at_ms INTEGER NOT NULL,
+            region_id INTEGER NOT NULL,
+            outcome INTEGER NOT NULL,
+            duration_us INTEGER NOT NULL,
+            packed BLOB NOT NULL,
+            body TEXT,
+            PRIMARY KEY (check_id, started_at_ms, region_id)
+        ) WITHOUT ROWID;",
+        super::compact::migrate_json_rows,
+    ),
+    ]
+}
