@@ -82,11 +82,19 @@ fn https_result(
         ttfb: Some(rng.ms(10.0, 300.0)),
         transfer: Some(rng.ms(0.1, 20.0)),
     };
-    let total = [phases.dns, phases.connect, phases.tls, phases.ttfb, phases.transfer]
-        .iter()
-        .flatten()
-        .sum::<f64>();
-    let duration_ms = round_ms(std::time::Duration::from_micros((total * 1000.0).round() as u64));
+    let total = [
+        phases.dns,
+        phases.connect,
+        phases.tls,
+        phases.ttfb,
+        phases.transfer,
+    ]
+    .iter()
+    .flatten()
+    .sum::<f64>();
+    let duration_ms = round_ms(std::time::Duration::from_micros(
+        (total * 1000.0).round() as u64
+    ));
     let check = format!("check-{check:04}");
     let probe = format!("probe-{region}");
     let mut result = ProbeResult {
@@ -139,7 +147,8 @@ async fn run(checks: usize, rounds: usize, fail_every: Option<usize>) -> Result<
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let storage = Storage::open(dir.path()).map_err(|e| e.to_string())?;
     let empty = {
-        let conn = rusqlite::Connection::open(dir.path().join("lookout.db")).map_err(|e| e.to_string())?;
+        let conn =
+            rusqlite::Connection::open(dir.path().join("lookout.db")).map_err(|e| e.to_string())?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .map_err(|e| e.to_string())?;
         file_bytes(dir.path())
@@ -155,7 +164,8 @@ async fn run(checks: usize, rounds: usize, fail_every: Option<usize>) -> Result<
             for region in REGIONS {
                 // Checks spread over the minute, a little jitter per region.
                 let offset_ms = (check * 60_000 / checks) as i64 + (rng.next() % 50) as i64;
-                let at = start + Duration::minutes(round as i64) + Duration::milliseconds(offset_ms);
+                let at =
+                    start + Duration::minutes(round as i64) + Duration::milliseconds(offset_ms);
                 let error = fail_every
                     .filter(|every| results % every == 0)
                     .map(|_| ERRORS[(rng.next() % ERRORS.len() as u64) as usize]);
@@ -167,7 +177,11 @@ async fn run(checks: usize, rounds: usize, fail_every: Option<usize>) -> Result<
                 if batch.results.len() == BATCH {
                     let full = std::mem::take(&mut batch);
                     let began = Instant::now();
-                    storage.ingest().write_batch(full).await.map_err(|e| e.to_string())?;
+                    storage
+                        .ingest()
+                        .write_batch(full)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     write_secs += began.elapsed().as_secs_f64();
                 }
             }
@@ -175,11 +189,16 @@ async fn run(checks: usize, rounds: usize, fail_every: Option<usize>) -> Result<
     }
     if !batch.results.is_empty() {
         let began = Instant::now();
-        storage.ingest().write_batch(batch).await.map_err(|e| e.to_string())?;
+        storage
+            .ingest()
+            .write_batch(batch)
+            .await
+            .map_err(|e| e.to_string())?;
         write_secs += began.elapsed().as_secs_f64();
     }
     drop(storage);
-    let conn = rusqlite::Connection::open(dir.path().join("lookout.db")).map_err(|e| e.to_string())?;
+    let conn =
+        rusqlite::Connection::open(dir.path().join("lookout.db")).map_err(|e| e.to_string())?;
     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         .map_err(|e| e.to_string())?;
     let checkpointed = file_bytes(dir.path());
@@ -239,7 +258,10 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         let ordinary = run(checks, rounds, None).await?;
-        report(&format!("ordinary https, {checks} checks x 3 regions x {rounds} rounds"), &ordinary);
+        report(
+            &format!("ordinary https, {checks} checks x 3 regions x {rounds} rounds"),
+            &ordinary,
+        );
         let mixed = run(checks, rounds, Some(10)).await?;
         report(
             &format!("mixed (every 10th fails, {} error texts)", ERRORS.len()),

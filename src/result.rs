@@ -275,7 +275,13 @@ impl ProbeResult {
         let mut hash = OFFSET;
         let nanos = started_at.timestamp_subsec_nanos().to_le_bytes();
         let secs = started_at.timestamp().to_le_bytes();
-        for part in [check.as_bytes(), region.as_bytes(), probe.as_bytes(), &secs, &nanos] {
+        for part in [
+            check.as_bytes(),
+            region.as_bytes(),
+            probe.as_bytes(),
+            &secs,
+            &nanos,
+        ] {
             for byte in part.iter().chain(std::iter::once(&0xff)) {
                 hash ^= u128::from(*byte);
                 hash = hash.wrapping_mul(PRIME);

@@ -183,7 +183,12 @@ impl Runner {
         let error = report.error.map(|e| one_line(&self.secrets.redact(&e)));
         let started_at = crate::result::whole_ms(started_at);
         ProbeResult {
-            id: ProbeResult::run_id(&check.name, &self.identity.region, &self.identity.probe, started_at),
+            id: ProbeResult::run_id(
+                &check.name,
+                &self.identity.region,
+                &self.identity.probe,
+                started_at,
+            ),
             check: check.name.clone(),
             region: self.identity.region.clone(),
             probe: self.identity.probe.clone(),

@@ -237,7 +237,11 @@ async fn results_read_back_as_they_were_stored(storage: &Storage) {
     https.http_version = Some("2".into());
     https.cert_expiry = DateTime::from_timestamp(1_780_000_000, 0);
     https.id = https.own_run_id();
-    let mut failing = result("rt", Outcome::Error, at(2) + Duration::nanoseconds(123_456_789));
+    let mut failing = result(
+        "rt",
+        Outcome::Error,
+        at(2) + Duration::nanoseconds(123_456_789),
+    );
     failing.error = Some("connect: connection refused (os error 111)".into());
     failing.phases_ms.dns = Some(0.5);
     let mut long_error = result("rt", Outcome::Fail, at(3));
@@ -336,7 +340,13 @@ async fn finished_hours_are_rolled_up_and_late_results_roll_them_up_again(storag
         let r = timed("api", "eu", two_hours_ago + Duration::seconds(i), 100.0);
         batch.results.push((r, now));
     }
-    let mut failed = result("api", Outcome::Timeout, two_hours_ago);
+    // A run of its own: another millisecond (one region's run of a check
+    // at one millisecond is one result, `ResultKey`).
+    let mut failed = result(
+        "api",
+        Outcome::Timeout,
+        two_hours_ago + Duration::seconds(10),
+    );
     failed.region = "eu".into();
     failed.duration_ms = 9_000.0;
     batch.results.push((failed, now));
@@ -499,7 +509,7 @@ async fn decisions_on_one_check_run_one_after_the_other(storage: &Storage) {
         running.push(tokio::spawn(async move {
             let load = Load {
                 checks: vec![("api".into(), None)],
-                result_ids: Vec::new(),
+                results: Vec::new(),
             };
             storage
                 .decide(load, move |mut loaded| {

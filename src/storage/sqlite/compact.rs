@@ -1,7 +1,7 @@
 //! The compact result row on SQLite: one `ProbeResult` in about 50 bytes
 //! (an ordinary https result) instead of its ~400 bytes of JSON.
 //!
-//! Layout (migration 13, `schema.rs`):
+//! Layout (migration 12, `schema.rs`):
 //! - `results`, WITHOUT ROWID, keyed `(check_id, started_at_ms, region_id)`:
 //!   the one b-tree serves the by-check reads (newest first), dedup of a
 //!   batch sent again, and retention (per check, oldest first). Columns:
@@ -267,7 +267,9 @@ fn intern(
     now_ms: i64,
 ) -> Result<i64, StorageError> {
     let found: Option<(i64, i64)> = conn
-        .prepare_cached(&format!("SELECT id, seen_ms FROM {table} WHERE {column} = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT id, seen_ms FROM {table} WHERE {column} = ?1"
+        ))?
         .query_row(params![text], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     match found {
@@ -392,8 +394,13 @@ pub(super) fn encode(
     rest.degraded = short_text(names, &result.degraded, DEGRADED, &mut mask, &mut fields)?;
     rest.address = short_text(names, &result.address, ADDRESS, &mut mask, &mut fields)?;
     rest.ip_family = short_text(names, &result.ip_family, IP_FAMILY, &mut mask, &mut fields)?;
-    rest.http_version =
-        short_text(names, &result.http_version, HTTP_VERSION, &mut mask, &mut fields)?;
+    rest.http_version = short_text(
+        names,
+        &result.http_version,
+        HTTP_VERSION,
+        &mut mask,
+        &mut fields,
+    )?;
     if let Some(expiry) = result.cert_expiry {
         // The same for every run until the certificate is renewed: a text.
         let text = expiry.to_rfc3339_opts(SecondsFormat::AutoSi, true);
@@ -565,7 +572,7 @@ pub(super) fn decode(
     Ok(result)
 }
 
-/// Migration 13's hook: every row of the JSON-bodied table (renamed
+/// Migration 12's hook: every row of the JSON-bodied table (renamed
 /// `results_json`) into the compact one, then the old table dropped. A row
 /// whose JSON does not decode could not be read before either: skipped.
 pub(super) fn migrate_json_rows(tx: &rusqlite::Transaction<'_>) -> rusqlite_migration::HookResult {
@@ -590,7 +597,10 @@ pub(super) fn migrate_json_rows(tx: &rusqlite::Transaction<'_>) -> rusqlite_migr
     drop(select);
     drop(insert);
     if skipped > 0 {
-        tracing::warn!(skipped, "results whose stored JSON did not decode were left out of the migration");
+        tracing::warn!(
+            skipped,
+            "results whose stored JSON did not decode were left out of the migration"
+        );
     }
     tx.execute_batch("DROP TABLE results_json;")?;
     Ok(())
@@ -614,4 +624,105 @@ pub(super) fn insert_row(
         row.packed,
         row.body,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{ResultKey, Storage};
+
+    fn ordinary(at: DateTime<Utc>) -> ProbeResult {
+        let mut r = ProbeResult::for_test("api", Outcome::Ok, at);
+        r.status = Some(200);
+        r.duration_ms = 71.345;
+        r.phases_ms = Phases {
+            dns: Some(1.5),
+            connect: Some(8.25),
+            tls: Some(20.0),
+            ttfb: Some(40.5),
+            transfer: Some(1.095),
+        };
+        r.address = Some("192.0.2.7".into());
+        r.ip_family = Some("ipv4".into());
+        r.http_version = Some("1.1".into());
+        r.cert_expiry = DateTime::from_timestamp(1_780_000_000, 0);
+        r.id = r.own_run_id();
+        r
+    }
+
+    #[test]
+    fn an_ordinary_result_is_integers_only() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        rusqlite_migration::Migrations::new(super::super::schema::migrations())
+            .to_latest(&mut conn)
+            .unwrap();
+        let mut names = Names::new(&conn, 0);
+        let at = DateTime::from_timestamp_millis(1_773_145_800_123).unwrap();
+        let row = encode(&ordinary(at), 1_773_145_800_600, &mut names).unwrap();
+        assert_eq!(row.body, None);
+        // Mask, lateness, probe, status, five phases, four texts.
+        assert!(row.packed.len() <= 24, "{} bytes", row.packed.len());
+        // A random id, an inexact timing: kept, in `packed` and `body`.
+        let mut odd = ordinary(at);
+        odd.id = Uuid::now_v7();
+        odd.duration_ms = 1.000_000_1;
+        let row = encode(&odd, 0, &mut names).unwrap();
+        assert!(row.packed.len() > 16);
+        assert_eq!(row.body.as_deref(), Some(r#"{"duration_ms":1.0000001}"#));
+    }
+
+    #[tokio::test]
+    async fn json_rows_of_an_older_database_become_compact_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("lookout.db")).unwrap();
+        let mut older = super::super::schema::migrations();
+        older.truncate(older.len() - 1);
+        rusqlite_migration::Migrations::new(older)
+            .to_latest(&mut conn)
+            .unwrap();
+        let at = DateTime::from_timestamp_millis(1_773_145_800_123).unwrap();
+        // As an older probe made them: random ids, nanoseconds.
+        let mut plain = ordinary(at + chrono::Duration::nanoseconds(456));
+        plain.id = Uuid::now_v7();
+        let mut failing =
+            ProbeResult::for_test("api", Outcome::Error, at + chrono::Duration::seconds(60));
+        failing.error = Some("connect: connection refused".into());
+        for r in [&plain, &failing] {
+            conn.execute(
+                "INSERT INTO results (id, check_name, region, started_at_ms, received_at_ms, outcome, duration_ms, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    r.id.to_string(),
+                    r.check,
+                    r.region,
+                    r.started_at.timestamp_millis(),
+                    r.started_at.timestamp_millis() + 500,
+                    r.outcome.as_str(),
+                    r.duration_ms,
+                    serde_json::to_string(r).unwrap(),
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO results (id, check_name, region, started_at_ms, received_at_ms, outcome, duration_ms, body)
+             VALUES ('x', 'api', 'local', 1, 1, 'ok', 1.0, 'not json')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let storage = Storage::open(dir.path()).unwrap();
+        let listed = storage
+            .history()
+            .recent_results("api".into(), 10)
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![failing, plain.clone()]);
+        let known = storage
+            .ingest()
+            .known_result_ids(vec![ResultKey::of(&plain)])
+            .await
+            .unwrap();
+        assert_eq!(known, vec![plain.id.to_string()]);
+    }
 }

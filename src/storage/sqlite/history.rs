@@ -181,7 +181,10 @@ impl HistoryStore for SqliteStorage {
             let mut rows = stmt.query(params![check_id, since_ms, ok, limit as i64])?;
             let mut out = Vec::new();
             while let Some(row) = rows.next()? {
-                out.push(compact::duration_ms(row.get(0)?, row.get::<_, Option<String>>(1)?.as_deref())?);
+                out.push(compact::duration_ms(
+                    row.get(0)?,
+                    row.get::<_, Option<String>>(1)?.as_deref(),
+                )?);
             }
             Ok(out)
         })

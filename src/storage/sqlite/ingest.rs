@@ -13,8 +13,8 @@ use crate::alert::silence::Silence;
 use crate::limits;
 use crate::rules::ProbeEvent;
 use crate::storage::{
-    Batch, Committed, Decided, Decision, IngestStore, Load, Loaded, ResultKey, Revised,
-    Screenshot, StorageError, Stored,
+    Batch, Committed, Decided, Decision, IngestStore, Load, Loaded, ResultKey, Revised, Screenshot,
+    StorageError, Stored,
 };
 
 #[async_trait]

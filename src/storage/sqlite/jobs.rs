@@ -186,7 +186,10 @@ fn roll_up_hour(conn: &mut Connection, hour: i64, start: i64) -> Result<(), Stor
         let ok_code = super::compact::outcome_code(crate::result::Outcome::Ok);
         while let Some(row) = rows.next()? {
             let ok = row.get::<_, i64>(2)? == ok_code;
-            let ms = super::compact::duration_ms(row.get(3)?, row.get::<_, Option<String>>(4)?.as_deref())?;
+            let ms = super::compact::duration_ms(
+                row.get(3)?,
+                row.get::<_, Option<String>>(4)?.as_deref(),
+            )?;
             tally.add(row.get(0)?, row.get(1)?, ok, ms);
         }
     }
