@@ -21,9 +21,10 @@ use crate::storage::{
 impl IngestStore for SqliteStorage {
     async fn known_result_ids(&self, keys: Vec<ResultKey>) -> Result<Vec<String>, StorageError> {
         self.with(move |conn| {
+            let mut stored = StoredRuns::new(conn);
             let mut known = Vec::new();
             for key in keys {
-                if is_stored(conn, &key)? {
+                if stored.has(&key)? {
                     known.push(key.id);
                 }
             }
@@ -214,28 +215,60 @@ fn load_for_decision(tx: &Transaction<'_>, load: Load) -> Result<Loaded, Storage
             loaded.states.insert(check, found);
         }
     }
+    let mut stored = StoredRuns::new(tx);
     for key in load.results {
-        if is_stored(tx, &key)? {
+        if stored.has(&key)? {
             loaded.known_ids.insert(key.id);
         }
     }
     Ok(loaded)
 }
 
-/// Whether the run `key` names is stored. By the natural key, not the id
-/// (`compact.rs`): a batch sent again carries the same runs.
-fn is_stored(conn: &rusqlite::Connection, key: &ResultKey) -> Result<bool, StorageError> {
-    let (Some(check), Some(region)) = (
-        compact::check_id(conn, &key.check)?,
-        compact::text_id(conn, &key.region)?,
-    ) else {
-        return Ok(false);
-    };
-    Ok(conn
-        .prepare_cached(
-            "SELECT 1 FROM results WHERE check_id = ?1 AND started_at_ms = ?2 AND region_id = ?3",
-        )?
-        .exists(params![check, key.started_at_ms, region])?)
+/// Which runs are stored: by the natural key, not the id (`compact.rs`),
+/// since a batch sent again carries the same runs. The check and region
+/// ids are looked up once per call, not once per result.
+struct StoredRuns<'c> {
+    conn: &'c rusqlite::Connection,
+    checks: HashMap<String, Option<i64>>,
+    regions: HashMap<String, Option<i64>>,
+}
+
+impl<'c> StoredRuns<'c> {
+    fn new(conn: &'c rusqlite::Connection) -> StoredRuns<'c> {
+        StoredRuns {
+            conn,
+            checks: HashMap::new(),
+            regions: HashMap::new(),
+        }
+    }
+
+    fn has(&mut self, key: &ResultKey) -> Result<bool, StorageError> {
+        let check = match self.checks.get(&key.check) {
+            Some(id) => *id,
+            None => {
+                let id = compact::check_id(self.conn, &key.check)?;
+                self.checks.insert(key.check.clone(), id);
+                id
+            }
+        };
+        let region = match self.regions.get(&key.region) {
+            Some(id) => *id,
+            None => {
+                let id = compact::text_id(self.conn, &key.region)?;
+                self.regions.insert(key.region.clone(), id);
+                id
+            }
+        };
+        let (Some(check), Some(region)) = (check, region) else {
+            return Ok(false);
+        };
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM results WHERE check_id = ?1 AND started_at_ms = ?2 AND region_id = ?3",
+            )?
+            .exists(params![check, key.started_at_ms, region])?)
+    }
 }
 
 /// A revision as SQLite stores it (an i64; no state is written 2^63 times).
