@@ -505,7 +505,6 @@ pub(super) fn decode(
     let ip_family = next(IP_FAMILY)?;
     let http_version = next(HTTP_VERSION)?;
     let cert_expiry = next(CERT_EXPIRY)?;
-    drop(next);
     let stored_id = if mask & ID != 0 {
         Some(Uuid::from_bytes(reader.bytes16()?))
     } else {
