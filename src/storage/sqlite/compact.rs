@@ -670,6 +670,56 @@ mod tests {
         assert_eq!(row.body.as_deref(), Some(r#"{"duration_ms":1.0000001}"#));
     }
 
+    /// Retention takes the lookup texts no kept row can name with the rows
+    /// that named them, and keeps those still in use.
+    #[tokio::test]
+    async fn texts_go_with_the_last_row_that_named_them() {
+        use crate::storage::Batch;
+        let dir = tempfile::tempdir().unwrap();
+        let start = DateTime::from_timestamp_millis(1_773_145_800_000).unwrap();
+        let clock = crate::clock::Clock::manual(start);
+        let storage = Storage::open_with_clock(dir.path(), clock.clone()).unwrap();
+        let mut old = ProbeResult::for_test("api", Outcome::Error, start);
+        old.error = Some("an error seen once, long ago".into());
+        let mut batch = Batch::default();
+        batch.results.push((old, start));
+        storage.ingest().write_batch(batch).await.unwrap();
+        clock.advance(std::time::Duration::from_secs(40 * 86_400));
+        let now = clock.now();
+        let mut fresh = ProbeResult::for_test("api", Outcome::Error, now);
+        fresh.error = Some("an error of today".into());
+        let mut batch = Batch::default();
+        batch.results.push((fresh.clone(), now));
+        storage.ingest().write_batch(batch).await.unwrap();
+        storage
+            .jobs()
+            .prune_older_than(now - chrono::Duration::days(30), 100)
+            .await
+            .unwrap();
+        let listed = storage
+            .history()
+            .recent_results("api".into(), 10)
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![fresh]);
+        let conn = Connection::open(dir.path().join("lookout.db")).unwrap();
+        let texts: Vec<String> = conn
+            .prepare("SELECT text FROM result_texts ORDER BY text")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            texts.contains(&"an error of today".to_string()),
+            "{texts:?}"
+        );
+        assert!(
+            !texts.contains(&"an error seen once, long ago".to_string()),
+            "{texts:?}"
+        );
+    }
+
     #[tokio::test]
     async fn json_rows_of_an_older_database_become_compact_rows() {
         let dir = tempfile::tempdir().unwrap();
