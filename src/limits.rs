@@ -103,6 +103,27 @@ pub const RETENTION_PRUNE_BATCH: usize = 10_000;
 /// (a second process on the same file) before failing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// WAL pages after which a SQLite commit checkpoints (SQLite's default is
+/// 1,000, 4 MB). Ingest rewrites the same hot pages (each check's newest
+/// leaf, the check states) batch after batch; a longer WAL copies each of
+/// them back once per checkpoint instead of every few batches, and syncs
+/// far less often. The WAL file grows to about 40 MB and stays there.
+pub const SQLITE_WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
+/// Prepared statements each SQLite connection keeps: more than the queries
+/// it caches (about 40), so none is evicted and prepared again.
+pub const SQLITE_STATEMENTS_CACHED: usize = 128;
+
+/// SQLite keeps a result's repeated texts (errors, addresses, versions,
+/// certificate expiries) once, in a lookup table, up to this size each: an
+/// error is at most `RESULT_ERROR_CHARS_MAX` chars (4 bytes each at worst);
+/// anything longer is one of a kind, kept in the row's JSON instead.
+pub const SQLITE_TEXT_INTERNED_BYTES_MAX: usize = 4 * RESULT_ERROR_CHARS_MAX;
+/// How stale a lookup text's `seen_ms` may get before a use refreshes it
+/// (one write per text and hour at most, not one per result); texts unseen
+/// for longer than the results are kept, plus this and a day, are pruned.
+pub const SQLITE_TEXT_SEEN_REFRESH_MS: i64 = 3_600_000;
+
 /// `?limit=` default and maximum for `GET /api/v1/checks/{name}/results`.
 pub const API_RESULTS_LIMIT_DEFAULT: usize = 100;
 pub const API_RESULTS_LIMIT_MAX: usize = 1_000;

@@ -261,6 +261,51 @@ pub struct PageInfo {
     pub title: Option<String>,
 }
 
+impl ProbeResult {
+    /// The id a run of `check` by `probe` in `region` started at
+    /// `started_at` gets: UUIDv7-shaped (its time is `started_at`'s
+    /// millisecond, so ids still sort by time) with the rest a stable hash
+    /// of the four. The same run always gets the same id, so storage need
+    /// not keep it: it keeps only ids made otherwise (older probes, imports).
+    pub fn run_id(check: &str, region: &str, probe: &str, started_at: DateTime<Utc>) -> Uuid {
+        // FNV-1a, 128 bits: stable across builds and platforms (std's
+        // hashers promise neither), and plenty for ten bytes.
+        const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+        const PRIME: u128 = 0x0000000001000000000000000000013B;
+        let mut hash = OFFSET;
+        let nanos = started_at.timestamp_subsec_nanos().to_le_bytes();
+        let secs = started_at.timestamp().to_le_bytes();
+        for part in [
+            check.as_bytes(),
+            region.as_bytes(),
+            probe.as_bytes(),
+            &secs,
+            &nanos,
+        ] {
+            for byte in part.iter().chain(std::iter::once(&0xff)) {
+                hash ^= u128::from(*byte);
+                hash = hash.wrapping_mul(PRIME);
+            }
+        }
+        let bytes = hash.to_le_bytes();
+        let mut rest = [0u8; 10];
+        rest.copy_from_slice(&bytes[..10]);
+        let millis = u64::try_from(started_at.timestamp_millis()).unwrap_or(0);
+        uuid::Builder::from_unix_timestamp_millis(millis, &rest).into_uuid()
+    }
+
+    /// This result's `run_id`.
+    pub fn own_run_id(&self) -> Uuid {
+        ProbeResult::run_id(&self.check, &self.region, &self.probe, self.started_at)
+    }
+}
+
+/// `at` cut to its whole millisecond: results start on one, which storage
+/// keeps in an integer (finer is kept too, at a cost).
+pub fn whole_ms(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at)
+}
+
 #[cfg(test)]
 impl ProbeResult {
     /// A result for tests: region `local`, the given check, outcome and time.

@@ -31,7 +31,7 @@ impl Aggregator {
         let held = self.states.for_decision(vec![check.clone()]);
         let load = Load {
             checks: held.revisions,
-            result_ids: Vec::new(),
+            results: Vec::new(),
         };
         let copies = held.copies;
         let name = check.clone();

@@ -140,7 +140,7 @@ impl Aggregator {
                 .filter(|(_, revised)| needs_forgiving(&revised.state, now))
                 .map(|(name, revised)| (name.clone(), Some(revised.revision)))
                 .collect(),
-            result_ids: Vec::new(),
+            results: Vec::new(),
         };
         if !load.checks.is_empty() {
             let copies: HashMap<String, CheckState> = stored
@@ -402,9 +402,9 @@ impl Aggregator {
             aggregator: self,
             committed: false,
         };
-        let result_ids = results.iter().map(|r| r.id.to_string()).collect();
+        let keys = results.iter().map(crate::storage::ResultKey::of).collect();
         let judge = self.judge(&config, &checks, received_at);
-        let (load, judge) = self.load_for(checks, result_ids, judge);
+        let (load, judge) = self.load_for(checks, keys, judge);
         let committed = self
             .storage
             .decide(load, move |loaded| {
@@ -472,7 +472,7 @@ impl Aggregator {
     fn load_for(
         &self,
         checks: Vec<String>,
-        result_ids: Vec<String>,
+        results: Vec<crate::storage::ResultKey>,
         mut judge: Judge,
     ) -> (Load, Judge) {
         let held = self.states.for_decision(checks);
@@ -480,7 +480,7 @@ impl Aggregator {
         (
             Load {
                 checks: held.revisions,
-                result_ids,
+                results,
             },
             judge,
         )

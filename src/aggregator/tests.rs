@@ -34,8 +34,20 @@ async fn pending_check_alerts(storage: &Storage, limit: usize) -> Vec<Delivery> 
         .collect()
 }
 
+/// A result of check `api` now, each at a millisecond of its own: storage
+/// keeps one run per check, region and millisecond (`ResultKey`), and a
+/// probe never starts a check twice in one.
 fn result(outcome: Outcome) -> ProbeResult {
-    ProbeResult::for_test("api", outcome, Utc::now())
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST_MS: AtomicI64 = AtomicI64::new(0);
+    let now = Utc::now().timestamp_millis();
+    // The later of now and one past the last one handed out.
+    let next = |last: i64| last.saturating_add(1).max(now);
+    let ms = LAST_MS
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(next(last)))
+        .map_or(now, next);
+    let at = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_else(Utc::now);
+    ProbeResult::for_test("api", outcome, at)
 }
 
 /// An hour's silence on check `api`, added through the aggregator.

@@ -205,7 +205,8 @@ async fn run_now(
 }
 
 /// `POST /api/v1/results`: a batch `{"results": [...], "sent_at": ...}`.
-/// Every result must carry the token's region. Idempotent by result id.
+/// Every result must carry the token's region. Idempotent by result id
+/// (on SQLite, by the run: check, region, millisecond; see `ResultKey`).
 /// The token is checked from the headers before a byte of the body is
 /// read: an unauthenticated upload is answered 401 and costs no memory.
 async fn results(

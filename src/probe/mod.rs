@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::config::{Check, CheckKind, Secrets};
 use crate::limits;
@@ -182,8 +181,14 @@ impl Runner {
         report: Report,
     ) -> ProbeResult {
         let error = report.error.map(|e| one_line(&self.secrets.redact(&e)));
+        let started_at = crate::result::whole_ms(started_at);
         ProbeResult {
-            id: Uuid::now_v7(),
+            id: ProbeResult::run_id(
+                &check.name,
+                &self.identity.region,
+                &self.identity.probe,
+                started_at,
+            ),
             check: check.name.clone(),
             region: self.identity.region.clone(),
             probe: self.identity.probe.clone(),

@@ -76,6 +76,9 @@ pub enum StorageError {
         "the database file {path} was {what} while Lookout had it open; restart Lookout once it is back (nothing is written meanwhile)"
     )]
     FileGone { path: String, what: &'static str },
+    /// A stored row does not decode (a lookup text gone, a cut blob).
+    #[error("a stored row cannot be read back: {0}")]
+    Corrupt(String),
 }
 
 /// A backend's own error, carried by `StorageError` without naming the
@@ -193,8 +196,30 @@ pub struct Load {
     /// Checks whose stored state the decision reads, each with the revision
     /// of the copy the caller already holds (`None`: it holds none).
     pub checks: Vec<(String, Option<u64>)>,
-    /// Result ids the decision needs to know are stored already.
-    pub result_ids: Vec<String>,
+    /// Results the decision needs to know are stored already.
+    pub results: Vec<ResultKey>,
+}
+
+/// What names a stored result: its id, and the run it stands for (check,
+/// region, start). SQLite finds a result by the run (it keeps no id that
+/// `ProbeResult::run_id` can compute), PostgreSQL by the id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResultKey {
+    pub id: String,
+    pub check: String,
+    pub region: String,
+    pub started_at_ms: i64,
+}
+
+impl ResultKey {
+    pub fn of(result: &ProbeResult) -> ResultKey {
+        ResultKey {
+            id: result.id.to_string(),
+            check: result.check.clone(),
+            region: result.region.clone(),
+            started_at_ms: result.started_at.timestamp_millis(),
+        }
+    }
 }
 
 /// A check's stored state, as an ingest transaction found it.
@@ -214,7 +239,7 @@ pub enum Stored {
 pub struct Loaded {
     /// Every check of `Load::checks`.
     pub states: std::collections::HashMap<String, Stored>,
-    /// The ids of `Load::result_ids` that are stored already.
+    /// The ids of `Load::results` that are stored already.
     pub known_ids: HashSet<String>,
 }
 
@@ -241,8 +266,8 @@ pub struct Committed {
 /// one decision per transaction, and the state it restores from.
 #[async_trait]
 pub trait IngestStore: Send + Sync {
-    /// Ids among `ids` that are already stored: the aggregator skips them.
-    async fn known_result_ids(&self, ids: Vec<String>) -> Result<Vec<String>, StorageError>;
+    /// The ids of the results among `keys` that are already stored.
+    async fn known_result_ids(&self, keys: Vec<ResultKey>) -> Result<Vec<String>, StorageError>;
 
     /// In one transaction: loads what `load` names (the checks' states, kept
     /// from every other writer until the commit, and which result ids are

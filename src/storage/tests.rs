@@ -34,6 +34,7 @@ macro_rules! suite {
     ($backend:ident, $make:path) => {
         suite!(@tests $backend, $make,
             results_are_idempotent_ordered_and_pruned,
+            results_read_back_as_they_were_stored,
             finished_hours_are_rolled_up_and_late_results_roll_them_up_again,
             states_are_replaced_and_restored,
             a_decision_loads_what_it_names_and_commits_what_it_decides,
@@ -173,7 +174,10 @@ async fn results_are_idempotent_ordered_and_pruned(storage: &Storage) {
     storage.ingest().write_batch(again).await.unwrap();
     let known = storage
         .ingest()
-        .known_result_ids(vec![recent[0].id.to_string(), "x".into()])
+        .known_result_ids(vec![
+            ResultKey::of(&recent[0]),
+            ResultKey::of(&result("api", Outcome::Ok, now + Duration::seconds(9))),
+        ])
         .await
         .unwrap();
     assert_eq!(known, vec![recent[0].id.to_string()]);
@@ -207,6 +211,126 @@ async fn results_are_idempotent_ordered_and_pruned(storage: &Storage) {
     assert_eq!(listed, recent);
 }
 
+/// Results of every shape, read back field for field: an ordinary https
+/// run, errors (one too long to look up), a browser flow, icmp, grpc,
+/// timings finer than a microsecond, a start finer than a millisecond, ids
+/// a probe did not derive.
+async fn results_read_back_as_they_were_stored(storage: &Storage) {
+    use crate::result::{
+        FilmFrame, GrpcFigures, IcmpFigures, PageError, PageInfo, Phases, StepResult, WebVitals,
+    };
+    let now = now();
+    let at = |s: i64| now - Duration::seconds(s);
+    let mut https = result("rt", Outcome::Ok, at(1));
+    https.probe = "probe-1".into();
+    https.status = Some(200);
+    https.duration_ms = 123.456;
+    https.phases_ms = Phases {
+        dns: Some(2.1),
+        connect: Some(10.002),
+        tls: Some(30.5),
+        ttfb: Some(60.25),
+        transfer: Some(0.999),
+    };
+    https.address = Some("2001:db8::1".into());
+    https.ip_family = Some("ipv6".into());
+    https.http_version = Some("2".into());
+    https.cert_expiry = DateTime::from_timestamp(1_780_000_000, 0);
+    https.id = https.own_run_id();
+    let mut failing = result(
+        "rt",
+        Outcome::Error,
+        at(2) + Duration::nanoseconds(123_456_789),
+    );
+    failing.error = Some("connect: connection refused (os error 111)".into());
+    failing.phases_ms.dns = Some(0.5);
+    let mut long_error = result("rt", Outcome::Fail, at(3));
+    long_error.error = Some("x".repeat(limits::SQLITE_TEXT_INTERNED_BYTES_MAX + 1));
+    long_error.status = Some(503);
+    long_error.degraded = Some("certificate expires in 3 days".into());
+    let mut browser = result("rt", Outcome::Fail, at(4));
+    browser.notes = vec!["body truncated at 1 MiB".into()];
+    browser.steps = vec![StepResult {
+        name: "goto https://example.com/".into(),
+        at_ms: 0.0,
+        ms: 812.5,
+        ok: false,
+        error: Some("timed out".into()),
+        load_ms: Some(700.0),
+        vitals: Some(WebVitals {
+            url: Some("https://example.com/".into()),
+            lcp_ms: Some(650.0),
+            cls: Some(0.01),
+            ..WebVitals::default()
+        }),
+    }];
+    browser.page = Some(PageInfo {
+        url: Some("https://example.com/".into()),
+        title: Some("Example".into()),
+    });
+    browser.browser.console_errors = vec![PageError {
+        step: 1,
+        message: "Uncaught TypeError".into(),
+        url: None,
+        status: None,
+    }];
+    browser.browser.request_errors = vec![PageError {
+        step: 1,
+        message: "404".into(),
+        url: Some("https://example.com/x.js".into()),
+        status: Some(404),
+    }];
+    browser.browser.film_strip = vec![FilmFrame {
+        step: 1,
+        name: "goto".into(),
+        jpeg: "AAAA".into(),
+    }];
+    let mut icmp = result("rt", Outcome::Ok, at(5));
+    icmp.icmp = Some(IcmpFigures {
+        address: "127.0.0.1".into(),
+        socket: "datagram".into(),
+        sent: 3,
+        received: 3,
+        loss_percent: 0.0,
+        rtt_min_ms: Some(0.01),
+        rtt_avg_ms: Some(0.02),
+        rtt_max_ms: Some(0.03),
+        reply_hop_limit: Some(64),
+    });
+    let mut grpc = result("rt", Outcome::Fail, at(6));
+    grpc.grpc = Some(GrpcFigures {
+        status_code: 5,
+        serving_status: Some("SERVICE_UNKNOWN".into()),
+    });
+    let mut fine = result("rt", Outcome::Timeout, at(7));
+    fine.duration_ms = 1.234_567_89;
+    fine.phases_ms.connect = Some(0.000_1);
+    fine.phases_ms.ttfb = Some(4.0);
+    fine.region = "eu-west".into();
+    let stored = vec![https, failing, long_error, browser, icmp, grpc, fine];
+    let mut batch = Batch::default();
+    batch
+        .results
+        .extend(stored.iter().map(|r| (r.clone(), now)));
+    storage.ingest().write_batch(batch).await.unwrap();
+    let listed = storage
+        .history()
+        .recent_results("rt".into(), 100)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), stored.len());
+    for (read, written) in listed.iter().zip(&stored) {
+        assert_eq!(read, written);
+    }
+    let mut keys: Vec<ResultKey> = stored.iter().map(ResultKey::of).collect();
+    keys.push(ResultKey::of(&result("rt", Outcome::Ok, at(8))));
+    let mut known = storage.ingest().known_result_ids(keys).await.unwrap();
+    let mut ids: Vec<String> = stored.iter().map(|r| r.id.to_string()).collect();
+    known.sort();
+    ids.sort();
+    assert_eq!(known, ids);
+}
+
 async fn finished_hours_are_rolled_up_and_late_results_roll_them_up_again(storage: &Storage) {
     let now = now();
     let current = hour_of(now.timestamp_millis());
@@ -216,7 +340,13 @@ async fn finished_hours_are_rolled_up_and_late_results_roll_them_up_again(storag
         let r = timed("api", "eu", two_hours_ago + Duration::seconds(i), 100.0);
         batch.results.push((r, now));
     }
-    let mut failed = result("api", Outcome::Timeout, two_hours_ago);
+    // A run of its own: another millisecond (one region's run of a check
+    // at one millisecond is one result, `ResultKey`).
+    let mut failed = result(
+        "api",
+        Outcome::Timeout,
+        two_hours_ago + Duration::seconds(10),
+    );
     failed.region = "eu".into();
     failed.duration_ms = 9_000.0;
     batch.results.push((failed, now));
@@ -321,14 +451,14 @@ async fn a_decision_loads_what_it_names_and_commits_what_it_decides(storage: &St
     batch.states.push(("api".into(), CheckState::default()));
     batch.states.push(("web".into(), CheckState::default()));
     storage.ingest().write_batch(batch).await.unwrap();
-    let fresh = Uuid::now_v7().to_string();
+    let fresh = ResultKey::of(&result("api", Outcome::Ok, now() + Duration::seconds(5)));
     let load = Load {
         checks: vec![
             ("api".into(), Some(1)), // the caller's copy is current
             ("web".into(), Some(7)), // the caller's copy is not
             ("gone".into(), None),   // never stored
         ],
-        result_ids: vec![stored.id.to_string(), fresh.clone()],
+        results: vec![ResultKey::of(&stored), fresh],
     };
     let down = CheckState {
         status: Status::Down,
@@ -379,7 +509,7 @@ async fn decisions_on_one_check_run_one_after_the_other(storage: &Storage) {
         running.push(tokio::spawn(async move {
             let load = Load {
                 checks: vec![("api".into(), None)],
-                result_ids: Vec::new(),
+                results: Vec::new(),
             };
             storage
                 .decide(load, move |mut loaded| {

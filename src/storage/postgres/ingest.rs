@@ -13,7 +13,7 @@ use crate::alert::silence::Silence;
 use crate::limits;
 use crate::rules::ProbeEvent;
 use crate::storage::{
-    Batch, Committed, Decided, Decision, IngestStore, Load, Loaded, Revised, Screenshot,
+    Batch, Committed, Decided, Decision, IngestStore, Load, Loaded, ResultKey, Revised, Screenshot,
     StorageError, Stored,
 };
 
@@ -23,7 +23,8 @@ const CHECK_LOCK_SPACE: i32 = 0x4c6b;
 
 #[async_trait]
 impl IngestStore for PostgresStorage {
-    async fn known_result_ids(&self, ids: Vec<String>) -> Result<Vec<String>, StorageError> {
+    async fn known_result_ids(&self, keys: Vec<ResultKey>) -> Result<Vec<String>, StorageError> {
+        let ids: Vec<String> = keys.into_iter().map(|key| key.id).collect();
         let client = self.client().await?;
         let rows = client
             .query("SELECT id FROM results WHERE id = ANY($1)", &[&ids])
@@ -170,12 +171,10 @@ async fn load_for_decision(tx: &Transaction<'_>, load: Load) -> Result<Loaded, S
             loaded.states.insert(name, found);
         }
     }
-    if !load.result_ids.is_empty() {
+    if !load.results.is_empty() {
+        let ids: Vec<&str> = load.results.iter().map(|key| key.id.as_str()).collect();
         let rows = tx
-            .query(
-                "SELECT id FROM results WHERE id = ANY($1)",
-                &[&load.result_ids],
-            )
+            .query("SELECT id FROM results WHERE id = ANY($1)", &[&ids])
             .await?;
         for row in rows {
             loaded.known_ids.insert(row.try_get(0)?);

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 
-use super::{SqliteStorage, json_bodies};
-use crate::result::ProbeResult;
+use super::{SqliteStorage, compact, json_bodies};
+use crate::result::{Outcome, ProbeResult};
 use crate::rollup::{HourRollup, LatencyHistogram};
 use crate::rules::{ProbeEvent, Transition};
 use crate::storage::{Delivery, DeliveryState, HistoryStore, StorageError};
@@ -21,8 +21,24 @@ impl HistoryStore for SqliteStorage {
         check: String,
         limit: usize,
     ) -> Result<Vec<ProbeResult>, StorageError> {
-        self.newest_bodies("SELECT body FROM results WHERE check_name = ?1 ORDER BY started_at_ms DESC, id DESC LIMIT ?2", check, limit)
-            .await
+        self.with(move |conn| {
+            let Some(check_id) = compact::check_id(conn, &check)? else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {} FROM results r WHERE r.check_id = ?1
+                 ORDER BY r.started_at_ms DESC, r.region_id DESC LIMIT ?2",
+                compact::COLUMNS
+            ))?;
+            let mut rows = stmt.query(params![check_id, limit as i64])?;
+            let mut texts = compact::Texts::new(conn);
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(compact::decode(check.clone(), row, 0, &mut texts)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn recent_events(
@@ -102,20 +118,26 @@ impl HistoryStore for SqliteStorage {
         limit: usize,
     ) -> Result<Vec<(String, String, i64, bool, f64)>, StorageError> {
         self.read(move |conn| {
+            // Check by check along the key (CROSS JOIN keeps that order):
+            // the table has no index by time alone.
             let mut stmt = conn.prepare_cached(
-                "SELECT check_name, region, started_at_ms, outcome, duration_ms FROM results
-                 WHERE started_at_ms >= ?1 ORDER BY started_at_ms DESC LIMIT ?2",
+                "SELECT c.name, t.text, r.started_at_ms, r.outcome, r.duration_us, r.body
+                 FROM result_checks c CROSS JOIN results r ON r.check_id = c.id AND r.started_at_ms >= ?1
+                 JOIN result_texts t ON t.id = r.region_id
+                 ORDER BY r.started_at_ms DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![since_ms, limit as i64], |row| {
-                Ok((
+            let mut rows = stmt.query(params![since_ms, limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push((
                     row.get(0)?,
                     row.get(1)?,
                     row.get(2)?,
-                    row.get_ref(3)?.as_str().unwrap_or_default() == "ok",
-                    row.get(4)?,
-                ))
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+                    row.get::<_, i64>(3)? == compact::outcome_code(Outcome::Ok),
+                    compact::duration_ms(row.get(4)?, row.get::<_, Option<String>>(5)?.as_deref())?,
+                ));
+            }
+            Ok(out)
         })
         .await
     }
@@ -147,13 +169,24 @@ impl HistoryStore for SqliteStorage {
         limit: usize,
     ) -> Result<Vec<f64>, StorageError> {
         self.read(move |conn| {
+            let Some(check_id) = compact::check_id(conn, &check)? else {
+                return Ok(Vec::new());
+            };
             let mut stmt = conn.prepare_cached(
-                "SELECT duration_ms FROM results
-                 WHERE check_name = ?1 AND started_at_ms >= ?2 AND outcome = 'ok'
-                 ORDER BY started_at_ms DESC LIMIT ?3",
+                "SELECT duration_us, body FROM results
+                 WHERE check_id = ?1 AND started_at_ms >= ?2 AND outcome = ?3
+                 ORDER BY started_at_ms DESC LIMIT ?4",
             )?;
-            let rows = stmt.query_map(params![check, since_ms, limit as i64], |row| row.get(0))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let ok = compact::outcome_code(Outcome::Ok);
+            let mut rows = stmt.query(params![check_id, since_ms, ok, limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(compact::duration_ms(
+                    row.get(0)?,
+                    row.get::<_, Option<String>>(1)?.as_deref(),
+                )?);
+            }
+            Ok(out)
         })
         .await
     }

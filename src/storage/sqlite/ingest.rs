@@ -8,24 +8,24 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{SqliteStorage, json_bodies};
+use super::{SqliteStorage, compact, json_bodies};
 use crate::alert::silence::Silence;
 use crate::limits;
 use crate::rules::ProbeEvent;
 use crate::storage::{
-    Batch, Committed, Decided, Decision, IngestStore, Load, Loaded, Revised, Screenshot,
+    Batch, Committed, Decided, Decision, IngestStore, Load, Loaded, ResultKey, Revised, Screenshot,
     StorageError, Stored,
 };
 
 #[async_trait]
 impl IngestStore for SqliteStorage {
-    async fn known_result_ids(&self, ids: Vec<String>) -> Result<Vec<String>, StorageError> {
+    async fn known_result_ids(&self, keys: Vec<ResultKey>) -> Result<Vec<String>, StorageError> {
         self.with(move |conn| {
-            let mut stmt = conn.prepare_cached("SELECT 1 FROM results WHERE id = ?1")?;
+            let mut stored = StoredRuns::new(conn);
             let mut known = Vec::new();
-            for id in ids {
-                if stmt.exists(params![id])? {
-                    known.push(id);
+            for key in keys {
+                if stored.has(&key)? {
+                    known.push(key.id);
                 }
             }
             Ok(known)
@@ -215,13 +215,60 @@ fn load_for_decision(tx: &Transaction<'_>, load: Load) -> Result<Loaded, Storage
             loaded.states.insert(check, found);
         }
     }
-    let mut known = tx.prepare_cached("SELECT 1 FROM results WHERE id = ?1")?;
-    for id in load.result_ids {
-        if known.exists(params![id])? {
-            loaded.known_ids.insert(id);
+    let mut stored = StoredRuns::new(tx);
+    for key in load.results {
+        if stored.has(&key)? {
+            loaded.known_ids.insert(key.id);
         }
     }
     Ok(loaded)
+}
+
+/// Which runs are stored: by the natural key, not the id (`compact.rs`),
+/// since a batch sent again carries the same runs. The check and region
+/// ids are looked up once per call, not once per result.
+struct StoredRuns<'c> {
+    conn: &'c rusqlite::Connection,
+    checks: HashMap<String, Option<i64>>,
+    regions: HashMap<String, Option<i64>>,
+}
+
+impl<'c> StoredRuns<'c> {
+    fn new(conn: &'c rusqlite::Connection) -> StoredRuns<'c> {
+        StoredRuns {
+            conn,
+            checks: HashMap::new(),
+            regions: HashMap::new(),
+        }
+    }
+
+    fn has(&mut self, key: &ResultKey) -> Result<bool, StorageError> {
+        let check = match self.checks.get(&key.check) {
+            Some(id) => *id,
+            None => {
+                let id = compact::check_id(self.conn, &key.check)?;
+                self.checks.insert(key.check.clone(), id);
+                id
+            }
+        };
+        let region = match self.regions.get(&key.region) {
+            Some(id) => *id,
+            None => {
+                let id = compact::text_id(self.conn, &key.region)?;
+                self.regions.insert(key.region.clone(), id);
+                id
+            }
+        };
+        let (Some(check), Some(region)) = (check, region) else {
+            return Ok(false);
+        };
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM results WHERE check_id = ?1 AND started_at_ms = ?2 AND region_id = ?3",
+            )?
+            .exists(params![check, key.started_at_ms, region])?)
+    }
 }
 
 /// A revision as SQLite stores it (an i64; no state is written 2^63 times).
@@ -237,11 +284,7 @@ fn write_batch(
 ) -> Result<HashMap<String, u64>, StorageError> {
     let mut revisions = HashMap::new();
     {
-        let mut insert_result = tx.prepare_cached(
-            "INSERT OR IGNORE INTO results
-             (id, check_name, region, started_at_ms, received_at_ms, outcome, duration_ms, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
+        let mut insert_result = tx.prepare_cached(compact::INSERT)?;
         // Late results in an hour already rolled up: roll it up again.
         let rolled_until: i64 = tx
             .query_row("SELECT rolled_until_ms FROM rollup_mark", [], |row| {
@@ -257,17 +300,10 @@ fn write_batch(
                 mark_dirty.execute(params![crate::rollup::hour_of(at)])?;
             }
         }
+        let mut names = compact::Names::new(tx, written_at);
         for (result, received_at) in &batch.results {
-            insert_result.execute(params![
-                result.id.to_string(),
-                result.check,
-                result.region,
-                result.started_at.timestamp_millis(),
-                received_at.timestamp_millis(),
-                result.outcome.as_str(),
-                result.duration_ms,
-                serde_json::to_string(result)?,
-            ])?;
+            let row = compact::encode(result, received_at.timestamp_millis(), &mut names)?;
+            compact::insert_row(&mut insert_result, &row)?;
         }
         let mut upsert_state = tx.prepare_cached(
             "INSERT INTO check_state (check_name, state, updated_at_ms, revision) VALUES (?1, ?2, ?3, 1)

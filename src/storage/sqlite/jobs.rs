@@ -23,8 +23,10 @@ impl JobStore for SqliteStorage {
                 let start = match mark {
                     Some(mark) => mark,
                     None => {
+                        // Each check's oldest, along the key.
                         let oldest: Option<i64> = conn.query_row(
-                            "SELECT MIN(started_at_ms) FROM results",
+                            "SELECT MIN((SELECT MIN(started_at_ms) FROM results r WHERE r.check_id = c.id))
+                             FROM result_checks c",
                             [],
                             |row| row.get(0),
                         )?;
@@ -71,7 +73,9 @@ impl JobStore for SqliteStorage {
         let tables: [(&str, &str, i64); 6] = [
             (
                 "results",
-                "rowid IN (SELECT rowid FROM results WHERE started_at_ms < ?1 LIMIT ?2)",
+                // Check by check along the key (no index by time alone).
+                "(check_id, started_at_ms, region_id) IN (SELECT r.check_id, r.started_at_ms, r.region_id
+                 FROM result_checks c CROSS JOIN results r ON r.check_id = c.id AND r.started_at_ms < ?1 LIMIT ?2)",
                 cutoff,
             ),
             (
@@ -100,8 +104,26 @@ impl JobStore for SqliteStorage {
                 cutoff,
             ),
         ];
+        // Lookup texts no kept row can name: unseen since before the
+        // results' cutoff, with the refresh's slack and a day for results
+        // stamped ahead of the clock.
+        let texts_cutoff = cutoff
+            .saturating_sub(crate::limits::SQLITE_TEXT_SEEN_REFRESH_MS)
+            .saturating_sub(86_400_000);
+        let lookups: [(&str, &str, i64); 2] = [
+            (
+                "result_checks",
+                "id IN (SELECT id FROM result_checks WHERE seen_ms < ?1 LIMIT ?2)",
+                texts_cutoff,
+            ),
+            (
+                "result_texts",
+                "id IN (SELECT id FROM result_texts WHERE seen_ms < ?1 LIMIT ?2)",
+                texts_cutoff,
+            ),
+        ];
         let mut total = 0;
-        for (table, condition, cutoff_ms) in tables {
+        for (table, condition, cutoff_ms) in tables.into_iter().chain(lookups) {
             loop {
                 let sql = format!("DELETE FROM {table} WHERE {condition}");
                 let deleted = self
@@ -153,14 +175,22 @@ fn roll_up_hour(conn: &mut Connection, hour: i64, start: i64) -> Result<(), Stor
     let tx = conn.transaction()?;
     let mut tally = HourTally::new(hour);
     {
+        // Check by check along the key (CROSS JOIN keeps that order).
         let mut stmt = tx.prepare_cached(
-            "SELECT check_name, region, outcome, duration_ms FROM results
-             WHERE started_at_ms >= ?1 AND started_at_ms < ?2",
+            "SELECT c.name, t.text, r.outcome, r.duration_us, r.body
+             FROM result_checks c CROSS JOIN results r
+                 ON r.check_id = c.id AND r.started_at_ms >= ?1 AND r.started_at_ms < ?2
+             JOIN result_texts t ON t.id = r.region_id",
         )?;
         let mut rows = stmt.query(params![hour, hour + HOUR_MS])?;
+        let ok_code = super::compact::outcome_code(crate::result::Outcome::Ok);
         while let Some(row) = rows.next()? {
-            let ok = row.get_ref(2)?.as_str().unwrap_or_default() == "ok";
-            tally.add(row.get(0)?, row.get(1)?, ok, row.get(3)?);
+            let ok = row.get::<_, i64>(2)? == ok_code;
+            let ms = super::compact::duration_ms(
+                row.get(3)?,
+                row.get::<_, Option<String>>(4)?.as_deref(),
+            )?;
+            tally.add(row.get(0)?, row.get(1)?, ok, ms);
         }
     }
     tx.execute(

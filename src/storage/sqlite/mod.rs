@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::limits;
 
 mod announcements;
+mod compact;
 mod coordination;
 mod history;
 mod ingest;
@@ -98,13 +99,22 @@ impl SqliteStorage {
         let mut conn = Connection::open(dir.join("lookout.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            limits::SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+        )?;
         conn.busy_timeout(limits::SQLITE_BUSY_TIMEOUT)?;
-        Migrations::from_slice(schema::MIGRATIONS).to_latest(&mut conn)?;
+        // Room for every statement ingest prepares (rusqlite keeps 16):
+        // one evicted is prepared again, batch after batch.
+        conn.set_prepared_statement_cache_capacity(limits::SQLITE_STATEMENTS_CACHED);
+        Migrations::new(schema::migrations()).to_latest(&mut conn)?;
         let reader = Connection::open_with_flags(
             dir.join("lookout.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         reader.busy_timeout(limits::SQLITE_BUSY_TIMEOUT)?;
+        reader.set_prepared_statement_cache_capacity(limits::SQLITE_STATEMENTS_CACHED);
         Ok(SqliteStorage {
             conn: Arc::new(Mutex::new(conn)),
             reader: Arc::new(Mutex::new(reader)),
