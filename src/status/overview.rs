@@ -156,8 +156,9 @@ pub fn render(
     }
 }
 
-/// A group's heading, as the whole page has it.
-fn group_head(group: &GroupStatus, open: &[&Announcement]) -> Markup {
+/// A group's heading: its name, roll-up badge, description and open
+/// announcements (the whole page's group sections use it too).
+pub(super) fn group_head(group: &GroupStatus, open: &[&Announcement]) -> Markup {
     html! {
         h2 {
             span { (group.name) }

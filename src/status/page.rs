@@ -139,16 +139,7 @@ pub fn render_page(report: &StatusReport, view: &PageView<'_>, single: Option<&s
                     } @else {
                         @for group in &report.groups {
                             section class="group" id={"group-" (group.name)} data-group=(group.name) data-group-status=(group.status.as_str()) {
-                                h2 {
-                                    span { (group.name) }
-                                    span class={"badge " (group.status.as_str())} data-rollup=(group.overall.as_str()) { (group.overall.headline()) }
-                                }
-                                @if let Some(description) = &group.description { div class="muted" { (description) } }
-                                @for note in open.iter().filter(|a| a.groups.contains(&group.name)) {
-                                    div class="muted" data-group-announcement=(note.id) {
-                                        span class="tag" { (note.severity.as_str()) } " " a href={"/#announcement-" (note.id)} { (note.title) }
-                                    }
-                                }
+                                (super::overview::group_head(group, &open))
                                 @for name in &group.checks {
                                     @if let Some(check) = by_name.get(name.as_str()) { (check_card(check, &open, single.is_some())) }
                                 }
