@@ -254,26 +254,7 @@ async fn run(checks: usize, groups: usize) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let url = format!("http://{addr}/");
-    let get = |gzip: bool| {
-        let request = http.get(&url);
-        let request = if gzip {
-            request.header("accept-encoding", "gzip")
-        } else {
-            request
-        };
-        async move {
-            let began = Instant::now();
-            let response = request.send().await.map_err(|e| e.to_string())?;
-            let encoding = response
-                .headers()
-                .get("content-encoding")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("identity")
-                .to_string();
-            let body = response.bytes().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((began.elapsed(), body.len(), encoding))
-        }
-    };
+    let get = |gzip: bool| fetch(&http, &url, gzip);
     let rss_idle = rss_kib();
     let (_, plain_bytes, _) = get(false).await?;
     let mut warm = Vec::new();
