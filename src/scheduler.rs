@@ -2,9 +2,10 @@
 //!
 //! One task per check, so a slow or hung check holds only its own task (and,
 //! for at most its timeout, one of the concurrency permits). Interval checks
-//! start at a stable offset within their interval, derived from their name,
-//! so a thousand checks at 30s spread over the 30 seconds instead of firing
-//! together. A run still going at its next tick skips that tick: the next
+//! start at a stable offset within their interval, derived from their
+//! region and name, so a thousand checks at 30s spread over the 30 seconds
+//! instead of firing together, and the regions running one check keep
+//! phases of their own. A run still going at its next tick skips that tick: the next
 //! deadline is the first one after the run ends, so there is never a burst of
 //! catch-up runs. Deadlines are tokio `Instant`s (monotonic); cron times are
 //! computed on the wall clock and converted once per run.
@@ -177,10 +178,12 @@ struct CheckTask {
 
 impl CheckTask {
     async fn run(self, epoch: Instant) {
-        let mut deadline = match first_deadline(&self.check.schedule, &self.check.name, epoch) {
-            Some(deadline) => deadline,
-            None => return,
-        };
+        let region = &self.runner.identity().region;
+        let mut deadline =
+            match first_deadline(&self.check.schedule, region, &self.check.name, epoch) {
+                Some(deadline) => deadline,
+                None => return,
+            };
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -235,9 +238,14 @@ impl CheckTask {
     }
 }
 
-fn first_deadline(schedule: &Schedule, name: &str, epoch: Instant) -> Option<Instant> {
+fn first_deadline(
+    schedule: &Schedule,
+    region: &str,
+    name: &str,
+    epoch: Instant,
+) -> Option<Instant> {
     match schedule {
-        Schedule::Every(every) => Some(epoch + stable_offset(name, *every)),
+        Schedule::Every(every) => Some(epoch + stable_offset(region, name, *every)),
         Schedule::Cron(_) => cron_deadline(schedule),
     }
 }
