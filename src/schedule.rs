@@ -244,7 +244,7 @@ pub(crate) fn format_duration_approx(duration: Duration) -> String {
 /// tick, and fast confirmation would have no earlier region to start from
 /// (#19). Derived from the region and the check's name with FNV-1a, which
 /// (unlike std's hasher) is the same across builds.
-pub(crate) fn stable_offset(region: &str, name: &str, every: Duration) -> Duration {
+pub fn stable_offset(region: &str, name: &str, every: Duration) -> Duration {
     use std::hash::Hasher;
     let mut hasher = fnv::FnvHasher::default();
     hasher.write(region.as_bytes());

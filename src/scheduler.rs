@@ -5,9 +5,9 @@
 //! start at a stable offset within their interval, derived from their
 //! region and name, so a thousand checks at 30s spread over the 30 seconds
 //! instead of firing together, and the regions running one check keep
-//! phases of their own. A run still going at its next tick skips that tick: the next
-//! deadline is the first one after the run ends, so there is never a burst of
-//! catch-up runs. Deadlines are tokio `Instant`s (monotonic); cron times are
+//! phases of their own. A run still going at its next tick skips that tick:
+//! the next deadline is the first one after the run ends, so there is never
+//! a burst of catch-up runs. Deadlines are tokio `Instant`s (monotonic); cron times are
 //! computed on the wall clock and converted once per run.
 //!
 //! The set of checks can change while it runs (a remote probe is sent new
@@ -31,7 +31,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Check, Secrets};
 use crate::probe::Runner;
 use crate::result::ProbeResult;
-use crate::schedule::{Schedule, stable_offset};
+use crate::schedule::Schedule;
+/// Where an interval check first runs after its probe starts; public so
+/// tests can pick a check name that runs at once in every region.
+pub use crate::schedule::stable_offset;
 
 /// The checks to run, with the secrets their results must mask.
 #[derive(Clone, Debug, Default)]

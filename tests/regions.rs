@@ -604,30 +604,18 @@ async fn an_https_aggregator_is_verified_by_its_probes() {
     drop(trusted);
 }
 
-/// Where a check named `name` that runs `every` first runs after its probe
-/// in `region` starts (the scheduler's stable offset: FNV-1a of the region,
-/// a zero byte and the name, modulo the interval), so a test can pick a
-/// name that runs at once and then not for minutes.
-fn first_run_offset(region: &str, name: &str, every: Duration) -> Duration {
-    use std::hash::Hasher;
-    let mut hasher = fnv::FnvHasher::default();
-    hasher.write(region.as_bytes());
-    hasher.write_u8(0);
-    hasher.write(name.as_bytes());
-    Duration::from_nanos((u128::from(hasher.finish()) % every.as_nanos()) as u64)
-}
-
 /// A check name (`{prefix}-N`) that first runs within `within` of its
-/// probe's start in every one of `regions`. Regions have phases of their
-/// own, so such names are rare (about one in (every / within)^regions):
-/// searched, bounded.
+/// probe's start in every one of `regions` (the scheduler's own offset), so
+/// a test can pick a name that runs at once and then not for minutes.
+/// Regions have phases of their own, so such names are rare (about one in
+/// (every / within)^regions): searched, bounded.
 fn name_run_soon_in(prefix: &str, regions: &[&str], every: Duration, within: Duration) -> String {
     (0..50_000_000u64)
         .map(|n| format!("{prefix}-{n}"))
         .find(|name| {
             regions
                 .iter()
-                .all(|region| first_run_offset(region, name, every) < within)
+                .all(|region| lookout::scheduler::stable_offset(region, name, every) < within)
         })
         .expect("some name runs soon in every region")
 }
