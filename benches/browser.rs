@@ -43,7 +43,7 @@ use lookout::probe::{ProbeIdentity, Runner};
 use lookout::result::Outcome;
 use serde_json::json;
 
-const RUNS: usize = 10;
+const RUNS: usize = 20;
 /// Each measurement stops here even if it has not done all its runs.
 const MEASURE_WALL_MAX: Duration = Duration::from_secs(180);
 const SESSION_COUNTS: [usize; 3] = [1, 2, 4];

@@ -134,18 +134,17 @@ pub(super) async fn run(pool: &BrowserPool, slot: Arc<Slot>, flow: Flow<'_>) -> 
             title: page.title.map(|t| flow.secrets.redact(&t)),
         });
     }
-    // Close: at once after success or failure; after a timeout in the
-    // background (the browser may hang), the slot staying taken until then.
+    // Close: in the background, the result does not wait for it (the
+    // direct WebDriver figure a flow is compared with ends at its last step
+    // too). The slot stays taken until the browser is gone, so the next
+    // flow, the sessions gauge and shutdown all wait for it.
     if let Some(session) = client.take() {
-        if timed_out {
-            let holder = slot.clone();
-            tokio::spawn(async move {
-                close_session(session).await;
-                drop(holder);
-            });
-        } else {
+        let holder = slot.clone();
+        tokio::spawn(async move {
+            holder.end_browser().await;
             close_session(session).await;
-        }
+            drop(holder);
+        });
     }
     drop(slot);
     if let Some(png) = progress.browsing.screenshot.take() {
