@@ -749,6 +749,10 @@ pub const STATUS_RENDER_CHUNK: usize = 64 * 1024;
 /// the others cannot reuse; two serve a two-worker runtime without lock
 /// contention worth measuring (`scripts/bench-peer` CPU per probe).
 pub const MALLOC_ARENAS_MAX: i32 = 2;
+/// Ingest decisions committed together on SQLite (group commit): enough
+/// for every client posting at once on a busy aggregator; bounded so one
+/// commit, and the wait of the first decision in it, stays short.
+pub const SQLITE_DECISIONS_PER_COMMIT_MAX: usize = 32;
 /// How often free heap pages are handed back to the kernel (`memory.rs`):
 /// a trim walks the heap (a few ms at 50 MiB), and memory freed by a burst
 /// (a /metrics scrape, a status page render, a reload) is back within it.

@@ -1415,6 +1415,89 @@ async fn sqlite_a_deleted_file_is_an_error_and_nothing_is_written() {
     assert!(storage.jobs().health_probe().await.is_err());
 }
 
+/// Group commit on SQLite: decisions committed together stay apart. One
+/// whose writes fail is rolled back alone (its result row too) and told its
+/// error; the others of its group are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_decision_that_fails_in_a_group_commit_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).unwrap();
+    rusqlite::Connection::open(dir.path().join("lookout.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON check_state WHEN NEW.check_name = 'refused'
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+    // A decision that holds the writer while the others queue behind it,
+    // so that they are committed as one group.
+    let (started, holding) = std::sync::mpsc::channel();
+    let holder = {
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            storage
+                .decide(Load::default(), move |_| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    (Batch::default(), ())
+                })
+                .await
+                .map(|_| ())
+        })
+    };
+    holding.recv().unwrap();
+    let names = ["a", "b", "refused", "c", "d"];
+    let results: Vec<ProbeResult> = names
+        .iter()
+        .map(|name| result(name, Outcome::Ok, now()))
+        .collect();
+    let mut running = Vec::new();
+    for (name, stored) in names.iter().zip(&results) {
+        let (storage, name, stored) = (storage.clone(), name.to_string(), stored.clone());
+        running.push(tokio::spawn(async move {
+            let load = Load {
+                checks: vec![(name.clone(), None)],
+                results: vec![ResultKey::of(&stored)],
+            };
+            storage
+                .decide(load, move |_| {
+                    let mut batch = Batch::default();
+                    batch.results.push((stored, now()));
+                    batch.states.push((name, CheckState::default()));
+                    (batch, ())
+                })
+                .await
+                .map(|_| ())
+        }));
+    }
+    holder.await.unwrap().unwrap();
+    for (name, decision) in names.iter().zip(running) {
+        let decided = decision.await.unwrap();
+        assert_eq!(decided.is_err(), *name == "refused", "{name}: {decided:?}");
+    }
+    let mut states: Vec<String> = storage
+        .ingest()
+        .load_states()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    states.sort();
+    assert_eq!(states, ["a", "b", "c", "d"]);
+    let known = storage
+        .ingest()
+        .known_result_ids(results.iter().map(ResultKey::of).collect())
+        .await
+        .unwrap();
+    let expected: Vec<String> = results
+        .iter()
+        .filter(|r| r.check != "refused")
+        .map(|r| r.id.to_string())
+        .collect();
+    assert_eq!(known, expected, "the refused decision's result was kept");
+}
+
 /// The suite's promise, kept as the traits grow: every method a trait
 /// declares is called somewhere in this file.
 #[test]

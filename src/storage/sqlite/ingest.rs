@@ -1,8 +1,11 @@
 //! `IngestStore` on SQLite: the decision transaction (the states and ids it
 //! reads, then results, states, events, probe events, outbox rows and
-//! screenshots written together), the restore reads, silences.
+//! screenshots written together), the restore reads, silences. Decisions
+//! that wait for the writer are committed together, each in a savepoint
+//! (`commit_queued`).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -34,23 +37,35 @@ impl IngestStore for SqliteStorage {
     }
 
     async fn decide(&self, load: Load, decide: Decision) -> Result<Committed, StorageError> {
-        let written_at = self.clock.now().timestamp_millis();
-        self.with(move |conn| {
-            // IMMEDIATE: the write lock is taken before the reads, so no
-            // other writer (this process or another) changes what the
-            // decision read before it commits.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let loaded = load_for_decision(&tx, load)?;
-            let Decided { batch, outcome } = decide(loaded);
-            let revisions = write_batch(&tx, &batch, written_at)?;
-            tx.commit()?;
-            Ok(Committed {
-                batch,
-                revisions,
-                outcome,
+        let (reply, committed) = tokio::sync::oneshot::channel();
+        lock(&self.decisions).push(Pending {
+            load,
+            decide,
+            written_at: self.clock.now().timestamp_millis(),
+            reply,
+        });
+        // Every decision queued is followed by a turn of the writer that
+        // commits what is queued: this decision, or nothing when an earlier
+        // turn took it along.
+        let queue = self.decisions.clone();
+        let turn = self
+            .with(move |conn| {
+                commit_queued(conn, &queue);
+                Ok(())
             })
-        })
-        .await
+            .await;
+        if let Err(error) = turn {
+            // The turn did not run (the file is gone, the task failed):
+            // what is still queued fails with it, this decision among them
+            // unless a turn already took it.
+            let stranded = std::mem::take(&mut *lock(&self.decisions));
+            for pending in stranded {
+                let _ = pending.reply.send(Err(copy_of(&error)));
+            }
+        }
+        committed.await.map_err(|_| {
+            StorageError::Task("the writer stopped before committing the decision".into())
+        })?
     }
 
     async fn load_states(&self) -> Result<Vec<(String, Revised)>, StorageError> {
@@ -146,7 +161,10 @@ impl IngestStore for SqliteStorage {
 
 /// Inserts screenshots, then keeps the newest `SCREENSHOTS_PER_CHECK_MAX`
 /// of each check and at most `SCREENSHOTS_BYTES_MAX` in all (oldest go).
-fn store_screenshots(tx: &Transaction<'_>, screenshots: &[Screenshot]) -> Result<(), StorageError> {
+fn store_screenshots(
+    tx: &rusqlite::Connection,
+    screenshots: &[Screenshot],
+) -> Result<(), StorageError> {
     let mut insert = tx.prepare_cached(
         "INSERT OR IGNORE INTO screenshots (result_id, check_name, at_ms, png) VALUES (?1, ?2, ?3, ?4)",
     )?;
@@ -190,7 +208,106 @@ fn store_screenshots(tx: &Transaction<'_>, screenshots: &[Screenshot]) -> Result
 }
 
 /// Reads what a decision needs, inside its transaction.
-fn load_for_decision(tx: &Transaction<'_>, load: Load) -> Result<Loaded, StorageError> {
+/// A decision waiting for the writer, and where its commit (or its error)
+/// is told.
+pub(super) struct Pending {
+    load: Load,
+    decide: Decision,
+    written_at: i64,
+    reply: tokio::sync::oneshot::Sender<Result<Committed, StorageError>>,
+}
+
+fn lock(queue: &Mutex<Vec<Pending>>) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+    queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Group commit: the decisions queued (at most
+/// `limits::SQLITE_DECISIONS_PER_COMMIT_MAX`) in one transaction, each in a
+/// savepoint of its own. Concurrent batches mostly touch the same pages
+/// (each spreads over the same checks' rows), and a commit writes every
+/// page it changed to the WAL: one commit for several batches writes those
+/// pages once. Each decision still runs on what the ones before it wrote;
+/// one that fails is rolled back alone and told its error; the others are
+/// told once the commit holds.
+fn commit_queued(conn: &mut rusqlite::Connection, queue: &Mutex<Vec<Pending>>) {
+    let taken: Vec<Pending> = {
+        let mut queued = lock(queue);
+        let count = queued.len().min(limits::SQLITE_DECISIONS_PER_COMMIT_MAX);
+        queued.drain(..count).collect()
+    };
+    if taken.is_empty() {
+        return;
+    }
+    // IMMEDIATE: the write lock is taken before the reads, so no other
+    // writer (this process or another) changes what a decision read before
+    // it commits.
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(error) => {
+            let error = StorageError::from(error);
+            for pending in taken {
+                let _ = pending.reply.send(Err(copy_of(&error)));
+            }
+            return;
+        }
+    };
+    let mut decided = Vec::with_capacity(taken.len());
+    for pending in taken {
+        match decide_in_savepoint(&mut tx, pending.load, pending.decide, pending.written_at) {
+            Ok(committed) => decided.push((committed, pending.reply)),
+            Err(error) => {
+                let _ = pending.reply.send(Err(error));
+            }
+        }
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for (committed, reply) in decided {
+                let _ = reply.send(Ok(committed));
+            }
+        }
+        Err(error) => {
+            let error = StorageError::from(error);
+            for (_, reply) in decided {
+                let _ = reply.send(Err(copy_of(&error)));
+            }
+        }
+    }
+}
+
+/// One decision of a group: its reads, the decision and its writes, kept or
+/// rolled back together.
+fn decide_in_savepoint(
+    tx: &mut Transaction<'_>,
+    load: Load,
+    decide: Decision,
+    written_at: i64,
+) -> Result<Committed, StorageError> {
+    let savepoint = tx.savepoint()?;
+    let loaded = load_for_decision(&savepoint, load)?;
+    let Decided { batch, outcome } = decide(loaded);
+    let revisions = write_batch(&savepoint, &batch, written_at)?;
+    savepoint.commit()?;
+    Ok(Committed {
+        batch,
+        revisions,
+        outcome,
+    })
+}
+
+/// An error told to every decision it stops: the file's loss as itself,
+/// anything else by its message.
+fn copy_of(error: &StorageError) -> StorageError {
+    match error {
+        StorageError::FileGone { path, what } => StorageError::FileGone {
+            path: path.clone(),
+            what,
+        },
+        other => StorageError::Task(other.to_string()),
+    }
+}
+
+fn load_for_decision(tx: &rusqlite::Connection, load: Load) -> Result<Loaded, StorageError> {
     let mut loaded = Loaded::default();
     {
         // The state is read back only when the caller's copy is not current.
@@ -278,7 +395,7 @@ fn revision_column(revision: u64) -> i64 {
 
 /// Writes a batch inside `tx`; returns the revision each state got.
 fn write_batch(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     batch: &Batch,
     written_at: i64,
 ) -> Result<HashMap<String, u64>, StorageError> {

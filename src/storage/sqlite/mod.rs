@@ -40,6 +40,8 @@ pub struct SqliteStorage {
     /// Where bookkeeping times (`updated_at`, `done_at`, the retention
     /// floors, the health row) come from.
     clock: Clock,
+    /// Decisions waiting for the writer, committed together (`ingest.rs`).
+    decisions: Arc<Mutex<Vec<ingest::Pending>>>,
 }
 
 /// The database file as opened: its path and identity (device, inode).
@@ -120,6 +122,7 @@ impl SqliteStorage {
             reader: Arc::new(Mutex::new(reader)),
             file: Arc::new(DbFile::open(dir.join("lookout.db"))?),
             clock,
+            decisions: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
