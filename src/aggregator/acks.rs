@@ -35,7 +35,7 @@ impl Aggregator {
         };
         let copies = held.copies;
         let name = check.clone();
-        let (committed, outcome) = self
+        let (mut committed, outcome) = self
             .storage
             .decide(load, move |mut loaded| {
                 let mut batch = Batch::default();
@@ -57,7 +57,7 @@ impl Aggregator {
             })
             .await?;
         let (result, refreshed) = outcome;
-        self.states.merge(committed_states(&committed));
+        self.states.merge(committed_states(&mut committed));
         if let Some(revised) = refreshed {
             self.states.merge(vec![(check.clone(), revised)]);
         }

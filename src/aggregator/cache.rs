@@ -39,6 +39,12 @@ impl StateCache {
         self.read(|states| states.get(check).map(|r| r.state.clone()))
     }
 
+    /// What `f` makes of a check's state, read in place (no copy: fast
+    /// confirmation reads one per result).
+    pub(super) fn read_state<T>(&self, check: &str, f: impl FnOnce(&CheckState) -> T) -> Option<T> {
+        self.read(|states| states.get(check).map(|r| f(&r.state)))
+    }
+
     /// A copy of every state.
     pub(super) fn snapshot(&self) -> HashMap<String, CheckState> {
         self.read(|states| {

@@ -147,7 +147,7 @@ impl Aggregator {
                 .into_iter()
                 .map(|(name, revised)| (name, revised.state))
                 .collect();
-            let (committed, refreshed) = storage
+            let (mut committed, refreshed) = storage
                 .decide(load, move |loaded| {
                     let mut batch = Batch::default();
                     let mut refreshed = Vec::new();
@@ -172,7 +172,7 @@ impl Aggregator {
                 })
                 .await?;
             states.merge(refreshed);
-            states.merge(committed_states(&committed));
+            states.merge(committed_states(&mut committed));
         }
         let mut probes = BTreeMap::new();
         for event in storage.ingest().last_probe_events().await? {
@@ -426,10 +426,10 @@ impl Aggregator {
             })
             .map(|(r, _)| (r.check.clone(), r.region.clone(), r.outcome == Outcome::Ok))
             .collect();
-        let report = self.committed(committed, judged, |committed| {
-            for (result, _) in &committed.batch.results {
+        let report = self.committed(committed, judged, |results| {
+            for (result, _) in results {
                 if config.check(&result.check).is_some() {
-                    self.metrics.observe_result(result.clone());
+                    self.metrics.observe_result(result);
                 }
             }
         });
@@ -490,16 +490,16 @@ impl Aggregator {
     /// logs and the caller's report learn of it.
     fn committed(
         &self,
-        committed: Committed,
+        mut committed: Committed,
         judged: Judged,
-        also: impl FnOnce(&Committed),
+        also: impl FnOnce(Vec<(ProbeResult, DateTime<Utc>)>),
     ) -> IngestReport {
-        self.states.merge(committed_states(&committed));
+        self.states.merge(committed_states(&mut committed));
         self.states.merge(judged.refreshed);
         if !committed.batch.deliveries.is_empty() {
             self.alert_wake.notify_one();
         }
-        also(&committed);
+        also(std::mem::take(&mut committed.batch.results));
         for effect in &judged.effects {
             log_effect(effect);
         }
@@ -604,20 +604,13 @@ fn forgive(state: &mut CheckState, now: DateTime<Utc>) {
 }
 
 /// The states a commit wrote, at their new revisions.
-fn committed_states(committed: &Committed) -> Vec<(String, Revised)> {
-    committed
-        .batch
-        .states
-        .iter()
+fn committed_states(committed: &mut Committed) -> Vec<(String, Revised)> {
+    let revisions = &committed.revisions;
+    std::mem::take(&mut committed.batch.states)
+        .into_iter()
         .filter_map(|(name, state)| {
-            let revision = *committed.revisions.get(name)?;
-            Some((
-                name.clone(),
-                Revised {
-                    state: state.clone(),
-                    revision,
-                },
-            ))
+            let revision = *revisions.get(&name)?;
+            Some((name, Revised { state, revision }))
         })
         .collect()
 }

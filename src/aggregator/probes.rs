@@ -221,16 +221,24 @@ impl Aggregator {
             return;
         }
         for (check_name, region, ok) in results {
-            let (Some(state), Some(check)) =
-                (self.states.get(check_name), config.check(check_name))
-            else {
+            let Some(check) = config.check(check_name) else {
                 continue;
             };
             let rules = Rules::for_check(check, now);
-            let targets = {
+            // The state read in place, the memory locked inside the cache's
+            // read (nothing takes them the other way round).
+            let targets = self.states.read_state(check_name, |state| {
                 let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
-                let memory = asked.entry(check_name.clone()).or_default();
-                rules::confirmation_targets(&state, &rules, region, *ok, now, memory)
+                if !asked.contains_key(check_name) {
+                    asked.insert(check_name.clone(), rules::Asked::default());
+                }
+                let memory = asked.get_mut(check_name)?;
+                Some(rules::confirmation_targets(
+                    state, &rules, region, *ok, now, memory,
+                ))
+            });
+            let Some(Some(targets)) = targets else {
+                continue;
             };
             for target in targets {
                 self.hub.request_run_now(&target, check_name);
