@@ -35,6 +35,7 @@ fn deploy_files_only_use_flags_lookout_has() {
         "--no-install-recommends",
         "--no-sandbox",
         "--now",
+        "--profile",
         "--release",
         "--rm",
         "--shell",
