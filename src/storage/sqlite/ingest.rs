@@ -207,7 +207,6 @@ fn store_screenshots(
     Ok(())
 }
 
-/// Reads what a decision needs, inside its transaction.
 /// A decision waiting for the writer, and where its commit (or its error)
 /// is told.
 pub(super) struct Pending {
@@ -307,6 +306,7 @@ fn copy_of(error: &StorageError) -> StorageError {
     }
 }
 
+/// Reads what a decision needs, inside its transaction.
 fn load_for_decision(tx: &rusqlite::Connection, load: Load) -> Result<Loaded, StorageError> {
     let mut loaded = Loaded::default();
     {
