@@ -7,8 +7,8 @@
 //! instead of firing together, and the regions running one check keep
 //! phases of their own. A run still going at its next tick skips that tick:
 //! the next deadline is the first one after the run ends, so there is never
-//! a burst of catch-up runs. Deadlines are tokio `Instant`s (monotonic); cron times are
-//! computed on the wall clock and converted once per run.
+//! a burst of catch-up runs. Deadlines are tokio `Instant`s (monotonic);
+//! cron times are computed on the wall clock and converted once per run.
 //!
 //! The set of checks can change while it runs (a remote probe is sent new
 //! specs, `serve` reloads its config): only the tasks of checks that were
