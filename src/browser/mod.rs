@@ -13,7 +13,8 @@
 //! the gauge count and the temporary Chromium profile; it is shared by the
 //! flow, the task creating the session and the task closing it, and when the
 //! last of them lets go it kills whatever browser still runs with that
-//! profile and removes the profile. So success, failure, timeout, a hung
+//! profile (the closing task kills it first, before the session's close)
+//! and removes the profile. So success, failure, timeout, a hung
 //! browser and a cancelled run all end the same way: no browser left, the
 //! slot free again.
 
