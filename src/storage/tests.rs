@@ -1498,6 +1498,136 @@ async fn sqlite_a_decision_that_fails_in_a_group_commit_fails_alone() {
     assert_eq!(known, expected, "the refused decision's result was kept");
 }
 
+/// A decision committed alone (no savepoint) whose writes fail leaves
+/// nothing behind: not its result, not its other states.
+#[tokio::test]
+async fn sqlite_a_decision_alone_that_fails_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).unwrap();
+    rusqlite::Connection::open(dir.path().join("lookout.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON check_state WHEN NEW.check_name = 'refused'
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+    let stored = result("a", Outcome::Ok, now());
+    let key = ResultKey::of(&stored);
+    let decided = storage
+        .decide(Load::default(), move |_| {
+            let mut batch = Batch::default();
+            batch.results.push((stored, now()));
+            batch.states.push(("a".to_string(), CheckState::default()));
+            batch
+                .states
+                .push(("refused".to_string(), CheckState::default()));
+            (batch, ())
+        })
+        .await;
+    assert!(decided.is_err());
+    assert!(storage.ingest().load_states().await.unwrap().is_empty());
+    let known = storage.ingest().known_result_ids(vec![key]).await.unwrap();
+    assert!(known.is_empty(), "the failed decision's result was kept");
+}
+
+/// In a group commit a decision is given what the decisions before it in
+/// the group wrote (not read back from the rows), and nothing of one that
+/// failed and was rolled back; a decision whose copy is the revision the
+/// group wrote is told it is current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_decision_in_a_group_commit_is_given_what_the_ones_before_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).unwrap();
+    rusqlite::Connection::open(dir.path().join("lookout.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON check_state WHEN NEW.check_name = 'refused'
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+    let (started, holding) = std::sync::mpsc::channel();
+    let holder = {
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            storage
+                .decide(Load::default(), move |_| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(400));
+                    (Batch::default(), ())
+                })
+                .await
+                .map(|_| ())
+        })
+    };
+    holding.recv().unwrap();
+    let at = |minute: i64| now() + Duration::minutes(minute);
+    // (the revision the decision holds, the `since` it writes, whether it
+    // also writes the refused check)
+    let decisions = [
+        (None, 1, false),
+        (None, 2, true),
+        (None, 3, false),
+        (Some(2), 4, false),
+    ];
+    let mut running = Vec::new();
+    for (cached, minute, refused) in decisions {
+        let storage = storage.clone();
+        running.push(tokio::spawn(async move {
+            let load = Load {
+                checks: vec![("a".to_string(), cached)],
+                results: Vec::new(),
+            };
+            storage
+                .decide(load, move |loaded| {
+                    let seen = loaded.states.get("a").cloned();
+                    let mut batch = Batch::default();
+                    let state = CheckState {
+                        since: Some(at(minute)),
+                        ..CheckState::default()
+                    };
+                    batch.states.push(("a".to_string(), state));
+                    if refused {
+                        batch
+                            .states
+                            .push(("refused".to_string(), CheckState::default()));
+                    }
+                    (batch, seen)
+                })
+                .await
+                .map(|(_, seen)| seen)
+        }));
+        // Queued in this order behind the holder.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    holder.await.unwrap().unwrap();
+    let mut seen = Vec::new();
+    for decision in running {
+        seen.push(decision.await.unwrap());
+    }
+    assert_eq!(seen[0].as_ref().ok(), Some(&Some(Stored::Absent)));
+    assert!(
+        seen[1].is_err(),
+        "the refused decision failed: {:?}",
+        seen[1]
+    );
+    match &seen[2] {
+        Ok(Some(Stored::Changed(revised))) => {
+            assert_eq!(revised.revision, 1);
+            assert_eq!(
+                revised.state.since,
+                Some(at(1)),
+                "not the rolled-back write"
+            );
+        }
+        other => panic!("the third decision saw {other:?}"),
+    }
+    assert_eq!(seen[3].as_ref().ok(), Some(&Some(Stored::Current)));
+    let states = storage.ingest().load_states().await.unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].1.revision, 3);
+    assert_eq!(states[0].1.state.since, Some(at(4)));
+}
+
 /// The suite's promise, kept as the traits grow: every method a trait
 /// declares is called somewhere in this file.
 #[test]

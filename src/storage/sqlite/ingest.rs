@@ -24,14 +24,10 @@ use crate::storage::{
 impl IngestStore for SqliteStorage {
     async fn known_result_ids(&self, keys: Vec<ResultKey>) -> Result<Vec<String>, StorageError> {
         self.with(move |conn| {
-            let mut stored = StoredRuns::new(conn);
-            let mut known = Vec::new();
-            for key in keys {
-                if stored.has(&key)? {
-                    known.push(key.id);
-                }
-            }
-            Ok(known)
+            Ok(stored_runs(conn, &keys)?
+                .into_iter()
+                .map(|key| key.id.clone())
+                .collect())
         })
         .await
     }
@@ -229,7 +225,7 @@ fn lock(queue: &Mutex<Vec<Pending>>) -> std::sync::MutexGuard<'_, Vec<Pending>> 
 /// one that fails is rolled back alone and told its error; the others are
 /// told once the commit holds.
 fn commit_queued(conn: &mut rusqlite::Connection, queue: &Mutex<Vec<Pending>>) {
-    let taken: Vec<Pending> = {
+    let mut taken: Vec<Pending> = {
         let mut queued = lock(queue);
         let count = queued.len().min(limits::SQLITE_DECISIONS_PER_COMMIT_MAX);
         queued.drain(..count).collect()
@@ -250,9 +246,35 @@ fn commit_queued(conn: &mut rusqlite::Connection, queue: &Mutex<Vec<Pending>>) {
             return;
         }
     };
+    if let [_] = taken.as_slice() {
+        // Alone, a decision needs no savepoint: the transaction is its
+        // own, and a failure rolls back nothing but it. (A savepoint
+        // journals each page it changes the first time: a cost per page
+        // and decision, in group commits only.)
+        let Some(pending) = taken.pop() else { return };
+        let committed = decide_on(
+            &tx,
+            pending.load,
+            pending.decide,
+            pending.written_at,
+            &WrittenEarlier::default(),
+        )
+        .and_then(|committed| Ok(tx.commit().map(|()| committed)?));
+        let _ = pending.reply.send(committed);
+        return;
+    }
     let mut decided = Vec::with_capacity(taken.len());
     for pending in taken {
-        match decide_in_savepoint(&mut tx, pending.load, pending.decide, pending.written_at) {
+        let earlier = WrittenEarlier::of(&decided);
+        let outcome = decide_in_savepoint(
+            &mut tx,
+            pending.load,
+            pending.decide,
+            pending.written_at,
+            &earlier,
+        );
+        drop(earlier);
+        match outcome {
             Ok(committed) => decided.push((committed, pending.reply)),
             Err(error) => {
                 let _ = pending.reply.send(Err(error));
@@ -281,12 +303,26 @@ fn decide_in_savepoint(
     load: Load,
     decide: Decision,
     written_at: i64,
+    earlier: &WrittenEarlier<'_>,
 ) -> Result<Committed, StorageError> {
     let savepoint = tx.savepoint()?;
-    let loaded = load_for_decision(&savepoint, load)?;
-    let Decided { batch, outcome } = decide(loaded);
-    let revisions = write_batch(&savepoint, &batch, written_at)?;
+    let committed = decide_on(&savepoint, load, decide, written_at, earlier)?;
     savepoint.commit()?;
+    Ok(committed)
+}
+
+/// A decision's reads, the decision and its writes, on `conn` (the
+/// transaction or a savepoint in it); the caller commits or rolls back.
+fn decide_on(
+    conn: &rusqlite::Connection,
+    load: Load,
+    decide: Decision,
+    written_at: i64,
+    earlier: &WrittenEarlier<'_>,
+) -> Result<Committed, StorageError> {
+    let loaded = load_for_decision(conn, load, earlier)?;
+    let Decided { batch, outcome } = decide(loaded);
+    let revisions = write_batch(conn, &batch, written_at)?;
     Ok(Committed {
         batch,
         revisions,
@@ -306,8 +342,36 @@ fn copy_of(error: &StorageError) -> StorageError {
     }
 }
 
+/// The states the decisions before this one in a group commit wrote, by
+/// check: what the transaction holds for those checks (a decision that
+/// failed was rolled back, and is not here), so they are not read back
+/// and decoded from the rows just written.
+#[derive(Default)]
+struct WrittenEarlier<'a> {
+    states: HashMap<&'a str, (u64, &'a crate::rules::CheckState)>,
+}
+
+impl<'a> WrittenEarlier<'a> {
+    fn of<R>(decided: &'a [(Committed, R)]) -> WrittenEarlier<'a> {
+        let mut states = HashMap::new();
+        // In commit order: a later decision's write replaces an earlier one.
+        for (committed, _) in decided {
+            for (check, state) in &committed.batch.states {
+                if let Some(revision) = committed.revisions.get(check) {
+                    states.insert(check.as_str(), (*revision, state));
+                }
+            }
+        }
+        WrittenEarlier { states }
+    }
+}
+
 /// Reads what a decision needs, inside its transaction.
-fn load_for_decision(tx: &rusqlite::Connection, load: Load) -> Result<Loaded, StorageError> {
+fn load_for_decision(
+    tx: &rusqlite::Connection,
+    load: Load,
+    earlier: &WrittenEarlier<'_>,
+) -> Result<Loaded, StorageError> {
     let mut loaded = Loaded::default();
     {
         // The state is read back only when the caller's copy is not current.
@@ -316,6 +380,18 @@ fn load_for_decision(tx: &rusqlite::Connection, load: Load) -> Result<Loaded, St
              FROM check_state WHERE check_name = ?1",
         )?;
         for (check, cached) in load.checks {
+            if let Some(&(revision, state)) = earlier.states.get(check.as_str()) {
+                let found = if cached == Some(revision) {
+                    Stored::Current
+                } else {
+                    Stored::Changed(Revised {
+                        state: state.clone(),
+                        revision,
+                    })
+                };
+                loaded.states.insert(check, found);
+                continue;
+            }
             let row: Option<(i64, Option<String>)> = stored
                 .query_row(params![check, cached.map(revision_column)], |row| {
                     Ok((row.get(0)?, row.get(1)?))
@@ -332,60 +408,52 @@ fn load_for_decision(tx: &rusqlite::Connection, load: Load) -> Result<Loaded, St
             loaded.states.insert(check, found);
         }
     }
-    let mut stored = StoredRuns::new(tx);
-    for key in load.results {
-        if stored.has(&key)? {
-            loaded.known_ids.insert(key.id);
-        }
+    for key in stored_runs(tx, &load.results)? {
+        loaded.known_ids.insert(key.id.clone());
     }
     Ok(loaded)
 }
 
-/// Which runs are stored: by the natural key, not the id (`compact.rs`),
-/// since a batch sent again carries the same runs. The check and region
-/// ids are looked up once per call, not once per result.
-struct StoredRuns<'c> {
-    conn: &'c rusqlite::Connection,
-    checks: HashMap<String, Option<i64>>,
-    regions: HashMap<String, Option<i64>>,
-}
-
-impl<'c> StoredRuns<'c> {
-    fn new(conn: &'c rusqlite::Connection) -> StoredRuns<'c> {
-        StoredRuns {
-            conn,
-            checks: HashMap::new(),
-            regions: HashMap::new(),
+/// Which of `keys` name runs already stored, by the natural key, not the
+/// id (`compact.rs`), since a batch sent again carries the same runs. The
+/// check and region ids are looked up once per call, not once per run.
+/// (One range read per check instead of a lookup per run was tried: with
+/// STAT4 SQLite prepares a range over bound values again at every step,
+/// which cost more than the lookups it saved.)
+fn stored_runs<'k>(
+    conn: &rusqlite::Connection,
+    keys: &'k [ResultKey],
+) -> Result<Vec<&'k ResultKey>, StorageError> {
+    let mut checks: HashMap<&str, Option<i64>> = HashMap::new();
+    let mut regions: HashMap<&str, Option<i64>> = HashMap::new();
+    let mut one = conn.prepare_cached(
+        "SELECT 1 FROM results WHERE check_id = ?1 AND started_at_ms = ?2 AND region_id = ?3",
+    )?;
+    let mut stored = Vec::new();
+    for key in keys {
+        let check = match checks.get(key.check.as_str()) {
+            Some(id) => *id,
+            None => {
+                let id = compact::check_id(conn, &key.check)?;
+                checks.insert(&key.check, id);
+                id
+            }
+        };
+        let region = match regions.get(key.region.as_str()) {
+            Some(id) => *id,
+            None => {
+                let id = compact::text_id(conn, &key.region)?;
+                regions.insert(&key.region, id);
+                id
+            }
+        };
+        if let (Some(check), Some(region)) = (check, region)
+            && one.exists(params![check, key.started_at_ms, region])?
+        {
+            stored.push(key);
         }
     }
-
-    fn has(&mut self, key: &ResultKey) -> Result<bool, StorageError> {
-        let check = match self.checks.get(&key.check) {
-            Some(id) => *id,
-            None => {
-                let id = compact::check_id(self.conn, &key.check)?;
-                self.checks.insert(key.check.clone(), id);
-                id
-            }
-        };
-        let region = match self.regions.get(&key.region) {
-            Some(id) => *id,
-            None => {
-                let id = compact::text_id(self.conn, &key.region)?;
-                self.regions.insert(key.region.clone(), id);
-                id
-            }
-        };
-        let (Some(check), Some(region)) = (check, region) else {
-            return Ok(false);
-        };
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT 1 FROM results WHERE check_id = ?1 AND started_at_ms = ?2 AND region_id = ?3",
-            )?
-            .exists(params![check, key.started_at_ms, region])?)
-    }
+    Ok(stored)
 }
 
 /// A revision as SQLite stores it (an i64; no state is written 2^63 times).

@@ -101,6 +101,11 @@ impl SqliteStorage {
         let mut conn = Connection::open(dir.join("lookout.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The writer's savepoints (one per decision of a group commit)
+        // journal the pages they change; past 64 KiB SQLite spills that
+        // journal to a temporary file, a write(2) per page. In memory it is
+        // a copy, freed at the commit.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.pragma_update(
             None,
             "wal_autocheckpoint",
