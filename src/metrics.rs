@@ -146,7 +146,7 @@ pub struct Metrics {
     /// The newest result of each (check, region), for the `probe_*` gauges.
     /// Boxed: the table has room for twice as many as it holds, and a
     /// result is 670 bytes (#19).
-    latest: Mutex<HashMap<(String, String), Box<ProbeResult>>>,
+    latest: Mutex<HashMap<(String, String), Latest>>,
     /// Where browser sessions are counted (set once a browser pool exists).
     browser_sessions: std::sync::OnceLock<SessionsInUse>,
     /// A remote probe's uplink figures (unset elsewhere: no such series).
@@ -280,12 +280,12 @@ impl Metrics {
         let slot = latest.entry((result.check.clone(), result.region.clone()));
         match slot {
             std::collections::hash_map::Entry::Occupied(mut held) => {
-                if held.get().started_at <= result.started_at {
-                    **held.get_mut() = result;
+                if held.get().started_at() <= result.started_at {
+                    *held.get_mut() = Latest::of(result);
                 }
             }
             std::collections::hash_map::Entry::Vacant(empty) => {
-                empty.insert(Box::new(result));
+                empty.insert(Latest::of(result));
             }
         }
     }
@@ -329,16 +329,15 @@ impl Metrics {
     pub fn latest_results_of(&self, keep: &dyn Fn(&str) -> bool) -> Vec<ProbeResult> {
         let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         latest
-            .values()
-            .filter(|r| keep(&r.check))
-            .map(|r| ProbeResult::clone(r))
+            .iter()
+            .filter(|((check, _), _)| keep(check))
+            .map(|((check, region), held)| held.to_result(check, region))
             .collect()
     }
 
     /// The newest result of every (check, region) seen.
     pub fn latest_results(&self) -> Vec<ProbeResult> {
-        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        latest.values().map(|r| ProbeResult::clone(r)).collect()
+        self.latest_results_of(&|_| true)
     }
 
     /// The whole exposition: the accumulated series and `snapshot`'s, in
@@ -536,6 +535,96 @@ struct InProgress<'a>(&'a Gauge);
 impl Drop for InProgress<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// The newest result of a (check, region), as the present's gauges read
+/// it. Most results are kept as the figures those gauges show (about 170
+/// bytes, where a whole result is 672 and its texts); icmp, grpc and
+/// browser results whole, since their own series (and the status page's
+/// browser cards) read the rest.
+#[derive(Debug)]
+enum Latest {
+    Figures(LatestFigures),
+    Whole(Box<ProbeResult>),
+}
+
+#[derive(Debug)]
+struct LatestFigures {
+    id: uuid::Uuid,
+    started_at: DateTime<Utc>,
+    duration_ms: f64,
+    outcome: Outcome,
+    status: Option<u16>,
+    phases_ms: crate::result::Phases,
+    cert_expiry: Option<DateTime<Utc>>,
+    address: Option<Box<str>>,
+    ip_family: Option<Box<str>>,
+    http_version: Option<Box<str>>,
+}
+
+impl Latest {
+    fn of(result: ProbeResult) -> Latest {
+        let whole = result.icmp.is_some()
+            || result.grpc.is_some()
+            || result.page.is_some()
+            || !result.steps.is_empty()
+            || result.browser != crate::result::BrowserFindings::default();
+        if whole {
+            return Latest::Whole(Box::new(result));
+        }
+        Latest::Figures(LatestFigures {
+            id: result.id,
+            started_at: result.started_at,
+            duration_ms: result.duration_ms,
+            outcome: result.outcome,
+            status: result.status,
+            phases_ms: result.phases_ms,
+            cert_expiry: result.cert_expiry,
+            address: result.address.map(String::into_boxed_str),
+            ip_family: result.ip_family.map(String::into_boxed_str),
+            http_version: result.http_version.map(String::into_boxed_str),
+        })
+    }
+
+    fn started_at(&self) -> DateTime<Utc> {
+        match self {
+            Latest::Figures(figures) => figures.started_at,
+            Latest::Whole(result) => result.started_at,
+        }
+    }
+
+    /// A result again: whole, or the figures with nothing else (no error
+    /// text, no notes: the gauges do not show them).
+    fn to_result(&self, check: &str, region: &str) -> ProbeResult {
+        let figures = match self {
+            Latest::Whole(result) => return ProbeResult::clone(result),
+            Latest::Figures(figures) => figures,
+        };
+        ProbeResult {
+            id: figures.id,
+            check: check.to_string(),
+            region: region.to_string(),
+            probe: String::new(),
+            started_at: figures.started_at,
+            duration_ms: figures.duration_ms,
+            outcome: figures.outcome,
+            status: figures.status,
+            phases_ms: figures.phases_ms.clone(),
+            error: None,
+            cert_expiry: figures.cert_expiry,
+            degraded: None,
+            notes: Vec::new(),
+            steps: Vec::new(),
+            screenshot: None,
+            page: None,
+            icmp: None,
+            grpc: None,
+            browser: crate::result::BrowserFindings::default(),
+            address: figures.address.as_deref().map(str::to_string),
+            ip_family: figures.ip_family.as_deref().map(str::to_string),
+            http_version: figures.http_version.as_deref().map(str::to_string),
+        }
     }
 }
 

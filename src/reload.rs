@@ -113,6 +113,11 @@ pub(crate) async fn reload(
     {
         tracing::error!(%error, "reloading the TLS certificate failed; still serving the previous one");
     }
+    let mut config = config;
+    if sources.probes.is_none() {
+        // No probes file, no remote probe: nobody is sent the trees.
+        config.forget_trees();
+    }
     let config = Arc::new(config);
     let regions = tokens.as_ref().map(|t| t.regions().count());
     aggregator.replace_config(config.clone(), tokens);

@@ -123,14 +123,15 @@ impl Aggregator {
         }))
     }
 
-    /// What `/metrics` reports of the present: every check's state, the
-    /// newest results, the regions, the outbox backlog.
-    pub async fn metrics_snapshot(&self) -> metrics::Snapshot {
+    /// What `/metrics` reports of the present: the state and newest
+    /// results of each check in `scope`, the regions, the outbox backlog.
+    pub async fn metrics_snapshot(&self, scope: &metrics::Scope) -> metrics::Snapshot {
         let config = self.config();
         let checks = self.states.read(|states| {
             config
                 .checks
                 .iter()
+                .filter(|check| scope.keeps(Some(&check.name)))
                 .map(|check| metrics::CheckSnapshot {
                     name: check.name.clone(),
                     kind: check.kind_name(),
@@ -151,7 +152,10 @@ impl Aggregator {
         };
         metrics::Snapshot {
             checks,
-            results: self.metrics.latest_results(),
+            // Only the part's: `?part=lookout` copies no result at all.
+            results: self
+                .metrics
+                .latest_results_of(&|check| scope.keeps(Some(check))),
             regions: self
                 .probes()
                 .into_iter()

@@ -191,8 +191,7 @@ async fn scrape(
         Ok(scope) => scope,
         Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
     };
-    let mut snapshot = aggregator.metrics_snapshot().await;
-    snapshot.narrow(&scope);
+    let snapshot = aggregator.metrics_snapshot(&scope).await;
     match aggregator.metrics().encode_part(&snapshot, &scope) {
         Ok(text) => crate::metrics::respond(text, headers.get(axum::http::header::ACCEPT)),
         Err(error) => {

@@ -191,7 +191,11 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let dirs = &args.aggregator.dirs;
     let config = match super::load_or_report(&dirs.checks, &dirs.alerts) {
-        Ok(config) => Arc::new(config),
+        Ok(mut config) => {
+            // No remote probe is sent these checks (reloads do the same).
+            config.forget_trees();
+            Arc::new(config)
+        }
         Err(code) => return Ok(code),
     };
     // The local probe is in-process: its region is known to the hub, with

@@ -133,6 +133,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// Drops each check's source tree, keeping its fingerprint: for a
+    /// process no remote probe fetches checks from (`serve`), where the
+    /// trees would only take memory.
+    pub fn forget_trees(&mut self) {
+        for check in &mut self.checks {
+            if let Some(source) = &check.source
+                && source.node.is_some()
+            {
+                let light = Arc::new(source.without_tree());
+                Arc::make_mut(check).source = Some(light);
+            }
+        }
+    }
+
     /// Where a check's alerts go: its own `alert.channels`; else every route
     /// whose labels it carries; else `defaults.channels`.
     pub fn channels_for(&self, check: &Check) -> Vec<String> {

@@ -25,7 +25,9 @@ use super::{Check, ConfigError, ConfigErrors, Secrets};
 #[derive(Clone, Debug)]
 pub struct CheckSource {
     pub file: PathBuf,
-    pub node: Node,
+    /// Kept only where a remote probe may be sent it (`Config::forget_trees`):
+    /// at 10,000 checks the trees are about 5 MB that nothing else reads.
+    pub node: Option<Node>,
     pub env: BTreeMap<String, String>,
     /// Changes when anything that shapes the check changes, and only then
     /// (positions are left out: moving a check in its file changes nothing).
@@ -44,9 +46,20 @@ impl CheckSource {
         }
         CheckSource {
             file,
-            node,
+            node: Some(node),
             env,
             fingerprint: hasher.finish(),
+        }
+    }
+
+    /// The same source without its tree (and the values it was sent
+    /// with): the file and the fingerprint, which is all a scheduler needs.
+    pub fn without_tree(&self) -> CheckSource {
+        CheckSource {
+            file: self.file.clone(),
+            node: None,
+            env: BTreeMap::new(),
+            fingerprint: self.fingerprint,
         }
     }
 }
@@ -149,13 +162,13 @@ impl From<WireNode> for Node {
 
 impl WireCheck {
     /// The wire form of a loaded check; `None` for a check not loaded from
-    /// files (none in practice).
+    /// files, or whose tree was not kept (no remote probe to send it to).
     pub fn from_check(check: &Check) -> Option<WireCheck> {
         let source = check.source.as_ref()?;
         Some(WireCheck {
             name: check.name.clone(),
             file: source.file.clone(),
-            spec: WireNode::from(&source.node),
+            spec: WireNode::from(source.node.as_ref()?),
             env: source.env.clone(),
         })
     }
@@ -189,7 +202,9 @@ pub fn decode_wire_checks(
                 });
                 continue;
             }
-            check.source = Some(Arc::new(CheckSource::new(wire.file, node, wire.env)));
+            // A probe sends no check on: only the fingerprint is kept.
+            let source = CheckSource::new(wire.file, node, wire.env);
+            check.source = Some(Arc::new(source.without_tree()));
             decoded.push(Arc::new(check));
         }
     }

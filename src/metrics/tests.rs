@@ -74,6 +74,52 @@ fn a_late_result_does_not_replace_a_newer_one() {
     assert_eq!(metrics.latest_results()[0].outcome, Outcome::Ok);
 }
 
+/// An ordinary result is kept as the figures the gauges show (its texts
+/// left out); a result with figures of its own kind is kept whole.
+#[test]
+fn the_latest_result_keeps_what_the_gauges_show() {
+    let metrics = Metrics::new();
+    let now = Utc::now();
+    let mut http = ProbeResult::for_test("api", Outcome::Fail, now);
+    http.status = Some(503);
+    http.duration_ms = 12.5;
+    http.phases_ms.dns = Some(0.5);
+    http.phases_ms.connect = Some(1.25);
+    http.phases_ms.ttfb = Some(9.0);
+    http.cert_expiry = Some(now + chrono::Duration::days(30));
+    http.address = Some("127.0.0.1:8080".into());
+    http.ip_family = Some("ipv4".into());
+    http.http_version = Some("1.1".into());
+    http.error = Some("HTTP 503".into());
+    http.notes = vec!["a note".into()];
+    metrics.observe_result(http.clone());
+    let kept = metrics.latest_results();
+    let expected = ProbeResult {
+        probe: String::new(),
+        error: None,
+        notes: Vec::new(),
+        ..http
+    };
+    assert_eq!(kept, vec![expected]);
+
+    let mut icmp = ProbeResult::for_test("ping", Outcome::Ok, now);
+    icmp.icmp = Some(crate::result::IcmpFigures {
+        address: "127.0.0.1".into(),
+        socket: "datagram".into(),
+        sent: 3,
+        received: 3,
+        loss_percent: 0.0,
+        rtt_min_ms: Some(0.1),
+        rtt_avg_ms: Some(0.2),
+        rtt_max_ms: Some(0.3),
+        reply_hop_limit: Some(64),
+    });
+    icmp.error = Some("kept with the rest".into());
+    metrics.observe_result(icmp.clone());
+    let kept = metrics.latest_results_of(&|check| check == "ping");
+    assert_eq!(kept, vec![icmp]);
+}
+
 #[test]
 fn the_snapshot_exports_states_and_ages() {
     let now = Utc::now();
