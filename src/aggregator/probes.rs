@@ -229,15 +229,20 @@ impl Aggregator {
             // read (nothing takes them the other way round).
             let targets = self.states.read_state(check_name, |state| {
                 let mut asked = self.asked.lock().unwrap_or_else(|p| p.into_inner());
-                if !asked.contains_key(check_name) {
-                    asked.insert(check_name.clone(), rules::Asked::default());
+                if let Some(memory) = asked.get_mut(check_name) {
+                    return rules::confirmation_targets(state, &rules, region, *ok, now, memory);
                 }
-                let memory = asked.get_mut(check_name)?;
-                Some(rules::confirmation_targets(
-                    state, &rules, region, *ok, now, memory,
-                ))
+                // Most results ask nobody and leave the memory as it was:
+                // a check gets an entry only once something was asked.
+                let mut memory = rules::Asked::default();
+                let targets =
+                    rules::confirmation_targets(state, &rules, region, *ok, now, &mut memory);
+                if memory != rules::Asked::default() {
+                    asked.insert(check_name.clone(), memory);
+                }
+                targets
             });
-            let Some(Some(targets)) = targets else {
+            let Some(targets) = targets else {
                 continue;
             };
             for target in targets {

@@ -33,6 +33,15 @@ pub struct Expect {
     pub http_version: Option<HttpVersion>,
 }
 
+impl Expect {
+    /// What every check without `expect:` expects, one shared copy.
+    pub fn unset() -> std::sync::Arc<Expect> {
+        static UNSET: std::sync::LazyLock<std::sync::Arc<Expect>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::new(Expect::default()));
+        UNSET.clone()
+    }
+}
+
 /// One `expect.headers` entry.
 #[derive(Clone, Debug)]
 pub struct HeaderAssertion {
