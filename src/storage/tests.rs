@@ -1530,6 +1530,64 @@ async fn sqlite_a_decision_alone_that_fails_writes_nothing() {
     assert!(known.is_empty(), "the failed decision's result was kept");
 }
 
+/// A failure SQLite answers by rolling the whole transaction back (here a
+/// trigger's ROLLBACK; a full disk does the same) fails every decision of
+/// the group: the earlier ones' writes are gone, and the later ones are not
+/// run outside the transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_rolled_back_group_commit_fails_every_decision_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(dir.path()).unwrap();
+    rusqlite::Connection::open(dir.path().join("lookout.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER roll_back BEFORE INSERT ON check_state WHEN NEW.check_name = 'b'
+             BEGIN SELECT RAISE(ROLLBACK, 'rolled back by the test'); END;",
+        )
+        .unwrap();
+    let (started, holding) = std::sync::mpsc::channel();
+    let holder = {
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            storage
+                .decide(Load::default(), move |_| {
+                    let _ = started.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(400));
+                    (Batch::default(), ())
+                })
+                .await
+                .map(|_| ())
+        })
+    };
+    holding.recv().unwrap();
+    let mut running = Vec::new();
+    for name in ["a", "b", "c"] {
+        let storage = storage.clone();
+        running.push(tokio::spawn(async move {
+            storage
+                .decide(Load::default(), move |_| {
+                    let mut batch = Batch::default();
+                    batch.states.push((name.to_string(), CheckState::default()));
+                    (batch, ())
+                })
+                .await
+                .map(|_| ())
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    holder.await.unwrap().unwrap();
+    for (name, decision) in ["a", "b", "c"].iter().zip(running) {
+        let decided = decision.await.unwrap();
+        assert!(decided.is_err(), "{name} was told it was committed");
+    }
+    let states = storage.ingest().load_states().await.unwrap();
+    assert!(
+        states.is_empty(),
+        "stored: {:?}",
+        states.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+}
+
 /// In a group commit a decision is given what the decisions before it in
 /// the group wrote (not read back from the rows), and nothing of one that
 /// failed and was rolled back; a decision whose copy is the revision the

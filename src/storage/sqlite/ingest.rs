@@ -264,7 +264,8 @@ fn commit_queued(conn: &mut rusqlite::Connection, queue: &Mutex<Vec<Pending>>) {
         return;
     }
     let mut decided = Vec::with_capacity(taken.len());
-    for pending in taken {
+    let mut queued = taken.into_iter();
+    while let Some(pending) = queued.next() {
         let earlier = WrittenEarlier::of(&decided);
         let outcome = decide_in_savepoint(
             &mut tx,
@@ -276,6 +277,21 @@ fn commit_queued(conn: &mut rusqlite::Connection, queue: &Mutex<Vec<Pending>>) {
         drop(earlier);
         match outcome {
             Ok(committed) => decided.push((committed, pending.reply)),
+            Err(error) if tx.is_autocommit() => {
+                // SQLite rolled the whole transaction back (a full disk,
+                // an I/O error, a trigger's ROLLBACK): what the decisions
+                // before wrote is gone, and a savepoint opened now would
+                // be a transaction of its own, outside the write lock.
+                // Every decision of the group is told.
+                for (_, reply) in decided {
+                    let _ = reply.send(Err(copy_of(&error)));
+                }
+                for rest in queued {
+                    let _ = rest.reply.send(Err(copy_of(&error)));
+                }
+                let _ = pending.reply.send(Err(error));
+                return;
+            }
             Err(error) => {
                 let _ = pending.reply.send(Err(error));
             }
