@@ -1415,6 +1415,41 @@ async fn sqlite_a_deleted_file_is_an_error_and_nothing_is_written() {
     assert!(storage.jobs().health_probe().await.is_err());
 }
 
+/// A trigger that makes writing `check`'s state fail with `raise`:
+/// `ABORT` fails the statement, `ROLLBACK` the whole transaction.
+fn refuse_states_of(dir: &std::path::Path, check: &str, raise: &str) {
+    rusqlite::Connection::open(dir.join("lookout.db"))
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TRIGGER refuse_{check} BEFORE INSERT ON check_state WHEN NEW.check_name = '{check}'
+             BEGIN SELECT RAISE({raise}, 'refused by the test'); END;"
+        ))
+        .unwrap();
+}
+
+/// A decision that holds the writer for `hold` once it runs (returned
+/// once it does), so that the decisions queued meanwhile are committed
+/// as one group.
+fn hold_the_writer(
+    storage: &Storage,
+    hold: std::time::Duration,
+) -> tokio::task::JoinHandle<Result<(), StorageError>> {
+    let (started, holding) = std::sync::mpsc::channel();
+    let storage = storage.clone();
+    let holder = tokio::spawn(async move {
+        storage
+            .decide(Load::default(), move |_| {
+                let _ = started.send(());
+                std::thread::sleep(hold);
+                (Batch::default(), ())
+            })
+            .await
+            .map(|_| ())
+    });
+    let _ = holding.recv();
+    holder
+}
+
 /// Group commit on SQLite: decisions committed together stay apart. One
 /// whose writes fail is rolled back alone (its result row too) and told its
 /// error; the others of its group are committed.
@@ -1422,30 +1457,8 @@ async fn sqlite_a_deleted_file_is_an_error_and_nothing_is_written() {
 async fn sqlite_a_decision_that_fails_in_a_group_commit_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path()).unwrap();
-    rusqlite::Connection::open(dir.path().join("lookout.db"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON check_state WHEN NEW.check_name = 'refused'
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
-        )
-        .unwrap();
-    // A decision that holds the writer while the others queue behind it,
-    // so that they are committed as one group.
-    let (started, holding) = std::sync::mpsc::channel();
-    let holder = {
-        let storage = storage.clone();
-        tokio::spawn(async move {
-            storage
-                .decide(Load::default(), move |_| {
-                    let _ = started.send(());
-                    std::thread::sleep(std::time::Duration::from_millis(300));
-                    (Batch::default(), ())
-                })
-                .await
-                .map(|_| ())
-        })
-    };
-    holding.recv().unwrap();
+    refuse_states_of(dir.path(), "refused", "ABORT");
+    let holder = hold_the_writer(&storage, std::time::Duration::from_millis(300));
     let names = ["a", "b", "refused", "c", "d"];
     let results: Vec<ProbeResult> = names
         .iter()
@@ -1504,13 +1517,7 @@ async fn sqlite_a_decision_that_fails_in_a_group_commit_fails_alone() {
 async fn sqlite_a_decision_alone_that_fails_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path()).unwrap();
-    rusqlite::Connection::open(dir.path().join("lookout.db"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON check_state WHEN NEW.check_name = 'refused'
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
-        )
-        .unwrap();
+    refuse_states_of(dir.path(), "refused", "ABORT");
     let stored = result("a", Outcome::Ok, now());
     let key = ResultKey::of(&stored);
     let decided = storage
@@ -1538,28 +1545,8 @@ async fn sqlite_a_decision_alone_that_fails_writes_nothing() {
 async fn sqlite_a_rolled_back_group_commit_fails_every_decision_in_it() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path()).unwrap();
-    rusqlite::Connection::open(dir.path().join("lookout.db"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER roll_back BEFORE INSERT ON check_state WHEN NEW.check_name = 'b'
-             BEGIN SELECT RAISE(ROLLBACK, 'rolled back by the test'); END;",
-        )
-        .unwrap();
-    let (started, holding) = std::sync::mpsc::channel();
-    let holder = {
-        let storage = storage.clone();
-        tokio::spawn(async move {
-            storage
-                .decide(Load::default(), move |_| {
-                    let _ = started.send(());
-                    std::thread::sleep(std::time::Duration::from_millis(400));
-                    (Batch::default(), ())
-                })
-                .await
-                .map(|_| ())
-        })
-    };
-    holding.recv().unwrap();
+    refuse_states_of(dir.path(), "b", "ROLLBACK");
+    let holder = hold_the_writer(&storage, std::time::Duration::from_millis(400));
     let mut running = Vec::new();
     for name in ["a", "b", "c"] {
         let storage = storage.clone();
@@ -1596,28 +1583,8 @@ async fn sqlite_a_rolled_back_group_commit_fails_every_decision_in_it() {
 async fn sqlite_a_decision_in_a_group_commit_is_given_what_the_ones_before_it_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(dir.path()).unwrap();
-    rusqlite::Connection::open(dir.path().join("lookout.db"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON check_state WHEN NEW.check_name = 'refused'
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
-        )
-        .unwrap();
-    let (started, holding) = std::sync::mpsc::channel();
-    let holder = {
-        let storage = storage.clone();
-        tokio::spawn(async move {
-            storage
-                .decide(Load::default(), move |_| {
-                    let _ = started.send(());
-                    std::thread::sleep(std::time::Duration::from_millis(400));
-                    (Batch::default(), ())
-                })
-                .await
-                .map(|_| ())
-        })
-    };
-    holding.recv().unwrap();
+    refuse_states_of(dir.path(), "refused", "ABORT");
+    let holder = hold_the_writer(&storage, std::time::Duration::from_millis(400));
     let at = |minute: i64| now() + Duration::minutes(minute);
     // (the revision the decision holds, the `since` it writes, whether it
     // also writes the refused check)
