@@ -143,9 +143,8 @@ pub struct Metrics {
     probe_duration: Family<CheckRegion, Histogram>,
     probe_results: Family<CheckRegionOutcome, Counter>,
     scheduler_lateness: Histogram,
-    /// The newest result of each (check, region), for the `probe_*` gauges.
-    /// Boxed: the table has room for twice as many as it holds, and a
-    /// result is 670 bytes (#19).
+    /// The newest result of each (check, region), for the `probe_*` gauges:
+    /// its figures (about 170 bytes), or the whole result boxed (#19).
     latest: Mutex<HashMap<(String, String), Latest>>,
     /// Where browser sessions are counted (set once a browser pool exists).
     browser_sessions: std::sync::OnceLock<SessionsInUse>,
@@ -602,28 +601,21 @@ impl Latest {
             Latest::Figures(figures) => figures,
         };
         ProbeResult {
-            id: figures.id,
-            check: check.to_string(),
-            region: region.to_string(),
-            probe: String::new(),
-            started_at: figures.started_at,
-            duration_ms: figures.duration_ms,
-            outcome: figures.outcome,
             status: figures.status,
             phases_ms: figures.phases_ms.clone(),
-            error: None,
             cert_expiry: figures.cert_expiry,
-            degraded: None,
-            notes: Vec::new(),
-            steps: Vec::new(),
-            screenshot: None,
-            page: None,
-            icmp: None,
-            grpc: None,
-            browser: crate::result::BrowserFindings::default(),
             address: figures.address.as_deref().map(str::to_string),
             ip_family: figures.ip_family.as_deref().map(str::to_string),
             http_version: figures.http_version.as_deref().map(str::to_string),
+            ..ProbeResult::bare(
+                figures.id,
+                check.to_string(),
+                region.to_string(),
+                String::new(),
+                figures.started_at,
+                figures.duration_ms,
+                figures.outcome,
+            )
         }
     }
 }

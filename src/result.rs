@@ -306,21 +306,26 @@ pub fn whole_ms(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at)
 }
 
-#[cfg(test)]
 impl ProbeResult {
-    /// A result for tests: region `local`, the given check, outcome and time.
-    pub(crate) fn for_test(
-        check: &str,
-        outcome: Outcome,
+    /// A result with its identity, time and outcome, and nothing else
+    /// measured: what a caller fills in (a missed heartbeat, the figures
+    /// `/metrics` keeps of a result).
+    pub fn bare(
+        id: Uuid,
+        check: String,
+        region: String,
+        probe: String,
         started_at: DateTime<Utc>,
+        duration_ms: f64,
+        outcome: Outcome,
     ) -> ProbeResult {
         ProbeResult {
-            id: Uuid::now_v7(),
-            check: check.into(),
-            region: "local".into(),
-            probe: "p".into(),
+            id,
+            check,
+            region,
+            probe,
             started_at,
-            duration_ms: 3.0,
+            duration_ms,
             outcome,
             status: None,
             phases_ms: Phases::default(),
@@ -338,6 +343,26 @@ impl ProbeResult {
             ip_family: None,
             http_version: None,
         }
+    }
+}
+
+#[cfg(test)]
+impl ProbeResult {
+    /// A result for tests: region `local`, the given check, outcome and time.
+    pub(crate) fn for_test(
+        check: &str,
+        outcome: Outcome,
+        started_at: DateTime<Utc>,
+    ) -> ProbeResult {
+        ProbeResult::bare(
+            Uuid::now_v7(),
+            check.into(),
+            "local".into(),
+            "p".into(),
+            started_at,
+            3.0,
+            outcome,
+        )
     }
 }
 

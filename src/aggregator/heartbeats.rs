@@ -11,7 +11,7 @@ use crate::config::CheckKind;
 use crate::heartbeat::{self, HEARTBEAT_REGION, Ping};
 use crate::limits;
 
-use crate::result::{Outcome, Phases, ProbeResult, round_ms};
+use crate::result::{Outcome, ProbeResult, round_ms};
 use crate::storage::StorageError;
 
 use super::*;
@@ -200,28 +200,16 @@ fn heartbeat_result(
     error: Option<String>,
 ) -> ProbeResult {
     ProbeResult {
-        id: Uuid::now_v7(),
-        check: check.to_string(),
-        region: HEARTBEAT_REGION.to_string(),
-        probe: "aggregator".to_string(),
-        started_at,
-        duration_ms,
-        outcome,
-        status: None,
-        phases_ms: Phases::default(),
         error,
-        cert_expiry: None,
-        degraded: None,
-        notes: Vec::new(),
-        steps: Vec::new(),
-        screenshot: None,
-        page: None,
-        icmp: None,
-        grpc: None,
-        browser: Default::default(),
-        address: None,
-        ip_family: None,
-        http_version: None,
+        ..ProbeResult::bare(
+            Uuid::now_v7(),
+            check.to_string(),
+            HEARTBEAT_REGION.to_string(),
+            "aggregator".to_string(),
+            started_at,
+            duration_ms,
+            outcome,
+        )
     }
 }
 
