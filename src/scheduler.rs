@@ -1,32 +1,38 @@
 //! Runs every check on its own cadence and hands the results on.
 //!
-//! One task per check, so a slow or hung check holds only its own task (and,
-//! for at most its timeout, one of the concurrency permits). Interval checks
-//! start at a stable offset within their interval, derived from their
-//! region and name, so a thousand checks at 30s spread over the 30 seconds
-//! instead of firing together, and the regions running one check keep
-//! phases of their own. A run still going at its next tick skips that tick:
-//! the next deadline is the first one after the run ends, so there is never
-//! a burst of catch-up runs. Deadlines are tokio `Instant`s (monotonic);
-//! cron times are computed on the wall clock and converted once per run.
+//! One queue of deadlines for all checks, and a task per run: a sleeping
+//! check is an entry in the queue (a few dozen bytes), not a task of its
+//! own, so 10,000 checks cost a queue rather than 10,000 parked futures
+//! (#19). A run is a task of its own, so a slow or hung check holds only
+//! that task (and, for at most its timeout, one of the concurrency
+//! permits); a run that panics is logged and the check keeps its cadence.
+//! Interval checks start at a stable offset within their interval, derived
+//! from their region and name, so a thousand checks at 30s spread over the
+//! 30 seconds instead of firing together, and the regions running one check
+//! keep phases of their own. A run still going at its next tick skips that
+//! tick: the next deadline is the first one after the run ends, so there is
+//! never a burst of catch-up runs. Deadlines are tokio `Instant`s
+//! (monotonic); cron times are computed on the wall clock and converted
+//! once per run.
 //!
 //! The set of checks can change while it runs (a remote probe is sent new
-//! specs, `serve` reloads its config): only the tasks of checks that were
-//! added, removed or changed are started or stopped, and an unchanged check
+//! specs, `serve` reloads its config): only the checks that were added,
+//! removed or changed are scheduled or stopped, and an unchanged check
 //! keeps its cadence. Run-now requests (the aggregator's fast confirmation)
 //! are not the scheduler's: `run_now` runs them beside it, so that a check's
 //! cadence is never moved by them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::time::{DelayQueue, delay_queue};
 
 use crate::config::{Check, Secrets};
 use crate::probe::Runner;
@@ -64,60 +70,24 @@ impl Scheduler {
     }
 
     /// Runs the checks `updates` holds, following its changes. Returns when
-    /// `cancel` fires and every check task has stopped (a run in progress is
+    /// `cancel` fires and every run has stopped (a run in progress is
     /// abandoned at cancellation).
     pub async fn run_updating(
         self,
         mut updates: watch::Receiver<CheckSet>,
         cancel: CancellationToken,
     ) {
-        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let epoch = Instant::now();
-        let mut tasks = JoinSet::new();
-        let mut running: HashMap<String, RunningCheck> = HashMap::new();
+        let shared = Arc::new(RunShared {
+            results: self.results,
+            permits: Semaphore::new(self.concurrency.max(1)),
+            on_lateness: self.on_lateness,
+        });
+        let mut plan = Plan::new(Instant::now());
         let mut updates_open = true;
         loop {
             let set = updates.borrow_and_update().clone();
-            let runner = self.runner.with_secrets(set.secrets.clone());
-            let mut wanted: HashMap<&str, &Arc<Check>> = HashMap::new();
-            for check in &set.checks {
-                wanted.insert(check.name.as_str(), check);
-            }
-            // Stop what went away or changed (secrets included: a check's
-            // runner masks with the set it was started with).
-            running.retain(|name, task| {
-                let keep = wanted.get(name.as_str()).is_some_and(|check| {
-                    fingerprint(check) == task.fingerprint && task.secrets_of == set.secrets_id()
-                });
-                if !keep {
-                    task.cancel.cancel();
-                }
-                keep
-            });
-            for check in &set.checks {
-                if running.contains_key(&check.name) {
-                    continue;
-                }
-                let task_cancel = cancel.child_token();
-                running.insert(
-                    check.name.clone(),
-                    RunningCheck {
-                        fingerprint: fingerprint(check),
-                        secrets_of: set.secrets_id(),
-                        cancel: task_cancel.clone(),
-                    },
-                );
-                let task = CheckTask {
-                    check: check.clone(),
-                    runner: runner.clone(),
-                    results: self.results.clone(),
-                    permits: permits.clone(),
-                    on_lateness: self.on_lateness.clone(),
-                    cancel: task_cancel,
-                };
-                tasks.spawn(task.run(epoch));
-            }
-            // Wait for the next change, or the end.
+            plan.follow(&set, &self.runner);
+            // Run what is due, and wait for the next change or the end.
             loop {
                 tokio::select! {
                     changed = updates.changed(), if updates_open => {
@@ -128,18 +98,17 @@ impl Scheduler {
                         }
                         break;
                     }
-                    Some(joined) = tasks.join_next() => {
-                        if let Err(error) = joined
-                            && !error.is_cancelled()
-                        {
-                            tracing::error!(%error, "a check task ended abnormally");
-                        }
+                    Some(due) = std::future::poll_fn(|cx| plan.queue.poll_expired(cx)) => {
+                        plan.start(due.into_inner(), &shared);
                     }
+                    Some(ended) = plan.runs.join_next() => plan.ended(ended),
                     _ = cancel.cancelled() => {
-                        drop(self.results);
-                        while let Some(joined) = tasks.join_next().await {
-                            if let Err(error) = joined {
-                                tracing::error!(%error, "a check task ended abnormally");
+                        plan.runs.abort_all();
+                        while let Some(ended) = plan.runs.join_next().await {
+                            if let Err(error) = ended
+                                && !error.is_cancelled()
+                            {
+                                tracing::error!(%error, "a check's run ended abnormally");
                             }
                         }
                         return;
@@ -150,11 +119,200 @@ impl Scheduler {
     }
 }
 
-/// A check task in progress, and how to reach it.
-struct RunningCheck {
+/// What every run shares: where results go, the concurrency permits and
+/// the lateness observer.
+struct RunShared {
+    results: mpsc::Sender<ProbeResult>,
+    permits: Semaphore,
+    on_lateness: Option<LatenessObserver>,
+}
+
+/// Which check an entry of the plan is; never reused, so a run that ends
+/// after its check was replaced finds nothing to reschedule.
+type EntryId = u64;
+
+/// The checks on the schedule: the queue of their deadlines and the runs
+/// in progress. Only the scheduler's own task touches it.
+struct Plan {
+    epoch: Instant,
+    entries: HashMap<EntryId, Entry>,
+    queue: DelayQueue<EntryId>,
+    runs: JoinSet<RunEnded>,
+    next_id: EntryId,
+}
+
+/// One check on the schedule.
+struct Entry {
+    check: Arc<Check>,
+    /// The runner of the set it came with (its secrets mask its results).
+    runner: Arc<Runner>,
     fingerprint: Option<u64>,
     secrets_of: usize,
-    cancel: CancellationToken,
+    state: EntryState,
+}
+
+enum EntryState {
+    /// In the queue until its deadline (kept here as well: the queue
+    /// rounds it to its millisecond and moves one already past to now,
+    /// which would lose the check's phase).
+    Waiting {
+        key: delay_queue::Key,
+        deadline: Instant,
+    },
+    /// A run is in progress, for this deadline.
+    Running { run: AbortHandle, deadline: Instant },
+    /// No deadline follows (a cron expression without a next time), or
+    /// nobody takes results any more: it stays, so it is not started again
+    /// until it changes.
+    Ended,
+}
+
+/// What a run hands back to the plan.
+struct RunEnded {
+    id: EntryId,
+    deadline: Instant,
+    flow: ControlFlow<()>,
+}
+
+impl Plan {
+    fn new(epoch: Instant) -> Plan {
+        Plan {
+            epoch,
+            entries: HashMap::new(),
+            queue: DelayQueue::new(),
+            runs: JoinSet::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Makes the plan hold the checks of `set`: what went away or changed
+    /// (secrets included: a check's runner masks with the set it came
+    /// with) is stopped, what is new is scheduled, the rest keeps its
+    /// deadline.
+    fn follow(&mut self, set: &CheckSet, runner: &Runner) {
+        let secrets_of = set.secrets_id();
+        let wanted: HashMap<&str, &Arc<Check>> = set
+            .checks
+            .iter()
+            .map(|check| (check.name.as_str(), check))
+            .collect();
+        let mut kept: HashSet<&str> = HashSet::new();
+        let queue = &mut self.queue;
+        self.entries.retain(|_, entry| {
+            let same = wanted
+                .get_key_value(entry.check.name.as_str())
+                .filter(|(_, check)| {
+                    fingerprint(check) == entry.fingerprint && entry.secrets_of == secrets_of
+                });
+            match same {
+                Some((name, _)) => {
+                    kept.insert(name);
+                    true
+                }
+                None => {
+                    match &entry.state {
+                        EntryState::Waiting { key, .. } => {
+                            queue.remove(key);
+                        }
+                        EntryState::Running { run, .. } => run.abort(),
+                        EntryState::Ended => {}
+                    }
+                    false
+                }
+            }
+        });
+        let runner = Arc::new(runner.with_secrets(set.secrets.clone()));
+        for check in &set.checks {
+            if !kept.insert(check.name.as_str()) {
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let region = &runner.identity().region;
+            let state = match first_deadline(&check.schedule, region, &check.name, self.epoch) {
+                Some(deadline) => EntryState::Waiting {
+                    key: self.queue.insert_at(id, deadline),
+                    deadline,
+                },
+                None => EntryState::Ended,
+            };
+            self.entries.insert(
+                id,
+                Entry {
+                    check: check.clone(),
+                    runner: runner.clone(),
+                    fingerprint: fingerprint(check),
+                    secrets_of,
+                    state,
+                },
+            );
+        }
+    }
+
+    /// Starts the run of entry `id`, whose deadline has come.
+    fn start(&mut self, id: EntryId, shared: &Arc<RunShared>) {
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let EntryState::Waiting { deadline, .. } = entry.state else {
+            return;
+        };
+        let (check, runner, shared) = (entry.check.clone(), entry.runner.clone(), shared.clone());
+        let run = self.runs.spawn(async move {
+            let flow = run_once(&check, &runner, &shared, deadline).await;
+            RunEnded { id, deadline, flow }
+        });
+        entry.state = EntryState::Running { run, deadline };
+    }
+
+    /// Puts the check of a run that ended back in the queue, at its next
+    /// deadline.
+    fn ended(&mut self, ended: Result<RunEnded, tokio::task::JoinError>) {
+        let (id, deadline, flow) = match ended {
+            Ok(RunEnded { id, deadline, flow }) => (id, deadline, flow),
+            // Stopped because its check went away or changed.
+            Err(error) if error.is_cancelled() => return,
+            Err(error) => {
+                tracing::error!(%error, "a check's run ended abnormally");
+                let task = error.id();
+                let Some((id, deadline)) = self.entries.iter().find_map(|(id, entry)| match &entry
+                    .state
+                {
+                    EntryState::Running { run, deadline } if run.id() == task => {
+                        Some((*id, *deadline))
+                    }
+                    _ => None,
+                }) else {
+                    return;
+                };
+                (id, deadline, ControlFlow::Continue(()))
+            }
+        };
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return; // replaced while it ran
+        };
+        if !matches!(entry.state, EntryState::Running { .. }) {
+            return;
+        }
+        let next = match flow {
+            ControlFlow::Continue(()) => {
+                next_deadline(&entry.check.schedule, deadline, Instant::now())
+            }
+            ControlFlow::Break(()) => None,
+        };
+        entry.state = match next {
+            Some((next, skipped)) => {
+                if skipped > 0 {
+                    tracing::debug!(check = %entry.check.name, skipped, "run overran its interval; skipped ticks");
+                }
+                EntryState::Waiting {
+                    key: self.queue.insert_at(id, next),
+                    deadline: next,
+                }
+            }
+            None => EntryState::Ended,
+        };
+    }
 }
 
 /// What a check was decoded from; `None` (checks built in code) compares
@@ -170,75 +328,29 @@ impl CheckSet {
     }
 }
 
-struct CheckTask {
-    check: Arc<Check>,
-    runner: Runner,
-    results: mpsc::Sender<ProbeResult>,
-    permits: Arc<Semaphore>,
-    on_lateness: Option<LatenessObserver>,
-    cancel: CancellationToken,
-}
-
-impl CheckTask {
-    async fn run(self, epoch: Instant) {
-        let region = &self.runner.identity().region;
-        let mut deadline =
-            match first_deadline(&self.check.schedule, region, &self.check.name, epoch) {
-                Some(deadline) => deadline,
-                None => return,
-            };
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = self.cancel.cancelled() => return,
-            }
-            // Boxed: what a run holds (the permit's wait, the probe's
-            // request, the result on its way) exists only while the check
-            // runs, not in every sleeping check's task (2.5 KiB of 2.6, #19).
-            if Box::pin(self.run_once(deadline)).await.is_break() {
-                return;
-            }
-            match next_deadline(&self.check.schedule, deadline, Instant::now()) {
-                Some((next, skipped)) => {
-                    if skipped > 0 {
-                        tracing::debug!(check = %self.check.name, skipped, "run overran its interval; skipped ticks");
-                    }
-                    deadline = next;
-                }
-                None => return,
-            }
-        }
+/// One run: a permit, the probe, the result handed on. `Break` when nobody
+/// takes results any more (shutting down).
+async fn run_once(
+    check: &Check,
+    runner: &Runner,
+    shared: &RunShared,
+    deadline: Instant,
+) -> ControlFlow<()> {
+    let Ok(permit) = shared.permits.acquire().await else {
+        return ControlFlow::Break(()); // semaphore closed: shutting down
+    };
+    if let Some(observe) = &shared.on_lateness {
+        observe(Instant::now().saturating_duration_since(deadline));
     }
-
-    /// One run: a permit, the probe, the result handed on. `Break` when
-    /// the task is to end (cancelled, or nobody takes results any more).
-    async fn run_once(&self, deadline: Instant) -> ControlFlow<()> {
-        let permit = tokio::select! {
-            permit = self.permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return ControlFlow::Break(()), // semaphore closed: shutting down
-            },
-            _ = self.cancel.cancelled() => return ControlFlow::Break(()),
-        };
-        if let Some(observe) = &self.on_lateness {
-            observe(Instant::now().saturating_duration_since(deadline));
-        }
-        let result = tokio::select! {
-            result = self.runner.run(&self.check) => result,
-            _ = self.cancel.cancelled() => return ControlFlow::Break(()),
-        };
-        drop(permit);
-        tracing::debug!(check = %self.check.name, id = %result.id, outcome = result.outcome.as_str(), ms = result.duration_ms, "ran");
-        // Back-pressure: a full queue makes this check wait, but never
-        // past a shutdown.
-        tokio::select! {
-            sent = self.results.send(result) => if sent.is_err() {
-                return ControlFlow::Break(()); // the shipper is gone: shutting down
-            },
-            _ = self.cancel.cancelled() => return ControlFlow::Break(()),
-        }
-        ControlFlow::Continue(())
+    let result = runner.run(check).await;
+    drop(permit);
+    tracing::debug!(check = %check.name, id = %result.id, outcome = result.outcome.as_str(), ms = result.duration_ms, "ran");
+    // Back-pressure: a full queue makes this check wait (its next deadline
+    // is the first after the result was taken); a shutdown aborts the run.
+    if shared.results.send(result).await.is_err() {
+        return ControlFlow::Break(()); // the shipper is gone: shutting down
     }
+    ControlFlow::Continue(())
 }
 
 fn first_deadline(

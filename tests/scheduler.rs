@@ -232,3 +232,67 @@ async fn checks_come_and_go_and_run_now_runs_at_once() {
     running.await.unwrap();
     beside.await.unwrap();
 }
+
+/// A check that did not change keeps its deadline when the set around it
+/// changes: five updates in a second (each adding a check) do not make it
+/// run again at once, as restarting it would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_check_keeps_its_cadence_while_others_come() {
+    use lookout::scheduler::CheckSet;
+    use tokio::sync::watch;
+
+    let target = start_target().await;
+    let check = |name: &str, every: &str| {
+        format!(
+            "  - name: {name}\n    http: {{ url: \"{}\" }}\n    every: {every}\n",
+            target.url("/ok")
+        )
+    };
+    let mut yaml = format!("checks:\n{}", check("steady", "500ms"));
+    let set = |yaml: &str| {
+        let config = ConfigDirs::new(yaml).load();
+        CheckSet {
+            checks: config.checks.clone(),
+            secrets: config.secrets.clone(),
+        }
+    };
+    let first = set(&yaml);
+    let secrets = first.secrets.clone();
+    let (updates_tx, updates) = watch::channel(first);
+    let (tx, mut rx) = mpsc::channel(1024);
+    let scheduler = Scheduler {
+        runner: Runner::new(
+            ProbeIdentity {
+                region: "t".into(),
+                probe: "t".into(),
+            },
+            secrets.clone(),
+        ),
+        results: tx,
+        concurrency: 8,
+        on_lateness: None,
+    };
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(scheduler.run_updating(updates, cancel.clone()));
+    // Its first run, at its offset within the first 500 ms.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for added in 0..5 {
+        yaml.push_str(&check(&format!("hourly{added}"), "1h"));
+        // The same secrets: a new set of secrets restarts every check.
+        let mut next = set(&yaml);
+        next.secrets = secrets.clone();
+        updates_tx.send_replace(next);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cancel.cancel();
+    running.await.unwrap();
+    let mut steady = 0;
+    while let Ok(result) = rx.try_recv() {
+        if result.check == "steady" {
+            steady += 1;
+        }
+    }
+    // 1.6 s at one run per 500 ms: three or four runs. Restarted at every
+    // update, it would have run about eight times.
+    assert!((2..=5).contains(&steady), "steady ran {steady} times");
+}
