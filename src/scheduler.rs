@@ -6,6 +6,12 @@
 //! (#19). A run is a task of its own, so a slow or hung check holds only
 //! that task (and, for at most its timeout, one of the concurrency
 //! permits); a run that panics is logged and the check keeps its cadence.
+//! A run that ends puts its check back in the queue itself, under the
+//! plan's lock: the scheduler's task is woken when a deadline comes (or
+//! the queue's next one moves earlier), not once more per run.
+//! A run that ends puts its check back in the queue itself, under the
+//! plan's lock: the scheduler's task is woken only when a deadline comes
+//! (or the queue's next one moves earlier), not once more per run.
 //! Interval checks start at a stable offset within their interval, derived
 //! from their region and name, so a thousand checks at 30s spread over the
 //! 30 seconds instead of firing together, and the regions running one check
@@ -24,14 +30,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures_util::FutureExt;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 use crate::config::{Check, Secrets};
@@ -82,13 +91,30 @@ impl Scheduler {
             permits: Semaphore::new(self.concurrency.max(1)),
             on_lateness: self.on_lateness,
         });
-        let mut plan = Plan::new(Instant::now());
+        let plan = Arc::new(Mutex::new(Plan::new(Instant::now())));
+        let runs = TaskTracker::new();
         let mut updates_open = true;
         loop {
             let set = updates.borrow_and_update().clone();
-            plan.follow(&set, &self.runner);
+            lock(&plan).follow(&set, &self.runner);
             // Run what is due, and wait for the next change or the end.
             loop {
+                // Starts every run that is due, under the lock: a run cannot
+                // end (and reschedule) before its entry says it is running.
+                // An empty queue is woken by the insert that fills it.
+                let due = std::future::poll_fn(|cx| {
+                    let mut guard = lock(&plan);
+                    let mut started = false;
+                    while let Poll::Ready(Some(due)) = guard.queue.poll_expired(cx) {
+                        guard.start(due.into_inner(), &plan, &shared, &runs);
+                        started = true;
+                    }
+                    if started {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                });
                 tokio::select! {
                     changed = updates.changed(), if updates_open => {
                         if changed.is_err() {
@@ -98,19 +124,11 @@ impl Scheduler {
                         }
                         break;
                     }
-                    Some(due) = std::future::poll_fn(|cx| plan.queue.poll_expired(cx)) => {
-                        plan.start(due.into_inner(), &shared);
-                    }
-                    Some(ended) = plan.runs.join_next() => plan.ended(ended),
+                    () = due => {}
                     _ = cancel.cancelled() => {
-                        plan.runs.abort_all();
-                        while let Some(ended) = plan.runs.join_next().await {
-                            if let Err(error) = ended
-                                && !error.is_cancelled()
-                            {
-                                tracing::error!(%error, "a check's run ended abnormally");
-                            }
-                        }
+                        lock(&plan).stop_all();
+                        runs.close();
+                        runs.wait().await;
                         return;
                     }
                 }
@@ -131,14 +149,20 @@ struct RunShared {
 /// after its check was replaced finds nothing to reschedule.
 type EntryId = u64;
 
-/// The checks on the schedule: the queue of their deadlines and the runs
-/// in progress. Only the scheduler's own task touches it.
+/// The checks on the schedule and the queue of their deadlines. The
+/// scheduler's task and the runs it started share it, behind a lock that
+/// is never held across an await.
 struct Plan {
     epoch: Instant,
     entries: HashMap<EntryId, Entry>,
     queue: DelayQueue<EntryId>,
-    runs: JoinSet<RunEnded>,
     next_id: EntryId,
+}
+
+fn lock(plan: &Mutex<Plan>) -> MutexGuard<'_, Plan> {
+    // Nothing panics while it holds the lock, and every change to an entry
+    // is one assignment: a poisoned plan is still consistent.
+    plan.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One check on the schedule.
@@ -159,19 +183,12 @@ enum EntryState {
         key: delay_queue::Key,
         deadline: Instant,
     },
-    /// A run is in progress, for this deadline.
-    Running { run: AbortHandle, deadline: Instant },
+    /// A run is in progress; it puts the entry back in the queue.
+    Running { run: AbortHandle },
     /// No deadline follows (a cron expression without a next time), or
     /// nobody takes results any more: it stays, so it is not started again
     /// until it changes.
     Ended,
-}
-
-/// What a run hands back to the plan.
-struct RunEnded {
-    id: EntryId,
-    deadline: Instant,
-    flow: ControlFlow<()>,
 }
 
 impl Plan {
@@ -180,7 +197,6 @@ impl Plan {
             epoch,
             entries: HashMap::new(),
             queue: DelayQueue::new(),
-            runs: JoinSet::new(),
             next_id: 0,
         }
     }
@@ -214,7 +230,7 @@ impl Plan {
                         EntryState::Waiting { key, .. } => {
                             queue.remove(key);
                         }
-                        EntryState::Running { run, .. } => run.abort(),
+                        EntryState::Running { run } => run.abort(),
                         EntryState::Ended => {}
                     }
                     false
@@ -249,47 +265,43 @@ impl Plan {
         }
     }
 
-    /// Starts the run of entry `id`, whose deadline has come.
-    fn start(&mut self, id: EntryId, shared: &Arc<RunShared>) {
+    /// Starts the run of entry `id`, whose deadline has come; the run puts
+    /// it back in the queue when it ends.
+    fn start(
+        &mut self,
+        id: EntryId,
+        plan: &Arc<Mutex<Plan>>,
+        shared: &Arc<RunShared>,
+        runs: &TaskTracker,
+    ) {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
         let EntryState::Waiting { deadline, .. } = entry.state else {
             return;
         };
-        let (check, runner, shared) = (entry.check.clone(), entry.runner.clone(), shared.clone());
-        let run = self.runs.spawn(async move {
-            let flow = run_once(&check, &runner, &shared, deadline).await;
-            RunEnded { id, deadline, flow }
+        let (check, runner) = (entry.check.clone(), entry.runner.clone());
+        let (plan, shared) = (plan.clone(), shared.clone());
+        let run = runs.spawn(async move {
+            let ran = std::panic::AssertUnwindSafe(run_once(&check, &runner, &shared, deadline))
+                .catch_unwind()
+                .await;
+            let flow = ran.unwrap_or_else(|_| {
+                tracing::error!(check = %check.name, "a run of this check panicked; the check keeps its schedule");
+                ControlFlow::Continue(())
+            });
+            lock(&plan).ended(id, deadline, flow);
         });
-        entry.state = EntryState::Running { run, deadline };
+        entry.state = EntryState::Running {
+            run: run.abort_handle(),
+        };
     }
 
     /// Puts the check of a run that ended back in the queue, at its next
-    /// deadline.
-    fn ended(&mut self, ended: Result<RunEnded, tokio::task::JoinError>) {
-        let (id, deadline, flow) = match ended {
-            Ok(RunEnded { id, deadline, flow }) => (id, deadline, flow),
-            // Stopped because its check went away or changed.
-            Err(error) if error.is_cancelled() => return,
-            Err(error) => {
-                tracing::error!(%error, "a check's run ended abnormally");
-                let task = error.id();
-                let Some((id, deadline)) = self.entries.iter().find_map(|(id, entry)| match &entry
-                    .state
-                {
-                    EntryState::Running { run, deadline } if run.id() == task => {
-                        Some((*id, *deadline))
-                    }
-                    _ => None,
-                }) else {
-                    return;
-                };
-                (id, deadline, ControlFlow::Continue(()))
-            }
-        };
+    /// deadline after `deadline`.
+    fn ended(&mut self, id: EntryId, deadline: Instant, flow: ControlFlow<()>) {
         let Some(entry) = self.entries.get_mut(&id) else {
-            return; // replaced while it ran
+            return; // removed or replaced while it ran
         };
         if !matches!(entry.state, EntryState::Running { .. }) {
             return;
@@ -312,6 +324,15 @@ impl Plan {
             }
             None => EntryState::Ended,
         };
+    }
+
+    /// Stops every run in progress (shutting down).
+    fn stop_all(&self) {
+        for entry in self.entries.values() {
+            if let EntryState::Running { run } = &entry.state {
+                run.abort();
+            }
+        }
     }
 }
 
