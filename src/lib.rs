@@ -3,7 +3,7 @@
 //! Layout, in the order data flows (ARCHITECTURE.md has the whole map):
 //! - `config`: checks and alert channels from YAML, validated with positions.
 //! - `schedule`: durations, intervals and cron; pure.
-//! - `scheduler`: runs every check on its cadence, one task per check.
+//! - `scheduler`: runs every check on its cadence: one queue of deadlines, a task per run.
 //! - `probe`: runs one check; `result`: the `ProbeResult` it makes.
 //!   (`probe::tls_client` builds every kind's rustls config from
 //!   `config::TlsClientOptions`; `probe::failure` says errors in words.)

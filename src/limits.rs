@@ -23,6 +23,11 @@ pub const REGEX_BYTES_MAX: usize = 1024 * 1024;
 /// Longest duration accepted anywhere in the config (about 400 days): larger
 /// values are typos, and would overflow time arithmetic.
 pub const DURATION_MAX: Duration = Duration::from_secs(400 * 86_400);
+/// Farthest a deadline is put in the scheduler's queue: tokio-util's
+/// DelayQueue panics past about 795 days, and a cron expression can fire
+/// years ahead (`0 0 29 2 *`). A deadline beyond it is queued at the
+/// horizon and queued again from there, once a day.
+pub const SCHEDULE_QUEUE_HORIZON: Duration = Duration::from_secs(86_400);
 /// How many config errors are reported before the rest are summarised.
 pub const CONFIG_ERRORS_MAX: usize = 200;
 

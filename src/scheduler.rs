@@ -1,14 +1,11 @@
 //! Runs every check on its own cadence and hands the results on.
 //!
 //! One queue of deadlines for all checks, and a task per run: a sleeping
-//! check is an entry in the queue (a few dozen bytes), not a task of its
+//! check is an entry in the plan and its queue (about 200 bytes), not a task of its
 //! own, so 10,000 checks cost a queue rather than 10,000 parked futures
 //! (#19). A run is a task of its own, so a slow or hung check holds only
 //! that task (and, for at most its timeout, one of the concurrency
 //! permits); a run that panics is logged and the check keeps its cadence.
-//! A run that ends puts its check back in the queue itself, under the
-//! plan's lock: the scheduler's task is woken when a deadline comes (or
-//! the queue's next one moves earlier), not once more per run.
 //! A run that ends puts its check back in the queue itself, under the
 //! plan's lock: the scheduler's task is woken only when a deadline comes
 //! (or the queue's next one moves earlier), not once more per run.
@@ -44,6 +41,7 @@ use tokio_util::task::TaskTracker;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 use crate::config::{Check, Secrets};
+use crate::limits;
 use crate::probe::Runner;
 use crate::result::ProbeResult;
 use crate::schedule::Schedule;
@@ -93,6 +91,8 @@ impl Scheduler {
         });
         let plan = Arc::new(Mutex::new(Plan::new(Instant::now())));
         let runs = TaskTracker::new();
+        // However this ends (returned, dropped, panicked), no run outlives it.
+        let _stop = StopRuns(&plan);
         let mut updates_open = true;
         loop {
             let set = updates.borrow_and_update().clone();
@@ -106,8 +106,7 @@ impl Scheduler {
                     let mut guard = lock(&plan);
                     let mut started = false;
                     while let Poll::Ready(Some(due)) = guard.queue.poll_expired(cx) {
-                        guard.start(due.into_inner(), &plan, &shared, &runs);
-                        started = true;
+                        started |= guard.start(due.into_inner(), &plan, &shared, &runs);
                     }
                     if started {
                         Poll::Ready(())
@@ -157,6 +156,22 @@ struct Plan {
     entries: HashMap<EntryId, Entry>,
     queue: DelayQueue<EntryId>,
     next_id: EntryId,
+}
+
+/// Stops every run in progress when dropped.
+struct StopRuns<'a>(&'a Mutex<Plan>);
+
+impl Drop for StopRuns<'_> {
+    fn drop(&mut self) {
+        lock(self.0).stop_all();
+    }
+}
+
+/// Queues entry `id` at `deadline`, or at the horizon if that is farther
+/// (`start` queues it again from there).
+fn enqueue(queue: &mut DelayQueue<EntryId>, id: EntryId, deadline: Instant) -> delay_queue::Key {
+    let horizon = Instant::now() + limits::SCHEDULE_QUEUE_HORIZON;
+    queue.insert_at(id, deadline.min(horizon))
 }
 
 fn lock(plan: &Mutex<Plan>) -> MutexGuard<'_, Plan> {
@@ -247,7 +262,7 @@ impl Plan {
             let region = &runner.identity().region;
             let state = match first_deadline(&check.schedule, region, &check.name, self.epoch) {
                 Some(deadline) => EntryState::Waiting {
-                    key: self.queue.insert_at(id, deadline),
+                    key: enqueue(&mut self.queue, id, deadline),
                     deadline,
                 },
                 None => EntryState::Ended,
@@ -265,21 +280,31 @@ impl Plan {
         }
     }
 
-    /// Starts the run of entry `id`, whose deadline has come; the run puts
-    /// it back in the queue when it ends.
+    /// Starts the run of entry `id`, whose queue entry just expired; the
+    /// run puts it back in the queue when it ends. A deadline beyond the
+    /// queue's horizon is queued again instead. Returns whether it started.
     fn start(
         &mut self,
         id: EntryId,
         plan: &Arc<Mutex<Plan>>,
         shared: &Arc<RunShared>,
         runs: &TaskTracker,
-    ) {
+    ) -> bool {
         let Some(entry) = self.entries.get_mut(&id) else {
-            return;
+            return false;
         };
         let EntryState::Waiting { deadline, .. } = entry.state else {
-            return;
+            return false;
         };
+        if deadline > Instant::now() + Duration::from_secs(1) {
+            entry.state = EntryState::Waiting {
+                key: enqueue(&mut self.queue, id, deadline),
+                deadline,
+            };
+            return false;
+        }
+        // The queue's key is spent: never leave it in the entry.
+        entry.state = EntryState::Ended;
         let (check, runner) = (entry.check.clone(), entry.runner.clone());
         let (plan, shared) = (plan.clone(), shared.clone());
         let run = runs.spawn(async move {
@@ -295,6 +320,7 @@ impl Plan {
         entry.state = EntryState::Running {
             run: run.abort_handle(),
         };
+        true
     }
 
     /// Puts the check of a run that ended back in the queue, at its next
@@ -318,7 +344,7 @@ impl Plan {
                     tracing::debug!(check = %entry.check.name, skipped, "run overran its interval; skipped ticks");
                 }
                 EntryState::Waiting {
-                    key: self.queue.insert_at(id, next),
+                    key: enqueue(&mut self.queue, id, next),
                     deadline: next,
                 }
             }
@@ -423,6 +449,20 @@ fn cron_deadline(schedule: &Schedule) -> Option<Instant> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// DelayQueue panics on a deadline ~795 days ahead; a cron expression
+    /// can ask for one. It is queued at the horizon instead.
+    #[tokio::test]
+    async fn a_deadline_years_ahead_is_queued_at_the_horizon() {
+        let mut queue = DelayQueue::new();
+        let years = Instant::now() + Duration::from_secs(1_000 * 86_400);
+        let key = enqueue(&mut queue, 7, years);
+        let queued = queue.deadline(&key);
+        assert!(queued <= Instant::now() + limits::SCHEDULE_QUEUE_HORIZON + Duration::from_secs(1));
+        assert!(
+            queued >= Instant::now() + limits::SCHEDULE_QUEUE_HORIZON - Duration::from_secs(60)
+        );
+    }
 
     #[test]
     fn overrun_skips_ticks_instead_of_bursting() {
