@@ -14,6 +14,17 @@ use lookout::scheduler::Scheduler;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// A runner for region `t`, masking with `secrets`.
+fn runner_in_region_t(secrets: Arc<lookout::config::Secrets>) -> Runner {
+    Runner::new(
+        ProbeIdentity {
+            region: "t".into(),
+            probe: "t".into(),
+        },
+        secrets,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_check_skips_ticks_and_never_delays_another() {
     let target = start_target().await;
@@ -32,13 +43,7 @@ async fn a_hung_check_skips_ticks_and_never_delays_another() {
         target.url("/ok")
     ));
     let config = dirs.load();
-    let runner = Runner::new(
-        ProbeIdentity {
-            region: "t".into(),
-            probe: "t".into(),
-        },
-        config.secrets.clone(),
-    );
+    let runner = runner_in_region_t(config.secrets.clone());
     let (tx, mut rx) = mpsc::channel(1024);
     let lateness = Arc::new(std::sync::Mutex::new(Vec::new()));
     let observed = lateness.clone();
@@ -93,13 +98,7 @@ async fn the_concurrency_limit_runs_checks_one_after_the_other() {
     };
     let dirs = ConfigDirs::new(&format!("checks:\n{}{}", check("one"), check("two")));
     let config = dirs.load();
-    let runner = Runner::new(
-        ProbeIdentity {
-            region: "t".into(),
-            probe: "t".into(),
-        },
-        config.secrets.clone(),
-    );
+    let runner = runner_in_region_t(config.secrets.clone());
     let (tx, mut rx) = mpsc::channel(64);
     let scheduler = Scheduler {
         runner,
@@ -172,13 +171,7 @@ async fn checks_come_and_go_and_run_now_runs_at_once() {
     let (run_now_tx, run_now) = mpsc::channel(8);
     let (tx, mut rx) = mpsc::channel(1024);
     let scheduler = Scheduler {
-        runner: Runner::new(
-            ProbeIdentity {
-                region: "t".into(),
-                probe: "t".into(),
-            },
-            Arc::default(),
-        ),
+        runner: runner_in_region_t(Arc::default()),
         results: tx,
         concurrency: 8,
         on_lateness: None,
@@ -261,13 +254,7 @@ async fn an_unchanged_check_keeps_its_cadence_while_others_come() {
     let (updates_tx, updates) = watch::channel(first);
     let (tx, mut rx) = mpsc::channel(1024);
     let scheduler = Scheduler {
-        runner: Runner::new(
-            ProbeIdentity {
-                region: "t".into(),
-                probe: "t".into(),
-            },
-            secrets.clone(),
-        ),
+        runner: runner_in_region_t(secrets.clone()),
         results: tx,
         concurrency: 8,
         on_lateness: None,
